@@ -1,0 +1,121 @@
+//! The breaker's states and their packing into one atomic word.
+//!
+//! The word holds the state in its low 3 bits and a generation counter above them. Every
+//! transition bumps the generation, so an outcome recorded by a call admitted under an
+//! older generation (say, a slow call that started while closed and ended after the
+//! breaker opened and closed again) is recognised and left out.
+
+use serde::Serialize;
+
+/// A circuit breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CircuitState {
+    /// Calls flow; outcomes are recorded.
+    Closed,
+    /// Calls are rejected until the open time ends.
+    Open,
+    /// A few probe calls test the dependency.
+    HalfOpen,
+    /// Held open by an operator; every call is rejected.
+    ForcedOpen,
+    /// Held closed by an operator; every call is admitted and nothing trips.
+    ForcedClosed,
+    /// Configured off; every call is admitted and nothing is recorded.
+    Disabled,
+}
+
+impl CircuitState {
+    pub(crate) const fn code(self) -> u64 {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+            CircuitState::ForcedOpen => 3,
+            CircuitState::ForcedClosed => 4,
+            CircuitState::Disabled => 5,
+        }
+    }
+
+    pub(crate) const fn from_code(code: u64) -> Self {
+        match code {
+            0 => CircuitState::Closed,
+            1 => CircuitState::Open,
+            2 => CircuitState::HalfOpen,
+            3 => CircuitState::ForcedOpen,
+            4 => CircuitState::ForcedClosed,
+            _ => CircuitState::Disabled,
+        }
+    }
+
+    /// The state's name in metrics labels and JSON (`"half-open"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half-open",
+            CircuitState::ForcedOpen => "forced-open",
+            CircuitState::ForcedClosed => "forced-closed",
+            CircuitState::Disabled => "disabled",
+        }
+    }
+
+    /// The value of the `palisade_circuit_state` gauge.
+    pub const fn gauge(self) -> f64 {
+        self.code() as f64
+    }
+}
+
+impl std::fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const STATE_BITS: u32 = 3;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+
+/// A state and the generation it was entered in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Word(pub(crate) u64);
+
+impl Word {
+    pub(crate) const fn new(state: CircuitState, generation: u64) -> Self {
+        Word((generation << STATE_BITS) | state.code())
+    }
+
+    pub(crate) const fn state(self) -> CircuitState {
+        CircuitState::from_code(self.0 & STATE_MASK)
+    }
+
+    pub(crate) const fn generation(self) -> u64 {
+        self.0 >> STATE_BITS
+    }
+
+    /// The word for entering `state` from this one.
+    pub(crate) const fn next(self, state: CircuitState) -> Self {
+        Word::new(state, self.generation().wrapping_add(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        for state in [
+            CircuitState::Closed,
+            CircuitState::Open,
+            CircuitState::HalfOpen,
+            CircuitState::ForcedOpen,
+            CircuitState::ForcedClosed,
+            CircuitState::Disabled,
+        ] {
+            let w = Word::new(state, 41);
+            assert_eq!(w.state(), state);
+            assert_eq!(w.generation(), 41);
+            assert_eq!(w.next(CircuitState::Closed).generation(), 42);
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The [`Timeout`] as a tower middleware.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{Limit, Timeout};
+use crate::deadline::{self, Scoped};
+use crate::error::IntoPolicyError;
+use crate::Error;
+
+/// Applies a [`Timeout`] to a service. Clones share the policy.
+#[derive(Clone, Debug)]
+pub struct TimeoutLayer {
+    timeout: Timeout,
+}
+
+/// A service whose calls are cancelled after the [`Timeout`] or the call's deadline.
+#[derive(Clone, Debug)]
+pub struct TimeoutService<S> {
+    inner: S,
+    timeout: Timeout,
+}
+
+pin_project! {
+    /// The response future of [`TimeoutService`].
+    #[project = ResponseProj]
+    pub enum ResponseFuture<F, E> {
+        /// The inner call is running under a timer.
+        Running {
+            /// The inner call, in the deadline scope.
+            #[pin]
+            inner: Scoped<F>,
+            /// The timer.
+            #[pin]
+            sleep: Sleep,
+            /// What bounds the call.
+            limit: Limit,
+            /// The policy, for its error.
+            timeout: Timeout,
+        },
+        /// No time was left to start the call.
+        Expired { error: Option<Error<E>> },
+    }
+}
+
+// === impl TimeoutLayer ===
+
+impl TimeoutLayer {
+    /// A layer applying `timeout`.
+    pub fn new(timeout: Timeout) -> Self {
+        Self { timeout }
+    }
+}
+
+impl Timeout {
+    /// This policy as a tower layer.
+    pub fn layer(&self) -> TimeoutLayer {
+        TimeoutLayer::new(self.clone())
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = TimeoutService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TimeoutService {
+            inner,
+            timeout: self.timeout.clone(),
+        }
+    }
+}
+
+// === impl TimeoutService ===
+
+impl<S, Req> Service<Req> for TimeoutService<S>
+where
+    S: Service<Req>,
+    S::Error: IntoPolicyError,
+{
+    type Response = S::Response;
+    type Error = Error<<S::Error as IntoPolicyError>::Inner>;
+    type Future = ResponseFuture<S::Future, <S::Error as IntoPolicyError>::Inner>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(IntoPolicyError::into_policy_error)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let limit = self.timeout.limit();
+        if matches!(limit, Limit::Deadline(at) if at <= Instant::now()) {
+            return ResponseFuture::Expired {
+                error: Some(Error::DeadlineExceeded),
+            };
+        }
+        let at = limit.at();
+        ResponseFuture::Running {
+            inner: deadline::scoped(at, self.inner.call(request)),
+            sleep: tokio::time::sleep_until(at),
+            limit,
+            timeout: self.timeout.clone(),
+        }
+    }
+}
+
+// === impl ResponseFuture ===
+
+impl<F, T, E, I> Future for ResponseFuture<F, I>
+where
+    F: Future<Output = Result<T, E>>,
+    E: IntoPolicyError<Inner = I>,
+{
+    type Output = Result<T, Error<I>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ResponseProj::Running {
+                inner,
+                sleep,
+                limit,
+                timeout,
+            } => {
+                if let Poll::Ready(result) = inner.poll(cx) {
+                    return Poll::Ready(result.map_err(IntoPolicyError::into_policy_error));
+                }
+                ready!(sleep.poll(cx));
+                Poll::Ready(Err(timeout.expired(*limit)))
+            }
+            ResponseProj::Expired { error } => {
+                Poll::Ready(Err(error.take().unwrap_or(Error::DeadlineExceeded)))
+            }
+        }
+    }
+}

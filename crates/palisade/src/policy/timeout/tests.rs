@@ -1,0 +1,137 @@
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep};
+
+use super::*;
+use crate::deadline;
+
+async fn sleepy(d: Duration) -> Result<&'static str, Error<&'static str>> {
+    sleep(d).await;
+    Ok("done")
+}
+
+#[tokio::test(start_paused = true)]
+async fn fast_operation_passes_through() {
+    let t = Timeout::new(Duration::from_millis(100));
+    let r = t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_millis(99))).await;
+    assert_eq!(r.unwrap(), "done");
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_operation_is_cancelled_at_the_timeout() {
+    let t = Timeout::new(Duration::from_millis(100));
+    let start = Instant::now();
+    let r = t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5))).await;
+    assert!(matches!(r, Err(Error::Timeout { after }) if after == Duration::from_millis(100)));
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_operation_is_dropped() {
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    struct SetOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let t = Timeout::new(Duration::from_millis(10));
+    let flag = dropped.clone();
+    let r = t
+        .execute(&crate::DefaultClassifier, || {
+            let guard = SetOnDrop(flag.clone());
+            async move {
+                let _guard = guard;
+                sleep(Duration::from_secs(60)).await;
+                Ok::<_, Error<()>>(())
+            }
+        })
+        .await;
+    assert!(r.is_err());
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_deadline_wins_and_is_reported_as_such() {
+    let t = Timeout::new(Duration::from_secs(10));
+    let start = Instant::now();
+    let r = deadline::scope_for(Duration::from_millis(30), async {
+        t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(1))).await
+    })
+    .await;
+    assert!(matches!(r, Err(Error::DeadlineExceeded)));
+    assert_eq!(start.elapsed(), Duration::from_millis(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_deadline_never_starts_the_operation() {
+    let t = Timeout::new(Duration::from_secs(1));
+    let started = std::sync::atomic::AtomicU32::new(0);
+    let r = deadline::scope(Instant::now(), async {
+        t.execute(&crate::DefaultClassifier, || {
+            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            sleepy(Duration::ZERO)
+        })
+        .await
+    })
+    .await;
+    assert!(matches!(r, Err(Error::DeadlineExceeded)));
+    assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_sets_a_deadline_for_what_it_wraps() {
+    let outer = Timeout::new(Duration::from_millis(200));
+    let seen = outer
+        .execute(&crate::DefaultClassifier, || async {
+            Ok::<_, Error<()>>(deadline::remaining())
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, Some(Duration::from_millis(200)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn listener_hears_the_timeout() {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    let t = Timeout::builder()
+        .name("db")
+        .after(Duration::from_millis(5))
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let _ = t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(1))).await;
+    let heard = heard.lock().unwrap();
+    assert_eq!(
+        *heard,
+        vec![crate::events::Event::TimedOut {
+            name: "db".into(),
+            after: Duration::from_millis(5)
+        }]
+    );
+}
+
+#[test]
+fn zero_timeout_is_a_config_error() {
+    let err = TimeoutConfig {
+        after: Duration::ZERO,
+        ..TimeoutConfig::default()
+    }
+    .build()
+    .unwrap_err();
+    assert_eq!(err.field, "after");
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_service_times_out_and_keeps_errors_flat() {
+    use tower::{ServiceExt, service_fn};
+    let svc = Timeout::new(Duration::from_millis(50)).layer().layer(service_fn(|d: u64| async move {
+        sleep(Duration::from_millis(d)).await;
+        Ok::<_, std::io::Error>(d)
+    }));
+    use tower_layer::Layer as _;
+    assert_eq!(svc.clone().oneshot(10).await.unwrap(), 10);
+    let err = svc.oneshot(500).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }));
+}

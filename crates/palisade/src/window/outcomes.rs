@@ -1,0 +1,158 @@
+//! The last N calls as bitsets, for count-based failure and slow-call rates.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Totals over the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Calls in the window (at most its size).
+    pub(crate) calls: u32,
+    /// Of those, failures.
+    pub(crate) failures: u32,
+    /// Of those, slow calls.
+    pub(crate) slow: u32,
+}
+
+/// A ring of the last `size` outcomes.
+///
+/// The slot a call lands in is claimed with one compare-and-swap on `head`; its bits are
+/// then flipped with `fetch_or`/`fetch_and`, whose returned previous value says whether a
+/// counter must change. The counters therefore always equal the number of set bits, even
+/// when two calls race; only the rare case of two calls landing in one slot after the
+/// ring wrapped under them can lose one of the two outcomes.
+pub(crate) struct OutcomeRing {
+    head: AtomicU32,
+    filled: AtomicU32,
+    size: u32,
+    failures: AtomicU32,
+    slow: AtomicU32,
+    failure_bits: Box<[AtomicU64]>,
+    slow_bits: Box<[AtomicU64]>,
+}
+
+impl OutcomeRing {
+    /// A ring of `size` slots (at least 1).
+    pub(crate) fn new(size: u32) -> Self {
+        let size = size.max(1);
+        let words = size.div_ceil(64) as usize;
+        Self {
+            head: AtomicU32::new(0),
+            filled: AtomicU32::new(0),
+            size,
+            failures: AtomicU32::new(0),
+            slow: AtomicU32::new(0),
+            failure_bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            slow_bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn claim_slot(&self) -> u32 {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let next = if head + 1 >= self.size { 0 } else { head + 1 };
+            match self
+                .head
+                .compare_exchange_weak(head, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return head,
+                Err(seen) => head = seen,
+            }
+        }
+    }
+
+    /// Records one call; returns true if a counter changed upwards (a new failure or
+    /// slow call entered the window), i.e. when a threshold may now be crossed.
+    #[inline]
+    pub(crate) fn record(&self, failed: bool, slow: bool) -> bool {
+        let slot = self.claim_slot();
+        if self.filled.load(Ordering::Relaxed) < self.size {
+            self.filled.fetch_add(1, Ordering::Relaxed);
+        }
+        let word = (slot / 64) as usize;
+        let mask = 1u64 << (slot % 64);
+        let more_failures = set_bit(&self.failure_bits[word], mask, failed, &self.failures);
+        let more_slow = set_bit(&self.slow_bits[word], mask, slow, &self.slow);
+        more_failures || more_slow
+    }
+
+    /// The totals now.
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            calls: self.filled.load(Ordering::Relaxed).min(self.size),
+            failures: self.failures.load(Ordering::Relaxed),
+            slow: self.slow.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Forgets every call.
+    pub(crate) fn clear(&self) {
+        for word in self.failure_bits.iter().chain(self.slow_bits.iter()) {
+            word.store(0, Ordering::Relaxed);
+        }
+        self.failures.store(0, Ordering::Relaxed);
+        self.slow.store(0, Ordering::Relaxed);
+        self.filled.store(0, Ordering::Relaxed);
+        self.head.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Sets or clears `mask` in `word`, keeping `count` equal to the set bits. Returns true
+/// if the bit went from clear to set.
+#[inline]
+fn set_bit(word: &AtomicU64, mask: u64, value: bool, count: &AtomicU32) -> bool {
+    if value {
+        let previous = word.fetch_or(mask, Ordering::Relaxed);
+        if previous & mask == 0 {
+            count.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        // Already set: the count is unchanged, but the caller should still check.
+        true
+    } else {
+        if word.load(Ordering::Relaxed) & mask != 0 {
+            let previous = word.fetch_and(!mask, Ordering::Relaxed);
+            if previous & mask != 0 {
+                count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        false
+    }
+}
+
+#[cfg(all(test, not(palisade_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_follow_the_last_n_calls() {
+        let ring = OutcomeRing::new(3);
+        assert!(ring.record(true, false));
+        assert!(!ring.record(false, false));
+        assert!(ring.record(false, true));
+        assert_eq!(ring.counts(), Counts { calls: 3, failures: 1, slow: 1 });
+        // The fourth call overwrites the first (a failure).
+        ring.record(false, false);
+        assert_eq!(ring.counts(), Counts { calls: 3, failures: 0, slow: 1 });
+        ring.clear();
+        assert_eq!(ring.counts(), Counts::default());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn counts_equal_a_naive_window(size in 1u32..130, calls in proptest::collection::vec((proptest::bool::ANY, proptest::bool::ANY), 0..400)) {
+            let ring = OutcomeRing::new(size);
+            let mut naive = std::collections::VecDeque::new();
+            for (failed, slow) in calls {
+                ring.record(failed, slow);
+                naive.push_back((failed, slow));
+                if naive.len() > size as usize { naive.pop_front(); }
+                let expected = Counts {
+                    calls: naive.len() as u32,
+                    failures: naive.iter().filter(|c| c.0).count() as u32,
+                    slow: naive.iter().filter(|c| c.1).count() as u32,
+                };
+                proptest::prop_assert_eq!(ring.counts(), expected);
+            }
+        }
+    }
+}
