@@ -23,31 +23,24 @@ pub type Admission<G, I> = Pin<Box<dyn Future<Output = Result<G, Error<I>>> + Se
 pin_project! {
     /// The response future of a service that may wait for admission holding `G`.
     #[project = DeferredProj]
+    #[allow(missing_docs)] // variants are documented; fields are internal
     pub enum Deferred<S, Req, F, I, G> {
         /// Waiting for admission.
         Waiting {
-            /// The wait.
             admission: Admission<G, I>,
-            /// The service to call once admitted.
             service: Option<S>,
-            /// The request to send once admitted.
             request: Option<Req>,
         },
         /// Admitted; waiting for the inner service to be ready.
         Readying {
-            /// Held until the call ends.
             guard: Option<G>,
-            /// The service to call once admitted.
             service: Option<S>,
-            /// The request to send once admitted.
             request: Option<Req>,
         },
         /// Admitted and running.
         Running {
-            /// The inner call.
             #[pin]
             inner: F,
-            /// Held until the call ends.
             guard: Option<G>,
         },
         /// Refused before running.
@@ -137,3 +130,4 @@ where
         }
     }
 }
+

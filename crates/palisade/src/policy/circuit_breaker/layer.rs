@@ -31,15 +31,13 @@ pub struct CircuitBreakerService<S, C = DefaultClassifier> {
 pin_project! {
     /// The response future of [`CircuitBreakerService`].
     #[project = ResponseProj]
+    #[allow(missing_docs)] // variants are documented; fields are internal
     pub enum ResponseFuture<F, C, I> {
         /// The call was admitted and runs.
         Running {
-            /// The inner call.
             #[pin]
             inner: F,
-            /// Reports the outcome.
             permit: Option<OwnedPermit>,
-            /// Judges the outcome.
             classifier: C,
         },
         /// The breaker refused the call.
@@ -131,3 +129,4 @@ where
         }
     }
 }
+

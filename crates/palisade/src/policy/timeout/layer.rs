@@ -30,18 +30,15 @@ pub struct TimeoutService<S> {
 pin_project! {
     /// The response future of [`TimeoutService`].
     #[project = ResponseProj]
+    #[allow(missing_docs)] // variants are documented; fields are internal
     pub enum ResponseFuture<F, E> {
         /// The inner call is running under a timer.
         Running {
-            /// The inner call, in the deadline scope.
             #[pin]
             inner: Scoped<F>,
-            /// The timer.
             #[pin]
             sleep: Sleep,
-            /// What bounds the call.
             limit: Limit,
-            /// The policy, for its error.
             timeout: Timeout,
         },
         /// No time was left to start the call.
@@ -139,3 +136,4 @@ where
         }
     }
 }
+
