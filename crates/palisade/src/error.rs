@@ -21,6 +21,7 @@
 //! # let _ = react;
 //! ```
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,20 +29,17 @@ use std::time::Duration;
 pub type Name = Arc<str>;
 
 /// The error returned by every Palisade policy around an operation failing with `E`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error<E> {
     /// The operation itself failed.
-    #[error(transparent)]
     Inner(E),
     /// The operation took longer than its timeout and was cancelled.
-    #[error("timed out after {after:?}")]
     Timeout {
         /// The timeout that elapsed.
         after: Duration,
     },
     /// A circuit breaker refused the call without trying it.
-    #[error("circuit breaker '{name}' is open")]
     CircuitOpen {
         /// The breaker's name.
         name: Name,
@@ -49,7 +47,6 @@ pub enum Error<E> {
         retry_after: Option<Duration>,
     },
     /// A bulkhead had no free slot and no room (or time) in its queue.
-    #[error("bulkhead '{name}' is full ({active} of {max} slots in use)")]
     BulkheadFull {
         /// The bulkhead's name.
         name: Name,
@@ -59,7 +56,6 @@ pub enum Error<E> {
         max: usize,
     },
     /// A rate limiter refused the call.
-    #[error("rate limiter '{name}' refused the call; retry after {retry_after:?}")]
     RateLimited {
         /// The limiter's name.
         name: Name,
@@ -67,22 +63,53 @@ pub enum Error<E> {
         retry_after: Duration,
     },
     /// A load shedder dropped the call to protect the service.
-    #[error("load shedder '{name}' dropped the call")]
     Shed {
         /// The shedder's name.
         name: Name,
     },
     /// The call's deadline passed, or too little of it was left to start.
-    #[error("deadline exceeded")]
     DeadlineExceeded,
     /// A retry policy gave up.
-    #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted {
         /// Attempts made, the first included.
         attempts: u32,
         /// The last attempt's error.
         last: Box<Error<E>>,
     },
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Inner(e) => e.fmt(f),
+            Error::Timeout { after } => write!(f, "timed out after {after:?}"),
+            Error::CircuitOpen { name, .. } => write!(f, "circuit breaker '{name}' is open"),
+            Error::BulkheadFull { name, active, max } => {
+                write!(f, "bulkhead '{name}' is full ({active} of {max} slots in use)")
+            }
+            Error::RateLimited { name, retry_after } => {
+                write!(f, "rate limiter '{name}' refused the call; retry after {retry_after:?}")
+            }
+            Error::Shed { name } => write!(f, "load shedder '{name}' dropped the call"),
+            Error::DeadlineExceeded => f.write_str("deadline exceeded"),
+            Error::RetriesExhausted { attempts, last } => {
+                write!(f, "gave up after {attempts} attempts: ")?;
+                last.fmt(f)
+            }
+        }
+    }
+}
+
+/// The operation's error is shown by `Display`; `source` continues with *its* source,
+/// so an error chain never repeats a message.
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Inner(e) => e.source(),
+            Error::RetriesExhausted { last, .. } => last.source(),
+            _ => None,
+        }
+    }
 }
 
 impl<E> Error<E> {
