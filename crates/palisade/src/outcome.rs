@@ -192,7 +192,7 @@ where
 /// | error | health | retry |
 /// |---|---|---|
 /// | `Timeout` | failure | yes |
-/// | `CircuitOpen` | ignored | after `retry_after` when known, else no |
+/// | `CircuitOpen` | ignored | no: fail fast; the error carries `retry_after` for the caller |
 /// | `BulkheadFull`, `Shed` | ignored | no |
 /// | `RateLimited` | ignored | no (a local limit: retrying adds load) |
 /// | `DeadlineExceeded` | failure | no (no time is left) |
@@ -203,13 +203,10 @@ pub fn classify_rejection<E>(error: &Error<E>) -> Outcome {
     match error {
         Error::Inner(_) => Outcome::failure().retryable(),
         Error::Timeout { .. } => Outcome::failure().retryable(),
-        Error::CircuitOpen { retry_after, .. } => match retry_after {
-            Some(after) => Outcome::ignored().retry_after(*after),
-            None => Outcome::ignored(),
-        },
-        Error::BulkheadFull { .. } | Error::Shed { .. } | Error::RateLimited { .. } => {
-            Outcome::ignored()
-        }
+        Error::CircuitOpen { .. }
+        | Error::BulkheadFull { .. }
+        | Error::Shed { .. }
+        | Error::RateLimited { .. } => Outcome::ignored(),
         Error::DeadlineExceeded | Error::RetriesExhausted { .. } => Outcome::failure(),
     }
 }
