@@ -73,11 +73,19 @@ impl Dependency {
         match self.phase() {
             Phase::Healthy => {
                 sleep(Duration::from_millis(if roll < 0.02 { 400 } else { 20 })).await;
-                if roll > 0.97 { Err(DependencyError("blip")) } else { Ok("row") }
+                if roll > 0.97 {
+                    Err(DependencyError("blip"))
+                } else {
+                    Ok("row")
+                }
             }
             Phase::Degraded => {
                 sleep(Duration::from_millis(150)).await;
-                if roll < 0.4 { Err(DependencyError("overloaded")) } else { Ok("row") }
+                if roll < 0.4 {
+                    Err(DependencyError("overloaded"))
+                } else {
+                    Ok("row")
+                }
             }
             Phase::Down => {
                 sleep(Duration::from_secs(3600)).await; // hangs
@@ -112,7 +120,10 @@ impl Tally {
     fn percentile(&self, p: f64) -> Duration {
         let mut sorted = self.latencies.clone();
         sorted.sort();
-        sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
     }
 
     fn line(&self, label: &str) {
@@ -147,46 +158,75 @@ where
         sleep(every).await;
     }
     sleep(Duration::from_secs(5)).await; // let in-flight calls finish (or stay hung)
-    Arc::try_unwrap(tally).map(|m| m.into_inner().unwrap()).unwrap_or_else(|shared| {
-        let mut t = shared.lock().unwrap();
-        std::mem::take(&mut *t)
-    })
+    Arc::try_unwrap(tally)
+        .map(|m| m.into_inner().unwrap())
+        .unwrap_or_else(|shared| {
+            let mut t = shared.lock().unwrap();
+            std::mem::take(&mut *t)
+        })
 }
 
 fn printer(prefix: &'static str) -> impl Fn(&Event) + Send + Sync + 'static {
     let start = Instant::now();
-    move |event| match event {
-        Event::CircuitStateChanged { from, to, .. } => {
+    move |event| {
+        if let Event::CircuitStateChanged { from, to, .. } = event {
             println!("    [{:>6.2?}] {prefix}: {from} → {to}", start.elapsed());
         }
-        _ => {}
     }
 }
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
-    println!("Palisade tour — a simulated dependency: healthy 0–20 s, degraded 20–30 s (slow, 40% errors),");
-    println!("down 30–40 s (every call hangs), healthy again after. Paused clock: same output every run.\n");
+    println!(
+        "Palisade tour — a simulated dependency: healthy 0–20 s, degraded 20–30 s (slow, 40% errors),"
+    );
+    println!(
+        "down 30–40 s (every call hangs), healthy again after. Paused clock: same output every run.\n"
+    );
     let every = Duration::from_millis(50);
     let minute = Duration::from_secs(60);
 
     println!("1. Timeout — cancel what runs too long");
-    traffic(&Pipeline::builder().build(), &Dependency::new(1), minute, every).await.line("direct");
+    traffic(
+        &Pipeline::builder().build(),
+        &Dependency::new(1),
+        minute,
+        every,
+    )
+    .await
+    .line("direct");
     let timeout = Timeout::new(Duration::from_millis(250));
-    traffic(&timeout, &Dependency::new(1), minute, every).await.line("timeout 250ms");
-    println!("   Direct calls made during the outage are still hanging; with a timeout none waits past 250 ms.\n");
+    traffic(&timeout, &Dependency::new(1), minute, every)
+        .await
+        .line("timeout 250ms");
+    println!(
+        "   Direct calls made during the outage are still hanging; with a timeout none waits past 250 ms.\n"
+    );
 
     println!("2. Retry — exponential backoff with full jitter, only retryable errors");
     let retry = Retry::builder()
         .max_attempts(3)
-        .backoff(BackoffKind::Exponential, Duration::from_millis(25), Duration::from_millis(250))
+        .backoff(
+            BackoffKind::Exponential,
+            Duration::from_millis(25),
+            Duration::from_millis(250),
+        )
         .jitter(Jitter::Full)
         .seed(7)
         .build()
         .unwrap();
     let healthy = Duration::from_secs(20);
-    traffic(&Pipeline::builder().build(), &Dependency::new(2), healthy, every).await.line("direct (healthy phase)");
-    traffic(&retry, &Dependency::new(2), healthy, every).await.line("retry ×3");
+    traffic(
+        &Pipeline::builder().build(),
+        &Dependency::new(2),
+        healthy,
+        every,
+    )
+    .await
+    .line("direct (healthy phase)");
+    traffic(&retry, &Dependency::new(2), healthy, every)
+        .await
+        .line("retry ×3");
     println!("   The 3% blips of the healthy phase disappear behind retries.\n");
 
     println!("3. Circuit breaker — stop calling what keeps failing, probe it back");
@@ -200,7 +240,10 @@ async fn main() {
         .on_event(printer("breaker"))
         .build()
         .unwrap();
-    let guarded = Pipeline::builder().push(breaker.clone()).push(Timeout::new(Duration::from_millis(250))).build();
+    let guarded = Pipeline::builder()
+        .push(breaker.clone())
+        .push(Timeout::new(Duration::from_millis(250)))
+        .build();
     let dependency = Dependency::new(3);
     let tally = traffic(&guarded, &dependency, minute, every).await;
     tally.line("breaker + timeout");
@@ -211,24 +254,56 @@ async fn main() {
     );
 
     println!("4. Bulkhead — at most 8 calls in flight, 8 queued for up to 50 ms");
-    let bulkhead = Bulkhead::builder().name("db").max_concurrent(8).queue(8, Duration::from_millis(50)).build().unwrap();
-    let burst = traffic(&bulkhead, &Dependency::new(4), Duration::from_secs(25), Duration::from_millis(5)).await;
+    let bulkhead = Bulkhead::builder()
+        .name("db")
+        .max_concurrent(8)
+        .queue(8, Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let burst = traffic(
+        &bulkhead,
+        &Dependency::new(4),
+        Duration::from_secs(25),
+        Duration::from_millis(5),
+    )
+    .await;
     burst.line("bulkhead, 200 calls/s");
     let s = bulkhead.snapshot();
-    println!("   peak {} active; {} admitted, {} rejected at once or after their queue wait.\n", s.peak, s.accepted, s.rejected);
+    println!(
+        "   peak {} active; {} admitted, {} rejected at once or after their queue wait.\n",
+        s.peak, s.accepted, s.rejected
+    );
 
     println!("5. Rate limiter — GCRA, 40 calls/s with bursts of 10");
-    let limiter = RateLimiter::builder().name("api").quota(Quota::new(40.0, 10)).build().unwrap();
-    traffic(&limiter, &Dependency::new(5), Duration::from_secs(10), Duration::from_millis(10)).await.line("100 calls/s offered");
-    println!("   About 40 of every 100 calls per second get through; the rest are told when to come back.\n");
+    let limiter = RateLimiter::builder()
+        .name("api")
+        .quota(Quota::new(40.0, 10))
+        .build()
+        .unwrap();
+    traffic(
+        &limiter,
+        &Dependency::new(5),
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+    )
+    .await
+    .line("100 calls/s offered");
+    println!(
+        "   About 40 of every 100 calls per second get through; the rest are told when to come back.\n"
+    );
 
     println!("6. Fallback — a cached answer when everything else gave up");
-    let fallback = Fallback::<&'static str, DependencyError>::builder().value("cached row").build().unwrap();
+    let fallback = Fallback::<&'static str, DependencyError>::builder()
+        .value("cached row")
+        .build()
+        .unwrap();
     let pipeline = Pipeline::builder()
         .push(fallback)
         .push(Timeout::new(Duration::from_millis(250)))
         .build();
-    traffic(&pipeline, &Dependency::new(6), minute, every).await.line("fallback + timeout");
+    traffic(&pipeline, &Dependency::new(6), minute, every)
+        .await
+        .line("fallback + timeout");
     println!("   Every call gets an answer; the ones during trouble get the cached one.\n");
 
     println!("7. Everything together — the recommended order");
@@ -256,7 +331,14 @@ async fn main() {
         .push(Timeout::new(Duration::from_millis(800)))
         .push(retry.clone())
         .push(breaker)
-        .push(Bulkhead::builder().name("db").max_concurrent(16).queue(16, Duration::from_millis(100)).build().unwrap())
+        .push(
+            Bulkhead::builder()
+                .name("db")
+                .max_concurrent(16)
+                .queue(16, Duration::from_millis(100))
+                .build()
+                .unwrap(),
+        )
         .push(Timeout::new(Duration::from_millis(250)))
         .build();
     let direct_dep = Dependency::new(10);

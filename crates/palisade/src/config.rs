@@ -29,7 +29,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// A new error for `field`.
-    pub fn new(field: impl Into<String>, problem: impl Into<String>, allowed: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        allowed: impl Into<String>,
+    ) -> Self {
         Self {
             field: field.into(),
             problem: problem.into(),
@@ -74,7 +78,11 @@ pub(crate) fn unit_rate(field: &str, value: f64) -> Result<(), ConfigError> {
 }
 
 /// Checks that a duration is positive and at most `max`.
-pub(crate) fn positive_duration(field: &str, value: Duration, max: Duration) -> Result<(), ConfigError> {
+pub(crate) fn positive_duration(
+    field: &str,
+    value: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
     if value.is_zero() || value > max {
         return Err(ConfigError::new(
             field,
@@ -106,6 +114,9 @@ mod tests {
     #[test]
     fn errors_name_the_section() {
         let e = ConfigError::new("base", "0ns is too small", "more than 0").within("retry");
-        assert_eq!(e.to_string(), "retry.base: 0ns is too small; allowed: more than 0");
+        assert_eq!(
+            e.to_string(),
+            "retry.base: 0ns is too small; allowed: more than 0"
+        );
     }
 }

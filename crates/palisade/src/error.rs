@@ -85,10 +85,16 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Timeout { after } => write!(f, "timed out after {after:?}"),
             Error::CircuitOpen { name, .. } => write!(f, "circuit breaker '{name}' is open"),
             Error::BulkheadFull { name, active, max } => {
-                write!(f, "bulkhead '{name}' is full ({active} of {max} slots in use)")
+                write!(
+                    f,
+                    "bulkhead '{name}' is full ({active} of {max} slots in use)"
+                )
             }
             Error::RateLimited { name, retry_after } => {
-                write!(f, "rate limiter '{name}' refused the call; retry after {retry_after:?}")
+                write!(
+                    f,
+                    "rate limiter '{name}' refused the call; retry after {retry_after:?}"
+                )
             }
             Error::Shed { name } => write!(f, "load shedder '{name}' dropped the call"),
             Error::DeadlineExceeded => f.write_str("deadline exceeded"),

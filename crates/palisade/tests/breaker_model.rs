@@ -193,7 +193,12 @@ fn real() -> (CircuitBreaker, palisade::clock::ManualClock) {
         .count_window(SIZE as u32)
         .minimum_calls(MIN_CALLS as u32)
         .failure_rate(RATE)
-        .open_for(Duration::from_millis(OPEN_MS), Duration::from_millis(MAX_OPEN_MS), 2.0, 0.0)
+        .open_for(
+            Duration::from_millis(OPEN_MS),
+            Duration::from_millis(MAX_OPEN_MS),
+            2.0,
+            0.0,
+        )
         .half_open(HALF_OPEN_CALLS, HALF_OPEN_CONCURRENCY, HALF_OPEN_SUCCESSES)
         .max_half_open(Duration::from_millis(MAX_HALF_OPEN_MS))
         .clock(clock)

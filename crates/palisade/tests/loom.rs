@@ -21,7 +21,13 @@ fn breaker(failures: u32, trips: Arc<AtomicUsize>) -> CircuitBreaker {
         .seed(1)
         .clock(clock)
         .on_event(move |e| {
-            if matches!(e, Event::CircuitStateChanged { to: CircuitState::Open, .. }) {
+            if matches!(
+                e,
+                Event::CircuitStateChanged {
+                    to: CircuitState::Open,
+                    ..
+                }
+            ) {
                 trips.fetch_add(1, Ordering::SeqCst);
             }
         })
@@ -88,7 +94,11 @@ fn racing_outcomes_keep_the_window_counts_consistent() {
 #[test]
 fn bulkhead_never_over_admits_and_never_leaks() {
     loom::model(|| {
-        let bulkhead = Bulkhead::builder().max_concurrent(1).queue(0, std::time::Duration::ZERO).build().unwrap();
+        let bulkhead = Bulkhead::builder()
+            .max_concurrent(1)
+            .queue(0, std::time::Duration::ZERO)
+            .build()
+            .unwrap();
         let inside = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
         let threads: Vec<_> = (0..2)
             .map(|_| {

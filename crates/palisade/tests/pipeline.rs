@@ -18,14 +18,21 @@ use tokio::time::Instant;
 fn retry(attempts: u32) -> Retry {
     Retry::builder()
         .max_attempts(attempts)
-        .backoff(BackoffKind::Constant, Duration::from_millis(10), Duration::from_secs(1))
+        .backoff(
+            BackoffKind::Constant,
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+        )
         .jitter(Jitter::None)
         .build()
         .unwrap()
 }
 
 fn breaker(failures: u32) -> CircuitBreaker {
-    CircuitBreaker::builder().consecutive_failures(failures).build().unwrap()
+    CircuitBreaker::builder()
+        .consecutive_failures(failures)
+        .build()
+        .unwrap()
 }
 
 async fn always_fails() -> Result<(), &'static str> {
@@ -37,8 +44,15 @@ async fn breaker_inside_retry_sees_every_attempt() {
     let b = breaker(3);
     let pipeline = Pipeline::builder().push(retry(3)).push(b.clone()).build();
     let r = pipeline.call(always_fails).await;
-    assert!(matches!(r, Err(Error::RetriesExhausted { attempts: 3, .. })));
-    assert_eq!(b.state(), CircuitState::Open, "three attempts, three failures");
+    assert!(matches!(
+        r,
+        Err(Error::RetriesExhausted { attempts: 3, .. })
+    ));
+    assert_eq!(
+        b.state(),
+        CircuitState::Open,
+        "three attempts, three failures"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -62,7 +76,11 @@ async fn an_open_breaker_stops_the_retries_around_it() {
         })
         .await;
     assert!(matches!(r, Err(Error::CircuitOpen { .. })), "{r:?}");
-    assert_eq!(attempts.load(Ordering::SeqCst), 1, "the second attempt was refused by the breaker");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "the second attempt was refused by the breaker"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -94,18 +112,30 @@ async fn fallback_outermost_answers_for_everything_inside() {
     let b = breaker(1);
     b.force_open();
     let pipeline = Pipeline::builder()
-        .push(Fallback::<&str, &str>::builder().value("cached").build().unwrap())
+        .push(
+            Fallback::<&str, &str>::builder()
+                .value("cached")
+                .build()
+                .unwrap(),
+        )
         .push(retry(3))
         .push(b)
         .build();
-    assert_eq!(pipeline.call(|| async { Ok("fresh") }).await.unwrap(), "cached");
+    assert_eq!(
+        pipeline.call(|| async { Ok("fresh") }).await.unwrap(),
+        "cached"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_pipeline_classifier_is_used_by_every_policy() {
     let b = breaker(1);
     let not_found_is_fine = palisade::outcome::errors(|e: &&str| {
-        if *e == "404" { palisade::Outcome::ignored() } else { palisade::Outcome::failure().retryable() }
+        if *e == "404" {
+            palisade::Outcome::ignored()
+        } else {
+            palisade::Outcome::failure().retryable()
+        }
     });
     let attempts = AtomicU32::new(0);
     let pipeline = Pipeline::builder()
@@ -120,7 +150,11 @@ async fn the_pipeline_classifier_is_used_by_every_policy() {
         })
         .await;
     assert!(matches!(r, Err(Error::Inner("404"))));
-    assert_eq!(attempts.load(Ordering::SeqCst), 1, "ignored is not retryable");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "ignored is not retryable"
+    );
     assert_eq!(b.state(), CircuitState::Closed, "ignored does not count");
 }
 
@@ -136,10 +170,15 @@ async fn the_same_pipeline_as_a_tower_layer_shares_state() {
         async { Err::<(), _>(std::io::Error::other("down")) }
     }));
     let r = svc.clone().oneshot(()).await;
-    assert!(matches!(r, Err(Error::RetriesExhausted { attempts: 2, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::RetriesExhausted { attempts: 2, .. })),
+        "{r:?}"
+    );
     assert_eq!(b.state(), CircuitState::Open);
     // The call API sees the same, open breaker.
-    let r = pipeline.call(|| async { Ok::<_, std::io::Error>(()) }).await;
+    let r = pipeline
+        .call(|| async { Ok::<_, std::io::Error>(()) })
+        .await;
     assert!(matches!(r, Err(Error::CircuitOpen { .. })));
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
@@ -151,15 +190,29 @@ async fn the_same_pipeline_as_a_tower_layer_shares_state() {
 async fn metrics_report_calls_breaker_state_and_retries() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    recorder.install().expect("no other test installs a recorder");
-    let b = CircuitBreaker::builder().name("metrics-b").consecutive_failures(2).build().unwrap();
+    recorder
+        .install()
+        .expect("no other test installs a recorder");
+    let b = CircuitBreaker::builder()
+        .name("metrics-b")
+        .consecutive_failures(2)
+        .build()
+        .unwrap();
     let r = Retry::builder()
         .name("metrics-r")
         .max_attempts(2)
-        .backoff(BackoffKind::Constant, Duration::from_millis(10), Duration::from_secs(1))
+        .backoff(
+            BackoffKind::Constant,
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+        )
         .build()
         .unwrap();
-    let pipeline = Pipeline::builder().push(r).push(b.clone()).metrics("metrics-p").build();
+    let pipeline = Pipeline::builder()
+        .push(r)
+        .push(b.clone())
+        .metrics("metrics-p")
+        .build();
     let _ = pipeline.call(|| async { Ok::<_, &str>(()) }).await;
     let _ = pipeline.call(always_fails).await;
     assert_eq!(b.state(), CircuitState::Open);
@@ -177,20 +230,34 @@ async fn metrics_report_calls_breaker_state_and_retries() {
             .map(|(_, _, _, value)| value)
     };
     let p = ("policy", "metrics-p");
-    assert_eq!(find("palisade_calls_total", &[p, ("outcome", "success")]), Some(&DebugValue::Counter(1)));
-    assert_eq!(find("palisade_calls_total", &[p, ("outcome", "failure")]), Some(&DebugValue::Counter(1)));
+    assert_eq!(
+        find("palisade_calls_total", &[p, ("outcome", "success")]),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        find("palisade_calls_total", &[p, ("outcome", "failure")]),
+        Some(&DebugValue::Counter(1))
+    );
     assert_eq!(
         find("palisade_circuit_state", &[("policy", "metrics-b")]),
         Some(&DebugValue::Gauge(1.0.into())),
         "open"
     );
     assert_eq!(
-        find("palisade_circuit_transitions_total", &[("policy", "metrics-b"), ("to", "open")]),
+        find(
+            "palisade_circuit_transitions_total",
+            &[("policy", "metrics-b"), ("to", "open")]
+        ),
         Some(&DebugValue::Counter(1))
     );
     assert_eq!(
-        find("palisade_retry_attempts_total", &[("policy", "metrics-r"), ("attempt", "1")]),
+        find(
+            "palisade_retry_attempts_total",
+            &[("policy", "metrics-r"), ("attempt", "1")]
+        ),
         Some(&DebugValue::Counter(1))
     );
-    assert!(matches!(find("palisade_call_duration_seconds", &[p]), Some(DebugValue::Histogram(h)) if h.len() == 2));
+    assert!(
+        matches!(find("palisade_call_duration_seconds", &[p]), Some(DebugValue::Histogram(h)) if h.len() == 2)
+    );
 }

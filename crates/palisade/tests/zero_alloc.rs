@@ -41,7 +41,10 @@ fn allocations_per_1000_calls(mut call: impl FnMut()) -> u64 {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
 }
 
 async fn ok() -> Result<u64, std::io::Error> {
@@ -54,7 +57,10 @@ fn every_policy_and_the_pipeline_allocate_nothing_on_success() {
     let _context = rt.enter();
     let breaker = CircuitBreaker::with_defaults("db");
     let bulkhead = Bulkhead::builder().build().unwrap();
-    let limiter = RateLimiter::builder().quota(Quota::new(1e9, 1_000_000)).build().unwrap();
+    let limiter = RateLimiter::builder()
+        .quota(Quota::new(1e9, 1_000_000))
+        .build()
+        .unwrap();
     let retry = Retry::builder().build().unwrap();
     let timeout = Timeout::new(Duration::from_secs(1));
     let pipeline = Pipeline::builder()
@@ -65,15 +71,36 @@ fn every_policy_and_the_pipeline_allocate_nothing_on_success() {
         .build();
 
     let cases: [(&str, u64); 6] = [
-        ("breaker", allocations_per_1000_calls(|| assert!(run_ready(breaker.call(ok)).is_ok()))),
-        ("bulkhead", allocations_per_1000_calls(|| assert!(run_ready(bulkhead.call(ok)).is_ok()))),
-        ("rate limiter", allocations_per_1000_calls(|| assert!(run_ready(limiter.call(ok)).is_ok()))),
-        ("retry", allocations_per_1000_calls(|| assert!(run_ready(retry.call(ok)).is_ok()))),
-        ("timeout", allocations_per_1000_calls(|| assert!(run_ready(timeout.call(ok)).is_ok()))),
-        ("pipeline", allocations_per_1000_calls(|| assert!(run_ready(pipeline.call(ok)).is_ok()))),
+        (
+            "breaker",
+            allocations_per_1000_calls(|| assert!(run_ready(breaker.call(ok)).is_ok())),
+        ),
+        (
+            "bulkhead",
+            allocations_per_1000_calls(|| assert!(run_ready(bulkhead.call(ok)).is_ok())),
+        ),
+        (
+            "rate limiter",
+            allocations_per_1000_calls(|| assert!(run_ready(limiter.call(ok)).is_ok())),
+        ),
+        (
+            "retry",
+            allocations_per_1000_calls(|| assert!(run_ready(retry.call(ok)).is_ok())),
+        ),
+        (
+            "timeout",
+            allocations_per_1000_calls(|| assert!(run_ready(timeout.call(ok)).is_ok())),
+        ),
+        (
+            "pipeline",
+            allocations_per_1000_calls(|| assert!(run_ready(pipeline.call(ok)).is_ok())),
+        ),
     ];
     for (name, allocations) in cases {
-        assert_eq!(allocations, 0, "{name} allocated {allocations} times in 1000 successful calls");
+        assert_eq!(
+            allocations, 0,
+            "{name} allocated {allocations} times in 1000 successful calls"
+        );
     }
 }
 
@@ -90,7 +117,9 @@ fn the_tower_stack_allocates_nothing_on_success_either() {
         .build();
     let mut svc = pipeline
         .layer()
-        .layer(tower::service_fn(|x: u64| async move { Ok::<_, std::io::Error>(x) }));
+        .layer(tower::service_fn(|x: u64| async move {
+            Ok::<_, std::io::Error>(x)
+        }));
     let mut cx = Context::from_waker(Waker::noop());
     let allocations = allocations_per_1000_calls(|| {
         assert!(svc.poll_ready(&mut cx).is_ready());

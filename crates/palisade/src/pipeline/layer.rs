@@ -30,7 +30,10 @@ impl<C> IntoLayer<C> for Identity {
 impl<C, Outer: IntoLayer<C>, Inner: IntoLayer<C>> IntoLayer<C> for Stack<Outer, Inner> {
     type Layer = tower_layer::Stack<Inner::Layer, Outer::Layer>;
     fn to_layer(&self, classifier: &C) -> Self::Layer {
-        tower_layer::Stack::new(self.inner.to_layer(classifier), self.outer.to_layer(classifier))
+        tower_layer::Stack::new(
+            self.inner.to_layer(classifier),
+            self.outer.to_layer(classifier),
+        )
     }
 }
 

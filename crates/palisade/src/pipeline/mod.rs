@@ -151,25 +151,19 @@ where
     P: Policy<T, E>,
     C: Clone + Send + Sync + 'static,
 {
-    fn execute<C2, F, Fut>(
-        &self,
-        classifier: &C2,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C2, F, Fut>(&self, classifier: &C2, operation: F) -> Result<T, Error<E>>
     where
         C2: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        async move {
-            match &self.observer {
-                None => self.policies.execute(classifier, operation).await,
-                Some(observer) => {
-                    let started = observer.start();
-                    let result = self.policies.execute(classifier, operation).await;
-                    observer.finish(started, classifier, &result);
-                    result
-                }
+        match &self.observer {
+            None => self.policies.execute(classifier, operation).await,
+            Some(observer) => {
+                let started = observer.start();
+                let result = self.policies.execute(classifier, operation).await;
+                observer.finish(started, classifier, &result);
+                result
             }
         }
     }

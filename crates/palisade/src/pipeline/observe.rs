@@ -24,9 +24,7 @@ impl std::fmt::Debug for Observer {
 
 impl Observer {
     pub(super) fn new(name: &str) -> Self {
-        let counter = |outcome: &'static str| {
-            metrics::counter!(names::CALLS_TOTAL, "policy" => name.to_owned(), "outcome" => outcome)
-        };
+        let counter = |outcome: &'static str| metrics::counter!(names::CALLS_TOTAL, "policy" => name.to_owned(), "outcome" => outcome);
         Self {
             clock: Clock::tokio(),
             success: counter("success"),
@@ -41,8 +39,12 @@ impl Observer {
         self.clock.now()
     }
 
-    pub(super) fn finish<T, E, C>(&self, started: Nanos, classifier: &C, result: &Result<T, Error<E>>)
-    where
+    pub(super) fn finish<T, E, C>(
+        &self,
+        started: Nanos,
+        classifier: &C,
+        result: &Result<T, Error<E>>,
+    ) where
         C: Classify<T, E> + ?Sized,
     {
         self.latency

@@ -52,17 +52,13 @@ where
     E: Send + fmt::Debug,
 {
     #[inline]
-    fn execute<C, F, Fut>(
-        &self,
-        _classifier: &C,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        operation()
+        operation().await
     }
 }
 
@@ -74,22 +70,16 @@ where
     Inner: Policy<T, E>,
 {
     #[inline]
-    fn execute<C, F, Fut>(
-        &self,
-        classifier: &C,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C, F, Fut>(&self, classifier: &C, operation: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        async move {
-            let inner = &self.inner;
-            let operation = &operation;
-            self.outer
-                .execute(classifier, move || inner.execute(classifier, operation))
-                .await
-        }
+        let inner = &self.inner;
+        let operation = &operation;
+        self.outer
+            .execute(classifier, move || inner.execute(classifier, operation))
+            .await
     }
 }

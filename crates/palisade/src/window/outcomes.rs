@@ -129,10 +129,24 @@ mod tests {
         assert!(ring.record(true, false));
         assert!(!ring.record(false, false));
         assert!(ring.record(false, true));
-        assert_eq!(ring.counts(), Counts { calls: 3, failures: 1, slow: 1 });
+        assert_eq!(
+            ring.counts(),
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            }
+        );
         // The fourth call overwrites the first (a failure).
         ring.record(false, false);
-        assert_eq!(ring.counts(), Counts { calls: 3, failures: 0, slow: 1 });
+        assert_eq!(
+            ring.counts(),
+            Counts {
+                calls: 3,
+                failures: 0,
+                slow: 1
+            }
+        );
         ring.clear();
         assert_eq!(ring.counts(), Counts::default());
     }

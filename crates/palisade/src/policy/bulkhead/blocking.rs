@@ -140,7 +140,9 @@ impl<T, E> Pending<T, E> {
 fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
     loop {
         let job = {
-            let guard = receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = receiver
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             guard.recv()
         };
         match job {

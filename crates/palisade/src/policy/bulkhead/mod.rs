@@ -165,7 +165,10 @@ impl Bulkhead {
     /// A slot, waiting in the queue if needed; `Err(BulkheadFull)` if the queue is full
     /// (at once) or the wait timed out.
     pub async fn acquire<E>(&self) -> Result<BulkheadPermit<'_>, Error<E>> {
-        self.shared.acquire().await.map_err(|r| self.shared.refused(r))?;
+        self.shared
+            .acquire()
+            .await
+            .map_err(|r| self.shared.refused(r))?;
         Ok(BulkheadPermit {
             shared: &self.shared,
         })
@@ -173,7 +176,10 @@ impl Bulkhead {
 
     /// Like [`acquire`](Self::acquire), with a permit that owns a handle.
     pub async fn acquire_owned<E>(&self) -> Result<OwnedBulkheadPermit, Error<E>> {
-        self.shared.acquire().await.map_err(|r| self.shared.refused(r))?;
+        self.shared
+            .acquire()
+            .await
+            .map_err(|r| self.shared.refused(r))?;
         Ok(OwnedBulkheadPermit {
             shared: self.shared.clone(),
         })
@@ -198,23 +204,17 @@ where
     T: Send,
     E: Send + fmt::Debug,
 {
-    fn execute<C, F, Fut>(
-        &self,
-        _classifier: &C,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        async move {
-            let _permit = match self.try_acquire() {
-                Some(permit) => permit,
-                None => self.acquire().await?,
-            };
-            operation().await
-        }
+        let _permit = match self.try_acquire() {
+            Some(permit) => permit,
+            None => self.acquire().await?,
+        };
+        operation().await
     }
 }
 
@@ -321,7 +321,9 @@ impl Shared {
             accepted: self.slots.accepted.load(Ordering::Relaxed),
             rejected: self.slots.rejected.load(Ordering::Relaxed),
             waited: self.slots.waited.load(Ordering::Relaxed),
-            total_wait: std::time::Duration::from_nanos(self.slots.wait_nanos.load(Ordering::Relaxed)),
+            total_wait: std::time::Duration::from_nanos(
+                self.slots.wait_nanos.load(Ordering::Relaxed),
+            ),
         }
     }
 }
@@ -353,13 +355,17 @@ impl Drop for OwnedBulkheadPermit {
 
 impl fmt::Debug for BulkheadPermit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BulkheadPermit").field("bulkhead", &self.shared.name).finish()
+        f.debug_struct("BulkheadPermit")
+            .field("bulkhead", &self.shared.name)
+            .finish()
     }
 }
 
 impl fmt::Debug for OwnedBulkheadPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedBulkheadPermit").field("bulkhead", &self.shared.name).finish()
+        f.debug_struct("OwnedBulkheadPermit")
+            .field("bulkhead", &self.shared.name)
+            .finish()
     }
 }
 

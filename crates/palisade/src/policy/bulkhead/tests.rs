@@ -47,7 +47,10 @@ async fn never_more_than_max_concurrent_run() {
     }
     assert_eq!(most.load(Ordering::SeqCst), 3);
     let s = b.snapshot();
-    assert_eq!((s.accepted, s.rejected, s.active, s.queued, s.peak), (20, 0, 0, 0, 3));
+    assert_eq!(
+        (s.accepted, s.rejected, s.active, s.queued, s.peak),
+        (20, 0, 0, 0, 3)
+    );
     assert_eq!(s.waited, 17);
 }
 
@@ -68,7 +71,14 @@ async fn a_full_queue_rejects_at_once_not_after_the_queue_timeout() {
     let start = Instant::now();
     let refused = hold(&b, 1).await;
     assert_eq!(start.elapsed(), Duration::ZERO, "rejected at once");
-    assert!(matches!(refused, Err(Error::BulkheadFull { active: 1, max: 1, .. })));
+    assert!(matches!(
+        refused,
+        Err(Error::BulkheadFull {
+            active: 1,
+            max: 1,
+            ..
+        })
+    ));
     // The queued call times out after its queue timeout, not before.
     let start = Instant::now();
     let timed_out = queued.await.unwrap();
@@ -112,7 +122,10 @@ async fn queued_calls_are_served_in_arrival_order_before_newcomers() {
         }));
         tokio::task::yield_now().await;
     }
-    assert!(b.try_acquire().is_none(), "a newcomer does not overtake the queue");
+    assert!(
+        b.try_acquire().is_none(),
+        "a newcomer does not overtake the queue"
+    );
     drop(first);
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -172,13 +185,26 @@ async fn rejections_are_reported_as_events() {
 
 #[test]
 fn invalid_configs_name_the_field() {
-    let e = BulkheadConfig { max_concurrent: 0, ..Default::default() }.build().unwrap_err();
+    let e = BulkheadConfig {
+        max_concurrent: 0,
+        ..Default::default()
+    }
+    .build()
+    .unwrap_err();
     assert_eq!(e.field, "max_concurrent");
-    let e = BulkheadConfig { max_queue: 5, queue_timeout: Duration::ZERO, ..Default::default() }
-        .build()
-        .unwrap_err();
+    let e = BulkheadConfig {
+        max_queue: 5,
+        queue_timeout: Duration::ZERO,
+        ..Default::default()
+    }
+    .build()
+    .unwrap_err();
     assert_eq!(e.field, "queue_timeout");
-    let e = BlockingBulkhead::new(BulkheadConfig { max_concurrent: 5000, ..Default::default() }).unwrap_err();
+    let e = BlockingBulkhead::new(BulkheadConfig {
+        max_concurrent: 5000,
+        ..Default::default()
+    })
+    .unwrap_err();
     assert_eq!(e.field, "max_concurrent");
 }
 
@@ -221,7 +247,11 @@ async fn blocking_calls_run_on_the_pool_and_a_timed_out_call_keeps_its_slot() {
         })
         .await;
     assert!(matches!(blocked, Err(Error::Timeout { .. })));
-    assert_eq!(pool.snapshot().active, 1, "the closure still runs and keeps its slot");
+    assert_eq!(
+        pool.snapshot().active,
+        1,
+        "the closure still runs and keeps its slot"
+    );
     let refused = pool.call(|| Ok::<_, ()>(String::new())).await;
     assert!(matches!(refused, Err(Error::BulkheadFull { .. })));
     release.send(()).unwrap();
@@ -240,7 +270,11 @@ async fn blocking_calls_run_on_the_pool_and_a_timed_out_call_keeps_its_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_blocking_call_frees_its_slot_and_panics_the_caller() {
-    let pool = BlockingBulkhead::new(BulkheadConfig { max_concurrent: 1, ..Default::default() }).unwrap();
+    let pool = BlockingBulkhead::new(BulkheadConfig {
+        max_concurrent: 1,
+        ..Default::default()
+    })
+    .unwrap();
     let caller = tokio::spawn({
         let pool = pool.clone();
         async move { pool.call(|| -> Result<(), ()> { panic!("boom") }).await }
@@ -256,9 +290,21 @@ fn thread_name() -> String {
 #[tokio::test(start_paused = true)]
 async fn registry_snapshots_every_bulkhead() {
     let registry = BulkheadRegistry::new(1).unwrap();
-    let db = registry.register(BulkheadConfig { name: "db".into(), ..Default::default() }).unwrap();
+    let db = registry
+        .register(BulkheadConfig {
+            name: "db".into(),
+            ..Default::default()
+        })
+        .unwrap();
     let _permit = db.try_acquire().unwrap();
     assert_eq!(registry.snapshot()[0].active, 1);
-    assert!(registry.register(BulkheadConfig { name: "other".into(), ..Default::default() }).is_err());
+    assert!(
+        registry
+            .register(BulkheadConfig {
+                name: "other".into(),
+                ..Default::default()
+            })
+            .is_err()
+    );
     advance(Duration::ZERO).await;
 }

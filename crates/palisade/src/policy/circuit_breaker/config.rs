@@ -134,7 +134,10 @@ impl CircuitBreakerConfig {
             if u64::from(self.size) * 100 < u64::from(self.buckets) {
                 return Err(ConfigError::new(
                     "buckets",
-                    format!("{} buckets over {} s are narrower than 10 ms", self.buckets, self.size),
+                    format!(
+                        "{} buckets over {} s are narrower than 10 ms",
+                        self.buckets, self.size
+                    ),
                     "at most 100 buckets per second of window",
                 ));
             }
@@ -160,8 +163,18 @@ impl CircuitBreakerConfig {
         in_range("open_backoff", self.open_backoff, 1.0, 100.0)?;
         in_range("open_jitter", self.open_jitter, 0.0, 1.0)?;
         in_range("half_open_calls", self.half_open_calls, 1, 1000)?;
-        in_range("half_open_concurrency", self.half_open_concurrency, 1, self.half_open_calls)?;
-        in_range("half_open_successes", self.half_open_successes, 1, self.half_open_calls)?;
+        in_range(
+            "half_open_concurrency",
+            self.half_open_concurrency,
+            1,
+            self.half_open_calls,
+        )?;
+        in_range(
+            "half_open_successes",
+            self.half_open_successes,
+            1,
+            self.half_open_calls,
+        )?;
         positive_duration("max_half_open", self.max_half_open, ONE_DAY)?;
         Ok(())
     }

@@ -123,10 +123,9 @@ where
                 }
                 Poll::Ready(result)
             }
-            ResponseProj::Rejected { error } => Poll::Ready(Err(error
-                .take()
-                .unwrap_or(Error::DeadlineExceeded))),
+            ResponseProj::Rejected { error } => {
+                Poll::Ready(Err(error.take().unwrap_or(Error::DeadlineExceeded)))
+            }
         }
     }
 }
-

@@ -261,7 +261,13 @@ impl Shared {
 
     /// Records the outcome of a call admitted as `admission` in `generation`.
     #[inline]
-    pub(crate) fn record(&self, admission: Admission, generation: u64, outcome: &Outcome, elapsed: Nanos) {
+    pub(crate) fn record(
+        &self,
+        admission: Admission,
+        generation: u64,
+        outcome: &Outcome,
+        elapsed: Nanos,
+    ) {
         let slow = self.slow_call.is_some_and(|limit| elapsed >= limit);
         match admission {
             Admission::Untracked => {}
@@ -281,7 +287,10 @@ impl Shared {
         if word.generation() != generation || word.state() != CircuitState::Closed {
             return;
         }
-        if self.window.record(failed, slow, &self.clock, &self.thresholds) {
+        if self
+            .window
+            .record(failed, slow, &self.clock, &self.thresholds)
+        {
             self.trip(generation);
         }
     }
@@ -424,7 +433,10 @@ impl Shared {
                 Some(now.saturating_add(self.max_half_open))
             }
             CircuitState::HalfOpen => {
-                let deadline = control.half_open.entered_at.saturating_add(self.max_half_open);
+                let deadline = control
+                    .half_open
+                    .entered_at
+                    .saturating_add(self.max_half_open);
                 if now < deadline {
                     return Some(deadline);
                 }

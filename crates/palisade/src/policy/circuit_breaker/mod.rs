@@ -182,7 +182,9 @@ impl CircuitBreaker {
         let retry_after = match state {
             CircuitState::Open => {
                 let now = self.shared.clock.now();
-                Some(Duration::from_nanos(self.shared.open_until().saturating_sub(now)))
+                Some(Duration::from_nanos(
+                    self.shared.open_until().saturating_sub(now),
+                ))
             }
             _ => None,
         };
@@ -219,7 +221,8 @@ impl CircuitBreaker {
                     let Some(shared) = weak.upgrade() else { return };
                     shared.tick().map(|at| shared.clock.to_tokio_instant(at))
                 };
-                let wake = wake.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60));
+                let wake =
+                    wake.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60));
                 tokio::select! {
                     () = tokio::time::sleep_until(wake) => {}
                     () = &mut changed => {}
@@ -247,22 +250,16 @@ where
     T: Send,
     E: Send + fmt::Debug,
 {
-    fn execute<C, F, Fut>(
-        &self,
-        classifier: &C,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C, F, Fut>(&self, classifier: &C, operation: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        async move {
-            let permit = self.try_acquire().map_err(|r| self.rejection(r))?;
-            let result = operation().await;
-            permit.record(&classify_result(classifier, &result));
-            result
-        }
+        let permit = self.try_acquire().map_err(|r| self.rejection(r))?;
+        let result = operation().await;
+        permit.record(&classify_result(classifier, &result));
+        result
     }
 }
 

@@ -67,7 +67,11 @@ where
         if let Some(breaker) = self.read().get(key) {
             return breaker.clone();
         }
-        let mut breakers = self.inner.breakers.write().unwrap_or_else(|e| e.into_inner());
+        let mut breakers = self
+            .inner
+            .breakers
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(breaker) = breakers.get(key) {
             return breaker.clone();
         }
@@ -117,7 +121,10 @@ where
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Map<K>> {
-        self.inner.breakers.read().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .breakers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn build(&self, key: &K) -> CircuitBreaker {

@@ -41,7 +41,9 @@ fn trip(b: &CircuitBreaker) {
     assert_eq!(b.state(), CircuitState::Open);
 }
 
-fn recorder(builder: CircuitBreakerBuilder) -> (CircuitBreaker, Arc<Mutex<Vec<(CircuitState, CircuitState)>>>) {
+type Transitions = Arc<Mutex<Vec<(CircuitState, CircuitState)>>>;
+
+fn recorder(builder: CircuitBreakerBuilder) -> (CircuitBreaker, Transitions) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = log.clone();
     let b = builder
@@ -105,7 +107,11 @@ async fn time_window_counts_only_recent_failures() {
     }
     advance(Duration::from_secs(11)).await;
     fail(&b).unwrap();
-    assert_eq!(b.state(), CircuitState::Closed, "the first three failures expired");
+    assert_eq!(
+        b.state(),
+        CircuitState::Closed,
+        "the first three failures expired"
+    );
     assert_eq!(b.snapshot().calls, 1);
     for _ in 0..3 {
         advance(Duration::from_secs(1)).await;
@@ -116,7 +122,10 @@ async fn time_window_counts_only_recent_failures() {
 
 #[tokio::test(start_paused = true)]
 async fn consecutive_window_resets_on_success() {
-    let b = CircuitBreaker::builder().consecutive_failures(3).build().unwrap();
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(3)
+        .build()
+        .unwrap();
     fail(&b).unwrap();
     fail(&b).unwrap();
     succeed(&b).unwrap();
@@ -179,7 +188,11 @@ async fn half_open_on_the_next_call_after_the_wait_then_closes_after_successes()
     );
     trip(&b);
     advance(Duration::from_secs(1)).await;
-    assert_eq!(b.state(), CircuitState::Open, "no call yet, no timer: still reports open");
+    assert_eq!(
+        b.state(),
+        CircuitState::Open,
+        "no call yet, no timer: still reports open"
+    );
     succeed(&b).unwrap();
     assert_eq!(b.state(), CircuitState::HalfOpen);
     succeed(&b).unwrap();
@@ -210,12 +223,19 @@ async fn half_open_caps_probes_in_flight_and_in_total() {
     let p2 = b.try_acquire().unwrap();
     assert!(p1.is_probe() && p2.is_probe());
     let refused = b.try_acquire().unwrap_err();
-    assert_eq!(refused.state, CircuitState::HalfOpen, "concurrency cap of 2");
+    assert_eq!(
+        refused.state,
+        CircuitState::HalfOpen,
+        "concurrency cap of 2"
+    );
     p1.record(&Outcome::success());
     let p3 = b.try_acquire().unwrap();
     assert!(b.try_acquire().is_err(), "total cap of 3 reached");
     p2.record(&Outcome::success());
-    assert!(b.try_acquire().is_err(), "still: 3 probes admitted this period");
+    assert!(
+        b.try_acquire().is_err(),
+        "still: 3 probes admitted this period"
+    );
     p3.record(&Outcome::success());
     assert_eq!(b.state(), CircuitState::Closed);
 }
@@ -240,7 +260,11 @@ async fn any_probe_failure_reopens_with_a_longer_wait_that_resets_on_close() {
     succeed(&b).unwrap();
     assert_eq!(b.state(), CircuitState::Closed);
     trip(&b);
-    assert_eq!(b.snapshot().retry_after, Some(Duration::from_secs(1)), "backoff reset on close");
+    assert_eq!(
+        b.snapshot().retry_after,
+        Some(Duration::from_secs(1)),
+        "backoff reset on close"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -264,10 +288,17 @@ async fn a_probe_that_never_answers_cannot_wedge_half_open() {
     trip(&b);
     advance(Duration::from_secs(1)).await;
     let hung = b.try_acquire().unwrap();
-    assert!(b.try_acquire().is_err(), "the hung probe holds the only slot");
+    assert!(
+        b.try_acquire().is_err(),
+        "the hung probe holds the only slot"
+    );
     advance(Duration::from_secs(5)).await;
     let refused = b.try_acquire().unwrap_err();
-    assert_eq!(refused.state, CircuitState::Open, "max_half_open passed: reopened");
+    assert_eq!(
+        refused.state,
+        CircuitState::Open,
+        "max_half_open passed: reopened"
+    );
     assert_eq!(b.state(), CircuitState::Open);
     // The hung probe finishing late changes nothing.
     hung.record(&Outcome::success());
@@ -308,7 +339,11 @@ async fn late_outcomes_from_an_older_generation_are_ignored() {
     succeed(&b).unwrap();
     assert_eq!(b.state(), CircuitState::Closed);
     old.record(&Outcome::failure());
-    assert_eq!(b.snapshot().calls, 0, "a call admitted before the trip is not counted");
+    assert_eq!(
+        b.snapshot().calls,
+        0,
+        "a call admitted before the trip is not counted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -322,7 +357,11 @@ async fn forced_states_and_reset() {
     for _ in 0..10 {
         fail(&b).unwrap();
     }
-    assert_eq!(b.state(), CircuitState::ForcedClosed, "nothing trips when forced closed");
+    assert_eq!(
+        b.state(),
+        CircuitState::ForcedClosed,
+        "nothing trips when forced closed"
+    );
     b.reset();
     assert_eq!(b.state(), CircuitState::Closed);
     fail(&b).unwrap();
@@ -363,7 +402,11 @@ async fn metrics_only_runs_the_machine_but_never_rejects() {
     for _ in 0..5 {
         succeed(&b).unwrap();
     }
-    assert_eq!(rejections.load(Ordering::SeqCst), 5, "would-be rejections are reported");
+    assert_eq!(
+        rejections.load(Ordering::SeqCst),
+        5,
+        "would-be rejections are reported"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -381,7 +424,11 @@ async fn the_timer_moves_an_idle_breaker_on_time() {
     tokio::time::sleep(ms(2)).await;
     assert_eq!(b.state(), CircuitState::HalfOpen, "moved without any call");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(b.state(), CircuitState::Open, "unanswered half-open reopens on time");
+    assert_eq!(
+        b.state(),
+        CircuitState::Open,
+        "unanswered half-open reopens on time"
+    );
     assert_eq!(log.lock().unwrap().len(), 3);
     drop(b);
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -391,16 +438,78 @@ async fn the_timer_moves_an_idle_breaker_on_time() {
 #[test]
 fn invalid_configs_name_the_field() {
     let cases: Vec<(CircuitBreakerConfig, &str)> = vec![
-        (CircuitBreakerConfig { size: 0, ..Default::default() }, "size"),
-        (CircuitBreakerConfig { failure_rate: 0.0, ..Default::default() }, "failure_rate"),
-        (CircuitBreakerConfig { failure_rate: f64::NAN, ..Default::default() }, "failure_rate"),
-        (CircuitBreakerConfig { minimum_calls: 101, ..Default::default() }, "minimum_calls"),
-        (CircuitBreakerConfig { max_open_for: Duration::from_secs(1), ..Default::default() }, "max_open_for"),
-        (CircuitBreakerConfig { open_for: Duration::ZERO, ..Default::default() }, "open_for"),
-        (CircuitBreakerConfig { half_open_successes: 9, ..Default::default() }, "half_open_successes"),
-        (CircuitBreakerConfig { half_open_concurrency: 0, ..Default::default() }, "half_open_concurrency"),
-        (CircuitBreakerConfig { window: WindowKind::Time, size: 1, buckets: 1000, ..Default::default() }, "buckets"),
-        (CircuitBreakerConfig { slow_call_duration: Some(Duration::ZERO), ..Default::default() }, "slow_call_duration"),
+        (
+            CircuitBreakerConfig {
+                size: 0,
+                ..Default::default()
+            },
+            "size",
+        ),
+        (
+            CircuitBreakerConfig {
+                failure_rate: 0.0,
+                ..Default::default()
+            },
+            "failure_rate",
+        ),
+        (
+            CircuitBreakerConfig {
+                failure_rate: f64::NAN,
+                ..Default::default()
+            },
+            "failure_rate",
+        ),
+        (
+            CircuitBreakerConfig {
+                minimum_calls: 101,
+                ..Default::default()
+            },
+            "minimum_calls",
+        ),
+        (
+            CircuitBreakerConfig {
+                max_open_for: Duration::from_secs(1),
+                ..Default::default()
+            },
+            "max_open_for",
+        ),
+        (
+            CircuitBreakerConfig {
+                open_for: Duration::ZERO,
+                ..Default::default()
+            },
+            "open_for",
+        ),
+        (
+            CircuitBreakerConfig {
+                half_open_successes: 9,
+                ..Default::default()
+            },
+            "half_open_successes",
+        ),
+        (
+            CircuitBreakerConfig {
+                half_open_concurrency: 0,
+                ..Default::default()
+            },
+            "half_open_concurrency",
+        ),
+        (
+            CircuitBreakerConfig {
+                window: WindowKind::Time,
+                size: 1,
+                buckets: 1000,
+                ..Default::default()
+            },
+            "buckets",
+        ),
+        (
+            CircuitBreakerConfig {
+                slow_call_duration: Some(Duration::ZERO),
+                ..Default::default()
+            },
+            "slow_call_duration",
+        ),
     ];
     for (config, field) in cases {
         let err = config.build().unwrap_err();
@@ -433,7 +542,8 @@ fn config_reads_from_toml_with_humane_durations() {
 
 #[tokio::test(start_paused = true)]
 async fn registry_is_bounded_and_evicts_closed_breakers_first() {
-    let registry = CircuitBreakerRegistry::new(CircuitBreaker::builder().consecutive_failures(1), 2).unwrap();
+    let registry =
+        CircuitBreakerRegistry::new(CircuitBreaker::builder().consecutive_failures(1), 2).unwrap();
     let a = registry.get(&"a");
     fail(&a).unwrap(); // a is open
     let _b = registry.get(&"b");
@@ -442,38 +552,73 @@ async fn registry_is_bounded_and_evicts_closed_breakers_first() {
     assert_eq!(registry.evictions(), 1);
     assert!(registry.find(&"a").is_some());
     assert!(registry.find(&"b").is_none());
-    assert_eq!(registry.get(&"a").state(), CircuitState::Open, "same breaker, same state");
+    assert_eq!(
+        registry.get(&"a").state(),
+        CircuitState::Open,
+        "same breaker, same state"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn tower_layer_counts_failures_and_rejects_when_open() {
     use tower::{Layer, ServiceExt, service_fn};
-    let b = CircuitBreaker::builder().consecutive_failures(2).build().unwrap();
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(2)
+        .build()
+        .unwrap();
     let hits = Arc::new(AtomicU32::new(0));
     let counter = hits.clone();
     let svc = b.layer().layer(service_fn(move |ok: bool| {
         counter.fetch_add(1, Ordering::SeqCst);
         async move {
-            if ok { Ok(()) } else { Err(std::io::Error::other("down")) }
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("down"))
+            }
         }
     }));
     assert!(svc.clone().oneshot(true).await.is_ok());
-    assert!(matches!(svc.clone().oneshot(false).await, Err(Error::Inner(_))));
-    assert!(matches!(svc.clone().oneshot(false).await, Err(Error::Inner(_))));
-    assert!(matches!(svc.clone().oneshot(true).await, Err(Error::CircuitOpen { .. })));
-    assert_eq!(hits.load(Ordering::SeqCst), 3, "the rejected call never reached the service");
+    assert!(matches!(
+        svc.clone().oneshot(false).await,
+        Err(Error::Inner(_))
+    ));
+    assert!(matches!(
+        svc.clone().oneshot(false).await,
+        Err(Error::Inner(_))
+    ));
+    assert!(matches!(
+        svc.clone().oneshot(true).await,
+        Err(Error::CircuitOpen { .. })
+    ));
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "the rejected call never reached the service"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn classifier_decides_what_counts() {
-    let b = CircuitBreaker::builder().consecutive_failures(1).build().unwrap();
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
     let not_found_is_fine = crate::outcome::errors(|e: &&str| {
-        if *e == "404" { Outcome::ignored() } else { Outcome::failure() }
+        if *e == "404" {
+            Outcome::ignored()
+        } else {
+            Outcome::failure()
+        }
     });
     for _ in 0..5 {
-        let _ = b.call_with(&not_found_is_fine, || async { Err::<(), _>("404") }).await;
+        let _ = b
+            .call_with(&not_found_is_fine, || async { Err::<(), _>("404") })
+            .await;
     }
     assert_eq!(b.state(), CircuitState::Closed);
-    let _ = b.call_with(&not_found_is_fine, || async { Err::<(), _>("500") }).await;
+    let _ = b
+        .call_with(&not_found_is_fine, || async { Err::<(), _>("500") })
+        .await;
     assert_eq!(b.state(), CircuitState::Open);
 }

@@ -50,12 +50,21 @@ impl FailureWindow {
 
     /// Records a call that counted; returns true if the thresholds are now crossed.
     #[inline]
-    pub(super) fn record(&self, failed: bool, slow: bool, clock: &Clock, limits: &Thresholds) -> bool {
+    pub(super) fn record(
+        &self,
+        failed: bool,
+        slow: bool,
+        clock: &Clock,
+        limits: &Thresholds,
+    ) -> bool {
         match self {
             FailureWindow::Count(ring) => {
                 ring.record(failed, slow) && crossed(ring.counts(), limits)
             }
-            FailureWindow::Time { calls, slow: slow_ring } => {
+            FailureWindow::Time {
+                calls,
+                slow: slow_ring,
+            } => {
                 let now = clock.now();
                 calls.add(now, 1, u64::from(failed));
                 if slow {

@@ -211,7 +211,11 @@ where
             ));
         }
         if self.triggers == 0 {
-            return Err(ConfigError::new("on", "no trigger is set", "at least one Trigger"));
+            return Err(ConfigError::new(
+                "on",
+                "no trigger is set",
+                "at least one Trigger",
+            ));
         }
         let last_good = match self.last_good {
             Some(age) => {
@@ -335,23 +339,21 @@ where
     T: Clone + Send + Sync + 'static,
     E: Send + Sync + fmt::Debug + 'static,
 {
-    fn execute<C, F, Fut>(
-        &self,
-        _classifier: &C,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        async move { self.apply(operation().await) }
+        self.apply(operation().await)
     }
 }
 
 impl<T, E> fmt::Debug for Fallback<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fallback").field("name", &self.shared.name).finish()
+        f.debug_struct("Fallback")
+            .field("name", &self.shared.name)
+            .finish()
     }
 }
 

@@ -5,7 +5,9 @@ use tokio::time::advance;
 use super::*;
 
 fn timeout<T>() -> Result<T, Error<&'static str>> {
-    Err(Error::Timeout { after: Duration::from_secs(1) })
+    Err(Error::Timeout {
+        after: Duration::from_secs(1),
+    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -16,7 +18,10 @@ async fn replaces_only_the_chosen_errors() {
         .build()
         .unwrap();
     assert_eq!(f.apply(timeout()).unwrap(), 0);
-    assert!(matches!(f.apply(Err(Error::Inner("boom"))), Err(Error::Inner("boom"))));
+    assert!(matches!(
+        f.apply(Err(Error::Inner("boom"))),
+        Err(Error::Inner("boom"))
+    ));
     assert_eq!(f.apply(Ok(5)).unwrap(), 5);
 }
 
@@ -27,7 +32,10 @@ async fn a_predicate_narrows_further_and_compute_sees_the_error() {
         .compute(|e| format!("fallback for {}", e.reason()))
         .build()
         .unwrap();
-    assert_eq!(f.apply(Err(Error::Inner("soft fail"))).unwrap(), "fallback for inner");
+    assert_eq!(
+        f.apply(Err(Error::Inner("soft fail"))).unwrap(),
+        "fallback for inner"
+    );
     assert!(f.apply(Err(Error::Inner("hard fail"))).is_err());
 }
 
@@ -38,7 +46,11 @@ async fn last_good_value_is_served_while_fresh() {
         .value(0)
         .build()
         .unwrap();
-    assert_eq!(f.apply(timeout()).unwrap(), 0, "nothing good yet: the value");
+    assert_eq!(
+        f.apply(timeout()).unwrap(),
+        0,
+        "nothing good yet: the value"
+    );
     f.apply(Ok(42)).unwrap();
     advance(Duration::from_secs(30)).await;
     assert_eq!(f.apply(timeout()).unwrap(), 42);
@@ -48,7 +60,10 @@ async fn last_good_value_is_served_while_fresh() {
 
 #[tokio::test(start_paused = true)]
 async fn without_a_source_a_stale_last_good_passes_the_error_on() {
-    let f = Fallback::<u32, &str>::builder().last_good(Duration::from_secs(1)).build().unwrap();
+    let f = Fallback::<u32, &str>::builder()
+        .last_good(Duration::from_secs(1))
+        .build()
+        .unwrap();
     f.apply(Ok(1)).unwrap();
     advance(Duration::from_secs(2)).await;
     assert!(matches!(f.apply(timeout()), Err(Error::Timeout { .. })));
@@ -64,10 +79,15 @@ async fn uses_are_reported() {
         .on_event(move |e| sink.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();
-    let _ = f.execute(&crate::DefaultClassifier, || async { timeout() }).await;
+    let _ = f
+        .execute(&crate::DefaultClassifier, || async { timeout() })
+        .await;
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![Event::FallbackUsed { name: "menu".into(), reason: "timeout" }]
+        vec![Event::FallbackUsed {
+            name: "menu".into(),
+            reason: "timeout"
+        }]
     );
 }
 
@@ -75,16 +95,27 @@ async fn uses_are_reported() {
 fn a_fallback_without_a_source_is_a_config_error() {
     let e = Fallback::<u32, ()>::builder().build().unwrap_err();
     assert_eq!(e.field, "source");
-    let e = Fallback::<u32, ()>::builder().on(&[]).value(1).build().unwrap_err();
+    let e = Fallback::<u32, ()>::builder()
+        .on(&[])
+        .value(1)
+        .build()
+        .unwrap_err();
     assert_eq!(e.field, "on");
 }
 
 #[tokio::test(start_paused = true)]
 async fn tower_layer_answers_with_the_fallback() {
     use tower::{Layer, ServiceExt, service_fn};
-    let f = Fallback::<&'static str, std::io::Error>::builder().value("cached").build().unwrap();
+    let f = Fallback::<&'static str, std::io::Error>::builder()
+        .value("cached")
+        .build()
+        .unwrap();
     let svc = f.layer().layer(service_fn(|fail: bool| async move {
-        if fail { Err(std::io::Error::other("down")) } else { Ok("fresh") }
+        if fail {
+            Err(std::io::Error::other("down"))
+        } else {
+            Ok("fresh")
+        }
     }));
     assert_eq!(svc.clone().oneshot(false).await.unwrap(), "fresh");
     assert_eq!(svc.oneshot(true).await.unwrap(), "cached");

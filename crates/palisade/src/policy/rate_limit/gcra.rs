@@ -89,7 +89,10 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(check(&tat, c, 0, 0), Decision::Allowed);
         }
-        assert_eq!(check(&tat, c, 0, 0), Decision::Limited(Duration::from_millis(100)));
+        assert_eq!(
+            check(&tat, c, 0, 0),
+            Decision::Limited(Duration::from_millis(100))
+        );
         assert_eq!(check(&tat, c, 100 * MS, 0), Decision::Allowed);
         assert!(matches!(check(&tat, c, 100 * MS, 0), Decision::Limited(_)));
     }

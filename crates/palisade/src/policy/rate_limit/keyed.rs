@@ -139,7 +139,11 @@ where
         self.quota.validate()?;
         in_range("max_keys", self.max_keys, SHARDS, 10_000_000)?;
         if self.max_wait > ONE_DAY {
-            return Err(ConfigError::new("max_wait", format!("{:?} is out of range", self.max_wait), "0 to 1 day"));
+            return Err(ConfigError::new(
+                "max_wait",
+                format!("{:?} is out of range", self.max_wait),
+                "0 to 1 day",
+            ));
         }
         let name: Name = self.name.as_str().into();
         let per_shard = self.max_keys.div_ceil(SHARDS);
@@ -223,7 +227,11 @@ where
     pub fn set_quota_for(&self, key: K, quota: Quota) -> Result<(), ConfigError> {
         quota.validate()?;
         {
-            let mut overrides = self.shared.overrides.write().unwrap_or_else(|e| e.into_inner());
+            let mut overrides = self
+                .shared
+                .overrides
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             if !overrides.contains_key(&key) && overrides.len() >= self.shared.max_keys {
                 return Err(ConfigError::new(
                     "overrides",
@@ -251,7 +259,12 @@ where
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-        if let Some(entry) = self.shard(key).write().unwrap_or_else(|e| e.into_inner()).get_mut(key) {
+        if let Some(entry) = self
+            .shard(key)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(key)
+        {
             entry.own = None;
         }
     }
@@ -260,13 +273,21 @@ where
     pub fn set_default_quota(&self, quota: Quota) -> Result<(), ConfigError> {
         quota.validate()?;
         self.shared.default.store(quota.cell());
-        *self.shared.default_quota.lock().unwrap_or_else(|e| e.into_inner()) = quota;
+        *self
+            .shared
+            .default_quota
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = quota;
         Ok(())
     }
 
     /// The default quota.
     pub fn default_quota(&self) -> Quota {
-        *self.shared.default_quota.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .shared
+            .default_quota
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Keys remembered now (never more than `max_keys` rounded up to a multiple of 16).
@@ -285,7 +306,9 @@ where
 
     /// Keys dropped to stay within `max_keys` while their bucket was not yet full.
     pub fn evictions(&self) -> u64 {
-        self.shared.evicted.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared
+            .evicted
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops every key whose bucket has refilled (they carry no state).
@@ -309,7 +332,8 @@ where
         let shard = self.shard(key);
         let decision = {
             let map = shard.read().unwrap_or_else(|e| e.into_inner());
-            map.get(key).map(|entry| self.check_entry(entry, now, max_wait))
+            map.get(key)
+                .map(|entry| self.check_entry(entry, now, max_wait))
         };
         let decision = match decision {
             Some(decision) => decision,

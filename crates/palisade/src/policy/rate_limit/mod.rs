@@ -142,7 +142,12 @@ impl RateLimiter {
     /// The decision for one call under `max_wait`, counted.
     pub(crate) fn decide(&self) -> Decision {
         let shared = &self.shared;
-        let decision = gcra::check(&shared.tat, shared.cell.load(), shared.clock.now(), shared.max_wait);
+        let decision = gcra::check(
+            &shared.tat,
+            shared.cell.load(),
+            shared.clock.now(),
+            shared.max_wait,
+        );
         match decision {
             Decision::Allowed => shared.counters.allowed.increment(1),
             Decision::AllowedAfter(_) => shared.counters.waited.increment(1),
@@ -190,20 +195,14 @@ where
     T: Send,
     E: Send + fmt::Debug,
 {
-    fn execute<C, F, Fut>(
-        &self,
-        _classifier: &C,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        async move {
-            self.acquire().await?;
-            operation().await
-        }
+        self.acquire().await?;
+        operation().await
     }
 }
 

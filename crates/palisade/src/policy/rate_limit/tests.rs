@@ -6,7 +6,11 @@ use tokio::time::{Instant, advance};
 use super::*;
 
 fn limiter(per_second: f64, burst: u32) -> RateLimiter {
-    RateLimiter::builder().name("api").quota(Quota::new(per_second, burst)).build().unwrap()
+    RateLimiter::builder()
+        .name("api")
+        .quota(Quota::new(per_second, burst))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -23,7 +27,10 @@ async fn burst_then_steady_rate() {
     for _ in 0..3 {
         l.check().unwrap();
     }
-    assert!(l.check().is_err(), "idle time never accumulates beyond the burst");
+    assert!(
+        l.check().is_err(),
+        "idle time never accumulates beyond the burst"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -90,10 +97,15 @@ async fn clones_share_one_bucket() {
 async fn tower_layer_limits_and_clones_share() {
     use tower::{Layer, ServiceExt, service_fn};
     let l = limiter(1.0, 2);
-    let svc = l.layer().layer(service_fn(|()| async { Ok::<_, std::io::Error>(()) }));
+    let svc = l
+        .layer()
+        .layer(service_fn(|()| async { Ok::<_, std::io::Error>(()) }));
     assert!(svc.clone().oneshot(()).await.is_ok());
     assert!(svc.clone().oneshot(()).await.is_ok());
-    assert!(matches!(svc.clone().oneshot(()).await, Err(Error::RateLimited { .. })));
+    assert!(matches!(
+        svc.clone().oneshot(()).await,
+        Err(Error::RateLimited { .. })
+    ));
 }
 
 #[test]
@@ -106,7 +118,13 @@ fn invalid_quotas_name_the_field() {
         (1e-12, 1, "per_second"),
         (10.0, 0, "burst"),
     ] {
-        let e = RateLimitConfig { per_second, burst, ..Default::default() }.build().unwrap_err();
+        let e = RateLimitConfig {
+            per_second,
+            burst,
+            ..Default::default()
+        }
+        .build()
+        .unwrap_err();
         assert_eq!(e.field, field);
     }
 }
@@ -164,7 +182,10 @@ async fn key_memory_is_bounded_and_idle_keys_go_first() {
         let _ = l.check(&key);
         assert!(l.len() <= 160);
     }
-    assert!(l.evictions() > 0, "no key was idle, so active ones had to go");
+    assert!(
+        l.evictions() > 0,
+        "no key was idle, so active ones had to go"
+    );
     advance(Duration::from_secs(10)).await;
     // All buckets refilled: every key is idle and is dropped before any eviction. (Ten
     // new keys can never overfill a shard of ten, however they hash.)
@@ -193,6 +214,11 @@ async fn evicting_idle_keys_changes_no_decision() {
                 assert_eq!(a, b, "round {round} key {key}");
             }
         }
-        advance(Duration::from_millis(if round % 5 == 4 { 5000 } else { 10 })).await;
+        advance(Duration::from_millis(if round % 5 == 4 {
+            5000
+        } else {
+            10
+        }))
+        .await;
     }
 }

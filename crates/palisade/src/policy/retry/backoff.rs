@@ -81,7 +81,12 @@ const V2_RP_SCALING: f64 = 1.0 / 1.4;
 
 impl Backoff {
     /// The delay before retry `n` (1-based), advancing `state`.
-    pub fn delay<R: Rng + ?Sized>(&self, n: u32, state: &mut BackoffState, rng: &mut R) -> Duration {
+    pub fn delay<R: Rng + ?Sized>(
+        &self,
+        n: u32,
+        state: &mut BackoffState,
+        rng: &mut R,
+    ) -> Duration {
         let cap = self.max_delay.as_secs_f64();
         let curve = self.curve(n.max(1), state, rng).clamp(0.0, cap);
         let jittered = self.spread(curve, rng);
@@ -96,12 +101,22 @@ impl Backoff {
             BackoffKind::Linear => base * f64::from(n),
             BackoffKind::Fibonacci => base * fibonacci(n),
             BackoffKind::Exponential => {
-                base * self.multiplier.powi(i32::try_from(n - 1).unwrap_or(i32::MAX))
+                base * self
+                    .multiplier
+                    .powi(i32::try_from(n - 1).unwrap_or(i32::MAX))
             }
             BackoffKind::Decorrelated => {
-                let previous = if state.previous > 0.0 { state.previous } else { base };
+                let previous = if state.previous > 0.0 {
+                    state.previous
+                } else {
+                    base
+                };
                 let high = (previous * 3.0).min(cap).max(base);
-                let next = if high > base { rng.random_range(base..=high) } else { base };
+                let next = if high > base {
+                    rng.random_range(base..=high)
+                } else {
+                    base
+                };
                 state.previous = next;
                 next
             }
@@ -161,15 +176,23 @@ mod tests {
         let b = backoff(kind, Jitter::None);
         let mut state = BackoffState::default();
         let mut rng = SmallRng::seed_from_u64(1);
-        (1..=6).map(|n| b.delay(n, &mut state, &mut rng).as_millis()).collect()
+        (1..=6)
+            .map(|n| b.delay(n, &mut state, &mut rng).as_millis())
+            .collect()
     }
 
     #[test]
     fn deterministic_curves() {
         assert_eq!(curve(BackoffKind::Constant), [100, 100, 100, 100, 100, 100]);
         assert_eq!(curve(BackoffKind::Linear), [100, 200, 300, 400, 500, 600]);
-        assert_eq!(curve(BackoffKind::Fibonacci), [100, 100, 200, 300, 500, 800]);
-        assert_eq!(curve(BackoffKind::Exponential), [100, 200, 400, 800, 1600, 3200]);
+        assert_eq!(
+            curve(BackoffKind::Fibonacci),
+            [100, 100, 200, 300, 500, 800]
+        );
+        assert_eq!(
+            curve(BackoffKind::Exponential),
+            [100, 200, 400, 800, 1600, 3200]
+        );
     }
 
     #[test]
@@ -190,7 +213,10 @@ mod tests {
         let mut previous = 0.1f64;
         for n in 1..200 {
             let d = b.delay(n, &mut state, &mut rng).as_secs_f64();
-            assert!(d >= 0.1 - 1e-9 && d <= (3.0 * previous).min(10.0) + 1e-9, "{d} after {previous}");
+            assert!(
+                d >= 0.1 - 1e-9 && d <= (3.0 * previous).min(10.0) + 1e-9,
+                "{d} after {previous}"
+            );
             previous = d;
         }
     }
@@ -200,14 +226,22 @@ mod tests {
         let b = backoff(BackoffKind::DecorrelatedJitterV2, Jitter::None);
         let mut rng = SmallRng::seed_from_u64(11);
         let mut firsts: Vec<f64> = (0..2001)
-            .map(|_| b.delay(1, &mut BackoffState::default(), &mut rng).as_secs_f64())
+            .map(|_| {
+                b.delay(1, &mut BackoffState::default(), &mut rng)
+                    .as_secs_f64()
+            })
             .collect();
         firsts.sort_by(f64::total_cmp);
         let median = firsts[1000];
-        assert!((0.07..=0.13).contains(&median), "median first delay {median}");
+        assert!(
+            (0.07..=0.13).contains(&median),
+            "median first delay {median}"
+        );
         // And the curve keeps growing on average.
         let mut state = BackoffState::default();
-        let total: f64 = (1..=5).map(|n| b.delay(n, &mut state, &mut rng).as_secs_f64()).sum();
+        let total: f64 = (1..=5)
+            .map(|n| b.delay(n, &mut state, &mut rng).as_secs_f64())
+            .sum();
         assert!(total > 0.5, "five v2 delays sum to {total}");
     }
 
@@ -228,13 +262,22 @@ mod tests {
             };
             let mut rng = SmallRng::seed_from_u64(42);
             let samples: Vec<f64> = (0..20_000)
-                .map(|_| b.delay(1, &mut BackoffState::default(), &mut rng).as_secs_f64())
+                .map(|_| {
+                    b.delay(1, &mut BackoffState::default(), &mut rng)
+                        .as_secs_f64()
+                })
                 .collect();
             for s in &samples {
-                assert!(*s >= low - 1e-9 && *s <= high + 1e-9, "{jitter:?}: {s} outside [{low}, {high}]");
+                assert!(
+                    *s >= low - 1e-9 && *s <= high + 1e-9,
+                    "{jitter:?}: {s} outside [{low}, {high}]"
+                );
             }
             let observed = samples.iter().sum::<f64>() / samples.len() as f64;
-            assert!((observed - mean).abs() <= 0.03 * mean, "{jitter:?}: mean {observed}, theory {mean}");
+            assert!(
+                (observed - mean).abs() <= 0.03 * mean,
+                "{jitter:?}: mean {observed}, theory {mean}"
+            );
         }
     }
 

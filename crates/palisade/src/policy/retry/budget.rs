@@ -109,7 +109,8 @@ impl RetryBudget {
             shared: Arc::new(Shared {
                 ring: BucketRing::new(BUCKETS as usize, config.window / BUCKETS),
                 ratio_milli: (config.ratio * MILLI as f64).round() as u64,
-                reserve_milli: (f64::from(config.min_per_second) * window_secs * MILLI as f64) as u64,
+                reserve_milli: (f64::from(config.min_per_second) * window_secs * MILLI as f64)
+                    as u64,
                 clock,
             }),
         })
@@ -195,7 +196,11 @@ mod tests {
     #[test]
     fn a_quiet_service_still_gets_its_floor() {
         let (clock, hand) = Clock::manual();
-        let config = RetryBudgetConfig { ratio: 0.2, min_per_second: 2, window: Duration::from_secs(10) };
+        let config = RetryBudgetConfig {
+            ratio: 0.2,
+            min_per_second: 2,
+            window: Duration::from_secs(10),
+        };
         let budget = RetryBudget::with_clock(&config, clock).unwrap();
         let granted = (0..100).filter(|_| budget.try_withdraw()).count();
         assert_eq!(granted, 20, "2/s over a 10 s window");

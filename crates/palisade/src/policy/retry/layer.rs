@@ -132,7 +132,10 @@ where
                     let result =
                         ready!(future.poll(cx)).map_err(IntoPolicyError::into_policy_error);
                     let outcome = classify_result(this.classifier, &result);
-                    match this.retry.next(this.attempts, &outcome, || describe(&result)) {
+                    match this
+                        .retry
+                        .next(this.attempts, &outcome, || describe(&result))
+                    {
                         Next::Return => return Poll::Ready(result),
                         Next::GiveUp => {
                             return Poll::Ready(exhausted(this.attempts.made(), result));

@@ -154,7 +154,11 @@ impl Retry {
             attempt: 1,
             backoff: BackoffState::default(),
             rng: None,
-            started: if shared.max_elapsed.is_some() { shared.clock.now() } else { 0 },
+            started: if shared.max_elapsed.is_some() {
+                shared.clock.now()
+            } else {
+                0
+            },
         }
     }
 
@@ -228,7 +232,9 @@ impl Retry {
                 None => SmallRng::from_os_rng(),
             }
         });
-        let backoff = shared.backoff.delay(attempts.attempt, &mut attempts.backoff, rng);
+        let backoff = shared
+            .backoff
+            .delay(attempts.attempt, &mut attempts.backoff, rng);
         match outcome.delay_hint() {
             Some(hint) => backoff.max(hint.min(shared.max_retry_after)),
             None => backoff,
@@ -291,26 +297,20 @@ where
     T: Send,
     E: Send + fmt::Debug,
 {
-    fn execute<C, F, Fut>(
-        &self,
-        classifier: &C,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C, F, Fut>(&self, classifier: &C, operation: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        async move {
-            let mut attempts = self.begin();
-            loop {
-                let result = operation().await;
-                let outcome = classify_result(classifier, &result);
-                match self.next(&mut attempts, &outcome, || describe(&result)) {
-                    Next::Return => return result,
-                    Next::GiveUp => return exhausted(attempts.made(), result),
-                    Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
-                }
+        let mut attempts = self.begin();
+        loop {
+            let result = operation().await;
+            let outcome = classify_result(classifier, &result);
+            match self.next(&mut attempts, &outcome, || describe(&result)) {
+                Next::Return => return result,
+                Next::GiveUp => return exhausted(attempts.made(), result),
+                Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
             }
         }
     }

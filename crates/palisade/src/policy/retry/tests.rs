@@ -10,13 +10,20 @@ use crate::outcome::{Outcome, errors};
 fn retry(attempts: u32) -> RetryBuilder {
     Retry::builder()
         .max_attempts(attempts)
-        .backoff(BackoffKind::Constant, Duration::from_millis(100), Duration::from_secs(10))
+        .backoff(
+            BackoffKind::Constant,
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+        )
         .jitter(Jitter::None)
         .seed(1)
 }
 
 /// An operation failing `failures` times, then succeeding; counts its calls.
-fn flaky(failures: u32, calls: &AtomicU32) -> impl Fn() -> std::future::Ready<Result<u32, &'static str>> + '_ {
+fn flaky(
+    failures: u32,
+    calls: &AtomicU32,
+) -> impl Fn() -> std::future::Ready<Result<u32, &'static str>> + '_ {
     move || {
         let n = calls.fetch_add(1, Ordering::SeqCst);
         std::future::ready(if n < failures { Err("flaky") } else { Ok(n) })
@@ -81,7 +88,13 @@ async fn palisade_rejections_are_not_retried() {
 async fn a_retryable_value_is_retried_and_returned_as_the_value_at_the_end() {
     let r = retry(3).build().unwrap();
     let unavailable = crate::outcome::results(
-        |status: &u16| if *status == 503 { Outcome::failure().retryable() } else { Outcome::success() },
+        |status: &u16| {
+            if *status == 503 {
+                Outcome::failure().retryable()
+            } else {
+                Outcome::success()
+            }
+        },
         |_: &()| Outcome::failure(),
     );
     let calls = AtomicU32::new(0);
@@ -97,16 +110,29 @@ async fn a_retryable_value_is_retried_and_returned_as_the_value_at_the_end() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_hints_are_honoured_up_to_the_cap() {
-    let r = retry(3).max_retry_after(Duration::from_secs(2)).build().unwrap();
-    let asks = |secs: u64| errors(move |_: &&str| Outcome::failure().retry_after(Duration::from_secs(secs)));
+    let r = retry(3)
+        .max_retry_after(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let asks = |secs: u64| {
+        errors(move |_: &&str| Outcome::failure().retry_after(Duration::from_secs(secs)))
+    };
     let calls = AtomicU32::new(0);
     let start = Instant::now();
     let _ = r.call_with(&asks(1), flaky(1, &calls)).await;
-    assert_eq!(start.elapsed(), Duration::from_secs(1), "hint above the 100 ms backoff is followed");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "hint above the 100 ms backoff is followed"
+    );
     let calls = AtomicU32::new(0);
     let start = Instant::now();
     let _ = r.call_with(&asks(60), flaky(1, &calls)).await;
-    assert_eq!(start.elapsed(), Duration::from_secs(2), "hint capped at max_retry_after");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(2),
+        "hint capped at max_retry_after"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -114,15 +140,26 @@ async fn a_deadline_stops_retries_that_could_not_start_in_time() {
     let r = retry(10).build().unwrap();
     let calls = AtomicU32::new(0);
     let start = Instant::now();
-    let result = crate::deadline::scope_for(Duration::from_millis(250), r.call(flaky(100, &calls))).await;
-    assert!(matches!(result, Err(Error::RetriesExhausted { attempts: 3, .. })));
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "attempts at 0, 100, 200 ms; 300 ms would pass the deadline");
+    let result =
+        crate::deadline::scope_for(Duration::from_millis(250), r.call(flaky(100, &calls))).await;
+    assert!(matches!(
+        result,
+        Err(Error::RetriesExhausted { attempts: 3, .. })
+    ));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "attempts at 0, 100, 200 ms; 300 ms would pass the deadline"
+    );
     assert_eq!(start.elapsed(), Duration::from_millis(200));
 }
 
 #[tokio::test(start_paused = true)]
 async fn max_elapsed_bounds_the_whole_call() {
-    let r = retry(10).max_elapsed(Duration::from_millis(350)).build().unwrap();
+    let r = retry(10)
+        .max_elapsed(Duration::from_millis(350))
+        .build()
+        .unwrap();
     let calls = AtomicU32::new(0);
     let _ = r.call(flaky(100, &calls)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 4, "0, 100, 200, 300 ms");
@@ -137,7 +174,10 @@ async fn a_total_timeout_outside_shortens_retries_inside() {
     let result = total
         .execute(&crate::DefaultClassifier, || r.call(flaky(100, &calls)))
         .await;
-    assert!(matches!(result, Err(Error::RetriesExhausted { attempts: 3, .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::RetriesExhausted { attempts: 3, .. })),
+        "{result:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -159,7 +199,10 @@ async fn a_shared_budget_caps_retries_across_calls() {
             .await;
     }
     let retries = attempts.load(Ordering::SeqCst) - 100;
-    assert!(retries <= 10, "100 calls × 0.1 = at most 10 retries, got {retries}");
+    assert!(
+        retries <= 10,
+        "100 calls × 0.1 = at most 10 retries, got {retries}"
+    );
     assert!(retries >= 9, "the budget is used, got {retries}");
 }
 
@@ -176,10 +219,18 @@ async fn every_retry_is_reported() {
     let _ = r.call(flaky(5, &calls)).await;
     let events = events.lock().unwrap();
     assert_eq!(events.len(), 3, "{events:?}");
-    assert!(matches!(&events[0], crate::events::Event::Retry { attempt: 1, delay, error, .. }
-        if *delay == Duration::from_millis(100) && error.contains("flaky")));
-    assert!(matches!(&events[1], crate::events::Event::Retry { attempt: 2, .. }));
-    assert!(matches!(&events[2], crate::events::Event::RetriesExhausted { attempts: 3, .. }));
+    assert!(
+        matches!(&events[0], crate::events::Event::Retry { attempt: 1, delay, error, .. }
+        if *delay == Duration::from_millis(100) && error.contains("flaky"))
+    );
+    assert!(matches!(
+        &events[1],
+        crate::events::Event::Retry { attempt: 2, .. }
+    ));
+    assert!(matches!(
+        &events[2],
+        crate::events::Event::RetriesExhausted { attempts: 3, .. }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -210,7 +261,11 @@ async fn full_jitter_spreads_a_thundering_herd() {
     async fn first_retry_offsets(jitter: Jitter) -> Vec<Duration> {
         let r = Retry::builder()
             .max_attempts(2)
-            .backoff(BackoffKind::Constant, Duration::from_millis(1000), Duration::from_secs(10))
+            .backoff(
+                BackoffKind::Constant,
+                Duration::from_millis(1000),
+                Duration::from_secs(10),
+            )
             .jitter(jitter)
             .seed(2024)
             .build()
@@ -248,11 +303,18 @@ async fn full_jitter_spreads_a_thundering_herd() {
     let used = spread.iter().filter(|&&c| c > 0).count();
     let mean = 1000.0 / 100.0;
     let largest = *spread.iter().max().unwrap() as f64;
-    assert!(largest < 3.0 * mean, "largest 10 ms bucket {largest} ≥ 3 × mean {mean}");
+    assert!(
+        largest < 3.0 * mean,
+        "largest 10 ms bucket {largest} ≥ 3 × mean {mean}"
+    );
     assert!(used >= 95, "only {used} of 100 buckets used");
 
     let herd = buckets(&first_retry_offsets(Jitter::None).await);
-    assert_eq!(*herd.iter().max().unwrap(), 1000, "without jitter every retry lands in one bucket");
+    assert_eq!(
+        *herd.iter().max().unwrap(),
+        1000,
+        "without jitter every retry lands in one bucket"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -265,7 +327,11 @@ async fn tower_layer_replays_the_request() {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         async move {
             sleep(Duration::from_millis(1)).await;
-            if n < 2 { Err(std::io::Error::other("reset")) } else { Ok(body.len()) }
+            if n < 2 {
+                Err(std::io::Error::other("reset"))
+            } else {
+                Ok(body.len())
+            }
         }
     }));
     assert_eq!(svc.oneshot("hello".to_owned()).await.unwrap(), 5);
@@ -275,12 +341,52 @@ async fn tower_layer_replays_the_request() {
 #[test]
 fn invalid_configs_name_the_field() {
     let cases: Vec<(RetryConfig, &str)> = vec![
-        (RetryConfig { max_attempts: 0, ..Default::default() }, "max_attempts"),
-        (RetryConfig { base: Duration::ZERO, ..Default::default() }, "base"),
-        (RetryConfig { base: Duration::from_secs(10), max_delay: Duration::from_secs(1), ..Default::default() }, "base"),
-        (RetryConfig { multiplier: 0.5, ..Default::default() }, "multiplier"),
-        (RetryConfig { jitter_factor: 1.5, ..Default::default() }, "jitter_factor"),
-        (RetryConfig { budget: Some(RetryBudgetConfig { ratio: -1.0, ..Default::default() }), ..Default::default() }, "budget.ratio"),
+        (
+            RetryConfig {
+                max_attempts: 0,
+                ..Default::default()
+            },
+            "max_attempts",
+        ),
+        (
+            RetryConfig {
+                base: Duration::ZERO,
+                ..Default::default()
+            },
+            "base",
+        ),
+        (
+            RetryConfig {
+                base: Duration::from_secs(10),
+                max_delay: Duration::from_secs(1),
+                ..Default::default()
+            },
+            "base",
+        ),
+        (
+            RetryConfig {
+                multiplier: 0.5,
+                ..Default::default()
+            },
+            "multiplier",
+        ),
+        (
+            RetryConfig {
+                jitter_factor: 1.5,
+                ..Default::default()
+            },
+            "jitter_factor",
+        ),
+        (
+            RetryConfig {
+                budget: Some(RetryBudgetConfig {
+                    ratio: -1.0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "budget.ratio",
+        ),
     ];
     for (config, field) in cases {
         assert_eq!(config.build().unwrap_err().field, field);
@@ -301,6 +407,9 @@ fn config_reads_from_toml() {
     )
     .unwrap();
     assert_eq!(config.backoff, BackoffKind::DecorrelatedJitterV2);
-    assert_eq!(config.budget.as_ref().unwrap().window, Duration::from_secs(10));
+    assert_eq!(
+        config.budget.as_ref().unwrap().window,
+        Duration::from_secs(10)
+    );
     config.build().unwrap();
 }

@@ -10,9 +10,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{Limit, Timeout};
+use crate::Error;
 use crate::deadline::{self, Scoped};
 use crate::error::IntoPolicyError;
-use crate::Error;
 
 /// Applies a [`Timeout`] to a service. Clones share the policy.
 #[derive(Clone, Debug)]
@@ -136,4 +136,3 @@ where
         }
     }
 }
-

@@ -68,7 +68,11 @@ impl Timeout {
     /// A timeout of `after` named `"default"`. Panics never; a zero duration times out
     /// every call that does not finish on its first poll.
     pub fn new(after: Duration) -> Self {
-        Self::from_parts(crate::config::DEFAULT_NAME.into(), after, Emitter::default())
+        Self::from_parts(
+            crate::config::DEFAULT_NAME.into(),
+            after,
+            Emitter::default(),
+        )
     }
 
     /// A builder; see [`TimeoutConfig`] for the defaults.
@@ -140,26 +144,20 @@ where
     T: Send,
     E: Send + fmt::Debug,
 {
-    fn execute<C, F, Fut>(
-        &self,
-        _classifier: &C,
-        operation: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + Send
+    async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        async move {
-            let limit = self.limit();
-            if matches!(limit, Limit::Deadline(at) if at <= Instant::now()) {
-                return Err(Error::DeadlineExceeded);
-            }
-            let at = limit.at();
-            match tokio::time::timeout_at(at, deadline::scope(at, operation())).await {
-                Ok(result) => result,
-                Err(_elapsed) => Err(self.expired(limit)),
-            }
+        let limit = self.limit();
+        if matches!(limit, Limit::Deadline(at) if at <= Instant::now()) {
+            return Err(Error::DeadlineExceeded);
+        }
+        let at = limit.at();
+        match tokio::time::timeout_at(at, deadline::scope(at, operation())).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(self.expired(limit)),
         }
     }
 }

@@ -13,7 +13,11 @@ async fn sleepy(d: Duration) -> Result<&'static str, Error<&'static str>> {
 #[tokio::test(start_paused = true)]
 async fn fast_operation_passes_through() {
     let t = Timeout::new(Duration::from_millis(100));
-    let r = t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_millis(99))).await;
+    let r = t
+        .execute(&crate::DefaultClassifier, || {
+            sleepy(Duration::from_millis(99))
+        })
+        .await;
     assert_eq!(r.unwrap(), "done");
 }
 
@@ -21,7 +25,9 @@ async fn fast_operation_passes_through() {
 async fn slow_operation_is_cancelled_at_the_timeout() {
     let t = Timeout::new(Duration::from_millis(100));
     let start = Instant::now();
-    let r = t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5))).await;
+    let r = t
+        .execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5)))
+        .await;
     assert!(matches!(r, Err(Error::Timeout { after }) if after == Duration::from_millis(100)));
     assert_eq!(start.elapsed(), Duration::from_millis(100));
 }
@@ -56,7 +62,8 @@ async fn an_earlier_deadline_wins_and_is_reported_as_such() {
     let t = Timeout::new(Duration::from_secs(10));
     let start = Instant::now();
     let r = deadline::scope_for(Duration::from_millis(30), async {
-        t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(1))).await
+        t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(1)))
+            .await
     })
     .await;
     assert!(matches!(r, Err(Error::DeadlineExceeded)));
@@ -101,7 +108,9 @@ async fn listener_hears_the_timeout() {
         .on_event(move |e| sink.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();
-    let _ = t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(1))).await;
+    let _ = t
+        .execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(1)))
+        .await;
     let heard = heard.lock().unwrap();
     assert_eq!(
         *heard,
@@ -126,10 +135,12 @@ fn zero_timeout_is_a_config_error() {
 #[tokio::test(start_paused = true)]
 async fn tower_service_times_out_and_keeps_errors_flat() {
     use tower::{ServiceExt, service_fn};
-    let svc = Timeout::new(Duration::from_millis(50)).layer().layer(service_fn(|d: u64| async move {
-        sleep(Duration::from_millis(d)).await;
-        Ok::<_, std::io::Error>(d)
-    }));
+    let svc = Timeout::new(Duration::from_millis(50))
+        .layer()
+        .layer(service_fn(|d: u64| async move {
+            sleep(Duration::from_millis(d)).await;
+            Ok::<_, std::io::Error>(d)
+        }));
     use tower_layer::Layer as _;
     assert_eq!(svc.clone().oneshot(10).await.unwrap(), 10);
     let err = svc.oneshot(500).await.unwrap_err();
