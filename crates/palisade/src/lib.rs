@@ -51,3 +51,8 @@ pub use error::{Error, Name};
 pub use outcome::{Classify, DefaultClassifier, Outcome};
 pub use pipeline::Pipeline;
 pub use policy::Policy;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
