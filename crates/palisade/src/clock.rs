@@ -48,6 +48,14 @@ pub struct ManualClock {
     nanos: Arc<AtomicU64>,
 }
 
+/// A year: how far ahead "never" is placed when a deadline would overflow `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 86_400);
+
+/// `at + by`, or a year after `at` if that would overflow `Instant`.
+pub fn instant_after(at: tokio::time::Instant, by: Duration) -> tokio::time::Instant {
+    at.checked_add(by).unwrap_or_else(|| at + FAR_FUTURE)
+}
+
 /// Converts a duration to whole nanoseconds, saturating at `u64::MAX` (about 584 years).
 pub fn duration_to_nanos(duration: Duration) -> Nanos {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
@@ -95,10 +103,10 @@ impl Clock {
     /// needs; manual clocks are not meant to drive tokio timers.
     pub fn to_tokio_instant(&self, at: Nanos) -> tokio::time::Instant {
         match &self.source {
-            Source::Tokio { epoch } => *epoch + Duration::from_nanos(at),
+            Source::Tokio { epoch } => instant_after(*epoch, Duration::from_nanos(at)),
             Source::Manual(nanos) => {
                 let ahead = at.saturating_sub(nanos.load(Ordering::Acquire));
-                tokio::time::Instant::now() + Duration::from_nanos(ahead)
+                instant_after(tokio::time::Instant::now(), Duration::from_nanos(ahead))
             }
         }
     }

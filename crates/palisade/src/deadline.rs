@@ -44,7 +44,7 @@ pub async fn scope<F: Future>(deadline: Instant, future: F) -> F::Output {
 
 /// Runs `future` with a deadline `budget` from now (or the current one, if earlier).
 pub async fn scope_for<F: Future>(budget: Duration, future: F) -> F::Output {
-    scope(Instant::now() + budget, future).await
+    scope(crate::clock::instant_after(Instant::now(), budget), future).await
 }
 
 /// A future running with a deadline; see [`scoped`].

@@ -65,8 +65,9 @@ pub(crate) enum Limit {
 // === impl Timeout ===
 
 impl Timeout {
-    /// A timeout of `after` named `"default"`. Panics never; a zero duration times out
-    /// every call that does not finish on its first poll.
+    /// A timeout of `after` named `"default"`. Never panics: a zero duration times out
+    /// every call that does not finish on its first poll, and a duration too large for
+    /// the clock means "a year".
     pub fn new(after: Duration) -> Self {
         Self::from_parts(
             crate::config::DEFAULT_NAME.into(),
@@ -104,7 +105,7 @@ impl Timeout {
 
     /// The instant this run must end by, and which limit sets it.
     pub(crate) fn limit(&self) -> Limit {
-        let own = Instant::now() + self.shared.after;
+        let own = crate::clock::instant_after(Instant::now(), self.shared.after);
         match deadline::current() {
             Some(deadline) if deadline <= own => Limit::Deadline(deadline),
             _ => Limit::Own(own),
