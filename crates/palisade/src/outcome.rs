@@ -85,6 +85,13 @@ pub trait Classify<T, E>: Send + Sync {
     fn classify_err(&self, _error: &E) -> Outcome {
         Outcome::failure().retryable()
     }
+
+    /// Classifies one of Palisade's own errors seen by an outer policy. The default is
+    /// [`classify_rejection`]; override it to, say, make a timeout non-retryable for a
+    /// request that must not be sent twice.
+    fn classify_rejection(&self, error: &Error<E>) -> Outcome {
+        classify_rejection(error)
+    }
 }
 
 /// `Ok` is a success; `Err` is a retryable failure.
@@ -163,6 +170,9 @@ impl<T, E, C: Classify<T, E>> Classify<T, E> for &C {
     fn classify_err(&self, error: &E) -> Outcome {
         (**self).classify_err(error)
     }
+    fn classify_rejection(&self, error: &Error<E>) -> Outcome {
+        (**self).classify_rejection(error)
+    }
 }
 
 impl<T, E, C: Classify<T, E> + ?Sized> Classify<T, E> for std::sync::Arc<C> {
@@ -171,6 +181,9 @@ impl<T, E, C: Classify<T, E> + ?Sized> Classify<T, E> for std::sync::Arc<C> {
     }
     fn classify_err(&self, error: &E) -> Outcome {
         (**self).classify_err(error)
+    }
+    fn classify_rejection(&self, error: &Error<E>) -> Outcome {
+        (**self).classify_rejection(error)
     }
 }
 
@@ -183,7 +196,7 @@ where
     match result {
         Ok(value) => classifier.classify_ok(value),
         Err(Error::Inner(error)) => classifier.classify_err(error),
-        Err(rejection) => classify_rejection(rejection),
+        Err(rejection) => classifier.classify_rejection(rejection),
     }
 }
 
