@@ -53,7 +53,7 @@ pub enum BreakerMode {
 /// | `open_jitter` | `0.1` | ±10% so that a fleet of breakers does not probe in lockstep |
 /// | `half_open_calls` | `3` | probes admitted per half-open period |
 /// | `half_open_concurrency` | `1` | probes in flight at once: one probe at a time cannot stampede |
-/// | `half_open_successes` | `3` | successful probes needed to close |
+/// | `half_open_successes` | `half_open_calls` | successful probes needed to close: every probe of the period |
 /// | `max_half_open` | `30s` | a probe that never answers cannot keep the breaker half-open |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -91,8 +91,9 @@ pub struct CircuitBreakerConfig {
     pub half_open_calls: u32,
     /// Probes in flight at once, 1 to `half_open_calls`.
     pub half_open_concurrency: u32,
-    /// Successful probes that close the breaker, 1 to `half_open_calls`.
-    pub half_open_successes: u32,
+    /// Successful probes that close the breaker, 1 to `half_open_calls`; absent: all of
+    /// them (`half_open_calls`).
+    pub half_open_successes: Option<u32>,
     /// Longest time in half-open before unanswered probes count as failed.
     #[serde(with = "humantime_serde")]
     pub max_half_open: Duration,
@@ -118,7 +119,7 @@ impl Default for CircuitBreakerConfig {
             open_jitter: 0.1,
             half_open_calls: 3,
             half_open_concurrency: 1,
-            half_open_successes: 3,
+            half_open_successes: None,
             max_half_open: Duration::from_secs(30),
             seed: None,
         }
@@ -169,12 +170,9 @@ impl CircuitBreakerConfig {
             1,
             self.half_open_calls,
         )?;
-        in_range(
-            "half_open_successes",
-            self.half_open_successes,
-            1,
-            self.half_open_calls,
-        )?;
+        if let Some(successes) = self.half_open_successes {
+            in_range("half_open_successes", successes, 1, self.half_open_calls)?;
+        }
         positive_duration("max_half_open", self.max_half_open, ONE_DAY)?;
         Ok(())
     }
@@ -273,7 +271,7 @@ impl CircuitBreakerBuilder {
     pub fn half_open(mut self, calls: u32, concurrency: u32, successes: u32) -> Self {
         self.config.half_open_calls = calls;
         self.config.half_open_concurrency = concurrency;
-        self.config.half_open_successes = successes;
+        self.config.half_open_successes = Some(successes);
         self
     }
 

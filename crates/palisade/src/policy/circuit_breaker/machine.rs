@@ -113,7 +113,7 @@ impl Shared {
             open_jitter: config.open_jitter,
             half_open_calls: config.half_open_calls,
             half_open_concurrency: config.half_open_concurrency,
-            half_open_successes: config.half_open_successes,
+            half_open_successes: config.half_open_successes.unwrap_or(config.half_open_calls),
             max_half_open: duration_to_nanos(config.max_half_open),
             word: AtomicU64::new(Word::new(initial, 0).0),
             open_until: AtomicU64::new(0),

@@ -150,7 +150,11 @@ async fn tower_service_times_out_and_keeps_errors_flat() {
 #[tokio::test(start_paused = true)]
 async fn absurd_durations_do_not_panic() {
     let t = Timeout::new(Duration::MAX);
-    let r = t.execute(&crate::DefaultClassifier, || sleepy(Duration::from_millis(5))).await;
+    let r = t
+        .execute(&crate::DefaultClassifier, || {
+            sleepy(Duration::from_millis(5))
+        })
+        .await;
     assert_eq!(r.unwrap(), "done");
     let r = deadline::scope_for(Duration::MAX, async { deadline::remaining() }).await;
     assert!(r.is_some());

@@ -1,0 +1,393 @@
+//! Reading and validating a config file, reporting every problem with its line.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use http::Method;
+use http::uri::Authority;
+use palisade::ConfigError;
+use palisade::policy::circuit_breaker::CircuitBreakerConfig;
+use palisade::policy::retry::RetryConfig;
+use palisade_http::classify::RetryOn;
+use serde::de::DeserializeOwned;
+
+use super::spans::{Locator, Step};
+use super::{Config, Upstream};
+
+/// One thing wrong with a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the file.
+    pub line: usize,
+    /// The key, as a path (`upstream[0].retry.max_attempts`).
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+/// Every problem found in one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problems {
+    /// The file, as given.
+    pub file: String,
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}: {}: {}", self.file, p.line, p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// A config that passed every check, with the library configs it contains, built.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The file as read.
+    pub config: Config,
+    /// Per upstream, in order: the policies' configs.
+    pub upstreams: Vec<UpstreamPolicies>,
+}
+
+/// An upstream's policy configs, validated.
+#[derive(Clone, Debug)]
+pub struct UpstreamPolicies {
+    /// Retry settings.
+    pub retry: RetryConfig,
+    /// What is retried.
+    pub retry_on: RetryOn,
+    /// Methods that may be replayed.
+    pub methods: Vec<Method>,
+    /// Breaker settings.
+    pub breaker: CircuitBreakerConfig,
+}
+
+/// Reads and checks `path`.
+pub fn load(path: &Path) -> Result<Checked, Problems> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Problems {
+        file: file.clone(),
+        problems: vec![Problem {
+            line: 1,
+            key: "-".into(),
+            message: format!("cannot read the file: {e}; allowed: a readable TOML file"),
+        }],
+    })?;
+    parse(&file, &text)
+}
+
+/// Checks `text`, read from `file`.
+pub fn parse(file: &str, text: &str) -> Result<Checked, Problems> {
+    let locator = Locator::new(text);
+    let config: Config = toml::from_str(text).map_err(|e| Problems {
+        file: file.to_owned(),
+        problems: vec![syntax_problem(&locator, text, &e)],
+    })?;
+    let mut checker = Checker {
+        locator: &locator,
+        problems: Vec::new(),
+    };
+    let upstreams = checker.check(&config);
+    let mut problems = checker.problems;
+    if problems.is_empty() {
+        return Ok(Checked { config, upstreams });
+    }
+    problems.sort_by_key(|p| p.line);
+    Err(Problems {
+        file: file.to_owned(),
+        problems,
+    })
+}
+
+fn syntax_problem(locator: &Locator<'_>, text: &str, error: &toml::de::Error) -> Problem {
+    let offset = error.span().map_or(0, |s| s.start);
+    let line = locator.line_of(offset);
+    let message = error.message().trim().to_owned();
+    let key = backticked(&message)
+        .filter(|_| message.starts_with("unknown field"))
+        .or_else(|| key_on_line(text, line))
+        .unwrap_or_else(|| "-".to_owned());
+    Problem {
+        line,
+        key,
+        message: humanize(&message),
+    }
+}
+
+/// The first `name` in backticks.
+fn backticked(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(message[start..end].to_owned())
+}
+
+/// The key assigned on `line` (`key = value`), if any.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let content = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = content.split_once('=')?;
+    Some(key.trim().to_owned()).filter(|k| !k.is_empty())
+}
+
+/// Serde's "unknown field `x`, expected one of `a`, `b`" as "unknown key; allowed: a, b".
+fn humanize(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field") {
+        let allowed = rest.split_once("expected").map_or("", |(_, a)| a);
+        let allowed = allowed.trim_start_matches(" one of").replace('`', "");
+        return format!("unknown key; allowed: {}", allowed.trim());
+    }
+    if message.contains("; allowed") {
+        return message.to_owned();
+    }
+    format!("{message}; allowed: see docs/CONFIG.md")
+}
+
+struct Checker<'a> {
+    locator: &'a Locator<'a>,
+    problems: Vec<Problem>,
+}
+
+fn key(k: &str) -> Step {
+    Step::Key(k.to_owned())
+}
+
+fn render(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, path: &[Step], message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: self.locator.line(path),
+            key: render(path),
+            message: message.into(),
+        });
+    }
+
+    fn config_error(&mut self, section: &[Step], error: ConfigError) {
+        let mut path = section.to_vec();
+        path.extend(error.field.split('.').map(key));
+        self.problem(&path, format!("{}; allowed: {}", error.problem, error.allowed));
+    }
+
+    fn check(&mut self, config: &Config) -> Vec<UpstreamPolicies> {
+        self.check_admin(config);
+        if config.upstream.is_empty() {
+            self.problem(&[key("upstream")], "no [[upstream]] is defined; allowed: at least one, with endpoints");
+        }
+        if config.route.is_empty() {
+            self.problem(&[key("route")], "no [[route]] is defined; allowed: at least one");
+        }
+        let policies = config
+            .upstream
+            .iter()
+            .enumerate()
+            .map(|(i, u)| self.check_upstream(config, i, u))
+            .collect();
+        self.check_routes(config);
+        policies
+    }
+
+    fn check_admin(&mut self, config: &Config) {
+        let admin = &config.admin;
+        if !admin.address.ip().is_loopback() && admin.token.as_deref().is_none_or(str::is_empty) {
+            self.problem(
+                &[key("admin"), key("address")],
+                format!("{} is not loopback and no token is set; allowed: a loopback address, or set admin.token", admin.address),
+            );
+        }
+        if config.listener.max_header_bytes < 1024 {
+            self.problem(&[key("listener"), key("max_header_bytes")], "is below 1024; allowed: 1024 or more");
+        }
+        if config.listener.header_timeout.is_zero() {
+            self.problem(&[key("listener"), key("header_timeout")], "is 0; allowed: more than 0");
+        }
+    }
+
+    fn check_upstream(&mut self, config: &Config, i: usize, upstream: &Upstream) -> UpstreamPolicies {
+        let at = |k: &str| vec![key("upstream"), Step::Index(i), key(k)];
+        if upstream.name.is_empty() {
+            self.problem(&at("name"), "is empty; allowed: a name routes can refer to");
+        }
+        if config.upstream[..i].iter().any(|u| u.name == upstream.name) {
+            self.problem(&at("name"), format!("{:?} is defined twice; allowed: unique names", upstream.name));
+        }
+        if upstream.endpoints.is_empty() {
+            self.problem(&at("endpoints"), "is empty; allowed: at least one host:port");
+        }
+        for (field, list) in [("endpoints", &upstream.endpoints), ("backup", &upstream.backup)] {
+            for endpoint in list {
+                let valid = endpoint.parse::<Authority>().is_ok_and(|a| a.port_u16().is_some());
+                if !valid {
+                    self.problem(&at(field), format!("{endpoint:?} is not host:port; allowed: e.g. \"127.0.0.1:9001\""));
+                }
+            }
+        }
+        self.check_timeouts(i, upstream);
+        self.check_health(i, upstream);
+        if let Some(bulkhead) = &upstream.bulkhead {
+            if let Err(e) = bulkhead.validate() {
+                self.config_error(&at("bulkhead"), e);
+            }
+        }
+        if let Some(limit) = &upstream.rate_limit {
+            if let Err(e) = limit.validate() {
+                self.config_error(&at("rate_limit"), e);
+            }
+        }
+        let retry_section = &upstream.retry;
+        let retry: RetryConfig = self.library_config(&at("retry"), &retry_section.policy);
+        let retry_on = RetryOn::parse(&retry_section.on).unwrap_or_else(|e| {
+            self.problem(&at("retry").into_iter().chain([key("on")]).collect::<Vec<_>>(), format!("{e}; allowed: {}", RetryOn::ALLOWED));
+            RetryOn::default()
+        });
+        let methods = retry_section
+            .methods
+            .iter()
+            .filter_map(|m| match Method::from_bytes(m.as_bytes()) {
+                Ok(method) if m.chars().all(|c| c.is_ascii_uppercase()) => Some(method),
+                _ => {
+                    let path: Vec<_> = at("retry").into_iter().chain([key("methods")]).collect();
+                    self.problem(&path, format!("{m:?} is not an HTTP method; allowed: upper-case methods such as \"GET\""));
+                    None
+                }
+            })
+            .collect();
+        let breaker: CircuitBreakerConfig = self.library_config(&at("circuit_breaker"), &upstream.circuit_breaker.policy);
+        UpstreamPolicies {
+            retry,
+            retry_on,
+            methods,
+            breaker,
+        }
+    }
+
+    /// Reads a library config from a section's remaining keys and validates it.
+    fn library_config<T>(&mut self, section: &[Step], table: &toml::Table) -> T
+    where
+        T: DeserializeOwned + Default + Validate,
+    {
+        match toml::Value::Table(table.clone()).try_into::<T>() {
+            Ok(config) => {
+                if let Err(e) = config.check() {
+                    self.config_error(section, e);
+                }
+                config
+            }
+            Err(e) => {
+                let message = e.message().trim().to_owned();
+                let mut path = section.to_vec();
+                if let Some(name) = backticked(&message) {
+                    path.push(key(&name));
+                } else if let Some(k) = table.keys().next().filter(|_| table.len() == 1) {
+                    path.push(key(k));
+                }
+                self.problem(&path, humanize(&message));
+                T::default()
+            }
+        }
+    }
+
+    fn check_timeouts(&mut self, i: usize, upstream: &Upstream) {
+        let at = |k: &str| vec![key("upstream"), Step::Index(i), key("timeout"), key(k)];
+        let t = &upstream.timeout;
+        let day = Duration::from_secs(86_400);
+        if t.total.is_zero() || t.total > day {
+            self.problem(&at("total"), format!("{:?} is out of range; allowed: more than 0 and at most 1 day", t.total));
+        }
+        if t.per_try.is_zero() || t.per_try > t.total {
+            self.problem(&at("per_try"), format!("{:?} is out of range; allowed: more than 0 and at most total ({:?})", t.per_try, t.total));
+        }
+        if t.margin >= t.per_try {
+            self.problem(&at("margin"), format!("{:?} is out of range; allowed: less than per_try", t.margin));
+        }
+    }
+
+    fn check_health(&mut self, i: usize, upstream: &Upstream) {
+        let Some(h) = &upstream.health_check else { return };
+        let at = |k: &str| vec![key("upstream"), Step::Index(i), key("health_check"), key(k)];
+        if !h.path.starts_with('/') {
+            self.problem(&at("path"), format!("{:?} does not start with '/'; allowed: an absolute path", h.path));
+        }
+        if h.interval < Duration::from_millis(10) {
+            self.problem(&at("interval"), format!("{:?} is out of range; allowed: at least 10ms", h.interval));
+        }
+        if h.timeout.is_zero() || h.timeout > h.interval {
+            self.problem(&at("timeout"), format!("{:?} is out of range; allowed: more than 0 and at most interval", h.timeout));
+        }
+        for (name, value) in [("healthy_after", h.healthy_after), ("unhealthy_after", h.unhealthy_after)] {
+            if !(1..=100).contains(&value) {
+                self.problem(&at(name), format!("{value} is out of range; allowed: 1 to 100"));
+            }
+        }
+    }
+
+    fn check_routes(&mut self, config: &Config) {
+        for (i, route) in config.route.iter().enumerate() {
+            let at = |k: &str| vec![key("route"), Step::Index(i), key(k)];
+            if !route.path_prefix.starts_with('/') {
+                self.problem(&at("path_prefix"), format!("{:?} does not start with '/'; allowed: a path such as \"/api\"", route.path_prefix));
+            }
+            if !config.upstream.iter().any(|u| u.name == route.upstream) {
+                let names: Vec<_> = config.upstream.iter().map(|u| u.name.as_str()).collect();
+                self.problem(&at("upstream"), format!("{:?} is not a defined upstream; allowed: {}", route.upstream, names.join(", ")));
+            }
+            if let Some(f) = &route.fallback {
+                if !(100..=599).contains(&f.status) {
+                    let path: Vec<_> = at("fallback").into_iter().chain([key("status")]).collect();
+                    self.problem(&path, format!("{} is not an HTTP status; allowed: 100 to 599", f.status));
+                }
+            }
+            if let Some(f) = &route.fault {
+                let at_fault = |k: &str| at("fault").into_iter().chain([key(k)]).collect::<Vec<_>>();
+                for (name, value) in [("abort_percent", f.abort_percent), ("delay_percent", f.delay_percent)] {
+                    if !(0.0..=100.0).contains(&value) {
+                        self.problem(&at_fault(name), format!("{value} is out of range; allowed: 0 to 100"));
+                    }
+                }
+                if !(100..=599).contains(&f.abort_status) {
+                    self.problem(&at_fault("abort_status"), format!("{} is not an HTTP status; allowed: 100 to 599", f.abort_status));
+                }
+            }
+        }
+    }
+}
+
+/// A library config that can validate itself.
+trait Validate {
+    fn check(&self) -> Result<(), ConfigError>;
+}
+
+impl Validate for RetryConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
+impl Validate for CircuitBreakerConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests;

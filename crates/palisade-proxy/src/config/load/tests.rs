@@ -1,0 +1,169 @@
+use super::*;
+
+/// The example from the config contract, verbatim.
+pub(crate) const CONTRACT: &str = r#"
+[listener]
+address = "127.0.0.1:8080"
+[admin]
+address = "127.0.0.1:9901"          # loopback by default
+# token = "..."                     # required for POST endpoints when not on loopback
+
+[[upstream]]
+name = "inventory"
+endpoints = ["127.0.0.1:9001", "127.0.0.1:9002"]   # active-active
+backup = ["127.0.0.1:9003"]         # active-passive: used only when no primary is healthy
+balance = "p2c"                     # p2c (peak-EWMA) | round_robin | random
+[upstream.timeout]
+total = "2s"                        # whole request: every attempt and every backoff
+per_try = "500ms"
+[upstream.retry]
+max_attempts = 3
+backoff = "exponential"             # constant | linear | fibonacci | exponential | decorrelated
+base = "25ms"
+max_delay = "250ms"
+jitter = "full"                     # none | full | equal | proportional
+on = ["connect-failure", "reset", "timeout", "502", "503", "504"]
+methods = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]  # plus any request with Idempotency-Key
+budget = { ratio = 0.2, min_per_second = 10 }
+[upstream.circuit_breaker]
+scope = "endpoint"                  # endpoint (outlier ejection) | upstream
+window = "count"                    # count | time | consecutive
+size = 20                           # calls, seconds or consecutive failures
+failure_rate = 0.5
+minimum_calls = 10
+slow_call_duration = "1s"
+slow_call_rate = 1.0
+open_for = "5s"                     # grows with consecutive trips, jittered
+max_open_for = "60s"
+half_open_calls = 1
+[upstream.bulkhead]
+max_concurrent = 64
+max_queue = 64
+queue_timeout = "100ms"
+[upstream.rate_limit]
+per_second = 1000
+burst = 100
+[upstream.health_check]
+path = "/health/ready"
+interval = "2s"
+timeout = "1s"
+healthy_after = 2
+unhealthy_after = 3
+
+[[route]]
+path_prefix = "/inventory"
+upstream = "inventory"
+[route.fallback]                    # served instead of an error when resilience gives up
+status = 200
+body = '{"items": [], "degraded": true}'
+content_type = "application/json"
+[route.fault]                       # fault injection; absent = off
+abort_percent = 0.0
+abort_status = 503
+delay_percent = 0.0
+delay = "0ms"
+"#;
+
+const MINIMAL: &str = r#"
+[listener]
+address = "127.0.0.1:8080"
+[[upstream]]
+name = "api"
+endpoints = ["127.0.0.1:9001"]
+[[route]]
+path_prefix = "/"
+upstream = "api"
+"#;
+
+fn problems(text: &str) -> Vec<String> {
+    parse("c.toml", text)
+        .unwrap_err()
+        .to_string()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_contract_example_is_valid() {
+    let checked = parse("c.toml", CONTRACT).unwrap();
+    let u = &checked.upstreams[0];
+    assert_eq!(u.retry.max_attempts, 3);
+    assert_eq!(u.retry.budget.as_ref().unwrap().min_per_second, 10);
+    assert_eq!(u.breaker.size, 20);
+    assert_eq!(u.breaker.half_open_calls, 1);
+    assert_eq!(checked.config.upstream[0].backup, ["127.0.0.1:9003"]);
+}
+
+#[test]
+fn a_minimal_file_takes_every_default() {
+    let checked = parse("c.toml", MINIMAL).unwrap();
+    assert_eq!(checked.config.upstream[0].timeout.per_try, Duration::from_secs(5));
+    assert_eq!(checked.upstreams[0].methods.len(), 5);
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_the_line() {
+    let text = MINIMAL.replace("name = \"api\"", "name = \"api\"\nendpoint = [\"x\"]");
+    assert_eq!(problems(&text).len(), 1);
+    let p = &problems(&text)[0];
+    assert!(p.starts_with("c.toml:6: endpoint: unknown key; allowed:"), "{p}");
+}
+
+#[test]
+fn unknown_keys_inside_policy_sections_are_found_too() {
+    let text = format!("{MINIMAL}[upstream.circuit_breaker]\nfailure_ratio = 0.5\n");
+    let p = problems(&text);
+    assert!(p[0].starts_with("c.toml:11: upstream[0].circuit_breaker.failure_ratio: unknown key; allowed:"), "{p:?}");
+}
+
+#[test]
+fn wrong_types_and_bad_durations_name_the_line() {
+    let text = MINIMAL.replace("endpoints = [\"127.0.0.1:9001\"]", "endpoints = [\"127.0.0.1:9001\"]\n[upstream.timeout]\ntotal = \"5 parsecs\"");
+    let p = problems(&text);
+    assert!(p[0].starts_with("c.toml:8: total:"), "{p:?}");
+    let text = MINIMAL.replace("name = \"api\"", "name = 7");
+    let p = problems(&text);
+    assert!(p[0].starts_with("c.toml:5: name: invalid type"), "{p:?}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_with_its_line() {
+    let text = r#"
+[listener]
+address = "127.0.0.1:8080"
+[admin]
+address = "0.0.0.0:9901"
+[[upstream]]
+name = "api"
+endpoints = ["nowhere"]
+[upstream.retry]
+max_attempts = 0
+on = ["sometimes"]
+[upstream.circuit_breaker]
+failure_rate = 1.5
+[[route]]
+path_prefix = "/"
+upstream = "missing"
+"#;
+    let p = problems(text);
+    assert_eq!(
+        p,
+        [
+            "c.toml:5: admin.address: 0.0.0.0:9901 is not loopback and no token is set; allowed: a loopback address, or set admin.token",
+            "c.toml:8: upstream[0].endpoints: \"nowhere\" is not host:port; allowed: e.g. \"127.0.0.1:9001\"",
+            "c.toml:10: upstream[0].retry.max_attempts: 0 is out of range; allowed: 1 to 100",
+            "c.toml:11: upstream[0].retry.on: \"sometimes\" is not a retry condition; allowed: \"connect-failure\", \"reset\", \"timeout\", \"5xx\" or a status code from 400 to 527",
+            "c.toml:13: upstream[0].circuit_breaker.failure_rate: 1.5 is out of range; allowed: greater than 0 and at most 1",
+            "c.toml:16: route[0].upstream: \"missing\" is not a defined upstream; allowed: api",
+        ]
+    );
+}
+
+#[test]
+fn missing_required_sections_are_reported() {
+    let p = problems("[listener]\naddress = \"127.0.0.1:1\"\n");
+    assert_eq!(p.len(), 2, "{p:?}");
+    let p = problems("");
+    assert!(p[0].contains("listener"), "{p:?}");
+}

@@ -1,0 +1,344 @@
+//! The sidecar's configuration: one TOML file.
+//!
+//! The keys of the contract are public and stable; see `docs/CONFIG.md` for
+//! every key, its default and why. Policy sections reuse the library's own config types
+//! (`RetryConfig`, `CircuitBreakerConfig`, `BulkheadConfig`, `RateLimitConfig`), so a file
+//! and a builder produce the same policy objects.
+//!
+//! [`load`] reads and validates a file and reports every problem as
+//! `FILE:LINE: key: what is wrong; what is allowed`.
+
+mod load;
+mod spans;
+
+pub use load::{Problem, Problems, load, parse};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use palisade::policy::bulkhead::BulkheadConfig;
+use palisade::policy::rate_limit::RateLimitConfig;
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where clients connect.
+    pub listener: Listener,
+    /// The admin port: health, metrics, state and controls.
+    #[serde(default)]
+    pub admin: Admin,
+    /// The dependencies, by name.
+    #[serde(default)]
+    pub upstream: Vec<Upstream>,
+    /// Path prefixes and the upstream each goes to.
+    #[serde(default)]
+    pub route: Vec<Route>,
+}
+
+/// `[listener]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Address to accept clients on.
+    pub address: SocketAddr,
+    /// Largest request body accepted (413 beyond). Default 10 MiB.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Largest request head (request line and headers) accepted (431 beyond). Default 64 KiB.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// A client must send its request head within this time. Default 10 s.
+    #[serde(default = "defaults::header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// How long shutdown waits for in-flight requests. Default 30 s.
+    #[serde(default = "defaults::drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address of the admin port. Default 127.0.0.1:9901 (loopback only).
+    #[serde(default = "defaults::admin_address")]
+    pub address: SocketAddr,
+    /// Bearer token required for POST endpoints; required when `address` is not loopback.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            address: defaults::admin_address(),
+            token: None,
+        }
+    }
+}
+
+/// How requests are spread over endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Power of two choices by peak-EWMA latency × load.
+    #[default]
+    P2c,
+    /// In turn.
+    RoundRobin,
+    /// At random.
+    Random,
+}
+
+/// The protocol spoken to an upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1 with keep-alive.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c).
+    Http2,
+}
+
+/// `[[upstream]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Name routes refer to.
+    pub name: String,
+    /// Primary endpoints, `host:port`, used active-active.
+    pub endpoints: Vec<String>,
+    /// Backup endpoints, used only when no primary is available.
+    #[serde(default)]
+    pub backup: Vec<String>,
+    /// Load balancing.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Protocol to the endpoints.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Time limits.
+    #[serde(default)]
+    pub timeout: TimeoutSection,
+    /// Retries; absent: the defaults (3 attempts on connect failures, resets, timeouts, 502–504).
+    #[serde(default)]
+    pub retry: RetrySection,
+    /// Circuit breaking; absent: the defaults, per endpoint.
+    #[serde(default)]
+    pub circuit_breaker: BreakerSection,
+    /// Concurrency limit; absent: none.
+    pub bulkhead: Option<BulkheadConfig>,
+    /// Rate limit; absent: none.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Active health checks; absent: none (breakers still eject failing endpoints).
+    pub health_check: Option<HealthCheck>,
+}
+
+/// `[upstream.timeout]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSection {
+    /// The whole request: every attempt and every backoff. Default 15 s.
+    #[serde(default = "defaults::total", with = "humantime_serde")]
+    pub total: Duration,
+    /// One attempt. Default 5 s.
+    #[serde(default = "defaults::per_try", with = "humantime_serde")]
+    pub per_try: Duration,
+    /// Subtracted from the remaining budget sent to the upstream. Default 5 ms.
+    #[serde(default = "defaults::margin", with = "humantime_serde")]
+    pub margin: Duration,
+}
+
+impl Default for TimeoutSection {
+    fn default() -> Self {
+        Self {
+            total: defaults::total(),
+            per_try: defaults::per_try(),
+            margin: defaults::margin(),
+        }
+    }
+}
+
+/// `[upstream.retry]`: the library's retry settings plus what only HTTP knows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetrySection {
+    /// Outcomes that are retried.
+    #[serde(default = "defaults::retry_on")]
+    pub on: Vec<String>,
+    /// Methods that may be replayed (any request with an `Idempotency-Key` may be too).
+    #[serde(default = "defaults::retry_methods")]
+    pub methods: Vec<String>,
+    /// Largest request body kept for replay; larger bodies are streamed, not retried.
+    #[serde(default = "defaults::replay_body_bytes")]
+    pub replay_body_bytes: usize,
+    /// Every other key: [`palisade::policy::retry::RetryConfig`]'s.
+    #[serde(flatten)]
+    pub policy: toml::Table,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            on: defaults::retry_on(),
+            methods: defaults::retry_methods(),
+            replay_body_bytes: defaults::replay_body_bytes(),
+            policy: toml::Table::new(),
+        }
+    }
+}
+
+/// Where breakers sit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerScope {
+    /// One breaker per endpoint: a failing endpoint is ejected from balancing.
+    #[default]
+    Endpoint,
+    /// One breaker for the whole upstream.
+    Upstream,
+}
+
+/// `[upstream.circuit_breaker]`: a scope plus the library's breaker settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BreakerSection {
+    /// Per endpoint or per upstream.
+    #[serde(default)]
+    pub scope: BreakerScope,
+    /// Every other key: [`palisade::policy::circuit_breaker::CircuitBreakerConfig`]'s.
+    #[serde(flatten)]
+    pub policy: toml::Table,
+}
+
+/// `[upstream.health_check]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Path requested with GET; a 2xx answer is healthy.
+    #[serde(default = "defaults::health_path")]
+    pub path: String,
+    /// Time between checks. Default 2 s.
+    #[serde(default = "defaults::health_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Time a check may take. Default 1 s.
+    #[serde(default = "defaults::health_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Passing checks in a row that make an endpoint healthy. Default 2.
+    #[serde(default = "defaults::healthy_after")]
+    pub healthy_after: u32,
+    /// Failing checks in a row that make an endpoint unhealthy. Default 3.
+    #[serde(default = "defaults::unhealthy_after")]
+    pub unhealthy_after: u32,
+}
+
+/// `[[route]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Requests whose path starts with this go here (the longest prefix wins).
+    pub path_prefix: String,
+    /// The upstream's name.
+    pub upstream: String,
+    /// Served instead of an error when resilience gives up.
+    pub fallback: Option<FallbackSection>,
+    /// Fault injection; absent: off.
+    pub fault: Option<FaultSection>,
+}
+
+/// `[route.fallback]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackSection {
+    /// Status of the fallback response. Default 200.
+    #[serde(default = "defaults::fallback_status")]
+    pub status: u16,
+    /// Its body.
+    #[serde(default)]
+    pub body: String,
+    /// Its `Content-Type`. Default `text/plain; charset=utf-8`.
+    #[serde(default = "defaults::content_type")]
+    pub content_type: String,
+}
+
+/// `[route.fault]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSection {
+    /// Percent of requests answered with `abort_status` without calling the upstream, 0–100.
+    #[serde(default)]
+    pub abort_percent: f64,
+    /// Status of injected aborts. Default 503.
+    #[serde(default = "defaults::abort_status")]
+    pub abort_status: u16,
+    /// Percent of requests delayed by `delay` first, 0–100.
+    #[serde(default)]
+    pub delay_percent: f64,
+    /// The injected delay.
+    #[serde(default, with = "humantime_serde")]
+    pub delay: Duration,
+}
+
+/// Defaults, one function each so serde can use them.
+pub(crate) mod defaults {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    pub(crate) fn max_body_bytes() -> u64 {
+        10 * 1024 * 1024
+    }
+    pub(crate) fn max_header_bytes() -> usize {
+        64 * 1024
+    }
+    pub(crate) fn header_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub(crate) fn drain_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub(crate) fn admin_address() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9901))
+    }
+    pub(crate) fn total() -> Duration {
+        Duration::from_secs(15)
+    }
+    pub(crate) fn per_try() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub(crate) fn margin() -> Duration {
+        Duration::from_millis(5)
+    }
+    pub(crate) fn retry_on() -> Vec<String> {
+        ["connect-failure", "reset", "timeout", "502", "503", "504"].map(String::from).to_vec()
+    }
+    pub(crate) fn retry_methods() -> Vec<String> {
+        ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"].map(String::from).to_vec()
+    }
+    pub(crate) fn replay_body_bytes() -> usize {
+        64 * 1024
+    }
+    pub(crate) fn health_path() -> String {
+        "/health/ready".to_owned()
+    }
+    pub(crate) fn health_interval() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub(crate) fn health_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub(crate) fn healthy_after() -> u32 {
+        2
+    }
+    pub(crate) fn unhealthy_after() -> u32 {
+        3
+    }
+    pub(crate) fn fallback_status() -> u16 {
+        200
+    }
+    pub(crate) fn content_type() -> String {
+        "text/plain; charset=utf-8".to_owned()
+    }
+    pub(crate) fn abort_status() -> u16 {
+        503
+    }
+}

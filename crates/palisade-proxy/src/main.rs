@@ -1,0 +1,3 @@
+//! `palisade`: the sidecar's command line.
+
+fn main() {}
