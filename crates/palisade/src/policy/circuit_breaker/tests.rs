@@ -482,7 +482,7 @@ fn invalid_configs_name_the_field() {
         ),
         (
             CircuitBreakerConfig {
-                half_open_successes: 9,
+                half_open_successes: Some(9),
                 ..Default::default()
             },
             "half_open_successes",
