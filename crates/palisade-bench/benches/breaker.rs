@@ -16,7 +16,7 @@ use palisade::Policy;
 use palisade::policy::circuit_breaker::CircuitBreaker;
 use palisade_bench::{
     ALLOC_CALLS, count_allocs, count_allocs_async, iter_service, ready_service, report_allocs,
-    runtime, service_allocs, short_config,
+    report_future_size, runtime, service_allocs, service_future_size, short_config,
 };
 use tower::Layer;
 
@@ -50,7 +50,11 @@ fn bench(c: &mut Criterion) {
 
     // Allocations per call, once per run.
     {
-        report_allocs("breaker", "sync_palisade", count_allocs(ALLOC_CALLS, || sync_ours(&breaker)));
+        report_allocs(
+            "breaker",
+            "sync_palisade",
+            count_allocs(ALLOC_CALLS, || sync_ours(&breaker)),
+        );
         report_allocs(
             "breaker",
             "sync_recloser",
@@ -62,18 +66,25 @@ fn bench(c: &mut Criterion) {
             "breaker",
             "sync_failsafe",
             count_allocs(ALLOC_CALLS, || {
-                black_box(failsafe::CircuitBreaker::call(&failsafe_cb, || Ok::<(), ()>(()))).expect("closed");
+                black_box(failsafe::CircuitBreaker::call(&failsafe_cb, || {
+                    Ok::<(), ()>(())
+                }))
+                .expect("closed");
             }),
         );
         report_allocs(
             "breaker",
             "async_palisade",
-            count_allocs_async(&rt, ALLOC_CALLS, || breaker.call(|| async { Ok::<u64, ()>(1) })),
+            count_allocs_async(&rt, ALLOC_CALLS, || {
+                breaker.call(|| async { Ok::<u64, ()>(1) })
+            }),
         );
         report_allocs(
             "breaker",
             "async_recloser",
-            count_allocs_async(&rt, ALLOC_CALLS, || async_recloser.call(async { Ok::<u64, ()>(1) })),
+            count_allocs_async(&rt, ALLOC_CALLS, || {
+                async_recloser.call(async { Ok::<u64, ()>(1) })
+            }),
         );
         report_allocs(
             "breaker",
@@ -83,8 +94,24 @@ fn bench(c: &mut Criterion) {
             }),
         );
         report_allocs("breaker", "tower_palisade", service_allocs(&rt, &ours_svc));
-        report_allocs("breaker", "tower_resilience", service_allocs(&rt, &resilience_svc));
+        report_allocs(
+            "breaker",
+            "tower_resilience",
+            service_allocs(&rt, &resilience_svc),
+        );
     }
+
+    report_future_size(
+        "breaker",
+        "async_palisade",
+        size_of_val(&breaker.call(|| async { Ok::<u64, ()>(1) })),
+    );
+    report_future_size(
+        "breaker",
+        "async_recloser",
+        size_of_val(&async_recloser.call(async { Ok::<u64, ()>(1) })),
+    );
+    report_future_size("breaker", "tower_palisade", service_future_size(&ours_svc));
 
     let mut group = c.benchmark_group("breaker");
 
@@ -93,7 +120,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(recloser.call(|| Ok::<(), ()>(()))))
     });
     group.bench_function("sync_failsafe", |b| {
-        b.iter(|| black_box(failsafe::CircuitBreaker::call(&failsafe_cb, || Ok::<(), ()>(()))))
+        b.iter(|| {
+            black_box(failsafe::CircuitBreaker::call(&failsafe_cb, || {
+                Ok::<(), ()>(())
+            }))
+        })
     });
 
     group.bench_function("async_palisade", |b| {
@@ -105,12 +136,17 @@ fn bench(c: &mut Criterion) {
             .iter(|| async_recloser.call(async { Ok::<u64, ()>(black_box(1)) }))
     });
     group.bench_function("async_failsafe", |b| {
-        b.to_async(&rt)
-            .iter(|| failsafe::futures::CircuitBreaker::call(&failsafe_async, async { Ok::<u64, ()>(black_box(1)) }))
+        b.to_async(&rt).iter(|| {
+            failsafe::futures::CircuitBreaker::call(&failsafe_async, async {
+                Ok::<u64, ()>(black_box(1))
+            })
+        })
     });
 
     group.bench_function("tower_palisade", |b| iter_service(b, &rt, &ours_svc));
-    group.bench_function("tower_resilience", |b| iter_service(b, &rt, &resilience_svc));
+    group.bench_function("tower_resilience", |b| {
+        iter_service(b, &rt, &resilience_svc)
+    });
 
     group.finish();
 }

@@ -40,21 +40,35 @@ fn bench(c: &mut Criterion) {
     report_allocs(
         "bulkhead",
         "sync_palisade",
-        count_allocs(ALLOC_CALLS, || drop(black_box(bulkhead.try_acquire().expect("room")))),
+        count_allocs(ALLOC_CALLS, || {
+            drop(black_box(bulkhead.try_acquire().expect("room")))
+        }),
     );
     report_allocs(
         "bulkhead",
         "sync_tokio_semaphore",
-        count_allocs(ALLOC_CALLS, || drop(black_box(semaphore.try_acquire().expect("room")))),
+        count_allocs(ALLOC_CALLS, || {
+            drop(black_box(semaphore.try_acquire().expect("room")))
+        }),
     );
     report_allocs(
         "bulkhead",
         "async_palisade",
-        count_allocs_async(&rt, ALLOC_CALLS, || bulkhead.call(|| async { Ok::<u64, ()>(1) })),
+        count_allocs_async(&rt, ALLOC_CALLS, || {
+            bulkhead.call(|| async { Ok::<u64, ()>(1) })
+        }),
     );
     report_allocs("bulkhead", "tower_palisade", service_allocs(&rt, &ours_svc));
-    report_allocs("bulkhead", "tower_concurrency_limit", service_allocs(&rt, &tower_svc));
-    report_allocs("bulkhead", "tower_resilience", service_allocs(&rt, &resilience_svc));
+    report_allocs(
+        "bulkhead",
+        "tower_concurrency_limit",
+        service_allocs(&rt, &tower_svc),
+    );
+    report_allocs(
+        "bulkhead",
+        "tower_resilience",
+        service_allocs(&rt, &resilience_svc),
+    );
 
     let mut group = c.benchmark_group("bulkhead");
     group.bench_function("sync_palisade", |b| {
@@ -68,8 +82,12 @@ fn bench(c: &mut Criterion) {
             .iter(|| bulkhead.call(|| async { Ok::<u64, ()>(black_box(1)) }))
     });
     group.bench_function("tower_palisade", |b| iter_service(b, &rt, &ours_svc));
-    group.bench_function("tower_concurrency_limit", |b| iter_service(b, &rt, &tower_svc));
-    group.bench_function("tower_resilience", |b| iter_service(b, &rt, &resilience_svc));
+    group.bench_function("tower_concurrency_limit", |b| {
+        iter_service(b, &rt, &tower_svc)
+    });
+    group.bench_function("tower_resilience", |b| {
+        iter_service(b, &rt, &resilience_svc)
+    });
     group.finish();
 }
 

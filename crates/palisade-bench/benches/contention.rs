@@ -76,7 +76,13 @@ fn bench(c: &mut Criterion) {
     let recloser = Arc::new(recloser::Recloser::default());
     let pipeline = Pipeline::builder()
         .push(Timeout::new(Duration::from_secs(1)))
-        .push(Retry::builder().name("bench").max_attempts(3).build().expect("retry"))
+        .push(
+            Retry::builder()
+                .name("bench")
+                .max_attempts(3)
+                .build()
+                .expect("retry"),
+        )
         .push(
             CircuitBreaker::builder()
                 .name("bench")
@@ -110,7 +116,11 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("contention");
     for threads in [1, 2] {
-        let suffix = if threads == 1 { "1_thread" } else { "2_threads" };
+        let suffix = if threads == 1 {
+            "1_thread"
+        } else {
+            "2_threads"
+        };
         group.bench_function(format!("breaker_{suffix}"), |b| {
             b.iter_custom(|iters| {
                 on_threads(threads, iters, &|barrier: &Barrier, n| {

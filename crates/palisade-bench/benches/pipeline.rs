@@ -25,7 +25,7 @@ use palisade::policy::timeout::Timeout;
 use palisade::{Pipeline, Policy};
 use palisade_bench::{
     ALLOC_CALLS, Attempts, count_allocs_async, iter_service, ready_service, report_allocs,
-    runtime, service_allocs, short_config,
+    report_future_size, runtime, service_allocs, service_future_size, short_config,
 };
 use tower::{Layer, ServiceBuilder};
 
@@ -40,7 +40,13 @@ fn bench(c: &mut Criterion) {
     let rt = runtime();
     let pipeline = Pipeline::builder()
         .push(Timeout::new(TIMEOUT))
-        .push(Retry::builder().name("bench").max_attempts(ATTEMPTS).build().expect("retry"))
+        .push(
+            Retry::builder()
+                .name("bench")
+                .max_attempts(ATTEMPTS)
+                .build()
+                .expect("retry"),
+        )
         .push(
             CircuitBreaker::builder()
                 .name("bench")
@@ -71,7 +77,11 @@ fn bench(c: &mut Criterion) {
         use tower_resilience::timelimiter::TimeLimiterLayer;
         type BreakerError = CircuitBreakerError<BulkheadServiceError<std::io::Error>>;
         ServiceBuilder::new()
-            .layer(TimeLimiterLayer::builder().timeout_duration(TIMEOUT).build())
+            .layer(
+                TimeLimiterLayer::builder()
+                    .timeout_duration(TIMEOUT)
+                    .build(),
+            )
             .layer(
                 RetryLayer::<u64, u64, BreakerError>::builder()
                     .max_attempts(ATTEMPTS as usize)
@@ -101,7 +111,11 @@ fn bench(c: &mut Criterion) {
     report_allocs("pipeline", "palisade_call", ours_call);
     report_allocs("pipeline", "palisade_layer", ours_layer);
     report_allocs("pipeline", "tower_stack", service_allocs(&rt, &tower_svc));
-    report_allocs("pipeline", "resilience_stack", service_allocs(&rt, &resilience_svc));
+    report_allocs(
+        "pipeline",
+        "resilience_stack",
+        service_allocs(&rt, &resilience_svc),
+    );
     report_allocs(
         "pipeline",
         "bare_call",
@@ -114,6 +128,14 @@ fn bench(c: &mut Criterion) {
          `call`, {ours_layer} per tower call"
     );
 
+    report_future_size(
+        "pipeline",
+        "palisade_call",
+        size_of_val(&pipeline.call(|| async { IoResult::Ok(1) })),
+    );
+    report_future_size("pipeline", "palisade_layer", service_future_size(&ours_svc));
+    report_future_size("pipeline", "tower_stack", service_future_size(&tower_svc));
+
     let mut group = c.benchmark_group("pipeline");
     group.bench_function("palisade_call", |b| {
         b.to_async(&rt)
@@ -121,9 +143,12 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("palisade_layer", |b| iter_service(b, &rt, &ours_svc));
     group.bench_function("tower_stack", |b| iter_service(b, &rt, &tower_svc));
-    group.bench_function("resilience_stack", |b| iter_service(b, &rt, &resilience_svc));
+    group.bench_function("resilience_stack", |b| {
+        iter_service(b, &rt, &resilience_svc)
+    });
     group.bench_function("bare_call", |b| {
-        b.to_async(&rt).iter(|| async { IoResult::Ok(black_box(1)) })
+        b.to_async(&rt)
+            .iter(|| async { IoResult::Ok(black_box(1)) })
     });
     group.bench_function("bare_service", |b| iter_service(b, &rt, &bare_svc));
     group.finish();

@@ -67,7 +67,9 @@ fn bench(c: &mut Criterion) {
     report_allocs(
         "rate_limit",
         "keyed_palisade",
-        count_allocs(ALLOC_CALLS, || ours_keyed.check(&next_key(&key)).expect("allowed")),
+        count_allocs(ALLOC_CALLS, || {
+            ours_keyed.check(&next_key(&key)).expect("allowed")
+        }),
     );
     report_allocs(
         "rate_limit",
@@ -88,9 +90,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(ours_keyed.check(&black_box(next_key(&key)))).expect("allowed"))
     });
     group.bench_function("keyed_governor", |b| {
-        b.iter(|| {
-            black_box(theirs_keyed.check_key(&black_box(next_key(&key)))).expect("allowed")
-        })
+        b.iter(|| black_box(theirs_keyed.check_key(&black_box(next_key(&key)))).expect("allowed"))
     });
     group.finish();
 }

@@ -225,3 +225,14 @@ impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for Attempts {
         Some(request.clone())
     }
 }
+
+/// Prints `FUTURE_BYTES <group> <contender> <bytes>`: the size of one call's future, which
+/// every await moves and every poll walks (a boxed future shows as its box, 16 bytes).
+pub fn report_future_size(group: &str, contender: &str, bytes: usize) {
+    println!("FUTURE_BYTES {group} {contender} {bytes}");
+}
+
+/// The size of `S`'s response future.
+pub fn service_future_size<S: tower::Service<u64>>(_svc: &S) -> usize {
+    std::mem::size_of::<S::Future>()
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Runs every palisade-bench criterion group with short settings, then prints
+# ns/call for every contender, the ours ÷ peer ratios with their targets, and the
+# allocations per call each group printed.
+#
+# Usage: crates/palisade-bench/run.sh [GROUP...]    (default: all six groups)
+#   REPORT_ONLY=1 crates/palisade-bench/run.sh        re-print the tables from the last run
+#   WARM_UP=1 MEASURE=3 SAMPLES=40                     criterion settings (seconds, count)
+#
+# Runs the groups one after another (one cargo process at a time: the machine has 2 cores).
+# Times are criterion's median estimate from target/criterion/<group>/<bench>/new/estimates.json.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ALL_GROUPS=(breaker rate_limit bulkhead retry pipeline contention)
+if [[ $# -gt 0 ]]; then GROUPS_TO_RUN=("$@"); else GROUPS_TO_RUN=("${ALL_GROUPS[@]}"); fi
+WARM_UP="${WARM_UP:-1}"
+MEASURE="${MEASURE:-3}"
+SAMPLES="${SAMPLES:-40}"
+
+TARGET_DIR="$(cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+CRITERION_DIR="$TARGET_DIR/criterion"
+ALLOC_LOG="$CRITERION_DIR/palisade-allocs.txt"
+SUMMARY="$CRITERION_DIR/palisade-summary.md"
+mkdir -p "$CRITERION_DIR"
+
+if [[ "${REPORT_ONLY:-0}" != 1 ]]; then
+    cargo bench -p palisade-bench --no-run
+    for group in "${GROUPS_TO_RUN[@]}"; do
+        echo "=== $group"
+        log="$CRITERION_DIR/palisade-$group.log"
+        cargo bench -p palisade-bench --bench "$group" -- \
+            --warm-up-time "$WARM_UP" --measurement-time "$MEASURE" --sample-size "$SAMPLES" \
+            2>&1 | tee "$log"
+    done
+    cat "$CRITERION_DIR"/palisade-*.log | grep -E '^(ALLOCS|FUTURE_BYTES) ' > "$ALLOC_LOG" || true
+fi
+
+python3 - "$CRITERION_DIR" "$ALLOC_LOG" <<'PY' | tee "$SUMMARY"
+import json, os, sys
+
+root, alloc_log = sys.argv[1], sys.argv[2]
+
+def ns(group, bench):
+    path = os.path.join(root, group, bench, "new", "estimates.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["median"]["point_estimate"]
+    except FileNotFoundError:
+        return None
+
+CONTENDERS = {
+    "breaker": ["sync_palisade", "sync_recloser", "sync_failsafe", "async_palisade",
+                "async_recloser", "async_failsafe", "tower_palisade", "tower_resilience"],
+    "rate_limit": ["direct_palisade", "direct_governor", "keyed_palisade", "keyed_governor"],
+    "bulkhead": ["sync_palisade", "sync_tokio_semaphore", "async_palisade", "tower_palisade",
+                 "tower_concurrency_limit", "tower_resilience"],
+    "retry": ["bare", "palisade_call", "tower_bare", "tower_palisade", "tower_retry",
+              "tower_resilience"],
+    "pipeline": ["palisade_call", "palisade_layer", "tower_stack", "resilience_stack",
+                 "bare_call", "bare_service"],
+    "contention": ["breaker_1_thread", "breaker_2_threads", "recloser_1_thread",
+                   "recloser_2_threads", "pipeline_1_thread", "pipeline_2_threads"],
+}
+
+# (group, ours, peer, target ratio or None)
+RATIOS = [
+    ("breaker", "sync_palisade", "sync_recloser", 1.0),
+    ("breaker", "sync_palisade", "sync_failsafe", 0.25),
+    ("breaker", "async_palisade", "async_recloser", None),
+    ("breaker", "async_palisade", "async_failsafe", None),
+    ("breaker", "tower_palisade", "tower_resilience", None),
+    ("rate_limit", "direct_palisade", "direct_governor", 1.0),
+    ("rate_limit", "keyed_palisade", "keyed_governor", 1.0),
+    ("bulkhead", "tower_palisade", "tower_concurrency_limit", 1.0),
+    ("bulkhead", "tower_palisade", "tower_resilience", None),
+    ("bulkhead", "sync_palisade", "sync_tokio_semaphore", 1.0),
+    ("retry", "palisade_call", "bare", None),
+    ("retry", "tower_palisade", "tower_retry", None),
+    ("retry", "tower_palisade", "tower_resilience", None),
+    ("pipeline", "palisade_layer", "tower_stack", None),
+    ("pipeline", "palisade_layer", "resilience_stack", None),
+    ("pipeline", "palisade_call", "tower_stack", None),
+    ("contention", "breaker_2_threads", "breaker_1_thread", 2.0),
+    ("contention", "recloser_2_threads", "recloser_1_thread", None),
+    ("contention", "pipeline_2_threads", "pipeline_1_thread", 2.0),
+]
+
+# (description, value function, limit in ns)
+def diff(group, a, b):
+    x, y = ns(group, a), ns(group, b)
+    return None if x is None or y is None else x - y
+
+ABSOLUTE = [
+    ("retry overhead: palisade_call - bare (ns)", lambda: diff("retry", "palisade_call", "bare"), 5.0),
+    ("pipeline palisade_call (ns/call)", lambda: ns("pipeline", "palisade_call"), 100.0),
+    ("pipeline palisade_layer (ns/call)", lambda: ns("pipeline", "palisade_layer"), 100.0),
+]
+
+def fmt(x, digits=1):
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+def verdict(value, limit):
+    if limit is None:
+        return ""
+    if value is None:
+        return "not run"
+    return "met" if value <= limit else "MISSED"
+
+print("## ns/call (criterion median)\n")
+print("| group | contender | ns/call |")
+print("|---|---|---:|")
+for group, benches in CONTENDERS.items():
+    for bench in benches:
+        print(f"| {group} | {bench} | {fmt(ns(group, bench))} |")
+
+print("\n## ratios (ours ÷ peer; contention: 2 threads ÷ 1 thread)\n")
+print("| group | ours | peer | ratio | target | verdict |")
+print("|---|---|---|---:|---:|---|")
+for group, ours, peer, target in RATIOS:
+    a, b = ns(group, ours), ns(group, peer)
+    r = None if a is None or b is None else a / b
+    t = "" if target is None else f"≤ {target:g}"
+    print(f"| {group} | {ours} | {peer} | {fmt(r, 2)} | {t} | {verdict(r, target)} |")
+
+print("\n## absolute targets\n")
+print("| figure | value | target | verdict |")
+print("|---|---:|---:|---|")
+for name, value, limit in ABSOLUTE:
+    v = value()
+    print(f"| {name} | {fmt(v)} | < {limit:g} | {verdict(v, limit)} |")
+
+lines = []
+if os.path.exists(alloc_log):
+    with open(alloc_log) as f:
+        lines = [line.split() for line in f if line.strip()]
+
+print("\n## heap allocations per call (10,000 calls, success path)\n")
+print("| group | contender | allocations/call |")
+print("|---|---|---:|")
+for kind, group, contender, value in lines:
+    if kind == "ALLOCS":
+        print(f"| {group} | {contender} | {value} |")
+
+print("\n## size of one call's future (bytes; a boxed future shows as 16)\n")
+print("| group | contender | bytes |")
+print("|---|---|---:|")
+for kind, group, contender, value in lines:
+    if kind == "FUTURE_BYTES":
+        print(f"| {group} | {contender} | {value} |")
+PY
+echo "summary written to $SUMMARY"
