@@ -38,6 +38,8 @@ pub enum TransportErrorKind {
     Reset,
     /// Anything else (a malformed response, a body error).
     Other,
+    /// No endpoint could take the request (all unhealthy or ejected): nothing was sent.
+    NoHealthyEndpoint,
 }
 
 impl std::fmt::Display for TransportErrorKind {
@@ -46,6 +48,7 @@ impl std::fmt::Display for TransportErrorKind {
             TransportErrorKind::ConnectFailure => "connect-failure",
             TransportErrorKind::Reset => "reset",
             TransportErrorKind::Other => "transport-error",
+            TransportErrorKind::NoHealthyEndpoint => "no-healthy-endpoint",
         })
     }
 }
@@ -171,6 +174,8 @@ impl<B> Classify<Response<B>, TransportError> for HttpClassifier {
             TransportErrorKind::ConnectFailure => self.on.connect_failure,
             TransportErrorKind::Reset => self.on.reset && self.may_replay(),
             TransportErrorKind::Other => false,
+            // Not the upstream's answer: say nothing of its health, and do not spin.
+            TransportErrorKind::NoHealthyEndpoint => return Outcome::ignored(),
         };
         if retryable {
             Outcome::failure().retryable()

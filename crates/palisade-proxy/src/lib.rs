@@ -9,4 +9,11 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
+pub mod body;
 pub mod config;
+pub mod forward;
+pub mod respond;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;

@@ -1,3 +1,86 @@
 //! `palisade`: the sidecar's command line.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A resilience sidecar: timeouts, retries, circuit breakers, bulkheads, rate limits and
+/// fallbacks in front of a service's upstreams, from one TOML file.
+#[derive(Parser)]
+#[command(name = "palisade", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the proxy.
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validates a config file: prints "ok", or every problem with its line.
+    Check {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(config),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match palisade_proxy::config::load(path) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!("{problems}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    let checked = match palisade_proxy::config::load(&path) {
+        Ok(checked) => checked,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        palisade_proxy::telemetry::install_logs();
+        palisade_proxy::telemetry::install_metrics();
+        match palisade_proxy::server::start(checked, Some(path)).await {
+            Ok(running) => {
+                running.wait().await;
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("cannot start: {error}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

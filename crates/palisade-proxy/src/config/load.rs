@@ -186,16 +186,25 @@ impl Checker<'_> {
     fn config_error(&mut self, section: &[Step], error: ConfigError) {
         let mut path = section.to_vec();
         path.extend(error.field.split('.').map(key));
-        self.problem(&path, format!("{}; allowed: {}", error.problem, error.allowed));
+        self.problem(
+            &path,
+            format!("{}; allowed: {}", error.problem, error.allowed),
+        );
     }
 
     fn check(&mut self, config: &Config) -> Vec<UpstreamPolicies> {
         self.check_admin(config);
         if config.upstream.is_empty() {
-            self.problem(&[key("upstream")], "no [[upstream]] is defined; allowed: at least one, with endpoints");
+            self.problem(
+                &[key("upstream")],
+                "no [[upstream]] is defined; allowed: at least one, with endpoints",
+            );
         }
         if config.route.is_empty() {
-            self.problem(&[key("route")], "no [[route]] is defined; allowed: at least one");
+            self.problem(
+                &[key("route")],
+                "no [[route]] is defined; allowed: at least one",
+            );
         }
         let policies = config
             .upstream
@@ -215,30 +224,61 @@ impl Checker<'_> {
                 format!("{} is not loopback and no token is set; allowed: a loopback address, or set admin.token", admin.address),
             );
         }
-        if config.listener.max_header_bytes < 1024 {
-            self.problem(&[key("listener"), key("max_header_bytes")], "is below 1024; allowed: 1024 or more");
+        if !(8192..=1_048_576).contains(&config.listener.max_header_bytes) {
+            self.problem(
+                &[key("listener"), key("max_header_bytes")],
+                format!(
+                    "{} is out of range; allowed: 8192 to 1048576",
+                    config.listener.max_header_bytes
+                ),
+            );
         }
         if config.listener.header_timeout.is_zero() {
-            self.problem(&[key("listener"), key("header_timeout")], "is 0; allowed: more than 0");
+            self.problem(
+                &[key("listener"), key("header_timeout")],
+                "is 0; allowed: more than 0",
+            );
         }
     }
 
-    fn check_upstream(&mut self, config: &Config, i: usize, upstream: &Upstream) -> UpstreamPolicies {
+    fn check_upstream(
+        &mut self,
+        config: &Config,
+        i: usize,
+        upstream: &Upstream,
+    ) -> UpstreamPolicies {
         let at = |k: &str| vec![key("upstream"), Step::Index(i), key(k)];
         if upstream.name.is_empty() {
             self.problem(&at("name"), "is empty; allowed: a name routes can refer to");
         }
         if config.upstream[..i].iter().any(|u| u.name == upstream.name) {
-            self.problem(&at("name"), format!("{:?} is defined twice; allowed: unique names", upstream.name));
+            self.problem(
+                &at("name"),
+                format!(
+                    "{:?} is defined twice; allowed: unique names",
+                    upstream.name
+                ),
+            );
         }
         if upstream.endpoints.is_empty() {
-            self.problem(&at("endpoints"), "is empty; allowed: at least one host:port");
+            self.problem(
+                &at("endpoints"),
+                "is empty; allowed: at least one host:port",
+            );
         }
-        for (field, list) in [("endpoints", &upstream.endpoints), ("backup", &upstream.backup)] {
+        for (field, list) in [
+            ("endpoints", &upstream.endpoints),
+            ("backup", &upstream.backup),
+        ] {
             for endpoint in list {
-                let valid = endpoint.parse::<Authority>().is_ok_and(|a| a.port_u16().is_some());
+                let valid = endpoint
+                    .parse::<Authority>()
+                    .is_ok_and(|a| a.port_u16().is_some());
                 if !valid {
-                    self.problem(&at(field), format!("{endpoint:?} is not host:port; allowed: e.g. \"127.0.0.1:9001\""));
+                    self.problem(
+                        &at(field),
+                        format!("{endpoint:?} is not host:port; allowed: e.g. \"127.0.0.1:9001\""),
+                    );
                 }
             }
         }
@@ -257,7 +297,13 @@ impl Checker<'_> {
         let retry_section = &upstream.retry;
         let retry: RetryConfig = self.library_config(&at("retry"), &retry_section.policy);
         let retry_on = RetryOn::parse(&retry_section.on).unwrap_or_else(|e| {
-            self.problem(&at("retry").into_iter().chain([key("on")]).collect::<Vec<_>>(), format!("{e}; allowed: {}", RetryOn::ALLOWED));
+            self.problem(
+                &at("retry")
+                    .into_iter()
+                    .chain([key("on")])
+                    .collect::<Vec<_>>(),
+                format!("{e}; allowed: {}", RetryOn::ALLOWED),
+            );
             RetryOn::default()
         });
         let methods = retry_section
@@ -272,7 +318,8 @@ impl Checker<'_> {
                 }
             })
             .collect();
-        let breaker: CircuitBreakerConfig = self.library_config(&at("circuit_breaker"), &upstream.circuit_breaker.policy);
+        let breaker: CircuitBreakerConfig =
+            self.library_config(&at("circuit_breaker"), &upstream.circuit_breaker.policy);
         UpstreamPolicies {
             retry,
             retry_on,
@@ -312,31 +359,69 @@ impl Checker<'_> {
         let t = &upstream.timeout;
         let day = Duration::from_secs(86_400);
         if t.total.is_zero() || t.total > day {
-            self.problem(&at("total"), format!("{:?} is out of range; allowed: more than 0 and at most 1 day", t.total));
+            self.problem(
+                &at("total"),
+                format!(
+                    "{:?} is out of range; allowed: more than 0 and at most 1 day",
+                    t.total
+                ),
+            );
         }
         if t.per_try.is_zero() || t.per_try > t.total {
-            self.problem(&at("per_try"), format!("{:?} is out of range; allowed: more than 0 and at most total ({:?})", t.per_try, t.total));
+            self.problem(
+                &at("per_try"),
+                format!(
+                    "{:?} is out of range; allowed: more than 0 and at most total ({:?})",
+                    t.per_try, t.total
+                ),
+            );
         }
         if t.margin >= t.per_try {
-            self.problem(&at("margin"), format!("{:?} is out of range; allowed: less than per_try", t.margin));
+            self.problem(
+                &at("margin"),
+                format!("{:?} is out of range; allowed: less than per_try", t.margin),
+            );
         }
     }
 
     fn check_health(&mut self, i: usize, upstream: &Upstream) {
-        let Some(h) = &upstream.health_check else { return };
+        let Some(h) = &upstream.health_check else {
+            return;
+        };
         let at = |k: &str| vec![key("upstream"), Step::Index(i), key("health_check"), key(k)];
         if !h.path.starts_with('/') {
-            self.problem(&at("path"), format!("{:?} does not start with '/'; allowed: an absolute path", h.path));
+            self.problem(
+                &at("path"),
+                format!(
+                    "{:?} does not start with '/'; allowed: an absolute path",
+                    h.path
+                ),
+            );
         }
         if h.interval < Duration::from_millis(10) {
-            self.problem(&at("interval"), format!("{:?} is out of range; allowed: at least 10ms", h.interval));
+            self.problem(
+                &at("interval"),
+                format!("{:?} is out of range; allowed: at least 10ms", h.interval),
+            );
         }
         if h.timeout.is_zero() || h.timeout > h.interval {
-            self.problem(&at("timeout"), format!("{:?} is out of range; allowed: more than 0 and at most interval", h.timeout));
+            self.problem(
+                &at("timeout"),
+                format!(
+                    "{:?} is out of range; allowed: more than 0 and at most interval",
+                    h.timeout
+                ),
+            );
         }
-        for (name, value) in [("healthy_after", h.healthy_after), ("unhealthy_after", h.unhealthy_after)] {
+        for (name, value) in [
+            ("healthy_after", h.healthy_after),
+            ("unhealthy_after", h.unhealthy_after),
+        ] {
             if !(1..=100).contains(&value) {
-                self.problem(&at(name), format!("{value} is out of range; allowed: 1 to 100"));
+                self.problem(
+                    &at(name),
+                    format!("{value} is out of range; allowed: 1 to 100"),
+                );
             }
         }
     }
@@ -345,27 +430,56 @@ impl Checker<'_> {
         for (i, route) in config.route.iter().enumerate() {
             let at = |k: &str| vec![key("route"), Step::Index(i), key(k)];
             if !route.path_prefix.starts_with('/') {
-                self.problem(&at("path_prefix"), format!("{:?} does not start with '/'; allowed: a path such as \"/api\"", route.path_prefix));
+                self.problem(
+                    &at("path_prefix"),
+                    format!(
+                        "{:?} does not start with '/'; allowed: a path such as \"/api\"",
+                        route.path_prefix
+                    ),
+                );
             }
             if !config.upstream.iter().any(|u| u.name == route.upstream) {
                 let names: Vec<_> = config.upstream.iter().map(|u| u.name.as_str()).collect();
-                self.problem(&at("upstream"), format!("{:?} is not a defined upstream; allowed: {}", route.upstream, names.join(", ")));
+                self.problem(
+                    &at("upstream"),
+                    format!(
+                        "{:?} is not a defined upstream; allowed: {}",
+                        route.upstream,
+                        names.join(", ")
+                    ),
+                );
             }
             if let Some(f) = &route.fallback {
                 if !(100..=599).contains(&f.status) {
                     let path: Vec<_> = at("fallback").into_iter().chain([key("status")]).collect();
-                    self.problem(&path, format!("{} is not an HTTP status; allowed: 100 to 599", f.status));
+                    self.problem(
+                        &path,
+                        format!("{} is not an HTTP status; allowed: 100 to 599", f.status),
+                    );
                 }
             }
             if let Some(f) = &route.fault {
-                let at_fault = |k: &str| at("fault").into_iter().chain([key(k)]).collect::<Vec<_>>();
-                for (name, value) in [("abort_percent", f.abort_percent), ("delay_percent", f.delay_percent)] {
+                let at_fault =
+                    |k: &str| at("fault").into_iter().chain([key(k)]).collect::<Vec<_>>();
+                for (name, value) in [
+                    ("abort_percent", f.abort_percent),
+                    ("delay_percent", f.delay_percent),
+                ] {
                     if !(0.0..=100.0).contains(&value) {
-                        self.problem(&at_fault(name), format!("{value} is out of range; allowed: 0 to 100"));
+                        self.problem(
+                            &at_fault(name),
+                            format!("{value} is out of range; allowed: 0 to 100"),
+                        );
                     }
                 }
                 if !(100..=599).contains(&f.abort_status) {
-                    self.problem(&at_fault("abort_status"), format!("{} is not an HTTP status; allowed: 100 to 599", f.abort_status));
+                    self.problem(
+                        &at_fault("abort_status"),
+                        format!(
+                            "{} is not an HTTP status; allowed: 100 to 599",
+                            f.abort_status
+                        ),
+                    );
                 }
             }
         }

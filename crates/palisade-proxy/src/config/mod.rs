@@ -8,10 +8,10 @@
 //! [`load`] reads and validates a file and reports every problem as
 //! `FILE:LINE: key: what is wrong; what is allowed`.
 
-mod load;
+pub mod load;
 mod spans;
 
-pub use load::{Problem, Problems, load, parse};
+pub use load::{Checked, Problem, Problems, UpstreamPolicies, load, parse};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -262,7 +262,7 @@ pub struct FallbackSection {
 }
 
 /// `[route.fault]`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSection {
     /// Percent of requests answered with `abort_status` without calling the upstream, 0–100.
@@ -277,6 +277,17 @@ pub struct FaultSection {
     /// The injected delay.
     #[serde(default, with = "humantime_serde")]
     pub delay: Duration,
+}
+
+impl Default for FaultSection {
+    fn default() -> Self {
+        Self {
+            abort_percent: 0.0,
+            abort_status: defaults::abort_status(),
+            delay_percent: 0.0,
+            delay: Duration::ZERO,
+        }
+    }
 }
 
 /// Defaults, one function each so serde can use them.
@@ -309,10 +320,14 @@ pub(crate) mod defaults {
         Duration::from_millis(5)
     }
     pub(crate) fn retry_on() -> Vec<String> {
-        ["connect-failure", "reset", "timeout", "502", "503", "504"].map(String::from).to_vec()
+        ["connect-failure", "reset", "timeout", "502", "503", "504"]
+            .map(String::from)
+            .to_vec()
     }
     pub(crate) fn retry_methods() -> Vec<String> {
-        ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"].map(String::from).to_vec()
+        ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]
+            .map(String::from)
+            .to_vec()
     }
     pub(crate) fn replay_body_bytes() -> usize {
         64 * 1024

@@ -26,13 +26,19 @@ impl<'a> Locator<'a> {
     /// The 1-based line of a byte offset.
     pub(crate) fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     /// The line of the deepest part of `path` found in the file: the key itself when it
     /// is there, else the table it belongs in. Line 1 when nothing is found.
     pub(crate) fn line(&self, path: &[Step]) -> usize {
-        let Some(document) = &self.document else { return 1 };
+        let Some(document) = &self.document else {
+            return 1;
+        };
         let mut best = None;
         walk_table(document.as_table(), path, &mut best);
         best.map_or(1, |offset| self.line_of(offset))
@@ -43,7 +49,9 @@ fn walk_table(table: &Table, path: &[Step], best: &mut Option<usize>) {
     if let Some(span) = table.span() {
         *best = Some(span.start);
     }
-    let Some((Step::Key(key), rest)) = path.split_first() else { return };
+    let Some((Step::Key(key), rest)) = path.split_first() else {
+        return;
+    };
     if let Some(span) = table.key(key).and_then(|k| k.span()) {
         *best = Some(span.start);
     }
@@ -62,7 +70,9 @@ fn walk_table(table: &Table, path: &[Step], best: &mut Option<usize>) {
 }
 
 fn walk_inline(table: &InlineTable, path: &[Step], best: &mut Option<usize>) {
-    let Some((Step::Key(key), rest)) = path.split_first() else { return };
+    let Some((Step::Key(key), rest)) = path.split_first() else {
+        return;
+    };
     if let Some(span) = table.key(key).and_then(|k| k.span()) {
         *best = Some(span.start);
     }
@@ -85,9 +95,29 @@ mod tests {
         let l = Locator::new(text);
         assert_eq!(l.line(&[key("listener"), key("address")]), 2);
         assert_eq!(l.line(&[key("upstream"), Step::Index(1), key("name")]), 8);
-        assert_eq!(l.line(&[key("upstream"), Step::Index(1), key("retry"), key("max_attempts")]), 10);
-        assert_eq!(l.line(&[key("upstream"), Step::Index(1), key("retry"), key("budget"), key("ratio")]), 11);
+        assert_eq!(
+            l.line(&[
+                key("upstream"),
+                Step::Index(1),
+                key("retry"),
+                key("max_attempts")
+            ]),
+            10
+        );
+        assert_eq!(
+            l.line(&[
+                key("upstream"),
+                Step::Index(1),
+                key("retry"),
+                key("budget"),
+                key("ratio")
+            ]),
+            11
+        );
         // A missing key points at its table.
-        assert_eq!(l.line(&[key("upstream"), Step::Index(1), key("retry"), key("base")]), 9);
+        assert_eq!(
+            l.line(&[key("upstream"), Step::Index(1), key("retry"), key("base")]),
+            9
+        );
     }
 }

@@ -98,7 +98,10 @@ fn the_contract_example_is_valid() {
 #[test]
 fn a_minimal_file_takes_every_default() {
     let checked = parse("c.toml", MINIMAL).unwrap();
-    assert_eq!(checked.config.upstream[0].timeout.per_try, Duration::from_secs(5));
+    assert_eq!(
+        checked.config.upstream[0].timeout.per_try,
+        Duration::from_secs(5)
+    );
     assert_eq!(checked.upstreams[0].methods.len(), 5);
 }
 
@@ -107,19 +110,30 @@ fn unknown_keys_name_the_key_and_the_line() {
     let text = MINIMAL.replace("name = \"api\"", "name = \"api\"\nendpoint = [\"x\"]");
     assert_eq!(problems(&text).len(), 1);
     let p = &problems(&text)[0];
-    assert!(p.starts_with("c.toml:6: endpoint: unknown key; allowed:"), "{p}");
+    assert!(
+        p.starts_with("c.toml:6: endpoint: unknown key; allowed:"),
+        "{p}"
+    );
 }
 
 #[test]
 fn unknown_keys_inside_policy_sections_are_found_too() {
     let text = format!("{MINIMAL}[upstream.circuit_breaker]\nfailure_ratio = 0.5\n");
     let p = problems(&text);
-    assert!(p[0].starts_with("c.toml:11: upstream[0].circuit_breaker.failure_ratio: unknown key; allowed:"), "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "c.toml:11: upstream[0].circuit_breaker.failure_ratio: unknown key; allowed:"
+        ),
+        "{p:?}"
+    );
 }
 
 #[test]
 fn wrong_types_and_bad_durations_name_the_line() {
-    let text = MINIMAL.replace("endpoints = [\"127.0.0.1:9001\"]", "endpoints = [\"127.0.0.1:9001\"]\n[upstream.timeout]\ntotal = \"5 parsecs\"");
+    let text = MINIMAL.replace(
+        "endpoints = [\"127.0.0.1:9001\"]",
+        "endpoints = [\"127.0.0.1:9001\"]\n[upstream.timeout]\ntotal = \"5 parsecs\"",
+    );
     let p = problems(&text);
     assert!(p[0].starts_with("c.toml:8: total:"), "{p:?}");
     let text = MINIMAL.replace("name = \"api\"", "name = 7");

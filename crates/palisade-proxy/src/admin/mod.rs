@@ -1,0 +1,289 @@
+//! The admin port: health, metrics, state and controls.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /health/live` | 200 while the process serves |
+//! | `GET /health/ready` | 200 when every upstream has an available endpoint, else 503 with the reasons |
+//! | `GET /health/deep` | every endpoint's checks and breakers (cached for 1 s) |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /admin/state` | JSON of every upstream, endpoint, breaker, bulkhead, limiter and route |
+//! | `POST /admin/upstream/{name}/circuit` | `{"state": "open" \| "closed" \| "auto"}` forces every breaker of the upstream |
+//! | `POST /admin/route/{n}/fault` | a `[route.fault]` table as JSON replaces the route's fault injection |
+//!
+//! POST endpoints need `Authorization: Bearer <token>` when `admin.token` is set (and it
+//! must be set when the admin address is not loopback).
+
+mod state;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::body::{ProxyBody, full};
+use crate::config::FaultSection;
+use crate::runtime::Runtime;
+
+/// The admin service's state.
+pub struct Admin {
+    runtime: Arc<ArcSwap<Runtime>>,
+    token: Option<String>,
+    deep: Mutex<Option<(Instant, Bytes)>>,
+}
+
+const DEEP_CACHE: Duration = Duration::from_secs(1);
+const MAX_BODY: usize = 64 * 1024;
+
+impl Admin {
+    /// An admin service over `runtime`.
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>, token: Option<String>) -> Self {
+        Self {
+            runtime,
+            token,
+            deep: Mutex::new(None),
+        }
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["health", "live"]) => {
+                json(StatusCode::OK, &serde_json::json!({"status": "live"}))
+            }
+            (&Method::GET, ["health", "ready"]) => self.ready(),
+            (&Method::GET, ["health", "deep"]) => self.deep(),
+            (&Method::GET, ["metrics"]) => text(
+                StatusCode::OK,
+                crate::telemetry::render_metrics(),
+                "text/plain; version=0.0.4",
+            ),
+            (&Method::GET, ["admin", "state"]) => {
+                json(StatusCode::OK, &state::of(&self.runtime.load()))
+            }
+            (&Method::POST, ["admin", "upstream", name, "circuit"]) => {
+                let name = (*name).to_owned();
+                self.authorized(request, |admin, body| admin.force_circuit(&name, body))
+                    .await
+            }
+            (&Method::POST, ["admin", "route", index, "fault"]) => match index.parse::<usize>() {
+                Ok(index) => {
+                    self.authorized(request, |admin, body| admin.set_fault(index, body))
+                        .await
+                }
+                Err(_) => error(StatusCode::NOT_FOUND, "route index must be a number"),
+            },
+            (_, ["health", ..] | ["metrics"] | ["admin", ..]) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        }
+    }
+
+    async fn authorized(
+        &self,
+        request: Request<Incoming>,
+        act: impl FnOnce(&Self, &[u8]) -> Response<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        if let Some(token) = &self.token {
+            let expected = format!("Bearer {token}");
+            let given = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if given != Some(expected.as_str()) {
+                return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            }
+        }
+        match Limited::new(request.into_body(), MAX_BODY).collect().await {
+            Ok(body) => act(self, &body.to_bytes()),
+            Err(_) => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "admin bodies are at most 64 KiB",
+            ),
+        }
+    }
+
+    fn ready(&self) -> Response<ProxyBody> {
+        let runtime = self.runtime.load();
+        let reasons: Vec<String> = runtime
+            .upstreams
+            .iter()
+            .filter(|u| !u.has_available_endpoint())
+            .map(|u| format!("upstream {} has no available endpoint", u.name))
+            .collect();
+        if reasons.is_empty() {
+            json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+        } else {
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "not ready", "reasons": reasons}),
+            )
+        }
+    }
+
+    fn deep(&self) -> Response<ProxyBody> {
+        let mut cache = self.deep.lock().unwrap_or_else(|e| e.into_inner());
+        let body = match &*cache {
+            Some((at, body)) if at.elapsed() < DEEP_CACHE => body.clone(),
+            _ => {
+                let body = Bytes::from(
+                    serde_json::to_vec_pretty(&state::deep(&self.runtime.load()))
+                        .unwrap_or_default(),
+                );
+                *cache = Some((Instant::now(), body.clone()));
+                body
+            }
+        };
+        let status = if self
+            .runtime
+            .load()
+            .upstreams
+            .iter()
+            .all(|u| u.has_available_endpoint())
+        {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        text(status, body, "application/json")
+    }
+
+    fn force_circuit(&self, name: &str, body: &[u8]) -> Response<ProxyBody> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Force {
+            state: String,
+        }
+        let runtime = self.runtime.load();
+        let Some(upstream) = runtime.upstream(name) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no upstream named {name:?}"),
+            );
+        };
+        let Ok(force) = serde_json::from_slice::<Force>(body) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                r#"expected {"state": "open" | "closed" | "auto"}"#,
+            );
+        };
+        let breakers = upstream.breakers();
+        match force.state.as_str() {
+            "open" => breakers.iter().for_each(|b| b.force_open()),
+            "closed" => breakers.iter().for_each(|b| b.force_closed()),
+            "auto" => breakers.iter().for_each(|b| b.reset()),
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("state {other:?} is not open, closed or auto"),
+                );
+            }
+        }
+        tracing::info!(
+            upstream = name,
+            state = force.state,
+            "breakers forced by the admin API"
+        );
+        let states: Vec<_> = breakers.iter().map(|b| b.snapshot()).collect();
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"upstream": name, "breakers": states}),
+        )
+    }
+
+    fn set_fault(&self, index: usize, body: &[u8]) -> Response<ProxyBody> {
+        let runtime = self.runtime.load();
+        let Some(route) = runtime.route_at(index) else {
+            return error(StatusCode::NOT_FOUND, &format!("no route {index}"));
+        };
+        let fault: FaultSection = match serde_json::from_slice(body) {
+            Ok(fault) => fault,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("not a fault table: {e}")),
+        };
+        let percents_ok = [fault.abort_percent, fault.delay_percent]
+            .iter()
+            .all(|p| (0.0..=100.0).contains(p));
+        if !percents_ok || !(100..=599).contains(&fault.abort_status) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "percents must be 0 to 100 and abort_status 100 to 599",
+            );
+        }
+        tracing::info!(
+            route = index,
+            ?fault,
+            "fault injection changed by the admin API"
+        );
+        route.set_fault(fault.clone());
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"route": index, "fault": fault}),
+        )
+    }
+}
+
+/// Serves the admin port until `stopped` says so.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stopped: watch::Receiver<bool>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = stopped.changed() => return,
+        };
+        let admin = admin.clone();
+        let service = service_fn(move |request| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.handle(request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+fn text(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(full(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
+    text(
+        status,
+        serde_json::to_vec_pretty(value).unwrap_or_default(),
+        "application/json",
+    )
+}
+
+fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    json(status, &serde_json::json!({"error": message}))
+}

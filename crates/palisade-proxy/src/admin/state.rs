@@ -1,0 +1,78 @@
+//! The JSON of `/admin/state` and `/health/deep`.
+
+use serde_json::{Value, json};
+
+use crate::runtime::{Runtime, Upstream};
+
+/// Every upstream, endpoint, breaker, bulkhead, limiter and route.
+pub(crate) fn of(runtime: &Runtime) -> Value {
+    let upstreams: Vec<Value> = runtime.upstreams.iter().map(|u| upstream(u)).collect();
+    let mut routes: Vec<_> = runtime.routes.iter().collect();
+    routes.sort_by_key(|r| r.index);
+    let routes: Vec<Value> = routes
+        .iter()
+        .map(|r| {
+            json!({
+                "index": r.index,
+                "path_prefix": r.path_prefix,
+                "upstream": &*r.upstream.name,
+                "fault": r.fault(),
+                "fallback": r.fallback,
+            })
+        })
+        .collect();
+    json!({ "upstreams": upstreams, "routes": routes })
+}
+
+fn upstream(u: &Upstream) -> Value {
+    let clock = palisade::clock::Clock::tokio();
+    let endpoints: Vec<Value> = u
+        .endpoints()
+        .map(|e| {
+            json!({
+                "address": e.address,
+                "role": e.role,
+                "healthy": e.is_healthy(),
+                "available": e.is_available(),
+                "in_flight": e.in_flight(),
+                "latency_seconds": e.latency_estimate(&clock),
+                "breaker": e.breaker.as_ref().map(|b| b.snapshot()),
+            })
+        })
+        .collect();
+    json!({
+        "name": &*u.name,
+        "available": u.has_available_endpoint(),
+        "breaker": u.breaker.as_ref().map(|b| b.snapshot()),
+        "bulkhead": u.bulkhead.as_ref().map(|b| b.snapshot()),
+        "rate_limit": u.rate_limit.as_ref().map(|l| l.quota()),
+        "retry_budget_available": u.retry.budget().map(|b| b.available()),
+        "endpoints": endpoints,
+    })
+}
+
+/// Per endpoint: health-check detail and breaker state.
+pub(crate) fn deep(runtime: &Runtime) -> Value {
+    let upstreams: Vec<Value> = runtime
+        .upstreams
+        .iter()
+        .map(|u| {
+            let endpoints: Vec<Value> = u
+                .endpoints()
+                .map(|e| {
+                    let check = e.check.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    json!({
+                        "address": e.address,
+                        "role": e.role,
+                        "healthy": e.is_healthy(),
+                        "available": e.is_available(),
+                        "breaker": e.breaker_state(),
+                        "health_check": check,
+                    })
+                })
+                .collect();
+            json!({ "name": &*u.name, "available": u.has_available_endpoint(), "endpoints": endpoints })
+        })
+        .collect();
+    json!({ "upstreams": upstreams })
+}

@@ -1,0 +1,140 @@
+//! Responses the proxy makes itself: always explained.
+//!
+//! Every response the proxy makes (rather than relays) carries `x-palisade-reason` and,
+//! where a wait would help, `Retry-After`. A route's fallback replaces them and carries
+//! `x-palisade-fallback: 1`.
+
+use std::time::Duration;
+
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+use palisade::Error;
+use palisade_http::classify::{TransportError, TransportErrorKind};
+
+use crate::body::{ProxyBody, full};
+use crate::runtime::Fallback;
+
+/// `x-palisade-reason`.
+pub const REASON: HeaderName = HeaderName::from_static("x-palisade-reason");
+/// `x-palisade-fallback`.
+pub const FALLBACK: HeaderName = HeaderName::from_static("x-palisade-fallback");
+
+/// Why the proxy answered itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// No route matches the path (404).
+    NoRoute,
+    /// A deadline header could not be read (400).
+    BadDeadline,
+    /// The body is over `max_body_bytes` (413).
+    BodyTooLarge,
+    /// Rate limited (429).
+    RateLimited,
+    /// A breaker refused (503).
+    CircuitOpen,
+    /// The bulkhead is full (503).
+    BulkheadFull,
+    /// No endpoint can take the request (503).
+    NoHealthyEndpoint,
+    /// An attempt timed out (504).
+    Timeout,
+    /// The caller's deadline passed (504).
+    DeadlineExceeded,
+    /// The upstream failed and retries gave up (502).
+    RetriesExhausted,
+    /// The upstream failed and the request could not be retried (502).
+    UpstreamError,
+    /// Fault injection (the configured status).
+    FaultInjected,
+}
+
+impl Reason {
+    /// The header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoRoute => "no-route",
+            Reason::BadDeadline => "bad-deadline",
+            Reason::BodyTooLarge => "body-too-large",
+            Reason::RateLimited => "rate-limited",
+            Reason::CircuitOpen => "circuit-open",
+            Reason::BulkheadFull => "bulkhead-full",
+            Reason::NoHealthyEndpoint => "no-healthy-endpoint",
+            Reason::Timeout => "timeout",
+            Reason::DeadlineExceeded => "deadline-exceeded",
+            Reason::RetriesExhausted => "retries-exhausted",
+            Reason::UpstreamError => "upstream-error",
+            Reason::FaultInjected => "fault-injected",
+        }
+    }
+
+    /// The status that goes with it (fault injection uses its configured one).
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Reason::NoRoute => StatusCode::NOT_FOUND,
+            Reason::BadDeadline => StatusCode::BAD_REQUEST,
+            Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Reason::CircuitOpen
+            | Reason::BulkheadFull
+            | Reason::NoHealthyEndpoint
+            | Reason::FaultInjected => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Timeout | Reason::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Reason::RetriesExhausted | Reason::UpstreamError => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The reason for a policy's error, and the wait to suggest.
+    pub fn of(error: &Error<TransportError>) -> (Reason, Option<Duration>) {
+        let reason = match error {
+            Error::Inner(e) if e.kind == TransportErrorKind::NoHealthyEndpoint => {
+                Reason::NoHealthyEndpoint
+            }
+            Error::Inner(_) => Reason::UpstreamError,
+            Error::Timeout { .. } => Reason::Timeout,
+            Error::CircuitOpen { .. } => Reason::CircuitOpen,
+            Error::BulkheadFull { .. } | Error::Shed { .. } => Reason::BulkheadFull,
+            Error::RateLimited { .. } => Reason::RateLimited,
+            Error::DeadlineExceeded => Reason::DeadlineExceeded,
+            Error::RetriesExhausted { last, .. } => match **last {
+                Error::Timeout { .. } => Reason::Timeout,
+                Error::DeadlineExceeded => Reason::DeadlineExceeded,
+                _ => Reason::RetriesExhausted,
+            },
+            _ => Reason::UpstreamError,
+        };
+        (reason, error.retry_after())
+    }
+}
+
+/// A response explaining `reason`, with `Retry-After` when `retry_after` is known.
+pub fn explained(
+    reason: Reason,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(full(format!("{}\n", reason.as_str())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(after) = retry_after {
+        headers.insert(RETRY_AFTER, palisade_http::retry_after::value(after));
+    }
+    response
+}
+
+/// The route's fallback, marked as such.
+pub fn fallback(fallback: &Fallback, reason: Reason) -> Response<ProxyBody> {
+    let mut response = Response::new(full(fallback.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(fallback.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(FALLBACK, HeaderValue::from_static("1"));
+    headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
+    if let Ok(content_type) = HeaderValue::from_str(&fallback.content_type) {
+        headers.insert(CONTENT_TYPE, content_type);
+    }
+    response
+}

@@ -1,0 +1,148 @@
+//! Choosing an endpoint: power of two choices by peak-EWMA cost, round robin or random;
+//! primaries first, backups only when no primary takes the request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use palisade::Error;
+use palisade::clock::Clock;
+use palisade::policy::circuit_breaker::OwnedPermit;
+use palisade_http::classify::{TransportError, TransportErrorKind};
+use rand::Rng;
+
+use super::endpoint::Endpoint;
+use crate::config::Balance;
+
+/// An endpoint that agreed to take an attempt.
+pub(crate) struct Picked {
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) index: usize,
+    pub(crate) permit: Option<OwnedPermit>,
+}
+
+/// The balancer of one upstream.
+pub(crate) struct Balancer {
+    pub(crate) name: Arc<str>,
+    pub(crate) balance: Balance,
+    pub(crate) primaries: Vec<Arc<Endpoint>>,
+    pub(crate) backups: Vec<Arc<Endpoint>>,
+    next: AtomicUsize,
+    clock: Clock,
+}
+
+impl Balancer {
+    pub(crate) fn new(
+        name: Arc<str>,
+        balance: Balance,
+        primaries: Vec<Arc<Endpoint>>,
+        backups: Vec<Arc<Endpoint>>,
+    ) -> Self {
+        Self {
+            name,
+            balance,
+            primaries,
+            backups,
+            next: AtomicUsize::new(0),
+            clock: Clock::tokio(),
+        }
+    }
+
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Every endpoint, primaries first; `index` in [`Picked`] refers to this order.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.primaries.iter().chain(self.backups.iter())
+    }
+
+    /// Picks an endpoint for an attempt, preferring ones not in `tried` (a bit per index).
+    pub(crate) fn pick(&self, tried: u64) -> Result<Picked, Error<TransportError>> {
+        let mut refused: Option<Duration> = None;
+        let mut any_refusal = false;
+        for (group, offset) in [(&self.primaries, 0), (&self.backups, self.primaries.len())] {
+            for avoid_tried in [true, false] {
+                let order = self.order(group, offset, tried, avoid_tried);
+                for index in order {
+                    let endpoint = &group[index - offset];
+                    match endpoint.breaker.as_ref().map(|b| b.try_acquire_owned()) {
+                        None => return Ok(self.picked(endpoint, index, None)),
+                        Some(Ok(permit)) => return Ok(self.picked(endpoint, index, Some(permit))),
+                        Some(Err(rejected)) => {
+                            any_refusal = true;
+                            if let Some(after) = rejected.retry_after {
+                                refused = Some(refused.map_or(after, |r| r.min(after)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if any_refusal {
+            return Err(Error::CircuitOpen {
+                name: self.name.clone(),
+                retry_after: refused,
+            });
+        }
+        Err(Error::Inner(TransportError {
+            kind: TransportErrorKind::NoHealthyEndpoint,
+            message: format!("no healthy endpoint in upstream {}", self.name),
+        }))
+    }
+
+    fn picked(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        index: usize,
+        permit: Option<OwnedPermit>,
+    ) -> Picked {
+        endpoint.start();
+        Picked {
+            endpoint: endpoint.clone(),
+            index,
+            permit,
+        }
+    }
+
+    /// Candidate indexes of `group` (global indexes: `offset` + position) in the order to
+    /// try them.
+    fn order(
+        &self,
+        group: &[Arc<Endpoint>],
+        offset: usize,
+        tried: u64,
+        avoid_tried: bool,
+    ) -> Vec<usize> {
+        let mut candidates: Vec<usize> = (0..group.len())
+            .filter(|&i| group[i].is_candidate())
+            .map(|i| i + offset)
+            .filter(|&i| !avoid_tried || i >= 64 || tried & (1 << i) == 0)
+            .collect();
+        if candidates.len() < 2 {
+            return candidates;
+        }
+        let mut rng = rand::rng();
+        match self.balance {
+            Balance::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
+                candidates.rotate_left(start);
+            }
+            Balance::Random => {
+                let start = rng.random_range(0..candidates.len());
+                candidates.rotate_left(start);
+            }
+            Balance::P2c => {
+                let a = rng.random_range(0..candidates.len());
+                let mut b = rng.random_range(0..candidates.len() - 1);
+                if b >= a {
+                    b += 1;
+                }
+                let cost = |i: usize| group[candidates[i] - offset].cost(&self.clock);
+                let first = if cost(a) <= cost(b) { a } else { b };
+                candidates.swap(0, first);
+            }
+        }
+        candidates
+    }
+}

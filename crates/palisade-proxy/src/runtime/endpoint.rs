@@ -1,0 +1,201 @@
+//! One upstream endpoint: its address, its breaker, its health and its load.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use palisade::clock::Clock;
+use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitState};
+use serde::Serialize;
+
+/// Whether an endpoint serves normally or only when every primary is unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Used active-active.
+    Primary,
+    /// Used only when no primary is available.
+    Backup,
+}
+
+/// The last active health check of an endpoint.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckStatus {
+    /// Checks made.
+    pub checks: u64,
+    /// The last check's answer: a status code or an error.
+    pub last: Option<String>,
+    /// Passing checks in a row.
+    pub passing_in_a_row: u32,
+    /// Failing checks in a row.
+    pub failing_in_a_row: u32,
+}
+
+/// One `host:port` of an upstream.
+pub struct Endpoint {
+    /// `host:port`.
+    pub address: String,
+    /// Primary or backup.
+    pub role: Role,
+    /// Its own breaker, when the upstream's breakers are per endpoint.
+    pub breaker: Option<CircuitBreaker>,
+    healthy: AtomicBool,
+    in_flight: AtomicUsize,
+    latency: PeakEwma,
+    pub(crate) check: Mutex<CheckStatus>,
+    health_gauge: metrics::Gauge,
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        upstream: &str,
+        address: String,
+        role: Role,
+        breaker: Option<CircuitBreaker>,
+    ) -> Self {
+        let health_gauge = metrics::gauge!(
+            "palisade_endpoint_healthy",
+            "upstream" => upstream.to_owned(),
+            "endpoint" => address.clone()
+        );
+        health_gauge.set(1.0);
+        Self {
+            address,
+            role,
+            breaker,
+            healthy: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+            latency: PeakEwma::new(Duration::from_secs(10)),
+            check: Mutex::new(CheckStatus::default()),
+            health_gauge,
+        }
+    }
+
+    /// True unless active health checks found it unhealthy.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_healthy(&self, healthy: bool) {
+        if self.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+            tracing::info!(endpoint = %self.address, healthy, "endpoint health changed");
+        }
+        self.health_gauge.set(if healthy { 1.0 } else { 0.0 });
+    }
+
+    /// The breaker's state, or closed without a breaker.
+    pub fn breaker_state(&self) -> CircuitState {
+        self.breaker
+            .as_ref()
+            .map_or(CircuitState::Closed, CircuitBreaker::state)
+    }
+
+    /// Healthy and not held open: worth trying. (An open breaker whose time is up is
+    /// worth trying too; its `try_acquire` decides.)
+    pub fn is_candidate(&self) -> bool {
+        self.is_healthy() && self.breaker_state() != CircuitState::ForcedOpen
+    }
+
+    /// Healthy and its breaker lets calls through now.
+    pub fn is_available(&self) -> bool {
+        self.is_healthy()
+            && !matches!(
+                self.breaker_state(),
+                CircuitState::Open | CircuitState::ForcedOpen
+            )
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The balancer's cost: latency estimate × (load + 1).
+    pub(crate) fn cost(&self, clock: &Clock) -> f64 {
+        self.latency.estimate(clock) * (self.in_flight() as f64 + 1.0)
+    }
+
+    pub(crate) fn start(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finish(&self, clock: &Clock, took: Duration) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.latency.observe(clock, took);
+    }
+
+    /// The latency estimate in seconds.
+    pub fn latency_estimate(&self, clock: &Clock) -> f64 {
+        self.latency.estimate(clock) / 1e9
+    }
+}
+
+/// Peak-EWMA latency (as linkerd and Finagle): a slower observation replaces the
+/// estimate at once; faster ones pull it down with an exponential decay of `decay`.
+struct PeakEwma {
+    decay_nanos: f64,
+    /// f64 nanoseconds, as bits.
+    estimate: AtomicU64,
+    /// When the estimate was last updated, clock nanoseconds.
+    updated: AtomicU64,
+}
+
+/// The estimate of an endpoint never seen: 1 ms, so new endpoints get traffic.
+const DEFAULT_LATENCY_NANOS: f64 = 1_000_000.0;
+
+impl PeakEwma {
+    fn new(decay: Duration) -> Self {
+        Self {
+            decay_nanos: decay.as_nanos() as f64,
+            estimate: AtomicU64::new(DEFAULT_LATENCY_NANOS.to_bits()),
+            updated: AtomicU64::new(0),
+        }
+    }
+
+    fn estimate(&self, clock: &Clock) -> f64 {
+        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        let idle = clock
+            .now()
+            .saturating_sub(self.updated.load(Ordering::Relaxed)) as f64;
+        // An idle estimate drifts back towards the default, so a once-slow endpoint is retried.
+        let weight = (-idle / self.decay_nanos).exp();
+        estimate * weight + DEFAULT_LATENCY_NANOS * (1.0 - weight)
+    }
+
+    fn observe(&self, clock: &Clock, took: Duration) {
+        let now = clock.now();
+        let sample = took.as_nanos() as f64;
+        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        let elapsed = now.saturating_sub(self.updated.swap(now, Ordering::Relaxed)) as f64;
+        let next = if sample > estimate {
+            sample
+        } else {
+            let weight = (-elapsed / self.decay_nanos).exp();
+            estimate * weight + sample * (1.0 - weight)
+        };
+        self.estimate.store(next.to_bits(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_ewma_jumps_up_and_decays_down() {
+        let (clock, hand) = Clock::manual();
+        let ewma = PeakEwma::new(Duration::from_secs(10));
+        ewma.observe(&clock, Duration::from_millis(100));
+        assert!(
+            (ewma.estimate(&clock) - 100e6).abs() < 1.0,
+            "a slow sample replaces the estimate"
+        );
+        hand.advance(Duration::from_secs(10));
+        ewma.observe(&clock, Duration::from_millis(10));
+        let e = ewma.estimate(&clock);
+        assert!(
+            e < 100e6 && e > 10e6,
+            "a fast sample pulls it down gradually: {e}"
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The running form of a config: routes, upstreams and their policies.
+//!
+//! A [`Runtime`] is built from a checked config and swapped whole on reload; requests in
+//! flight keep the runtime they started with.
+
+mod balance;
+mod endpoint;
+mod health;
+mod route;
+mod upstream;
+
+pub use endpoint::{CheckStatus, Endpoint, Role};
+pub use route::{Fallback, Injected, Route};
+pub use upstream::Upstream;
+
+use std::sync::Arc;
+
+use palisade::ConfigError;
+
+use crate::config::Config;
+use crate::config::load::Checked;
+
+/// Everything a request needs, built from one config.
+pub struct Runtime {
+    /// The config it was built from.
+    pub config: Config,
+    /// Routes, longest prefix first.
+    pub routes: Vec<Route>,
+    /// Upstreams, in file order.
+    pub upstreams: Vec<Arc<Upstream>>,
+}
+
+impl Runtime {
+    /// Builds the policies, clients and health checks of `checked` (needs a tokio runtime).
+    pub fn build(checked: &Checked) -> Result<Self, ConfigError> {
+        let config = &checked.config;
+        let upstreams = config
+            .upstream
+            .iter()
+            .zip(&checked.upstreams)
+            .map(|(u, p)| Upstream::build(u, p).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut routes = Vec::with_capacity(config.route.len());
+        for (index, route) in config.route.iter().enumerate() {
+            let upstream = upstreams
+                .iter()
+                .find(|u| *u.name == route.upstream)
+                .cloned()
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "route.upstream",
+                        format!("{:?} is not defined", route.upstream),
+                        "a defined upstream",
+                    )
+                })?;
+            routes.push(Route::new(index, route, upstream));
+        }
+        routes.sort_by(|a, b| {
+            b.path_prefix
+                .len()
+                .cmp(&a.path_prefix.len())
+                .then(a.index.cmp(&b.index))
+        });
+        Ok(Self {
+            config: config.clone(),
+            routes,
+            upstreams,
+        })
+    }
+
+    /// The route for `path`: the longest matching prefix.
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| path.starts_with(&r.path_prefix))
+    }
+
+    /// The route at position `index` in the file.
+    pub fn route_at(&self, index: usize) -> Option<&Route> {
+        self.routes.iter().find(|r| r.index == index)
+    }
+
+    /// The upstream called `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.iter().find(|u| &*u.name == name)
+    }
+}

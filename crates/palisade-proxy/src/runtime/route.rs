@@ -1,0 +1,113 @@
+//! A route: a path prefix, its upstream, its fallback and its fault injection.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use serde::Serialize;
+
+use super::upstream::Upstream;
+use crate::config::{FallbackSection, FaultSection};
+
+/// A route, ready to serve.
+pub struct Route {
+    /// Position in the file, for `/admin/route/{n}/fault`.
+    pub index: usize,
+    /// Requests whose path starts with this come here.
+    pub path_prefix: String,
+    /// Where they go.
+    pub upstream: Arc<Upstream>,
+    /// What to answer when resilience gives up.
+    pub fallback: Option<Fallback>,
+    fault: RwLock<FaultSection>,
+    faults_abort: metrics::Counter,
+    faults_delay: metrics::Counter,
+}
+
+/// A fixed response.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fallback {
+    /// Its status.
+    pub status: u16,
+    /// Its body.
+    #[serde(skip)]
+    pub body: Bytes,
+    /// Its `Content-Type`.
+    pub content_type: String,
+}
+
+/// What fault injection decided for one request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Injected {
+    /// Nothing.
+    None,
+    /// Answer with this status, without calling the upstream.
+    Abort(u16),
+    /// Wait this long first.
+    Delay(Duration),
+}
+
+impl Route {
+    pub(crate) fn new(
+        index: usize,
+        config: &crate::config::Route,
+        upstream: Arc<Upstream>,
+    ) -> Self {
+        let fault = config.fault.clone().unwrap_or_default();
+        let counter = |kind: &'static str| {
+            metrics::counter!(
+                "palisade_faults_injected_total",
+                "route" => config.path_prefix.clone(),
+                "kind" => kind
+            )
+        };
+        Self {
+            index,
+            path_prefix: config.path_prefix.clone(),
+            upstream,
+            fallback: config.fallback.as_ref().map(Fallback::from),
+            fault: RwLock::new(fault),
+            faults_abort: counter("abort"),
+            faults_delay: counter("delay"),
+        }
+    }
+
+    /// The fault settings now.
+    pub fn fault(&self) -> FaultSection {
+        self.fault.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the fault settings (admin API).
+    pub fn set_fault(&self, fault: FaultSection) {
+        *self.fault.write().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// Rolls the dice for one request.
+    pub fn inject(&self) -> Injected {
+        let fault = self.fault.read().unwrap_or_else(|e| e.into_inner());
+        if fault.abort_percent <= 0.0 && fault.delay_percent <= 0.0 {
+            return Injected::None;
+        }
+        let mut rng = rand::rng();
+        if fault.abort_percent > 0.0 && rng.random_range(0.0..100.0) < fault.abort_percent {
+            self.faults_abort.increment(1);
+            return Injected::Abort(fault.abort_status);
+        }
+        if fault.delay_percent > 0.0 && rng.random_range(0.0..100.0) < fault.delay_percent {
+            self.faults_delay.increment(1);
+            return Injected::Delay(fault.delay);
+        }
+        Injected::None
+    }
+}
+
+impl From<&FallbackSection> for Fallback {
+    fn from(section: &FallbackSection) -> Self {
+        Self {
+            status: section.status,
+            body: Bytes::from(section.body.clone()),
+            content_type: section.content_type.clone(),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! An upstream: its endpoints and balancer, its policies (the library's), its client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use palisade::ConfigError;
+use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
+use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder};
+use palisade::policy::rate_limit::{RateLimiter, RateLimiterBuilder};
+use palisade::policy::retry::{Retry, RetryBuilder};
+use palisade::policy::timeout::Timeout;
+use palisade_http::classify::RetryOn;
+
+use super::balance::Balancer;
+use super::endpoint::{Endpoint, Role};
+use super::health;
+use crate::body::ProxyBody;
+use crate::config::load::UpstreamPolicies;
+use crate::config::{BreakerScope, Protocol};
+
+/// The HTTP client to an upstream's endpoints (pooled, keep-alive).
+pub(crate) type UpstreamClient = Client<HttpConnector, ProxyBody>;
+
+/// An upstream, ready to serve.
+pub struct Upstream {
+    /// Its name.
+    pub name: Arc<str>,
+    pub(crate) balancer: Balancer,
+    /// The whole request's time limit.
+    pub total: Timeout,
+    /// One attempt's time limit.
+    pub per_try: Timeout,
+    /// Subtracted from the budget sent to the upstream.
+    pub margin: Duration,
+    /// Retries.
+    pub retry: Retry,
+    /// What is retried.
+    pub retry_on: RetryOn,
+    /// Methods that may be replayed.
+    pub methods: Vec<Method>,
+    /// Largest body kept for replay.
+    pub replay_body_bytes: usize,
+    /// One breaker for the whole upstream (scope = "upstream").
+    pub breaker: Option<CircuitBreaker>,
+    /// Concurrency limit.
+    pub bulkhead: Option<Bulkhead>,
+    /// Rate limit.
+    pub rate_limit: Option<RateLimiter>,
+    pub(crate) client: UpstreamClient,
+}
+
+impl Upstream {
+    pub(crate) fn build(
+        config: &crate::config::Upstream,
+        policies: &UpstreamPolicies,
+    ) -> Result<Self, ConfigError> {
+        let name: Arc<str> = config.name.as_str().into();
+        let scope = config.circuit_breaker.scope;
+        let breaker_for = |label: &str| -> Result<CircuitBreaker, ConfigError> {
+            let mut breaker = policies.breaker.clone();
+            breaker.name = label.to_owned();
+            CircuitBreakerBuilder::from_config(breaker).build()
+        };
+        let endpoint = |address: &String, role: Role| -> Result<Arc<Endpoint>, ConfigError> {
+            let breaker = match scope {
+                BreakerScope::Endpoint => Some(breaker_for(&format!("{}/{address}", config.name))?),
+                BreakerScope::Upstream => None,
+            };
+            Ok(Arc::new(Endpoint::new(
+                &config.name,
+                address.clone(),
+                role,
+                breaker,
+            )))
+        };
+        let primaries = config
+            .endpoints
+            .iter()
+            .map(|a| endpoint(a, Role::Primary))
+            .collect::<Result<Vec<_>, _>>()?;
+        let backups = config
+            .backup
+            .iter()
+            .map(|a| endpoint(a, Role::Backup))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(check) = &config.health_check {
+            for e in primaries.iter().chain(backups.iter()) {
+                health::spawn(e, check.clone());
+            }
+        }
+        let mut retry = policies.retry.clone();
+        retry.name = config.name.clone();
+        Ok(Self {
+            balancer: Balancer::new(name.clone(), config.balance, primaries, backups),
+            total: Timeout::builder()
+                .name(format!("{}/total", config.name))
+                .after(config.timeout.total)
+                .build()?,
+            per_try: Timeout::builder()
+                .name(format!("{}/per_try", config.name))
+                .after(config.timeout.per_try)
+                .build()?,
+            margin: config.timeout.margin,
+            retry: RetryBuilder::from_config(retry).build()?,
+            retry_on: policies.retry_on.clone(),
+            methods: policies.methods.clone(),
+            replay_body_bytes: config.retry.replay_body_bytes,
+            breaker: match scope {
+                BreakerScope::Upstream => Some(breaker_for(&config.name)?),
+                BreakerScope::Endpoint => None,
+            },
+            bulkhead: config
+                .bulkhead
+                .as_ref()
+                .map(|b| {
+                    BulkheadBuilder::from_config(b.clone())
+                        .name(config.name.clone())
+                        .build()
+                })
+                .transpose()?,
+            rate_limit: config
+                .rate_limit
+                .as_ref()
+                .map(|r| {
+                    RateLimiterBuilder::from_config(r.clone())
+                        .name(config.name.clone())
+                        .build()
+                })
+                .transpose()?,
+            client: client(config.protocol, config.timeout.per_try),
+            name,
+        })
+    }
+
+    /// Every endpoint, primaries first.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.balancer.all()
+    }
+
+    /// True if at least one endpoint (primary or backup) can take requests now.
+    pub fn has_available_endpoint(&self) -> bool {
+        let breaker_open = self.breaker.as_ref().is_some_and(|b| {
+            matches!(
+                b.state(),
+                palisade::policy::circuit_breaker::CircuitState::ForcedOpen
+            )
+        });
+        !breaker_open && self.endpoints().any(|e| e.is_available())
+    }
+
+    /// Every breaker of the upstream: its own, or its endpoints'.
+    pub fn breakers(&self) -> Vec<CircuitBreaker> {
+        match &self.breaker {
+            Some(b) => vec![b.clone()],
+            None => self.endpoints().filter_map(|e| e.breaker.clone()).collect(),
+        }
+    }
+}
+
+fn client(protocol: Protocol, connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256);
+    if protocol == Protocol::Http2 {
+        builder.http2_only(true);
+    }
+    builder.build(connector)
+}
