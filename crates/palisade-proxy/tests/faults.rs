@@ -1,0 +1,108 @@
+//! Fault injection, from the config and switched at run time through the admin port.
+
+mod support;
+
+use support::*;
+
+fn config(up: &Upstream, fault: &str) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "api"
+endpoints = [{endpoints}]
+[upstream.retry]
+max_attempts = 1
+
+[[route]]
+path_prefix = "/api"
+upstream = "api"
+{fault}
+"#,
+        endpoints = list(&[up])
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_switched_on_at_run_time_then_off() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = Proxy::start(&config(&up, "")).await;
+
+    let r = proxy.get("/api/x").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(up.count(), 1);
+
+    let a = proxy
+        .admin_post(
+            "/admin/route/0/fault",
+            r#"{"abort_percent":100,"abort_status":503,"delay_percent":0,"delay":"0ms"}"#,
+        )
+        .await;
+    assert!((200..300).contains(&a.status), "setting the fault: {a:?}");
+    let state = proxy.state().await;
+    assert_eq!(state["routes"][0]["index"], 0, "{state}");
+    assert_eq!(state["routes"][0]["path_prefix"], "/api", "{state}");
+    assert_eq!(state["routes"][0]["upstream"], "api", "{state}");
+    assert_eq!(
+        state["routes"][0]["fault"]["abort_percent"].as_f64(),
+        Some(100.0),
+        "{state}"
+    );
+
+    for i in 0..5 {
+        let r = proxy.get("/api/x").await;
+        assert_eq!(r.status, 503, "request {i}: {r:?}");
+        assert_eq!(r.reason(), Some("fault-injected"), "{r:?}");
+    }
+    assert_eq!(up.count(), 1, "an aborted request reached the upstream");
+    let m = proxy.metrics().await;
+    assert!(
+        sum(&m, "palisade_faults_injected_total", &[]) >= 5.0,
+        "{:?}",
+        matching(&m, "palisade_faults_injected_total", &[])
+    );
+
+    let a = proxy
+        .admin_post(
+            "/admin/route/0/fault",
+            r#"{"abort_percent":0,"abort_status":503,"delay_percent":0,"delay":"0ms"}"#,
+        )
+        .await;
+    assert!((200..300).contains(&a.status), "clearing the fault: {a:?}");
+    for i in 0..5 {
+        let r = proxy.get("/api/x").await;
+        assert_eq!(r.status, 200, "request {i} after clearing: {r:?}");
+    }
+    assert_eq!(up.count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_delay_delays_then_forwards() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = Proxy::start(&config(&up, "")).await;
+    let a = proxy
+        .admin_post(
+            "/admin/route/0/fault",
+            r#"{"abort_percent":0,"abort_status":503,"delay_percent":100,"delay":"300ms"}"#,
+        )
+        .await;
+    assert!((200..300).contains(&a.status), "{a:?}");
+    let r = proxy.get("/api/x").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.elapsed >= ms(280),
+        "a 300 ms injected delay took {:?}",
+        r.elapsed
+    );
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_from_the_config_aborts_with_its_status() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let fault = "[route.fault]\nabort_percent = 100.0\nabort_status = 418\n";
+    let proxy = Proxy::start(&config(&up, fault)).await;
+    let r = proxy.get("/api/x").await;
+    assert_eq!(r.status, 418, "{r:?}");
+    assert_eq!(r.reason(), Some("fault-injected"), "{r:?}");
+    assert_eq!(up.count(), 0);
+}

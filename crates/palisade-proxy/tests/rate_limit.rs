@@ -1,0 +1,67 @@
+//! Rate limiting: over the rate, 429 with Retry-After, without calling the upstream.
+
+mod support;
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_rate_is_429_with_retry_after() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let body = format!(
+        r#"
+[[upstream]]
+name = "api"
+endpoints = [{endpoints}]
+[upstream.rate_limit]
+per_second = 1
+burst = 2
+
+[[route]]
+path_prefix = "/api"
+upstream = "api"
+"#,
+        endpoints = list(&[&up])
+    );
+    let proxy = Proxy::start(&body).await;
+
+    for i in 0..2 {
+        let r = proxy.get("/api/x").await;
+        assert_eq!(r.status, 200, "request {i} within the burst: {r:?}");
+    }
+    let r = proxy.get("/api/x").await;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.reason(), Some("rate-limited"), "{r:?}");
+    let retry_after = r
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {r:?}"));
+    let secs: u64 = retry_after
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("Retry-After {retry_after:?} is not whole seconds: {e}"));
+    assert!(
+        secs <= 2,
+        "at 1/s the next slot is within a second or so, Retry-After says {secs}"
+    );
+    assert!(
+        r.elapsed < ms(50),
+        "a rate-limit rejection took {:?}",
+        r.elapsed
+    );
+    assert_eq!(up.count(), 2, "the rejected call reached the upstream");
+
+    let m = proxy.metrics().await;
+    assert!(
+        has_metric(&m, "palisade_rate_limit_decisions_total"),
+        "no palisade_rate_limit_decisions_total in /metrics"
+    );
+    assert!(sum(&m, "palisade_rate_limit_decisions_total", &[]) >= 3.0);
+    assert!(
+        sum(
+            &m,
+            "palisade_requests_total",
+            &[("status", "429"), ("reason", "rate-limited")]
+        ) >= 1.0,
+        "{:?}",
+        matching(&m, "palisade_requests_total", &[])
+    );
+}
