@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs every palisade-bench criterion group with short settings, then prints
-# ns/call for every contender, the ours ÷ peer ratios with their targets, and the
-# allocations per call each group printed.
+# ns/call for every contender, the ours ÷ peer ratios with their targets, the
+# allocations per call and the call futures' sizes each group printed.
 #
 # Usage: crates/palisade-bench/run.sh [GROUP...]    (default: all six groups)
+#   ROUNDS=2 crates/palisade-bench/run.sh             run every group twice, report the best
 #   REPORT_ONLY=1 crates/palisade-bench/run.sh        re-print the tables from the last run
 #   WARM_UP=1 MEASURE=3 SAMPLES=40                     criterion settings (seconds, count)
 #
-# Runs the groups one after another (one cargo process at a time: the machine has 2 cores).
-# Times are criterion's median estimate from target/criterion/<group>/<bench>/new/estimates.json.
+# One cargo process at a time (the machine has 2 cores). A time is criterion's median
+# estimate from target/criterion/<group>/<bench>/new/estimates.json; with ROUNDS > 1 the
+# table shows the lowest median of the rounds (noise from other processes only ever adds
+# time) and the highest, so the spread is visible. /proc/loadavg is logged per group.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -17,38 +20,74 @@ if [[ $# -gt 0 ]]; then GROUPS_TO_RUN=("$@"); else GROUPS_TO_RUN=("${ALL_GROUPS[
 WARM_UP="${WARM_UP:-1}"
 MEASURE="${MEASURE:-3}"
 SAMPLES="${SAMPLES:-40}"
+ROUNDS="${ROUNDS:-1}"
 
 TARGET_DIR="$(cargo metadata --no-deps --format-version 1 |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 CRITERION_DIR="$TARGET_DIR/criterion"
 ALLOC_LOG="$CRITERION_DIR/palisade-allocs.txt"
+LOAD_LOG="$CRITERION_DIR/palisade-load.txt"
 SUMMARY="$CRITERION_DIR/palisade-summary.md"
 mkdir -p "$CRITERION_DIR"
 
+# Copies the medians of the last run of every group into palisade-round-$1.json.
+snapshot() {
+    python3 - "$CRITERION_DIR" "$1" <<'PY'
+import glob, json, os, sys
+root, round_no = sys.argv[1], sys.argv[2]
+medians = {}
+for path in glob.glob(os.path.join(root, "*", "*", "new", "estimates.json")):
+    bench_dir = os.path.dirname(os.path.dirname(path))
+    key = os.path.basename(os.path.dirname(bench_dir)) + "/" + os.path.basename(bench_dir)
+    with open(path) as f:
+        medians[key] = json.load(f)["median"]["point_estimate"]
+with open(os.path.join(root, f"palisade-round-{round_no}.json"), "w") as f:
+    json.dump(medians, f, indent=1, sort_keys=True)
+PY
+}
+
 if [[ "${REPORT_ONLY:-0}" != 1 ]]; then
     cargo bench -p palisade-bench --no-run
-    for group in "${GROUPS_TO_RUN[@]}"; do
-        echo "=== $group"
-        log="$CRITERION_DIR/palisade-$group.log"
-        cargo bench -p palisade-bench --bench "$group" -- \
-            --warm-up-time "$WARM_UP" --measurement-time "$MEASURE" --sample-size "$SAMPLES" \
-            2>&1 | tee "$log"
+    rm -f "$CRITERION_DIR"/palisade-round-*.json "$LOAD_LOG"
+    for round in $(seq 1 "$ROUNDS"); do
+        for group in "${GROUPS_TO_RUN[@]}"; do
+            echo "=== round $round: $group"
+            log="$CRITERION_DIR/palisade-$group.log"
+            echo "round $round $group before: $(cat /proc/loadavg)" >> "$LOAD_LOG"
+            cargo bench -p palisade-bench --bench "$group" -- \
+                --warm-up-time "$WARM_UP" --measurement-time "$MEASURE" \
+                --sample-size "$SAMPLES" 2>&1 | tee "$log"
+            echo "round $round $group after:  $(cat /proc/loadavg)" >> "$LOAD_LOG"
+        done
+        snapshot "$round"
     done
     cat "$CRITERION_DIR"/palisade-*.log | grep -E '^(ALLOCS|FUTURE_BYTES) ' > "$ALLOC_LOG" || true
+elif ! compgen -G "$CRITERION_DIR/palisade-round-*.json" > /dev/null; then
+    snapshot 1 # report-only after a plain `cargo bench`: use criterion's latest estimates
 fi
 
-python3 - "$CRITERION_DIR" "$ALLOC_LOG" <<'PY' | tee "$SUMMARY"
-import json, os, sys
+python3 - "$CRITERION_DIR" "$ALLOC_LOG" "$LOAD_LOG" <<'PY' | tee "$SUMMARY"
+import glob, json, os, sys
 
-root, alloc_log = sys.argv[1], sys.argv[2]
+root, alloc_log, load_log = sys.argv[1], sys.argv[2], sys.argv[3]
+
+rounds = []
+for path in sorted(glob.glob(os.path.join(root, "palisade-round-*.json"))):
+    with open(path) as f:
+        rounds.append(json.load(f))
+
+def samples(group, bench):
+    key = f"{group}/{bench}"
+    return [r[key] for r in rounds if key in r]
 
 def ns(group, bench):
-    path = os.path.join(root, group, bench, "new", "estimates.json")
-    try:
-        with open(path) as f:
-            return json.load(f)["median"]["point_estimate"]
-    except FileNotFoundError:
-        return None
+    """The lowest median over the rounds."""
+    values = samples(group, bench)
+    return min(values) if values else None
+
+def ns_max(group, bench):
+    values = samples(group, bench)
+    return max(values) if values else None
 
 CONTENDERS = {
     "breaker": ["sync_palisade", "sync_recloser", "sync_failsafe", "async_palisade",
@@ -108,12 +147,12 @@ def verdict(value, limit):
         return "not run"
     return "met" if value <= limit else "MISSED"
 
-print("## ns/call (criterion median)\n")
-print("| group | contender | ns/call |")
-print("|---|---|---:|")
+print(f"## ns/call (criterion median; best and worst of {len(rounds)} round(s))\n")
+print("| group | contender | ns/call | worst round |")
+print("|---|---|---:|---:|")
 for group, benches in CONTENDERS.items():
     for bench in benches:
-        print(f"| {group} | {bench} | {fmt(ns(group, bench))} |")
+        print(f"| {group} | {bench} | {fmt(ns(group, bench))} | {fmt(ns_max(group, bench))} |")
 
 print("\n## ratios (ours ÷ peer; contention: 2 threads ÷ 1 thread)\n")
 print("| group | ours | peer | ratio | target | verdict |")
@@ -149,5 +188,12 @@ print("|---|---|---:|")
 for kind, group, contender, value in lines:
     if kind == "FUTURE_BYTES":
         print(f"| {group} | {contender} | {value} |")
+
+if os.path.exists(load_log):
+    print("\n## /proc/loadavg around each group\n")
+    print("```")
+    with open(load_log) as f:
+        print(f.read().rstrip())
+    print("```")
 PY
 echo "summary written to $SUMMARY"
