@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, HOST};
@@ -31,6 +31,8 @@ use crate::runtime::{Injected, Route, Runtime, Upstream};
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-palisade-attempts`: how many attempts a relayed response took.
+pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-palisade-attempts");
 
 /// Answers one client request.
 pub async fn handle(
@@ -181,6 +183,7 @@ async fn forward(
         body,
         client,
         tried: AtomicU64::new(0),
+        attempts: AtomicU32::new(0),
     };
     let run = upstream.total.execute(&classifier, || {
         upstream
@@ -201,7 +204,14 @@ async fn forward(
                 .is_failure();
             match (&route.fallback, failed) {
                 (Some(fallback), true) => respond::fallback(fallback, Reason::RetriesExhausted),
-                _ => relay(response, slot),
+                _ => {
+                    let mut response = relay(response, slot);
+                    let attempts = attempt.attempts.load(Ordering::Relaxed);
+                    response
+                        .headers_mut()
+                        .insert(ATTEMPTS, HeaderValue::from(attempts));
+                    response
+                }
             }
         }
         Err(error) => {
@@ -251,6 +261,8 @@ struct Attempt<'a> {
     client: SocketAddr,
     /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
     tried: AtomicU64,
+    /// Attempts sent.
+    attempts: AtomicU32,
 }
 
 type Attempted = Result<Response<Incoming>, Error<TransportError>>;
@@ -266,6 +278,7 @@ impl Attempt<'_> {
     async fn once(&self, classifier: &HttpClassifier) -> Attempted {
         let balancer = &self.upstream.balancer;
         let picked = balancer.pick(self.tried.load(Ordering::Relaxed))?;
+        self.attempts.fetch_add(1, Ordering::Relaxed);
         if picked.index < 64 {
             self.tried.fetch_or(1 << picked.index, Ordering::Relaxed);
         }

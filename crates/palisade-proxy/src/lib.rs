@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod demo;
 pub mod forward;
 pub mod respond;
 pub mod runtime;

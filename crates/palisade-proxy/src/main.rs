@@ -28,6 +28,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Shows the proxy at work against simulated upstreams; needs no setup.
+    Demo {
+        /// How long to run, e.g. "30s" or "2m".
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,6 +41,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(config),
+        Command::Demo { duration } => demo(duration),
     }
 }
 
@@ -79,6 +86,29 @@ fn run(path: PathBuf) -> ExitCode {
             }
             Err(error) => {
                 eprintln!("cannot start: {error}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+fn demo(duration: std::time::Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        palisade_proxy::telemetry::install_metrics();
+        match palisade_proxy::demo::run(duration).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("demo failed: {error}");
                 ExitCode::from(1)
             }
         }

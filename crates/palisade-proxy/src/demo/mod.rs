@@ -1,0 +1,212 @@
+//! `palisade demo`: the sidecar at work, with nothing to set up.
+//!
+//! Three simulated upstreams run in-process on loopback — *steady* (healthy, with an
+//! occasional slow call), *flaky* (fails a share of calls, then goes fully down for a
+//! while, then comes back; it has a healthy backup replica) and *stuck* (a share of
+//! calls never answer). The proxy runs in front of them from an embedded config, and a
+//! load generator sends the same requests straight to each upstream and through the
+//! proxy. A table every second compares the two; a summary ends the run.
+
+mod load;
+mod table;
+mod upstreams;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config;
+use crate::server;
+use load::{Path, Tallies};
+use upstreams::{Mood, Simulated};
+
+/// Requests per second per upstream, on each path.
+const RATE: u64 = 40;
+
+fn steady(_: f64) -> Mood {
+    Mood::Fine {
+        slow: 0.03,
+        failing: 0.0,
+    }
+}
+
+fn flaky(progress: f64) -> Mood {
+    match progress {
+        p if p < 0.25 => Mood::Fine {
+            slow: 0.0,
+            failing: 0.25,
+        },
+        p if p < 0.55 => Mood::Down,
+        _ => Mood::Fine {
+            slow: 0.0,
+            failing: 0.02,
+        },
+    }
+}
+
+fn replica(_: f64) -> Mood {
+    Mood::Fine {
+        slow: 0.0,
+        failing: 0.0,
+    }
+}
+
+fn stuck(_: f64) -> Mood {
+    Mood::Hanging { share: 0.3 }
+}
+
+fn embedded_config(
+    steady: &Simulated,
+    flaky: &Simulated,
+    replica: &Simulated,
+    stuck: &Simulated,
+) -> String {
+    format!(
+        r#"
+[listener]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+
+[[upstream]]
+name = "steady"
+endpoints = ["{steady}"]
+[upstream.timeout]
+total = "1s"
+per_try = "250ms"
+[upstream.retry]
+max_attempts = 2
+base = "10ms"
+max_delay = "50ms"
+budget = {{ ratio = 0.2, min_per_second = 10 }}
+
+[[upstream]]
+name = "flaky"
+endpoints = ["{flaky}"]
+backup = ["{replica}"]
+[upstream.timeout]
+total = "1s"
+per_try = "300ms"
+[upstream.retry]
+max_attempts = 3
+base = "10ms"
+max_delay = "100ms"
+budget = {{ ratio = 0.5, min_per_second = 20 }}
+[upstream.circuit_breaker]
+window = "count"
+size = 20
+minimum_calls = 10
+failure_rate = 0.5
+open_for = "1s"
+max_open_for = "4s"
+half_open_calls = 2
+[upstream.health_check]
+path = "/health"
+interval = "500ms"
+timeout = "200ms"
+
+[[upstream]]
+name = "stuck"
+endpoints = ["{stuck}"]
+[upstream.timeout]
+total = "600ms"
+per_try = "150ms"
+[upstream.retry]
+max_attempts = 3
+base = "5ms"
+max_delay = "20ms"
+budget = {{ ratio = 0.5, min_per_second = 20 }}
+[upstream.circuit_breaker]
+failure_rate = 0.9
+[upstream.bulkhead]
+max_concurrent = 32
+max_queue = 32
+queue_timeout = "50ms"
+
+[[route]]
+path_prefix = "/steady"
+upstream = "steady"
+
+[[route]]
+path_prefix = "/flaky"
+upstream = "flaky"
+[route.fallback]
+status = 200
+body = '{{"items": [], "degraded": true}}'
+content_type = "application/json"
+
+[[route]]
+path_prefix = "/stuck"
+upstream = "stuck"
+[route.fallback]
+status = 200
+body = '{{"degraded": true}}'
+content_type = "application/json"
+"#,
+        steady = steady.address,
+        flaky = flaky.address,
+        replica = replica.address,
+        stuck = stuck.address,
+    )
+}
+
+/// Runs the demo for `length` (or until Ctrl-C).
+pub async fn run(length: Duration) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let steady = Simulated::start("steady", steady, length)
+        .await
+        .map_err(io)?;
+    let flaky = Simulated::start("flaky", flaky, length).await.map_err(io)?;
+    let replica = Simulated::start("replica", replica, length)
+        .await
+        .map_err(io)?;
+    let stuck = Simulated::start("stuck", stuck, length).await.map_err(io)?;
+    let text = embedded_config(&steady, &flaky, &replica, &stuck);
+    let checked = config::parse("<embedded demo config>", &text).map_err(|p| p.to_string())?;
+    let running = server::start(checked, None).await.map_err(io)?;
+    table::intro(length, running.address, running.admin_address);
+
+    let tallies = Tallies::default();
+    let until = Instant::now() + length;
+    let every = Duration::from_micros(1_000_000 / RATE);
+    for upstream in [&steady, &flaky, &stuck] {
+        let direct = format!("http://{}/{}", upstream.address, upstream.name);
+        let proxied = format!("http://{}/{}", running.address, upstream.name);
+        for (path, uri) in [(Path::Direct, direct), (Path::Palisade, proxied)] {
+            let uri = uri
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+            tokio::spawn(load::drive(
+                tallies.clone(),
+                (upstream.name, path),
+                uri,
+                every,
+                until,
+            ));
+        }
+    }
+
+    let started = Instant::now();
+    let mut tick =
+        tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let second = tallies.take_second();
+                table::second(started.elapsed(), &second, &running.runtime.load());
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                println!("\ninterrupted");
+                break;
+            }
+        }
+    }
+    // Give the last requests their full timeouts before the summary.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    table::summary(&tallies.total());
+    running.shutdown().await;
+    Ok(())
+}
