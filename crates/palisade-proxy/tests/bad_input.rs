@@ -26,7 +26,7 @@ upstream = "api"
 
 fn sections() -> Sections {
     Sections {
-        listener: "max_body_bytes = 1024\nmax_header_bytes = 4096\nheader_timeout = \"300ms\""
+        listener: "max_body_bytes = 1024\nmax_header_bytes = 8192\nheader_timeout = \"300ms\""
             .into(),
         ..Sections::default()
     }
@@ -100,7 +100,7 @@ async fn malformed_http_is_400_and_the_proxy_stays_up() {
 async fn headers_over_the_limit_are_431() {
     let up = Upstream::start("api", Behaviour::Ok).await;
     let proxy = Proxy::start_with(&sections(), &config(&up)).await;
-    let big = "a".repeat(8 * 1024);
+    let big = "a".repeat(16 * 1024);
     let req = format!("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
     let answer = exchange(proxy.addr, req.as_bytes()).await;
     assert_eq!(status_of(&answer), Some(431), "{answer:?}");

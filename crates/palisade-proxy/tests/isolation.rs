@@ -75,7 +75,7 @@ upstream = "fast"
         assert!(
             matches!(
                 (r.status, r.reason()),
-                (504, Some("timeout")) | (503, Some("bulkhead-full"))
+                (504, Some("timeout" | "deadline-exceeded")) | (503, Some("bulkhead-full"))
             ),
             "a hanging call answered {r:?}"
         );

@@ -947,10 +947,12 @@ impl Proxy {
         r.json()
     }
 
-    /// The breaker state of every endpoint of upstream `name`, by address.
+    /// The breaker state of every endpoint of upstream `name`, by address (endpoints
+    /// without a breaker of their own are left out).
     pub async fn breaker_states(&self, name: &str) -> BTreeMap<String, String> {
         endpoints_of(&self.state().await, name)
             .iter()
+            .filter(|e| e["breaker"].is_object())
             .map(|e| {
                 (
                     e["address"].as_str().unwrap_or_default().to_owned(),
@@ -961,6 +963,30 @@ impl Proxy {
                 )
             })
             .collect()
+    }
+
+    /// Every breaker state of upstream `name`: its own breaker (scope `upstream`, key
+    /// `upstream`) and its endpoints' (by address). Never empty.
+    pub async fn all_breaker_states(&self, name: &str) -> BTreeMap<String, String> {
+        let state = self.state().await;
+        let mut out = BTreeMap::new();
+        let upstream = state["upstreams"]
+            .as_array()
+            .and_then(|us| us.iter().find(|u| u["name"] == name))
+            .unwrap_or_else(|| panic!("no upstream {name:?} in {state}"));
+        if let Some(s) = upstream["breaker"]["state"].as_str() {
+            out.insert("upstream".to_owned(), s.to_owned());
+        }
+        for e in endpoints_of(&state, name) {
+            if let Some(s) = e["breaker"]["state"].as_str() {
+                out.insert(
+                    e["address"].as_str().unwrap_or_default().to_owned(),
+                    s.to_owned(),
+                );
+            }
+        }
+        assert!(!out.is_empty(), "no breaker state for {name:?} in {state}");
+        out
     }
 }
 
