@@ -215,7 +215,11 @@ async fn forward(
             }
         }
         Err(error) => {
-            let (reason, after) = Reason::of(&error);
+            let (mut reason, after) = Reason::of(&error);
+            if reason == Reason::DeadlineExceeded && budget.is_none() {
+                // Without a caller's deadline, the only deadline is the route's total timeout.
+                reason = Reason::Timeout;
+            }
             tracing::debug!(%error, reason = reason.as_str(), "request failed");
             refuse(route, reason, reason.status(), after)
         }
