@@ -780,6 +780,21 @@ impl Proxy {
     }
 
     pub async fn start_with(sections: &Sections, body: &str) -> Proxy {
+        // A port found free may be taken by another test before the proxy binds it:
+        // then start again on other ports (bounded).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut proxy = Self::spawn(sections, body);
+            match proxy.wait_live().await {
+                Ok(()) => return proxy,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("palisade did not become live; log:\n{log}"),
+            }
+        }
+    }
+
+    fn spawn(sections: &Sections, body: &str) -> Proxy {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config_path = temp_path("config", "toml");
@@ -797,7 +812,7 @@ impl Proxy {
             .stderr(log)
             .spawn()
             .expect("spawn palisade");
-        let mut proxy = Proxy {
+        Proxy {
             child,
             addr,
             admin,
@@ -805,28 +820,28 @@ impl Proxy {
             log_path,
             http: Http::new(),
             exited: None,
-        };
-        proxy.wait_live().await;
-        proxy
+        }
     }
 
-    async fn wait_live(&mut self) {
+    /// Polls `/health/live` until 200 (10 s at most); `Err(log)` if the process exits
+    /// first or the time passes.
+    async fn wait_live(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + secs(10);
         let url = self.admin_url("/health/live");
         loop {
             if let Some(status) = self.try_wait() {
-                panic!(
-                    "palisade exited before it was live ({status}); log:\n{}",
+                return Err(format!(
+                    "exited ({status}) before it was live\n{}",
                     self.log()
-                );
+                ));
             }
             if let Ok(r) = self.http.try_send("GET", &url, &[], Bytes::new()).await
                 && r.status == 200
             {
-                return;
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                panic!("palisade not live within 10s; log:\n{}", self.log());
+                return Err(format!("not live within 10s\n{}", self.log()));
             }
             sleep(ms(10)).await;
         }
