@@ -79,6 +79,11 @@ impl Balancer {
                 }
             }
         }
+        // Healthy endpoints held open by an operator are skipped above; they refuse too.
+        any_refusal |= self.all().any(|e| {
+            e.is_healthy()
+                && e.breaker_state() == palisade::policy::circuit_breaker::CircuitState::ForcedOpen
+        });
         if any_refusal {
             return Err(Error::CircuitOpen {
                 name: self.name.clone(),
