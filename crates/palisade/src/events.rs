@@ -84,6 +84,20 @@ pub enum Event {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// Client-side throttling rejected a call locally.
+    Throttled {
+        /// The throttle.
+        name: Name,
+        /// The rejection probability at that moment.
+        probability: f64,
+    },
+    /// Fault injection answered or delayed a call.
+    FaultInjected {
+        /// The fault injection policy.
+        name: Name,
+        /// `"outcome"` or `"latency"`.
+        kind: &'static str,
+    },
     /// A fallback produced the result instead of the operation.
     FallbackUsed {
         /// The fallback policy.
@@ -161,6 +175,10 @@ pub mod names {
     pub const RATE_LIMIT_DECISIONS_TOTAL: &str = "palisade_rate_limit_decisions_total";
     /// Counter: timeouts that fired.
     pub const TIMEOUTS_TOTAL: &str = "palisade_timeouts_total";
+    /// Counter: calls rejected locally by client-side throttling.
+    pub const THROTTLED_TOTAL: &str = "palisade_throttled_total";
+    /// Counter: faults injected, labelled `kind` (outcome, latency).
+    pub const FAULTS_INJECTED_TOTAL: &str = "palisade_faults_injected_total";
     /// Counter: fallbacks used, labelled `reason`.
     pub const FALLBACKS_TOTAL: &str = "palisade_fallbacks_total";
 }

@@ -43,6 +43,7 @@ pub mod layer;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;
+pub(crate) mod random;
 pub(crate) mod sync;
 pub(crate) mod window;
 

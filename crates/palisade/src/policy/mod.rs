@@ -2,12 +2,14 @@
 //!
 //! | module | pattern |
 //! |---|---|
+//! | [`throttle`] | reject locally what an overloaded backend would refuse anyway |
 //! | [`timeout`] | cancel an operation that takes too long; honour call deadlines |
 //! | [`retry`] | try again with backoff and jitter, within a budget |
 //! | [`circuit_breaker`] | stop calling a dependency that keeps failing |
 //! | [`bulkhead`] | cap concurrent calls, with a bounded wait queue |
 //! | [`rate_limit`] | cap the call rate (GCRA), per policy or per key |
 //! | [`fallback`] | answer with a substitute when everything else gave up |
+//! | [`fault`] | inject errors and latency, switched on at run time |
 //!
 //! Every policy is `Clone`; clones share one state, so a policy can be handed to many
 //! tasks or put in a router without a `Buffer`. Every policy implements [`Policy`]:
@@ -17,8 +19,10 @@
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod fallback;
+pub mod fault;
 pub mod rate_limit;
 pub mod retry;
+pub mod throttle;
 pub mod timeout;
 
 use std::fmt;

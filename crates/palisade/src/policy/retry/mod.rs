@@ -285,11 +285,8 @@ pub(crate) fn exhausted<T, E>(attempts: u32, result: Result<T, Error<E>>) -> Res
 }
 
 /// SplitMix64: spreads consecutive seeds over the whole space.
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+fn splitmix(x: u64) -> u64 {
+    crate::random::mix(x.wrapping_add(0x9E37_79B9_7F4A_7C15))
 }
 
 impl<T, E> Policy<T, E> for Retry

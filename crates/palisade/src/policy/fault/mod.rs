@@ -1,0 +1,284 @@
+//! Fault injection: chaos in-process, switched on and off at run time.
+//!
+//! A [`FaultInjection`] answers a share of calls (`error_rate`) with an injected outcome —
+//! an error, or a chosen value — without running them, and delays a share
+//! (`latency_rate`) by `latency` before running them. At most `max_concurrent` injected
+//! faults are in progress at once. It is off by default, and when off a call costs one
+//! relaxed atomic load: leave it compiled into production pipelines and switch it on for
+//! a game day with [`enable`](FaultInjection::enable) and
+//! [`set_rates`](FaultInjection::set_rates).
+//!
+//! ```
+//! use palisade::{Error, Policy};
+//! use palisade::policy::fault::{FaultConfig, FaultInjection};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let chaos = FaultInjection::<u32, &str>::builder(FaultConfig { error_rate: 1.0, ..Default::default() })
+//!     .inject(|| Err(Error::Inner("injected")))
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(chaos.call(|| async { Ok(1) }).await.unwrap(), 1, "off by default");
+//! chaos.enable();
+//! assert!(matches!(chaos.call(|| async { Ok(1) }).await, Err(Error::Inner("injected"))));
+//! # }
+//! ```
+
+mod config;
+
+pub use config::FaultConfig;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::config::ConfigError;
+use crate::events::{Emitter, Event, Listener, names};
+use crate::outcome::Classify;
+use crate::policy::Policy;
+use crate::random::Dice;
+use crate::{Error, Name};
+
+type Injector<T, E> = Arc<dyn Fn() -> Result<T, Error<E>> + Send + Sync>;
+
+/// In-process fault injection; clones share the switch, rates and dice.
+pub struct FaultInjection<T, E> {
+    shared: Arc<Shared<T, E>>,
+}
+
+struct Shared<T, E> {
+    name: Name,
+    enabled: AtomicBool,
+    error_rate: AtomicU64,
+    latency_rate: AtomicU64,
+    latency_nanos: AtomicU64,
+    max_concurrent: usize,
+    active: AtomicUsize,
+    dice: Dice,
+    inject: Option<Injector<T, E>>,
+    emitter: Emitter,
+    injected_errors: metrics::Counter,
+    injected_delays: metrics::Counter,
+}
+
+/// Builds a [`FaultInjection`].
+pub struct FaultInjectionBuilder<T, E> {
+    config: FaultConfig,
+    inject: Option<Injector<T, E>>,
+    listener: Option<Listener>,
+}
+
+impl<T, E> FaultInjectionBuilder<T, E> {
+    /// What an injected fault answers: an error, or a chosen value.
+    pub fn inject(
+        mut self,
+        inject: impl Fn() -> Result<T, Error<E>> + Send + Sync + 'static,
+    ) -> Self {
+        self.inject = Some(Arc::new(inject));
+        self
+    }
+
+    /// Receives an [`Event::FaultInjected`] for every fault.
+    pub fn on_event(mut self, listener: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Validates and builds. An `error_rate` above 0 needs [`inject`](Self::inject).
+    pub fn build(self) -> Result<FaultInjection<T, E>, ConfigError> {
+        let config = self.config;
+        config.validate()?;
+        if config.error_rate > 0.0 && self.inject.is_none() {
+            return Err(ConfigError::new(
+                "error_rate",
+                "is above 0 but nothing to inject is set",
+                "0, or set inject(..)",
+            ));
+        }
+        let name: Name = config.name.as_str().into();
+        let counter = |kind: &'static str| metrics::counter!(names::FAULTS_INJECTED_TOTAL, "policy" => name.to_string(), "kind" => kind);
+        Ok(FaultInjection {
+            shared: Arc::new(Shared {
+                injected_errors: counter("outcome"),
+                injected_delays: counter("latency"),
+                enabled: AtomicBool::new(config.enabled),
+                error_rate: AtomicU64::new(config.error_rate.to_bits()),
+                latency_rate: AtomicU64::new(config.latency_rate.to_bits()),
+                latency_nanos: AtomicU64::new(crate::clock::duration_to_nanos(config.latency)),
+                max_concurrent: config.max_concurrent,
+                active: AtomicUsize::new(0),
+                dice: Dice::new(config.seed),
+                inject: self.inject,
+                emitter: Emitter::new(self.listener),
+                name,
+            }),
+        })
+    }
+}
+
+// === impl FaultInjection ===
+
+impl<T, E> FaultInjection<T, E> {
+    /// A builder from `config`.
+    pub fn builder(config: FaultConfig) -> FaultInjectionBuilder<T, E> {
+        FaultInjectionBuilder {
+            config,
+            inject: None,
+            listener: None,
+        }
+    }
+
+    /// Starts injecting.
+    pub fn enable(&self) {
+        self.shared.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops injecting (faults in progress finish).
+    pub fn disable(&self) {
+        self.shared.enabled.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether faults are being injected.
+    pub fn is_enabled(&self) -> bool {
+        self.shared.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Changes the rates and the delay at run time.
+    pub fn set_rates(
+        &self,
+        error_rate: f64,
+        latency_rate: f64,
+        latency: Duration,
+    ) -> Result<(), ConfigError> {
+        let check = FaultConfig {
+            error_rate,
+            latency_rate,
+            latency,
+            ..FaultConfig::default()
+        };
+        check.validate()?;
+        if error_rate > 0.0 && self.shared.inject.is_none() {
+            return Err(ConfigError::new(
+                "error_rate",
+                "is above 0 but nothing to inject is set",
+                "0",
+            ));
+        }
+        self.shared
+            .error_rate
+            .store(error_rate.to_bits(), Ordering::Relaxed);
+        self.shared
+            .latency_rate
+            .store(latency_rate.to_bits(), Ordering::Relaxed);
+        self.shared
+            .latency_nanos
+            .store(crate::clock::duration_to_nanos(latency), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &Name {
+        &self.shared.name
+    }
+}
+
+impl<T, E> Shared<T, E> {
+    fn rate(cell: &AtomicU64) -> f64 {
+        f64::from_bits(cell.load(Ordering::Relaxed))
+    }
+
+    /// Takes one of the `max_concurrent` fault slots.
+    fn take_slot(&self) -> Option<Slot<'_, T, E>> {
+        let mut active = self.active.load(Ordering::Relaxed);
+        loop {
+            if active >= self.max_concurrent {
+                return None;
+            }
+            match self.active.compare_exchange_weak(
+                active,
+                active + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Slot(self)),
+                Err(seen) => active = seen,
+            }
+        }
+    }
+
+    fn report(&self, kind: &'static str) {
+        if self.emitter.is_listening() {
+            self.emitter.emit(Event::FaultInjected {
+                name: self.name.clone(),
+                kind,
+            });
+        }
+    }
+}
+
+/// A fault slot, given back when dropped.
+struct Slot<'a, T, E>(&'a Shared<T, E>);
+
+impl<T, E> Drop for Slot<'_, T, E> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<T, E> Policy<T, E> for FaultInjection<T, E>
+where
+    T: Send + 'static,
+    E: Send + fmt::Debug + 'static,
+{
+    async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E> + ?Sized,
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, Error<E>>> + Send,
+    {
+        let shared = &self.shared;
+        if !shared.enabled.load(Ordering::Relaxed) {
+            return operation().await;
+        }
+        if let Some(inject) = &shared.inject {
+            if shared.dice.roll() < Shared::<T, E>::rate(&shared.error_rate) {
+                if let Some(_slot) = shared.take_slot() {
+                    shared.injected_errors.increment(1);
+                    shared.report("outcome");
+                    return inject();
+                }
+            }
+        }
+        if shared.dice.roll() < Shared::<T, E>::rate(&shared.latency_rate) {
+            if let Some(slot) = shared.take_slot() {
+                shared.injected_delays.increment(1);
+                shared.report("latency");
+                let delay = Duration::from_nanos(shared.latency_nanos.load(Ordering::Relaxed));
+                tokio::time::sleep(delay).await;
+                drop(slot);
+            }
+        }
+        operation().await
+    }
+}
+
+impl<T, E> Clone for FaultInjection<T, E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T, E> fmt::Debug for FaultInjection<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultInjection")
+            .field("name", &self.shared.name)
+            .field("enabled", &self.is_enabled())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(palisade_loom)))]
+mod tests;
