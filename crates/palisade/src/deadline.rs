@@ -1,8 +1,8 @@
 //! Deadlines carried by a call.
 //!
 //! A deadline is the instant by which the caller needs an answer. It travels with the
-//! task (a tokio task-local), so every policy inside [`scope`] sees it without it being
-//! threaded through every signature:
+//! future it scopes (like a task-local: set for each poll of that future), so every
+//! policy inside [`scope`] sees it without it being threaded through every signature:
 //!
 //! * a [`Timeout`](crate::policy::timeout::Timeout) fires at the earlier of its own
 //!   duration and the deadline, and reports `DeadlineExceeded` when the deadline was the
@@ -28,13 +28,67 @@
 //! # }
 //! ```
 
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-tokio::task_local! {
-    static DEADLINE: Instant;
+std::thread_local! {
+    /// The deadline of the future being polled on this thread, if any.
+    ///
+    /// A [`Scoped`] future sets it for the duration of each poll of what it wraps and
+    /// restores the previous value afterwards, so it behaves like a task-local: it follows
+    /// the future wherever it is polled. (A `const` `Cell` costs two thread-local accesses
+    /// per poll; tokio's `task_local!` costs a `RefCell` swap with guards.)
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+pin_project! {
+    /// A future running with a deadline; see [`scoped`].
+    pub struct Scoped<F> {
+        #[pin]
+        inner: F,
+        deadline: Instant,
+    }
+}
+
+/// Restores the previous deadline when a poll ends, even by panic.
+struct Restore(Option<Instant>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(self.0));
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _restore = Restore(DEADLINE.with(|d| d.replace(Some(*this.deadline))));
+        this.inner.poll(cx)
+    }
+}
+
+/// Wraps `future` so that it runs with `deadline` (or the current one, if earlier).
+///
+/// The nameable form of [`scope`], for hand-written futures such as tower services.
+#[inline]
+pub fn scoped<F: Future>(deadline: Instant, future: F) -> Scoped<F> {
+    let deadline = match current() {
+        Some(outer) if outer <= deadline => outer,
+        _ => deadline,
+    };
+    Scoped {
+        inner: future,
+        deadline,
+    }
 }
 
 /// Runs `future` with `deadline` as its deadline (or the current one, if earlier).
@@ -47,24 +101,10 @@ pub async fn scope_for<F: Future>(budget: Duration, future: F) -> F::Output {
     scope(crate::clock::instant_after(Instant::now(), budget), future).await
 }
 
-/// A future running with a deadline; see [`scoped`].
-pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<Instant, F>;
-
-/// Wraps `future` so that it runs with `deadline` (or the current one, if earlier).
-///
-/// The nameable form of [`scope`], for hand-written futures such as tower services.
-pub fn scoped<F: Future>(deadline: Instant, future: F) -> Scoped<F> {
-    let effective = match current() {
-        Some(outer) if outer <= deadline => outer,
-        _ => deadline,
-    };
-    DEADLINE.scope(effective, future)
-}
-
 /// The deadline of the current task, if one is set.
 #[inline]
 pub fn current() -> Option<Instant> {
-    DEADLINE.try_with(|d| *d).ok()
+    DEADLINE.with(Cell::get)
 }
 
 /// Time left until the current deadline: `None` without one, zero once it passed.

@@ -19,7 +19,10 @@ pub(crate) struct Dice {
 impl Dice {
     /// Seeded from `seed`, or from the operating system when absent.
     pub(crate) fn new(seed: Option<u64>) -> Self {
-        let seed = seed.unwrap_or_else(rand::random);
+        let seed = seed.unwrap_or_else(|| {
+            use rand::{Rng, SeedableRng};
+            rand::rngs::SmallRng::from_os_rng().random()
+        });
         Self {
             state: AtomicU64::new(seed),
         }

@@ -197,6 +197,22 @@ impl Bulkhead {
     pub fn snapshot(&self) -> BulkheadSnapshot {
         self.shared.snapshot()
     }
+
+    /// The concurrency limit now.
+    pub fn max_concurrent(&self) -> usize {
+        self.shared.slots.max()
+    }
+
+    /// Moves the concurrency limit (at least 1) at run time, waking queued calls when it
+    /// rises. Calls already running above a lowered limit finish normally.
+    pub fn set_max_concurrent(&self, max: usize) {
+        let before = self.shared.slots.set_max(max);
+        if max > before && self.shared.slots.queued() > 0 {
+            for _ in before..max.min(before + self.shared.slots.queued()) {
+                self.shared.wakeups.notify_one();
+            }
+        }
+    }
 }
 
 impl<T, E> Policy<T, E> for Bulkhead
@@ -223,7 +239,7 @@ impl fmt::Debug for Bulkhead {
         f.debug_struct("Bulkhead")
             .field("name", &self.shared.name)
             .field("active", &self.shared.slots.active())
-            .field("max", &self.shared.slots.max)
+            .field("max", &self.shared.slots.max())
             .finish()
     }
 }
@@ -306,7 +322,7 @@ impl Shared {
         Error::BulkheadFull {
             name: self.name.clone(),
             active: self.slots.active(),
-            max: self.slots.max,
+            max: self.slots.max(),
         }
     }
 
@@ -316,7 +332,7 @@ impl Shared {
             active: self.slots.active(),
             queued: self.slots.queued(),
             peak: self.slots.peak(),
-            max_concurrent: self.slots.max,
+            max_concurrent: self.slots.max(),
             max_queue: self.slots.max_queue,
             accepted: self.slots.accepted.load(Ordering::Relaxed),
             rejected: self.slots.rejected.load(Ordering::Relaxed),

@@ -11,7 +11,8 @@
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 pub(crate) struct Slots {
-    pub(crate) max: usize,
+    /// The concurrency limit; an adaptive limiter moves it at run time.
+    max: AtomicUsize,
     pub(crate) max_queue: usize,
     active: AtomicUsize,
     queued: AtomicUsize,
@@ -25,7 +26,7 @@ pub(crate) struct Slots {
 impl Slots {
     pub(crate) fn new(max: usize, max_queue: usize) -> Self {
         Self {
-            max,
+            max: AtomicUsize::new(max),
             max_queue,
             active: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
@@ -52,7 +53,7 @@ impl Slots {
     pub(crate) fn try_acquire(&self) -> Option<usize> {
         let mut active = self.active.load(Ordering::Relaxed);
         loop {
-            if active >= self.max {
+            if active >= self.max.load(Ordering::Relaxed) {
                 return None;
             }
             match self.active.compare_exchange_weak(
@@ -102,6 +103,17 @@ impl Slots {
     /// Leaves the queue (served or timed out).
     pub(crate) fn dequeue(&self) {
         self.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The concurrency limit now.
+    pub(crate) fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// Moves the concurrency limit. Calls running above a lowered limit finish
+    /// normally; no new call is admitted until `active` is below the new limit.
+    pub(crate) fn set_max(&self, max: usize) -> usize {
+        self.max.swap(max.max(1), Ordering::SeqCst)
     }
 
     pub(crate) fn active(&self) -> usize {

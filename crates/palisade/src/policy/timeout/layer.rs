@@ -5,13 +5,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Limit, Timeout};
+use super::{Timeout, TimeoutFuture};
 use crate::Error;
-use crate::deadline::{self, Scoped};
 use crate::error::IntoPolicyError;
 
 /// Applies a [`Timeout`] to a service. Clones share the policy.
@@ -32,13 +30,10 @@ pin_project! {
     #[project = ResponseProj]
     #[allow(missing_docs)] // variants are documented; fields are internal
     pub enum ResponseFuture<F, E> {
-        /// The inner call is running under a timer.
+        /// The inner call is running under its limit.
         Running {
             #[pin]
-            inner: Scoped<F>,
-            #[pin]
-            sleep: Sleep,
-            limit: Limit,
+            inner: TimeoutFuture<F>,
             timeout: Timeout,
         },
         /// No time was left to start the call.
@@ -92,16 +87,13 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let limit = self.timeout.limit();
-        if matches!(limit, Limit::Deadline(at) if at <= Instant::now()) {
+        if limit.spent() {
             return ResponseFuture::Expired {
                 error: Some(Error::DeadlineExceeded),
             };
         }
-        let at = limit.at();
         ResponseFuture::Running {
-            inner: deadline::scoped(at, self.inner.call(request)),
-            sleep: tokio::time::sleep_until(at),
-            limit,
+            inner: TimeoutFuture::new(self.inner.call(request), limit),
             timeout: self.timeout.clone(),
         }
     }
@@ -118,18 +110,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            ResponseProj::Running {
-                inner,
-                sleep,
-                limit,
-                timeout,
-            } => {
-                if let Poll::Ready(result) = inner.poll(cx) {
-                    return Poll::Ready(result.map_err(IntoPolicyError::into_policy_error));
-                }
-                ready!(sleep.poll(cx));
-                Poll::Ready(Err(timeout.expired(*limit)))
-            }
+            ResponseProj::Running { inner, timeout } => match ready!(inner.poll(cx)) {
+                Ok(result) => Poll::Ready(result.map_err(IntoPolicyError::into_policy_error)),
+                Err(limit) => Poll::Ready(Err(timeout.expired(limit))),
+            },
             ResponseProj::Expired { error } => {
                 Poll::Ready(Err(error.take().unwrap_or(Error::DeadlineExceeded)))
             }

@@ -23,9 +23,12 @@
 //! ```
 
 mod config;
+mod future;
 mod layer;
 
 pub use config::{TimeoutBuilder, TimeoutConfig};
+pub use future::TimeoutFuture;
+
 pub use layer::{TimeoutLayer, TimeoutService};
 
 use std::fmt;
@@ -55,7 +58,7 @@ struct Shared {
 
 /// What bounds one run: the policy's own timeout or the call's deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Limit {
+pub enum Limit {
     /// The policy's duration is the nearer limit.
     Own(Instant),
     /// The call's deadline is the nearer limit.
@@ -104,6 +107,7 @@ impl Timeout {
     }
 
     /// The instant this run must end by, and which limit sets it.
+    #[inline]
     pub(crate) fn limit(&self) -> Limit {
         let own = crate::clock::instant_after(Instant::now(), self.shared.after);
         match deadline::current() {
@@ -133,10 +137,18 @@ impl Timeout {
 }
 
 impl Limit {
+    /// The instant the run must end by.
+    #[inline]
     pub(crate) fn at(self) -> Instant {
         match self {
             Limit::Own(at) | Limit::Deadline(at) => at,
         }
+    }
+
+    /// True if it is the call's deadline and it has already passed.
+    #[inline]
+    pub(crate) fn spent(self) -> bool {
+        matches!(self, Limit::Deadline(at) if at <= Instant::now())
     }
 }
 
@@ -152,13 +164,12 @@ where
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
         let limit = self.limit();
-        if matches!(limit, Limit::Deadline(at) if at <= Instant::now()) {
+        if limit.spent() {
             return Err(Error::DeadlineExceeded);
         }
-        let at = limit.at();
-        match tokio::time::timeout_at(at, deadline::scope(at, operation())).await {
+        match TimeoutFuture::new(operation(), limit).await {
             Ok(result) => result,
-            Err(_elapsed) => Err(self.expired(limit)),
+            Err(limit) => Err(self.expired(limit)),
         }
     }
 }

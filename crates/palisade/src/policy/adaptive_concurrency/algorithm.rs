@@ -1,0 +1,340 @@
+//! How the limit moves: AIMD, Vegas and Gradient2, after Netflix's concurrency-limits,
+//! with fixes for their known pitfalls.
+//!
+//! Each algorithm sees one [`Sample`] per finished call (its round-trip time, the calls
+//! in flight when it started, whether it was *dropped* — a failure that signals
+//! overload) and returns the next limit.
+//!
+//! | algorithm | signal | pitfall in the original | fix here |
+//! |---|---|---|---|
+//! | AIMD | drops (and, optionally, RTT above a threshold) | grows without bound when the caller does not use the limit | grows only when at least half the limit is in use |
+//! | Vegas | queueing estimated from RTT ÷ no-load RTT | the no-load RTT is re-probed from a *loaded* sample and inflates, so the limit creeps up | the no-load RTT is a windowed minimum: it falls at once and rises only when a whole window saw nothing lower |
+//! | Gradient2 | short-term RTT against a long-term average | a standing queue becomes the new "normal" and the limit creeps upward; it also grows while app-limited | the long-term RTT may not exceed `baseline_cap` × the windowed minimum RTT, and the limit grows only while at least half of it is in use |
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One finished call, as an algorithm sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Its round-trip time.
+    pub rtt: Duration,
+    /// Calls in flight when it started (itself included).
+    pub in_flight: usize,
+    /// True if it failed in a way that signals overload.
+    pub dropped: bool,
+}
+
+/// Which algorithm, with its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AlgorithmConfig {
+    /// Additive increase (+1 per sample), multiplicative decrease on drops.
+    Aimd {
+        /// Factor applied to the limit on a drop, in (0, 1). Default 0.9.
+        #[serde(default = "defaults::backoff_ratio")]
+        backoff_ratio: f64,
+        /// An RTT above this counts as a drop. Default: none (only failures).
+        #[serde(default, with = "humantime_serde")]
+        latency_threshold: Option<Duration>,
+    },
+    /// Keeps an estimated queue between `alpha` and `beta` × log10(limit).
+    Vegas {
+        /// Lower queue bound factor. Default 3.
+        #[serde(default = "defaults::alpha")]
+        alpha: f64,
+        /// Upper queue bound factor. Default 6.
+        #[serde(default = "defaults::beta")]
+        beta: f64,
+        /// Samples per half-window of the no-load RTT minimum. Default 500.
+        #[serde(default = "defaults::min_window")]
+        min_window: u32,
+    },
+    /// Limit × clamp(tolerance × long RTT ÷ short RTT, 0.5, 1) + queue.
+    Gradient2 {
+        /// RTT growth tolerated before shrinking. Default 1.5.
+        #[serde(default = "defaults::tolerance")]
+        tolerance: f64,
+        /// Samples in the long-term RTT average. Default 600.
+        #[serde(default = "defaults::long_window")]
+        long_window: u32,
+        /// Head-room added each sample. Default 4.
+        #[serde(default = "defaults::queue_size")]
+        queue_size: f64,
+        /// Weight of each new limit, in (0, 1]. Default 0.2.
+        #[serde(default = "defaults::smoothing")]
+        smoothing: f64,
+        /// The long-term RTT may not exceed this × the windowed minimum RTT. Default 2.
+        #[serde(default = "defaults::baseline_cap")]
+        baseline_cap: f64,
+        /// Samples per half-window of the minimum RTT. Default 500.
+        #[serde(default = "defaults::min_window")]
+        min_window: u32,
+    },
+}
+
+impl Default for AlgorithmConfig {
+    fn default() -> Self {
+        AlgorithmConfig::Gradient2 {
+            tolerance: defaults::tolerance(),
+            long_window: defaults::long_window(),
+            queue_size: defaults::queue_size(),
+            smoothing: defaults::smoothing(),
+            baseline_cap: defaults::baseline_cap(),
+            min_window: defaults::min_window(),
+        }
+    }
+}
+
+pub(super) mod defaults {
+    pub(crate) fn backoff_ratio() -> f64 {
+        0.9
+    }
+    pub(crate) fn alpha() -> f64 {
+        3.0
+    }
+    pub(crate) fn beta() -> f64 {
+        6.0
+    }
+    pub(crate) fn min_window() -> u32 {
+        500
+    }
+    pub(crate) fn tolerance() -> f64 {
+        1.5
+    }
+    pub(crate) fn long_window() -> u32 {
+        600
+    }
+    pub(crate) fn queue_size() -> f64 {
+        4.0
+    }
+    pub(crate) fn smoothing() -> f64 {
+        0.2
+    }
+    pub(crate) fn baseline_cap() -> f64 {
+        2.0
+    }
+}
+
+/// The minimum of the last one to two windows of samples.
+#[derive(Clone, Debug)]
+pub(super) struct WindowedMin {
+    window: u32,
+    seen: u32,
+    current: f64,
+    previous: f64,
+}
+
+impl WindowedMin {
+    pub(super) fn new(window: u32) -> Self {
+        Self {
+            window: window.max(1),
+            seen: 0,
+            current: f64::INFINITY,
+            previous: f64::INFINITY,
+        }
+    }
+
+    pub(super) fn observe(&mut self, value: f64) -> f64 {
+        self.current = self.current.min(value);
+        self.seen += 1;
+        if self.seen >= self.window {
+            self.previous = self.current;
+            self.current = f64::INFINITY;
+            self.seen = 0;
+        }
+        self.get()
+    }
+
+    pub(super) fn get(&self) -> f64 {
+        self.current.min(self.previous)
+    }
+}
+
+/// A running algorithm.
+#[derive(Clone, Debug)]
+pub(super) enum Algorithm {
+    Aimd {
+        backoff_ratio: f64,
+        latency_threshold: Option<f64>,
+    },
+    Vegas {
+        alpha: f64,
+        beta: f64,
+        no_load: WindowedMin,
+    },
+    Gradient2 {
+        tolerance: f64,
+        long_window: f64,
+        queue_size: f64,
+        smoothing: f64,
+        baseline_cap: f64,
+        long_rtt: f64,
+        min_rtt: WindowedMin,
+    },
+}
+
+impl Algorithm {
+    pub(super) fn new(config: &AlgorithmConfig) -> Self {
+        match *config {
+            AlgorithmConfig::Aimd {
+                backoff_ratio,
+                latency_threshold,
+            } => Algorithm::Aimd {
+                backoff_ratio,
+                latency_threshold: latency_threshold.map(|d| d.as_secs_f64()),
+            },
+            AlgorithmConfig::Vegas { alpha, beta, min_window } => Algorithm::Vegas {
+                alpha,
+                beta,
+                no_load: WindowedMin::new(min_window),
+            },
+            AlgorithmConfig::Gradient2 {
+                tolerance,
+                long_window,
+                queue_size,
+                smoothing,
+                baseline_cap,
+                min_window,
+            } => Algorithm::Gradient2 {
+                tolerance,
+                long_window: f64::from(long_window.max(1)),
+                queue_size,
+                smoothing,
+                baseline_cap,
+                long_rtt: 0.0,
+                min_rtt: WindowedMin::new(min_window),
+            },
+        }
+    }
+
+    /// The next limit after `sample`, unclamped.
+    pub(super) fn update(&mut self, limit: f64, sample: &Sample) -> f64 {
+        let rtt = sample.rtt.as_secs_f64().max(1e-9);
+        let in_use = sample.in_flight as f64 * 2.0 >= limit;
+        match self {
+            Algorithm::Aimd {
+                backoff_ratio,
+                latency_threshold,
+            } => {
+                let dropped = sample.dropped || latency_threshold.is_some_and(|t| rtt > t);
+                if dropped {
+                    limit * *backoff_ratio
+                } else if in_use {
+                    limit + 1.0
+                } else {
+                    limit
+                }
+            }
+            Algorithm::Vegas { alpha, beta, no_load } => {
+                let base = no_load.observe(rtt);
+                let log = limit.max(1.0).log10().max(1.0);
+                if sample.dropped {
+                    return limit - log;
+                }
+                if !in_use {
+                    return limit;
+                }
+                let queue = (limit * (1.0 - base / rtt)).ceil();
+                if queue <= log {
+                    limit + *beta * log
+                } else if queue < *alpha * log {
+                    limit + log
+                } else if queue > *beta * log {
+                    limit - log
+                } else {
+                    limit
+                }
+            }
+            Algorithm::Gradient2 {
+                tolerance,
+                long_window,
+                queue_size,
+                smoothing,
+                baseline_cap,
+                long_rtt,
+                min_rtt,
+            } => {
+                let floor = min_rtt.observe(rtt);
+                *long_rtt = if *long_rtt == 0.0 { rtt } else { *long_rtt + (rtt - *long_rtt) / *long_window };
+                // A standing queue may not become the baseline.
+                *long_rtt = long_rtt.min(floor * *baseline_cap);
+                // After a spike, let the baseline come back down quickly.
+                if *long_rtt / rtt > 2.0 {
+                    *long_rtt *= 0.95;
+                }
+                if sample.dropped {
+                    return limit * 0.5_f64.max(1.0 - *smoothing);
+                }
+                if !in_use {
+                    return limit;
+                }
+                let gradient = (*tolerance * *long_rtt / rtt).clamp(0.5, 1.0);
+                let next = limit * gradient + *queue_size;
+                limit * (1.0 - *smoothing) + next * *smoothing
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ms: u64, in_flight: usize, dropped: bool) -> Sample {
+        Sample {
+            rtt: Duration::from_millis(ms),
+            in_flight,
+            dropped,
+        }
+    }
+
+    #[test]
+    fn aimd_adds_one_and_multiplies_down() {
+        let mut a = Algorithm::new(&AlgorithmConfig::Aimd {
+            backoff_ratio: 0.5,
+            latency_threshold: Some(Duration::from_millis(50)),
+        });
+        assert_eq!(a.update(10.0, &sample(10, 10, false)), 11.0);
+        assert_eq!(a.update(10.0, &sample(10, 2, false)), 10.0, "app-limited: no growth");
+        assert_eq!(a.update(10.0, &sample(10, 10, true)), 5.0);
+        assert_eq!(a.update(10.0, &sample(60, 10, false)), 5.0, "slow counts as a drop");
+    }
+
+    #[test]
+    fn vegas_grows_without_queueing_and_shrinks_with_it() {
+        let mut v = Algorithm::new(&AlgorithmConfig::Vegas { alpha: 3.0, beta: 6.0, min_window: 100 });
+        let grown = v.update(100.0, &sample(10, 100, false));
+        assert!(grown > 100.0, "{grown}");
+        let shrunk = v.update(100.0, &sample(30, 100, false));
+        assert!(shrunk < 100.0, "a queue of 67 > beta·log: {shrunk}");
+    }
+
+    #[test]
+    fn gradient2_shrinks_on_rising_rtt_and_does_not_creep_when_app_limited() {
+        let mut g = Algorithm::new(&AlgorithmConfig::default());
+        let mut limit = 50.0;
+        for _ in 0..100 {
+            limit = g.update(limit, &sample(10, 5, false));
+        }
+        assert_eq!(limit, 50.0, "app-limited: unchanged");
+        for _ in 0..100 {
+            limit = g.update(limit, &sample(40, 50, false));
+        }
+        assert!(limit < 50.0, "rtt ×4: {limit}");
+    }
+
+    #[test]
+    fn windowed_minimum_forgets_old_windows() {
+        let mut m = WindowedMin::new(3);
+        for v in [5.0, 6.0, 7.0] {
+            m.observe(v);
+        }
+        assert_eq!(m.get(), 5.0);
+        for v in [9.0, 9.0, 9.0] {
+            m.observe(v);
+        }
+        assert_eq!(m.get(), 9.0, "two windows later the old minimum is gone");
+    }
+}

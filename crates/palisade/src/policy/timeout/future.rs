@@ -1,0 +1,62 @@
+//! The future that races an operation against its time limit.
+//!
+//! The operation runs inside a [deadline scope](crate::deadline) and is polled first; the
+//! timer (a tokio `Sleep`) is created only if the operation is still pending after a
+//! poll. An operation that completes on its first poll therefore never touches the timer
+//! wheel or the runtime handle — the common case for cached or in-memory work.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::Limit;
+use crate::deadline::{self, Scoped};
+
+pin_project! {
+    /// Resolves to `Ok(output)`, or `Err(limit)` when the limit passed first.
+    pub struct TimeoutFuture<F> {
+        #[pin]
+        inner: Scoped<F>,
+        #[pin]
+        sleep: Option<Sleep>,
+        limit: Limit,
+    }
+}
+
+impl<F: Future> TimeoutFuture<F> {
+    /// Runs `future` until `limit`.
+    #[inline]
+    pub(crate) fn new(future: F, limit: Limit) -> Self {
+        Self {
+            inner: deadline::scoped(limit.at(), future),
+            sleep: None,
+            limit,
+        }
+    }
+}
+
+impl<F: Future> Future for TimeoutFuture<F> {
+    type Output = Result<F::Output, Limit>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(output) = this.inner.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if this.sleep.is_none() {
+            this.sleep
+                .set(Some(tokio::time::sleep_until(this.limit.at())));
+        }
+        match this.sleep.as_pin_mut() {
+            Some(sleep) => {
+                ready!(sleep.poll(cx));
+                Poll::Ready(Err(*this.limit))
+            }
+            None => Poll::Pending,
+        }
+    }
+}
