@@ -15,7 +15,8 @@ pub(crate) struct Counts {
 
 /// A ring of the last `size` outcomes.
 ///
-/// The slot a call lands in is claimed with one compare-and-swap on `head`; its bits are
+/// The slot a call lands in is claimed with one atomic add on a wrapping counter, reduced
+/// modulo `size` without a division (Lemire's fastmod); its bits are
 /// then flipped with `fetch_or`/`fetch_and`, whose returned previous value says whether a
 /// counter must change. The counters therefore always equal the number of set bits, even
 /// when two calls race; only the rare case of two calls landing in one slot after the
@@ -24,6 +25,8 @@ pub(crate) struct OutcomeRing {
     head: AtomicU32,
     filled: AtomicU32,
     size: u32,
+    /// `u64::MAX / size + 1` (wrapping: 0 for a size of 1), for [`fastmod`].
+    magic: u64,
     failures: AtomicU32,
     slow: AtomicU32,
     failure_bits: Box<[AtomicU64]>,
@@ -39,6 +42,7 @@ impl OutcomeRing {
             head: AtomicU32::new(0),
             filled: AtomicU32::new(0),
             size,
+            magic: (u64::MAX / u64::from(size)).wrapping_add(1),
             failures: AtomicU32::new(0),
             slow: AtomicU32::new(0),
             failure_bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
@@ -46,18 +50,12 @@ impl OutcomeRing {
         }
     }
 
+    /// The slot of the next call. The counter wraps at 2^32, where the sequence of slots
+    /// skips once unless `size` divides 2^32: harmless for a rate estimate.
+    #[inline]
     fn claim_slot(&self) -> u32 {
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            let next = if head + 1 >= self.size { 0 } else { head + 1 };
-            match self
-                .head
-                .compare_exchange_weak(head, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return head,
-                Err(seen) => head = seen,
-            }
-        }
+        let ticket = self.head.fetch_add(1, Ordering::Relaxed);
+        fastmod(ticket, self.magic, self.size)
     }
 
     /// Records one call; returns true if a counter changed upwards (a new failure or
@@ -96,6 +94,13 @@ impl OutcomeRing {
     }
 }
 
+/// `a % d` for a 32-bit `d`, given `magic = u64::MAX / d + 1` (Lemire, Kaser, Kurz 2019).
+#[inline]
+fn fastmod(a: u32, magic: u64, d: u32) -> u32 {
+    let low = magic.wrapping_mul(u64::from(a));
+    ((u128::from(low) * u128::from(d)) >> 64) as u32
+}
+
 /// Sets or clears `mask` in `word`, keeping `count` equal to the set bits. Returns true
 /// if the bit went from clear to set.
 #[inline]
@@ -122,6 +127,16 @@ fn set_bit(word: &AtomicU64, mask: u64, value: bool, count: &AtomicU32) -> bool 
 #[cfg(all(test, not(palisade_loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fastmod_is_modulo() {
+        for d in [1u32, 2, 3, 7, 10, 100, 1000, 65_537, 100_000] {
+            let magic = (u64::MAX / u64::from(d)).wrapping_add(1);
+            for a in [0u32, 1, 2, 99, 12_345, u32::MAX / 3, u32::MAX - 1, u32::MAX] {
+                assert_eq!(fastmod(a, magic, d), a % d, "{a} % {d}");
+            }
+        }
+    }
 
     #[test]
     fn counts_follow_the_last_n_calls() {

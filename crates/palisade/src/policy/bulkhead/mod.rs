@@ -256,7 +256,6 @@ impl Shared {
 
     #[inline]
     fn admitted(&self, active: usize) {
-        self.slots.accepted.fetch_add(1, Ordering::Relaxed);
         self.active_gauge.set(active as f64);
     }
 
@@ -334,7 +333,7 @@ impl Shared {
             peak: self.slots.peak(),
             max_concurrent: self.slots.max(),
             max_queue: self.slots.max_queue,
-            accepted: self.slots.accepted.load(Ordering::Relaxed),
+            accepted: self.slots.admitted(),
             rejected: self.slots.rejected.load(Ordering::Relaxed),
             waited: self.slots.waited.load(Ordering::Relaxed),
             total_wait: std::time::Duration::from_nanos(

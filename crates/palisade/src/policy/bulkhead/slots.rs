@@ -1,6 +1,8 @@
 //! The bulkhead's permit accounting.
 //!
-//! `active` counts running calls and is claimed with compare-and-swap, so a bulkhead with
+//! One atomic word holds both the calls running (low 21 bits; the limit is at most
+//! 1,000,000) and the calls ever admitted (the high 43 bits, wrapping after 8.8 × 10^12),
+//! so admitting a call and counting it is a single compare-and-swap, and a bulkhead with
 //! room admits without a lock. `queued` counts waiters; a release looks at it and wakes
 //! one waiter only when there is one, so the uncontended path never touches the waiter
 //! list. Both sides use sequentially consistent operations: a waiter announces itself
@@ -10,14 +12,18 @@
 
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
+const ACTIVE_BITS: u32 = 21;
+const ACTIVE_MASK: u64 = (1 << ACTIVE_BITS) - 1;
+const ONE_ADMITTED: u64 = 1 << ACTIVE_BITS;
+
 pub(crate) struct Slots {
     /// The concurrency limit; an adaptive limiter moves it at run time.
     max: AtomicUsize,
     pub(crate) max_queue: usize,
-    active: AtomicUsize,
+    /// `admitted << 21 | active`.
+    state: AtomicU64,
     queued: AtomicUsize,
     peak: AtomicUsize,
-    pub(crate) accepted: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) waited: AtomicU64,
     pub(crate) wait_nanos: AtomicU64,
@@ -28,10 +34,9 @@ impl Slots {
         Self {
             max: AtomicUsize::new(max),
             max_queue,
-            active: AtomicUsize::new(0),
+            state: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
-            accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             wait_nanos: AtomicU64::new(0),
@@ -51,25 +56,26 @@ impl Slots {
     /// Takes a slot if one is free. Returns the number now active.
     #[inline]
     pub(crate) fn try_acquire(&self) -> Option<usize> {
-        let mut active = self.active.load(Ordering::Relaxed);
+        let max = self.max.load(Ordering::Relaxed) as u64;
+        let mut state = self.state.load(Ordering::Relaxed);
         loop {
-            if active >= self.max.load(Ordering::Relaxed) {
+            if state & ACTIVE_MASK >= max {
                 return None;
             }
-            match self.active.compare_exchange_weak(
-                active,
-                active + 1,
+            match self.state.compare_exchange_weak(
+                state,
+                state.wrapping_add(1 + ONE_ADMITTED),
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    let now = active + 1;
+                    let now = (state & ACTIVE_MASK) as usize + 1;
                     if now > self.peak.load(Ordering::Relaxed) {
                         self.peak.fetch_max(now, Ordering::Relaxed);
                     }
                     return Some(now);
                 }
-                Err(seen) => active = seen,
+                Err(seen) => state = seen,
             }
         }
     }
@@ -77,7 +83,8 @@ impl Slots {
     /// Gives a slot back. Returns true if a waiter should be woken.
     #[inline]
     pub(crate) fn release(&self) -> bool {
-        self.active.fetch_sub(1, Ordering::SeqCst);
+        // `active` is at least 1 here, so the subtraction never borrows from `admitted`.
+        self.state.fetch_sub(1, Ordering::SeqCst);
         self.queued.load(Ordering::SeqCst) > 0
     }
 
@@ -117,7 +124,12 @@ impl Slots {
     }
 
     pub(crate) fn active(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
+        (self.state.load(Ordering::Relaxed) & ACTIVE_MASK) as usize
+    }
+
+    /// Calls admitted so far (modulo 2^43).
+    pub(crate) fn admitted(&self) -> u64 {
+        self.state.load(Ordering::Relaxed) >> ACTIVE_BITS
     }
 
     pub(crate) fn queued(&self) -> usize {

@@ -138,7 +138,7 @@ impl Shared {
     }
 
     /// Whether admitted calls must note their start time.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn times_calls(&self) -> bool {
         self.slow_call.is_some()
     }

@@ -40,6 +40,7 @@ pub struct OwnedPermit {
 // === impl Ticket ===
 
 impl Ticket {
+    #[inline]
     fn new(breaker: &Shared, admission: Admission, generation: u64) -> Self {
         let started = if breaker.times_calls() && admission != Admission::Untracked {
             breaker.clock.now()
@@ -65,6 +66,7 @@ impl Ticket {
         breaker.record(self.admission, self.generation, outcome, elapsed);
     }
 
+    #[cold]
     fn abandon(&mut self, breaker: &Shared) {
         if !self.done && self.admission == Admission::Probe {
             breaker.release_probe(self.generation);
@@ -76,6 +78,7 @@ impl Ticket {
 // === impl Permit ===
 
 impl<'a> Permit<'a> {
+    #[inline]
     pub(super) fn new(breaker: &'a Shared, admission: Admission, generation: u64) -> Self {
         let ticket = Ticket::new(breaker, admission, generation);
         Self { breaker, ticket }
@@ -94,6 +97,7 @@ impl<'a> Permit<'a> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.ticket.done {
             self.ticket.abandon(self.breaker);
@@ -113,6 +117,7 @@ impl OwnedPermit {
     }
 
     /// Reports how the call went.
+    #[inline]
     pub fn record(mut self, outcome: &Outcome) {
         self.ticket.record(&self.breaker, outcome);
     }

@@ -300,15 +300,42 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
+        // The first attempt carries nothing but what a retry would need later.
         let mut attempts = self.begin();
+        let first = operation().await;
+        let outcome = classify_result(classifier, &first);
+        if !outcome.is_retryable() {
+            return first;
+        }
+        self.again(classifier, &operation, &mut attempts, first, outcome)
+            .await
+    }
+}
+
+impl Retry {
+    /// Retries after a retryable first attempt: the cold path.
+    async fn again<T, E, C, F, Fut>(
+        &self,
+        classifier: &C,
+        operation: &F,
+        attempts: &mut Attempts,
+        mut result: Result<T, Error<E>>,
+        mut outcome: Outcome,
+    ) -> Result<T, Error<E>>
+    where
+        E: fmt::Debug,
+        C: Classify<T, E> + ?Sized,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, Error<E>>>,
+    {
         loop {
-            let result = operation().await;
-            let outcome = classify_result(classifier, &result);
-            match self.next(&mut attempts, &outcome, || describe(&result)) {
+            match self.next(attempts, &outcome, || describe(&result)) {
                 Next::Return => return result,
                 Next::GiveUp => return exhausted(attempts.made(), result),
                 Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
             }
+            result = operation().await;
+            outcome = classify_result(classifier, &result);
         }
     }
 }
