@@ -92,7 +92,8 @@ def ns_max(group, bench):
 CONTENDERS = {
     "breaker": ["sync_palisade", "sync_recloser", "sync_failsafe", "async_palisade",
                 "async_recloser", "async_failsafe", "tower_palisade", "tower_resilience"],
-    "rate_limit": ["direct_palisade", "direct_governor", "keyed_palisade", "keyed_governor"],
+    "rate_limit": ["direct_palisade", "direct_palisade_default_clock", "direct_governor",
+                   "keyed_palisade", "keyed_governor"],
     "bulkhead": ["sync_palisade", "sync_tokio_semaphore", "async_palisade", "tower_palisade",
                  "tower_concurrency_limit", "tower_resilience"],
     "retry": ["bare", "palisade_call", "tower_bare", "tower_palisade", "tower_retry",
@@ -112,6 +113,7 @@ RATIOS = [
     ("breaker", "tower_palisade", "tower_resilience", None),
     ("rate_limit", "direct_palisade", "direct_governor", 1.0),
     ("rate_limit", "keyed_palisade", "keyed_governor", 1.0),
+    ("rate_limit", "direct_palisade_default_clock", "direct_governor", None),
     ("bulkhead", "tower_palisade", "tower_concurrency_limit", 1.0),
     ("bulkhead", "tower_palisade", "tower_resilience", None),
     ("bulkhead", "sync_palisade", "sync_tokio_semaphore", 1.0),

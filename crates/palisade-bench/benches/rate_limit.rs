@@ -13,6 +13,7 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use palisade::clock::Clock;
 use palisade::policy::rate_limit::{KeyedRateLimiter, Quota, RateLimiter};
 use palisade_bench::{ALLOC_CALLS, count_allocs, report_allocs, short_config};
 
@@ -37,13 +38,21 @@ fn next_key(counter: &Cell<u64>) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
+    // Governor reads quanta's TSC clock; ours does with `Clock::fast()`. The default
+    // clock (tokio's, which honours a paused test clock) is measured beside them.
     let ours = RateLimiter::builder()
+        .quota(our_quota())
+        .clock(Clock::fast())
+        .build()
+        .expect("valid limiter");
+    let ours_default_clock = RateLimiter::builder()
         .quota(our_quota())
         .build()
         .expect("valid limiter");
     let ours_keyed = KeyedRateLimiter::<u64>::builder()
         .quota(our_quota())
         .max_keys(100_000)
+        .clock(Clock::fast())
         .build()
         .expect("valid keyed limiter");
     let theirs = governor::RateLimiter::direct(governor_quota());
@@ -82,6 +91,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limit");
     group.bench_function("direct_palisade", |b| {
         b.iter(|| black_box(ours.check()).expect("allowed"))
+    });
+    group.bench_function("direct_palisade_default_clock", |b| {
+        b.iter(|| black_box(ours_default_clock.check()).expect("allowed"))
     });
     group.bench_function("direct_governor", |b| {
         b.iter(|| black_box(theirs.check()).expect("allowed"))
