@@ -104,7 +104,9 @@ impl Clock {
     pub fn now(&self) -> Nanos {
         match &self.source {
             Source::Tokio { epoch } => duration_to_nanos(epoch.elapsed()),
-            Source::Fast { epoch } => duration_to_nanos(quanta::Instant::now().saturating_duration_since(*epoch)),
+            Source::Fast { epoch } => {
+                duration_to_nanos(quanta::Instant::now().saturating_duration_since(*epoch))
+            }
             Source::Manual(nanos) => nanos.load(Ordering::Acquire),
         }
     }

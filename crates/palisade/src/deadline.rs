@@ -30,51 +30,19 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
+
+use crate::context;
 
 std::thread_local! {
     /// The deadline of the future being polled on this thread, if any.
-    ///
-    /// A [`Scoped`] future sets it for the duration of each poll of what it wraps and
-    /// restores the previous value afterwards, so it behaves like a task-local: it follows
-    /// the future wherever it is polled. (A `const` `Cell` costs two thread-local accesses
-    /// per poll; tokio's `task_local!` costs a `RefCell` swap with guards.)
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-pin_project! {
-    /// A future running with a deadline; see [`scoped`].
-    pub struct Scoped<F> {
-        #[pin]
-        inner: F,
-        deadline: Instant,
-    }
-}
-
-/// Restores the previous deadline when a poll ends, even by panic.
-struct Restore(Option<Instant>);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        DEADLINE.with(|d| d.set(self.0));
-    }
-}
-
-impl<F: Future> Future for Scoped<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let _restore = Restore(DEADLINE.with(|d| d.replace(Some(*this.deadline))));
-        this.inner.poll(cx)
-    }
-}
+/// A future running with a deadline; see [`scoped`].
+pub type Scoped<F> = context::Scoped<F, Instant>;
 
 /// Wraps `future` so that it runs with `deadline` (or the current one, if earlier).
 ///
@@ -85,10 +53,7 @@ pub fn scoped<F: Future>(deadline: Instant, future: F) -> Scoped<F> {
         Some(outer) if outer <= deadline => outer,
         _ => deadline,
     };
-    Scoped {
-        inner: future,
-        deadline,
-    }
+    context::Scoped::new(&DEADLINE, deadline, future)
 }
 
 /// Runs `future` with `deadline` as its deadline (or the current one, if earlier).
@@ -104,7 +69,7 @@ pub async fn scope_for<F: Future>(budget: Duration, future: F) -> F::Output {
 /// The deadline of the current task, if one is set.
 #[inline]
 pub fn current() -> Option<Instant> {
-    DEADLINE.with(Cell::get)
+    context::get(&DEADLINE)
 }
 
 /// Time left until the current deadline: `None` without one, zero once it passed.

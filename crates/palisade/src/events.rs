@@ -84,6 +84,13 @@ pub enum Event {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// An adaptive concurrency limit moved.
+    LimitChanged {
+        /// The limiter.
+        name: Name,
+        /// The new limit.
+        limit: usize,
+    },
     /// Client-side throttling rejected a call locally.
     Throttled {
         /// The throttle.
@@ -175,6 +182,8 @@ pub mod names {
     pub const RATE_LIMIT_DECISIONS_TOTAL: &str = "palisade_rate_limit_decisions_total";
     /// Counter: timeouts that fired.
     pub const TIMEOUTS_TOTAL: &str = "palisade_timeouts_total";
+    /// Gauge: an adaptive concurrency limiter's limit.
+    pub const CONCURRENCY_LIMIT: &str = "palisade_concurrency_limit";
     /// Counter: calls rejected locally by client-side throttling.
     pub const THROTTLED_TOTAL: &str = "palisade_throttled_total";
     /// Counter: faults injected, labelled `kind` (outcome, latency).

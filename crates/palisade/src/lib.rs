@@ -36,6 +36,8 @@
 
 pub mod clock;
 pub mod config;
+pub(crate) mod context;
+pub mod criticality;
 pub mod deadline;
 pub mod error;
 pub mod events;

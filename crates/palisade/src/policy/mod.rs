@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`throttle`] | reject locally what an overloaded backend would refuse anyway |
 //! | [`timeout`] | cancel an operation that takes too long; honour call deadlines |
+//! | [`adaptive_concurrency`] | a concurrency limit that finds itself (AIMD, Vegas, Gradient2) |
 //! | [`retry`] | try again with backoff and jitter, within a budget |
 //! | [`circuit_breaker`] | stop calling a dependency that keeps failing |
 //! | [`bulkhead`] | cap concurrent calls, with a bounded wait queue |
@@ -16,6 +17,7 @@
 //! `policy.call(|| async { … })` for plain async code, and every policy has a tower
 //! layer in [`crate::layer`]. [`Pipeline`](crate::Pipeline) composes several.
 
+pub mod adaptive_concurrency;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod fallback;

@@ -185,7 +185,11 @@ impl Algorithm {
                 backoff_ratio,
                 latency_threshold: latency_threshold.map(|d| d.as_secs_f64()),
             },
-            AlgorithmConfig::Vegas { alpha, beta, min_window } => Algorithm::Vegas {
+            AlgorithmConfig::Vegas {
+                alpha,
+                beta,
+                min_window,
+            } => Algorithm::Vegas {
                 alpha,
                 beta,
                 no_load: WindowedMin::new(min_window),
@@ -227,7 +231,11 @@ impl Algorithm {
                     limit
                 }
             }
-            Algorithm::Vegas { alpha, beta, no_load } => {
+            Algorithm::Vegas {
+                alpha,
+                beta,
+                no_load,
+            } => {
                 let base = no_load.observe(rtt);
                 let log = limit.max(1.0).log10().max(1.0);
                 if sample.dropped {
@@ -257,7 +265,11 @@ impl Algorithm {
                 min_rtt,
             } => {
                 let floor = min_rtt.observe(rtt);
-                *long_rtt = if *long_rtt == 0.0 { rtt } else { *long_rtt + (rtt - *long_rtt) / *long_window };
+                *long_rtt = if *long_rtt == 0.0 {
+                    rtt
+                } else {
+                    *long_rtt + (rtt - *long_rtt) / *long_window
+                };
                 // A standing queue may not become the baseline.
                 *long_rtt = long_rtt.min(floor * *baseline_cap);
                 // After a spike, let the baseline come back down quickly.
@@ -297,14 +309,26 @@ mod tests {
             latency_threshold: Some(Duration::from_millis(50)),
         });
         assert_eq!(a.update(10.0, &sample(10, 10, false)), 11.0);
-        assert_eq!(a.update(10.0, &sample(10, 2, false)), 10.0, "app-limited: no growth");
+        assert_eq!(
+            a.update(10.0, &sample(10, 2, false)),
+            10.0,
+            "app-limited: no growth"
+        );
         assert_eq!(a.update(10.0, &sample(10, 10, true)), 5.0);
-        assert_eq!(a.update(10.0, &sample(60, 10, false)), 5.0, "slow counts as a drop");
+        assert_eq!(
+            a.update(10.0, &sample(60, 10, false)),
+            5.0,
+            "slow counts as a drop"
+        );
     }
 
     #[test]
     fn vegas_grows_without_queueing_and_shrinks_with_it() {
-        let mut v = Algorithm::new(&AlgorithmConfig::Vegas { alpha: 3.0, beta: 6.0, min_window: 100 });
+        let mut v = Algorithm::new(&AlgorithmConfig::Vegas {
+            alpha: 3.0,
+            beta: 6.0,
+            min_window: 100,
+        });
         let grown = v.update(100.0, &sample(10, 100, false));
         assert!(grown > 100.0, "{grown}");
         let shrunk = v.update(100.0, &sample(30, 100, false));

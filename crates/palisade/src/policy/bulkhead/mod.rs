@@ -153,6 +153,19 @@ impl Bulkhead {
         &self.shared.name
     }
 
+    /// A slot now, with the number of calls running once it is taken.
+    #[inline]
+    pub(crate) fn try_acquire_counted(&self) -> Option<(BulkheadPermit<'_>, usize)> {
+        let active = self.shared.slots.try_acquire_fresh()?;
+        self.shared.admitted(active);
+        Some((
+            BulkheadPermit {
+                shared: &self.shared,
+            },
+            active,
+        ))
+    }
+
     /// A slot now, if one is free and nobody is queued for one.
     #[inline]
     pub fn try_acquire(&self) -> Option<BulkheadPermit<'_>> {
