@@ -84,6 +84,13 @@ pub enum Event {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// A load shedder dropped a call.
+    Shed {
+        /// The shedder.
+        name: Name,
+        /// The dropped call's class.
+        criticality: crate::criticality::Criticality,
+    },
     /// An adaptive concurrency limit moved.
     LimitChanged {
         /// The limiter.
@@ -182,6 +189,8 @@ pub mod names {
     pub const RATE_LIMIT_DECISIONS_TOTAL: &str = "palisade_rate_limit_decisions_total";
     /// Counter: timeouts that fired.
     pub const TIMEOUTS_TOTAL: &str = "palisade_timeouts_total";
+    /// Counter: calls shed, labelled `criticality`.
+    pub const SHED_TOTAL: &str = "palisade_shed_total";
     /// Gauge: an adaptive concurrency limiter's limit.
     pub const CONCURRENCY_LIMIT: &str = "palisade_concurrency_limit";
     /// Counter: calls rejected locally by client-side throttling.

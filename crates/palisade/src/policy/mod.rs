@@ -2,6 +2,7 @@
 //!
 //! | module | pattern |
 //! |---|---|
+//! | [`shed`] | under overload, drop the least critical work first; keep queues short |
 //! | [`throttle`] | reject locally what an overloaded backend would refuse anyway |
 //! | [`timeout`] | cancel an operation that takes too long; honour call deadlines |
 //! | [`adaptive_concurrency`] | a concurrency limit that finds itself (AIMD, Vegas, Gradient2) |
@@ -24,6 +25,7 @@ pub mod fallback;
 pub mod fault;
 pub mod rate_limit;
 pub mod retry;
+pub mod shed;
 pub mod throttle;
 pub mod timeout;
 

@@ -1,0 +1,64 @@
+//! Configuration of the [`LoadShedder`](super::LoadShedder).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, DEFAULT_NAME, in_range, positive_duration};
+
+/// Settings of criticality-aware load shedding.
+///
+/// | field | default | why |
+/// |---|---|---|
+/// | `max_concurrent` | `64` | calls served at once (or follow an adaptive limiter's limit) |
+/// | `max_queue` | `256` | waiting calls; a newcomer finding it full displaces a lower class or is shed |
+/// | `target` | `5ms` | CoDel's target queue delay: once waits stay above it for an `interval`, waiters older than `target` are shed |
+/// | `interval` | `100ms` | CoDel's interval, and the longest any call waits when the queue is healthy |
+/// | `adaptive_lifo` | `true` | under congestion serve the newest waiter first: its caller is still there |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShedConfig {
+    /// Name used in errors, events and metrics.
+    pub name: String,
+    /// Calls served at once, 1 to 1,000,000.
+    pub max_concurrent: usize,
+    /// Calls waiting, 0 to 1,000,000.
+    pub max_queue: usize,
+    /// Target queue delay, more than 0 and at most `interval`.
+    #[serde(with = "humantime_serde")]
+    pub target: Duration,
+    /// Measurement interval and healthy-queue timeout, more than 0 and at most 1 minute.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Serve newest first while congested.
+    pub adaptive_lifo: bool,
+}
+
+impl Default for ShedConfig {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_NAME.to_owned(),
+            max_concurrent: 64,
+            max_queue: 256,
+            target: Duration::from_millis(5),
+            interval: Duration::from_millis(100),
+            adaptive_lifo: true,
+        }
+    }
+}
+
+impl ShedConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        in_range("max_concurrent", self.max_concurrent, 1, 1_000_000)?;
+        in_range("max_queue", self.max_queue, 0, 1_000_000)?;
+        positive_duration("interval", self.interval, Duration::from_secs(60))?;
+        positive_duration("target", self.target, self.interval).map_err(|_| {
+            ConfigError::new(
+                "target",
+                format!("{:?} is out of range", self.target),
+                format!("more than 0 and at most interval ({:?})", self.interval),
+            )
+        })
+    }
+}
