@@ -122,3 +122,78 @@ fn bulkhead_never_over_admits_and_never_leaks() {
         assert!(bulkhead.try_acquire().is_some(), "the slot came back");
     });
 }
+
+/// The over-admission bug class: clones of an adaptive limiter share one count, so two
+/// clones racing for a limit of one never both get in.
+#[test]
+fn adaptive_limiter_clones_never_over_admit() {
+    use palisade::policy::adaptive_concurrency::{AdaptiveConcurrency, AdaptiveConcurrencyConfig};
+    loom::model(|| {
+        let (clock, _hand) = Clock::manual();
+        let config = AdaptiveConcurrencyConfig {
+            initial_limit: 1,
+            ..Default::default()
+        };
+        let limiter = AdaptiveConcurrency::with(config, clock, None).unwrap();
+        let inside = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (limiter, inside) = (limiter.clone(), inside.clone());
+                thread::spawn(move || {
+                    if let Some(permit) = limiter.try_acquire() {
+                        let was = inside.fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+                        assert_eq!(was, 0, "two calls inside a limit of one");
+                        inside.fetch_sub(1, loom::sync::atomic::Ordering::SeqCst);
+                        drop(permit);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(limiter.in_flight(), 0, "every permit came back");
+    });
+}
+
+/// A limit lowered while calls race for slots: no call is admitted at or above the limit
+/// it saw, and every slot comes back.
+#[test]
+fn a_moving_limit_never_leaks_or_over_admits() {
+    loom::model(|| {
+        let bulkhead = Bulkhead::builder()
+            .max_concurrent(2)
+            .queue(0, std::time::Duration::ZERO)
+            .build()
+            .unwrap();
+        let inside = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let lower = {
+            let bulkhead = bulkhead.clone();
+            thread::spawn(move || bulkhead.set_max_concurrent(1))
+        };
+        let caller = {
+            let (bulkhead, inside) = (bulkhead.clone(), inside.clone());
+            thread::spawn(move || {
+                if let Some(permit) = bulkhead.try_acquire() {
+                    let was = inside.fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+                    assert!(was < 2, "more calls inside than the highest limit");
+                    inside.fetch_sub(1, loom::sync::atomic::Ordering::SeqCst);
+                    drop(permit);
+                }
+            })
+        };
+        if let Some(permit) = bulkhead.try_acquire() {
+            let was = inside.fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+            assert!(was < 2);
+            inside.fetch_sub(1, loom::sync::atomic::Ordering::SeqCst);
+            drop(permit);
+        }
+        lower.join().unwrap();
+        caller.join().unwrap();
+        assert_eq!(bulkhead.snapshot().active, 0);
+        assert_eq!(bulkhead.max_concurrent(), 1);
+        let first = bulkhead.try_acquire();
+        assert!(first.is_some());
+        assert!(bulkhead.try_acquire().is_none(), "the lowered limit holds");
+    });
+}

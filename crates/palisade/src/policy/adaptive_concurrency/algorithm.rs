@@ -7,9 +7,9 @@
 //!
 //! | algorithm | signal | pitfall in the original | fix here |
 //! |---|---|---|---|
-//! | AIMD | drops (and, optionally, RTT above a threshold) | grows without bound when the caller does not use the limit | grows only when at least half the limit is in use |
-//! | Vegas | queueing estimated from RTT ÷ no-load RTT | the no-load RTT is re-probed from a *loaded* sample and inflates, so the limit creeps up | the no-load RTT is a windowed minimum: it falls at once and rises only when a whole window saw nothing lower |
-//! | Gradient2 | short-term RTT against a long-term average | a standing queue becomes the new "normal" and the limit creeps upward; it also grows while app-limited | the long-term RTT may not exceed `baseline_cap` × the windowed minimum RTT, and the limit grows only while at least half of it is in use |
+//! | AIMD | drops (and, optionally, RTT above a threshold) | steps per *sample*: at thousands of samples a second it doubles every round trip and collapses on a burst of drops; also grows when the caller does not use the limit | steps per *round trip* (+1/limit per sample; at most one back-off per limit's worth of samples), and grows only when at least half the limit is in use |
+//! | Vegas | queueing estimated from RTT ÷ no-load RTT | the no-load RTT is re-probed from a *loaded* sample and inflates, so the limit creeps up; steps per sample | the no-load RTT is a windowed minimum: it falls at once and rises only when a whole window saw nothing lower; steps are per round trip |
+//! | Gradient2 | short-term RTT against a long-term average | a standing queue becomes the new "normal" and the limit creeps upward; it also grows while app-limited; smoothing per sample oscillates at high rates | the long-term RTT may not exceed `baseline_cap` × the windowed minimum RTT, the limit grows only while at least half of it is in use, and smoothing is per round trip |
 
 use std::time::Duration;
 
@@ -47,9 +47,9 @@ pub enum AlgorithmConfig {
         /// Upper queue bound factor. Default 6.
         #[serde(default = "defaults::beta")]
         beta: f64,
-        /// Samples per half-window of the no-load RTT minimum. Default 500.
-        #[serde(default = "defaults::min_window")]
-        min_window: u32,
+        /// Time over which the no-load RTT is the minimum. Default 30 s.
+        #[serde(default = "defaults::baseline_window", with = "humantime_serde")]
+        baseline_window: Duration,
     },
     /// Limit × clamp(tolerance × long RTT ÷ short RTT, 0.5, 1) + queue.
     Gradient2 {
@@ -68,9 +68,9 @@ pub enum AlgorithmConfig {
         /// The long-term RTT may not exceed this × the windowed minimum RTT. Default 2.
         #[serde(default = "defaults::baseline_cap")]
         baseline_cap: f64,
-        /// Samples per half-window of the minimum RTT. Default 500.
-        #[serde(default = "defaults::min_window")]
-        min_window: u32,
+        /// Time over which the minimum RTT is taken. Default 30 s.
+        #[serde(default = "defaults::baseline_window", with = "humantime_serde")]
+        baseline_window: Duration,
     },
 }
 
@@ -82,7 +82,7 @@ impl Default for AlgorithmConfig {
             queue_size: defaults::queue_size(),
             smoothing: defaults::smoothing(),
             baseline_cap: defaults::baseline_cap(),
-            min_window: defaults::min_window(),
+            baseline_window: defaults::baseline_window(),
         }
     }
 }
@@ -97,8 +97,8 @@ pub(super) mod defaults {
     pub(crate) fn beta() -> f64 {
         6.0
     }
-    pub(crate) fn min_window() -> u32 {
-        500
+    pub(crate) fn baseline_window() -> std::time::Duration {
+        std::time::Duration::from_secs(30)
     }
     pub(crate) fn tolerance() -> f64 {
         1.5
@@ -117,33 +117,35 @@ pub(super) mod defaults {
     }
 }
 
-/// The minimum of the last one to two windows of samples.
+/// The minimum over the last one to two half-windows of *time*: a baseline that falls
+/// at once and rises only after a whole half-window saw nothing lower. (Counted in
+/// samples, the window would shrink to milliseconds under load — exactly when a loaded
+/// sample must not become the baseline.)
 #[derive(Clone, Debug)]
 pub(super) struct WindowedMin {
-    window: u32,
-    seen: u32,
+    half: u64,
+    started: u64,
     current: f64,
     previous: f64,
 }
 
 impl WindowedMin {
-    pub(super) fn new(window: u32) -> Self {
+    pub(super) fn new(window: Duration) -> Self {
         Self {
-            window: window.max(1),
-            seen: 0,
+            half: crate::clock::duration_to_nanos(window / 2).max(1),
+            started: 0,
             current: f64::INFINITY,
             previous: f64::INFINITY,
         }
     }
 
-    pub(super) fn observe(&mut self, value: f64) -> f64 {
-        self.current = self.current.min(value);
-        self.seen += 1;
-        if self.seen >= self.window {
+    pub(super) fn observe(&mut self, value: f64, now: u64) -> f64 {
+        if now.saturating_sub(self.started) >= self.half {
             self.previous = self.current;
             self.current = f64::INFINITY;
-            self.seen = 0;
+            self.started = now;
         }
+        self.current = self.current.min(value);
         self.get()
     }
 
@@ -158,6 +160,8 @@ pub(super) enum Algorithm {
     Aimd {
         backoff_ratio: f64,
         latency_threshold: Option<f64>,
+        /// Samples to go before another back-off (one round trip's worth).
+        cooldown: f64,
     },
     Vegas {
         alpha: f64,
@@ -184,15 +188,16 @@ impl Algorithm {
             } => Algorithm::Aimd {
                 backoff_ratio,
                 latency_threshold: latency_threshold.map(|d| d.as_secs_f64()),
+                cooldown: 0.0,
             },
             AlgorithmConfig::Vegas {
                 alpha,
                 beta,
-                min_window,
+                baseline_window,
             } => Algorithm::Vegas {
                 alpha,
                 beta,
-                no_load: WindowedMin::new(min_window),
+                no_load: WindowedMin::new(baseline_window),
             },
             AlgorithmConfig::Gradient2 {
                 tolerance,
@@ -200,7 +205,7 @@ impl Algorithm {
                 queue_size,
                 smoothing,
                 baseline_cap,
-                min_window,
+                baseline_window,
             } => Algorithm::Gradient2 {
                 tolerance,
                 long_window: f64::from(long_window.max(1)),
@@ -208,25 +213,28 @@ impl Algorithm {
                 smoothing,
                 baseline_cap,
                 long_rtt: 0.0,
-                min_rtt: WindowedMin::new(min_window),
+                min_rtt: WindowedMin::new(baseline_window),
             },
         }
     }
 
-    /// The next limit after `sample`, unclamped.
-    pub(super) fn update(&mut self, limit: f64, sample: &Sample) -> f64 {
+    /// The next limit after `sample`, taken at `now` (clock nanoseconds), unclamped.
+    pub(super) fn update(&mut self, limit: f64, sample: &Sample, now: u64) -> f64 {
         let rtt = sample.rtt.as_secs_f64().max(1e-9);
         let in_use = sample.in_flight as f64 * 2.0 >= limit;
         match self {
             Algorithm::Aimd {
                 backoff_ratio,
                 latency_threshold,
+                cooldown,
             } => {
                 let dropped = sample.dropped || latency_threshold.is_some_and(|t| rtt > t);
-                if dropped {
+                *cooldown = (*cooldown - 1.0).max(0.0);
+                if dropped && *cooldown == 0.0 {
+                    *cooldown = limit;
                     limit * *backoff_ratio
-                } else if in_use {
-                    limit + 1.0
+                } else if !dropped && in_use {
+                    limit + 1.0 / limit.max(1.0)
                 } else {
                     limit
                 }
@@ -236,24 +244,27 @@ impl Algorithm {
                 beta,
                 no_load,
             } => {
-                let base = no_load.observe(rtt);
+                let base = no_load.observe(rtt, now);
                 let log = limit.max(1.0).log10().max(1.0);
+                // Steps are per round trip: a limit's worth of samples makes one step.
+                let per_sample = 1.0 / limit.max(1.0);
                 if sample.dropped {
-                    return limit - log;
+                    return limit - log * per_sample;
                 }
                 if !in_use {
                     return limit;
                 }
                 let queue = (limit * (1.0 - base / rtt)).ceil();
-                if queue <= log {
-                    limit + *beta * log
+                let step = if queue <= log {
+                    *beta * log
                 } else if queue < *alpha * log {
-                    limit + log
+                    log
                 } else if queue > *beta * log {
-                    limit - log
+                    -log
                 } else {
-                    limit
-                }
+                    0.0
+                };
+                limit + step * per_sample
             }
             Algorithm::Gradient2 {
                 tolerance,
@@ -264,7 +275,7 @@ impl Algorithm {
                 long_rtt,
                 min_rtt,
             } => {
-                let floor = min_rtt.observe(rtt);
+                let floor = min_rtt.observe(rtt, now);
                 *long_rtt = if *long_rtt == 0.0 {
                     rtt
                 } else {
@@ -284,7 +295,9 @@ impl Algorithm {
                 }
                 let gradient = (*tolerance * *long_rtt / rtt).clamp(0.5, 1.0);
                 let next = limit * gradient + *queue_size;
-                limit * (1.0 - *smoothing) + next * *smoothing
+                // `smoothing` per round trip: a limit's worth of samples makes one step.
+                let weight = *smoothing / limit.max(1.0);
+                limit * (1.0 - weight) + next * weight
             }
         }
     }
@@ -303,22 +316,33 @@ mod tests {
     }
 
     #[test]
-    fn aimd_adds_one_and_multiplies_down() {
+    fn aimd_adds_one_per_round_trip_and_backs_off_once_per_round_trip() {
         let mut a = Algorithm::new(&AlgorithmConfig::Aimd {
             backoff_ratio: 0.5,
             latency_threshold: Some(Duration::from_millis(50)),
         });
-        assert_eq!(a.update(10.0, &sample(10, 10, false)), 11.0);
+        assert!(
+            (a.update(10.0, &sample(10, 10, false), 0) - 10.1).abs() < 1e-9,
+            "+1 per 10 samples"
+        );
         assert_eq!(
-            a.update(10.0, &sample(10, 2, false)),
+            a.update(10.0, &sample(10, 2, false), 0),
             10.0,
             "app-limited: no growth"
         );
-        assert_eq!(a.update(10.0, &sample(10, 10, true)), 5.0);
+        assert_eq!(a.update(10.0, &sample(10, 10, true), 0), 5.0);
         assert_eq!(
-            a.update(10.0, &sample(60, 10, false)),
+            a.update(5.0, &sample(60, 10, false), 0),
             5.0,
-            "slow counts as a drop"
+            "one back-off per round trip"
+        );
+        for _ in 0..10 {
+            a.update(5.0, &sample(10, 5, false), 0);
+        }
+        assert_eq!(
+            a.update(5.2, &sample(60, 10, false), 0),
+            2.6,
+            "a round trip later, slow counts as a drop"
         );
     }
 
@@ -327,11 +351,14 @@ mod tests {
         let mut v = Algorithm::new(&AlgorithmConfig::Vegas {
             alpha: 3.0,
             beta: 6.0,
-            min_window: 100,
+            baseline_window: Duration::from_secs(10),
         });
-        let grown = v.update(100.0, &sample(10, 100, false));
-        assert!(grown > 100.0, "{grown}");
-        let shrunk = v.update(100.0, &sample(30, 100, false));
+        let grown = v.update(100.0, &sample(10, 100, false), 0);
+        assert!(
+            (grown - 100.12).abs() < 1e-9,
+            "+beta·log per round trip: {grown}"
+        );
+        let shrunk = v.update(100.0, &sample(30, 100, false), 1);
         assert!(shrunk < 100.0, "a queue of 67 > beta·log: {shrunk}");
     }
 
@@ -339,26 +366,30 @@ mod tests {
     fn gradient2_shrinks_on_rising_rtt_and_does_not_creep_when_app_limited() {
         let mut g = Algorithm::new(&AlgorithmConfig::default());
         let mut limit = 50.0;
-        for _ in 0..100 {
-            limit = g.update(limit, &sample(10, 5, false));
+        for i in 0..100 {
+            limit = g.update(limit, &sample(10, 5, false), i);
         }
         assert_eq!(limit, 50.0, "app-limited: unchanged");
-        for _ in 0..100 {
-            limit = g.update(limit, &sample(40, 50, false));
+        for i in 0..1000 {
+            limit = g.update(limit, &sample(40, 50, false), 100 + i);
         }
         assert!(limit < 50.0, "rtt ×4: {limit}");
     }
 
     #[test]
-    fn windowed_minimum_forgets_old_windows() {
-        let mut m = WindowedMin::new(3);
-        for v in [5.0, 6.0, 7.0] {
-            m.observe(v);
+    fn windowed_minimum_forgets_old_half_windows() {
+        let mut m = WindowedMin::new(Duration::from_nanos(20));
+        for (v, t) in [(5.0, 0), (6.0, 5), (7.0, 9)] {
+            m.observe(v, t);
         }
         assert_eq!(m.get(), 5.0);
-        for v in [9.0, 9.0, 9.0] {
-            m.observe(v);
-        }
-        assert_eq!(m.get(), 9.0, "two windows later the old minimum is gone");
+        m.observe(9.0, 10);
+        assert_eq!(
+            m.get(),
+            5.0,
+            "one half-window later the old minimum still counts"
+        );
+        m.observe(9.0, 20);
+        assert_eq!(m.get(), 9.0, "two half-windows later it is gone");
     }
 }

@@ -134,11 +134,11 @@ impl AdaptiveConcurrencyConfig {
             AlgorithmConfig::Vegas {
                 alpha,
                 beta,
-                min_window,
+                baseline_window,
             } => {
                 in_range("alpha", alpha, 0.1, 100.0)?;
                 in_range("beta", beta, alpha, 100.0)?;
-                in_range("min_window", min_window, 1, 1_000_000)?;
+                positive_duration("baseline_window", baseline_window, ONE_DAY)?;
             }
             AlgorithmConfig::Gradient2 {
                 tolerance,
@@ -146,14 +146,14 @@ impl AdaptiveConcurrencyConfig {
                 queue_size,
                 smoothing,
                 baseline_cap,
-                min_window,
+                baseline_window,
             } => {
                 in_range("tolerance", tolerance, 1.0, 10.0)?;
                 in_range("long_window", long_window, 1, 1_000_000)?;
                 in_range("queue_size", queue_size, 0.0, 1000.0)?;
                 in_range("smoothing", smoothing, 0.01, 1.0)?;
                 in_range("baseline_cap", baseline_cap, 1.0, 100.0)?;
-                in_range("min_window", min_window, 1, 1_000_000)?;
+                positive_duration("baseline_window", baseline_window, ONE_DAY)?;
             }
         }
         Ok(())

@@ -245,7 +245,7 @@ impl Shared {
         let before = state.limit;
         let next = state
             .algorithm
-            .update(before, sample)
+            .update(before, sample, self.clock.now())
             .clamp(self.min_limit, self.max_limit);
         state.limit = if next.is_finite() { next } else { before };
         let rounded = state.limit.round() as usize;

@@ -31,9 +31,13 @@ fn the_limit_is_enforced_and_moves_with_samples() {
     assert!(l.try_acquire().is_none(), "limit of 2");
     hand.advance(Duration::from_millis(10));
     a.record(&Outcome::success());
-    assert_eq!(l.limit(), 3, "in use and successful: +1");
+    assert_eq!(
+        l.limit(),
+        3,
+        "in use and successful: +1/limit (2.5 rounds to 3)"
+    );
     b.record(&Outcome::failure());
-    assert_eq!(l.limit(), 2, "a drop halves it (3 × 0.5 rounds to 2)");
+    assert_eq!(l.limit(), 1, "a drop halves it (2.5 × 0.5 rounds to 1)");
 }
 
 #[test]
@@ -133,7 +137,7 @@ fn invalid_configs_name_the_field() {
         algorithm: AlgorithmConfig::Vegas {
             alpha: 6.0,
             beta: 3.0,
-            min_window: 10,
+            baseline_window: Duration::from_secs(10),
         },
         ..Default::default()
     })
