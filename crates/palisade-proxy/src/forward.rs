@@ -47,7 +47,9 @@ pub async fn handle(
         return response;
     };
     let max_body = runtime.config.listener.max_body_bytes;
-    let response = forward(route, request, client, max_body).await;
+    let class = route.criticality(request.headers());
+    let response =
+        palisade::criticality::scope(class, forward(route, request, client, max_body)).await;
     record(&route.path_prefix, &route.upstream.name, &response, started);
     response
 }
@@ -141,6 +143,11 @@ async fn forward(
         }
         Injected::None => {}
     }
+    if let Some(throttle) = &upstream.throttle {
+        if !throttle.admit() {
+            return refuse(route, Reason::Throttled, Reason::Throttled.status(), None);
+        }
+    }
     if let Some(limiter) = &upstream.rate_limit {
         if let Err(after) = limiter.check() {
             return refuse(
@@ -151,6 +158,30 @@ async fn forward(
             );
         }
     }
+    let _shed_slot = match &upstream.shedder {
+        Some(shedder) => match shedder
+            .acquire::<TransportError>(palisade::criticality::current())
+            .await
+        {
+            Ok(permit) => Some(permit),
+            Err(_) => return refuse(route, Reason::Shed, Reason::Shed.status(), None),
+        },
+        None => None,
+    };
+    let limit_permit = match &upstream.adaptive {
+        Some(limiter) => match limiter.acquire::<TransportError>().await {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return refuse(
+                    route,
+                    Reason::BulkheadFull,
+                    Reason::BulkheadFull.status(),
+                    None,
+                );
+            }
+        },
+        None => None,
+    };
     let slot = match &upstream.bulkhead {
         Some(bulkhead) => match bulkhead.acquire_owned::<TransportError>().await {
             Ok(permit) => Some(permit),
@@ -194,6 +225,15 @@ async fn forward(
         Some(at) => palisade::deadline::scope(at, run).await,
         None => run.await,
     };
+    let outcome = classify_result(&classifier, &result);
+    if let Some(permit) = limit_permit {
+        permit.record(&outcome);
+    }
+    if let Some(throttle) = &upstream.throttle {
+        if palisade::policy::throttle::backend_accepted(&classifier, &result) {
+            throttle.accepted();
+        }
+    }
     match result {
         Ok(response) => {
             let failed =

@@ -46,6 +46,10 @@ pub enum Reason {
     UpstreamError,
     /// Fault injection (the configured status).
     FaultInjected,
+    /// Client-side throttling rejected the request locally (503).
+    Throttled,
+    /// Load shedding dropped the request (503).
+    Shed,
 }
 
 impl Reason {
@@ -64,6 +68,8 @@ impl Reason {
             Reason::RetriesExhausted => "retries-exhausted",
             Reason::UpstreamError => "upstream-error",
             Reason::FaultInjected => "fault-injected",
+            Reason::Throttled => "throttled",
+            Reason::Shed => "shed",
         }
     }
 
@@ -77,7 +83,9 @@ impl Reason {
             Reason::CircuitOpen
             | Reason::BulkheadFull
             | Reason::NoHealthyEndpoint
-            | Reason::FaultInjected => StatusCode::SERVICE_UNAVAILABLE,
+            | Reason::FaultInjected
+            | Reason::Throttled
+            | Reason::Shed => StatusCode::SERVICE_UNAVAILABLE,
             Reason::Timeout | Reason::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Reason::RetriesExhausted | Reason::UpstreamError => StatusCode::BAD_GATEWAY,
         }
@@ -92,7 +100,8 @@ impl Reason {
             Error::Inner(_) => Reason::UpstreamError,
             Error::Timeout { .. } => Reason::Timeout,
             Error::CircuitOpen { .. } => Reason::CircuitOpen,
-            Error::BulkheadFull { .. } | Error::Shed { .. } => Reason::BulkheadFull,
+            Error::BulkheadFull { .. } => Reason::BulkheadFull,
+            Error::Shed { .. } => Reason::Shed,
             Error::RateLimited { .. } => Reason::RateLimited,
             Error::DeadlineExceeded => Reason::DeadlineExceeded,
             Error::RetriesExhausted { last, .. } => match **last {

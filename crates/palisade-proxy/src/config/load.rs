@@ -294,6 +294,21 @@ impl Checker<'_> {
                 self.config_error(&at("rate_limit"), e);
             }
         }
+        if let Some(adaptive) = &upstream.adaptive_concurrency {
+            if let Err(e) = adaptive.validate() {
+                self.config_error(&at("adaptive_concurrency"), e);
+            }
+        }
+        if let Some(throttle) = &upstream.throttle {
+            if let Err(e) = throttle.validate() {
+                self.config_error(&at("throttle"), e);
+            }
+        }
+        if let Some(shedding) = &upstream.load_shedding {
+            if let Err(e) = shedding.validate() {
+                self.config_error(&at("load_shedding"), e);
+            }
+        }
         let retry_section = &upstream.retry;
         let retry: RetryConfig = self.library_config(&at("retry"), &retry_section.policy);
         let retry_on = RetryOn::parse(&retry_section.on).unwrap_or_else(|e| {
@@ -437,6 +452,14 @@ impl Checker<'_> {
                         route.path_prefix
                     ),
                 );
+            }
+            if let Some(header) = &route.criticality_header {
+                if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    self.problem(
+                        &at("criticality_header"),
+                        format!("{header:?} is not a header name; allowed: e.g. \"x-criticality\""),
+                    );
+                }
             }
             if !config.upstream.iter().any(|u| u.name == route.upstream) {
                 let names: Vec<_> = config.upstream.iter().map(|u| u.name.as_str()).collect();

@@ -16,8 +16,11 @@ pub use load::{Checked, Problem, Problems, UpstreamPolicies, load, parse};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use palisade::policy::adaptive_concurrency::AdaptiveConcurrencyConfig;
 use palisade::policy::bulkhead::BulkheadConfig;
 use palisade::policy::rate_limit::RateLimitConfig;
+use palisade::policy::shed::ShedConfig;
+use palisade::policy::throttle::ThrottleConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole file.
@@ -134,6 +137,12 @@ pub struct Upstream {
     pub rate_limit: Option<RateLimitConfig>,
     /// Active health checks; absent: none (breakers still eject failing endpoints).
     pub health_check: Option<HealthCheck>,
+    /// An adaptive concurrency limit; absent: none.
+    pub adaptive_concurrency: Option<AdaptiveConcurrencyConfig>,
+    /// Client-side adaptive throttling; absent: none.
+    pub throttle: Option<ThrottleConfig>,
+    /// Criticality-aware load shedding; absent: none.
+    pub load_shedding: Option<ShedConfig>,
 }
 
 /// `[upstream.timeout]`.
@@ -244,6 +253,9 @@ pub struct Route {
     pub fallback: Option<FallbackSection>,
     /// Fault injection; absent: off.
     pub fault: Option<FaultSection>,
+    /// Header carrying the request's criticality (`critical-plus`, `critical`,
+    /// `sheddable-plus`, `sheddable`); absent or unreadable: `critical`.
+    pub criticality_header: Option<String>,
 }
 
 /// `[route.fallback]`.

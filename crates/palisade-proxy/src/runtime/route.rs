@@ -20,6 +20,8 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     /// What to answer when resilience gives up.
     pub fallback: Option<Fallback>,
+    /// Where a request's criticality is read from.
+    pub criticality_header: Option<http::HeaderName>,
     fault: RwLock<FaultSection>,
     faults_abort: metrics::Counter,
     faults_delay: metrics::Counter,
@@ -67,10 +69,24 @@ impl Route {
             path_prefix: config.path_prefix.clone(),
             upstream,
             fallback: config.fallback.as_ref().map(Fallback::from),
+            criticality_header: config
+                .criticality_header
+                .as_ref()
+                .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
             fault: RwLock::new(fault),
             faults_abort: counter("abort"),
             faults_delay: counter("delay"),
         }
+    }
+
+    /// A request's criticality: from the route's header, else `critical`.
+    pub fn criticality(&self, headers: &http::HeaderMap) -> palisade::criticality::Criticality {
+        self.criticality_header
+            .as_ref()
+            .and_then(|name| headers.get(name))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(palisade::criticality::Criticality::Critical)
     }
 
     /// The fault settings now.

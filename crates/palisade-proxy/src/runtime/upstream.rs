@@ -8,10 +8,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use palisade::ConfigError;
+use palisade::clock::Clock;
+use palisade::policy::adaptive_concurrency::AdaptiveConcurrency;
 use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder};
 use palisade::policy::rate_limit::{RateLimiter, RateLimiterBuilder};
 use palisade::policy::retry::{Retry, RetryBuilder};
+use palisade::policy::shed::LoadShedder;
+use palisade::policy::throttle::AdaptiveThrottle;
 use palisade::policy::timeout::Timeout;
 use palisade_http::classify::RetryOn;
 
@@ -50,6 +54,12 @@ pub struct Upstream {
     pub bulkhead: Option<Bulkhead>,
     /// Rate limit.
     pub rate_limit: Option<RateLimiter>,
+    /// Adaptive concurrency limit.
+    pub adaptive: Option<AdaptiveConcurrency>,
+    /// Client-side throttling.
+    pub throttle: Option<AdaptiveThrottle>,
+    /// Criticality-aware load shedding.
+    pub shedder: Option<LoadShedder>,
     pub(crate) client: UpstreamClient,
 }
 
@@ -94,6 +104,34 @@ impl Upstream {
         }
         let mut retry = policies.retry.clone();
         retry.name = config.name.clone();
+        let adaptive = config
+            .adaptive_concurrency
+            .as_ref()
+            .map(|a| {
+                let mut a = a.clone();
+                a.name = config.name.clone();
+                AdaptiveConcurrency::new(a)
+            })
+            .transpose()?;
+        let throttle = config
+            .throttle
+            .as_ref()
+            .map(|t| {
+                let mut t = t.clone();
+                t.name = config.name.clone();
+                AdaptiveThrottle::new(t)
+            })
+            .transpose()?;
+        let shedder = config
+            .load_shedding
+            .as_ref()
+            .map(|s| {
+                let mut s = s.clone();
+                s.name = config.name.clone();
+                // With an adaptive limit too, shedding follows that limit.
+                LoadShedder::with(s, adaptive.clone(), Clock::tokio(), None)
+            })
+            .transpose()?;
         Ok(Self {
             balancer: Balancer::new(name.clone(), config.balance, primaries, backups),
             total: Timeout::builder()
@@ -131,6 +169,9 @@ impl Upstream {
                         .build()
                 })
                 .transpose()?,
+            adaptive,
+            throttle,
+            shedder,
             client: client(config.protocol, config.timeout.per_try),
             name,
         })

@@ -3,7 +3,8 @@
 //!
 //! Over a sliding window the client counts `requests` (every call it wanted to make,
 //! rejected locally or not) and `accepts` (calls the backend accepted: any outcome but a
-//! *failure*). When the backend starts refusing, each new call is rejected locally with
+//! *failure*, and not a local rejection such as an open breaker's, which never reached
+//! the backend). When the backend starts refusing, each new call is rejected locally with
 //! probability
 //!
 //! ```text
@@ -136,6 +137,18 @@ impl AdaptiveThrottle {
     }
 }
 
+/// Whether the backend accepted a call: any outcome but a failure, and not a local
+/// rejection (an open breaker, a full bulkhead: the call never reached the backend).
+pub fn backend_accepted<T, E, C>(classifier: &C, result: &Result<T, Error<E>>) -> bool
+where
+    C: Classify<T, E> + ?Sized,
+{
+    match result {
+        Err(error) if error.is_rejection() => false,
+        _ => classify_result(classifier, result).health != Health::Failure,
+    }
+}
+
 /// `min(max, max(0, (requests − k·accepts) / (requests + 1)))`.
 pub fn probability(requests: u64, accepts: u64, k: f64, max: f64) -> f64 {
     let p = (requests as f64 - k * accepts as f64) / (requests as f64 + 1.0);
@@ -157,7 +170,7 @@ where
             return Err(self.rejection());
         }
         let result = operation().await;
-        if classify_result(classifier, &result).health != Health::Failure {
+        if backend_accepted(classifier, &result) {
             self.accepted();
         }
         result
