@@ -15,7 +15,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-ALL_GROUPS=(breaker rate_limit bulkhead retry pipeline contention)
+ALL_GROUPS=(breaker rate_limit bulkhead retry pipeline contention overload)
 if [[ $# -gt 0 ]]; then GROUPS_TO_RUN=("$@"); else GROUPS_TO_RUN=("${ALL_GROUPS[@]}"); fi
 WARM_UP="${WARM_UP:-1}"
 MEASURE="${MEASURE:-3}"
@@ -102,6 +102,8 @@ CONTENDERS = {
                  "bare_call", "bare_service"],
     "contention": ["breaker_1_thread", "breaker_2_threads", "recloser_1_thread",
                    "recloser_2_threads", "pipeline_1_thread", "pipeline_2_threads"],
+    "overload": ["adaptive_palisade", "adaptive_congestion_limiter", "shed_decision",
+                 "throttle_decision", "fault_off", "no_policy"],
 }
 
 # (group, ours, peer, target ratio or None)
@@ -126,6 +128,8 @@ RATIOS = [
     ("contention", "breaker_2_threads", "breaker_1_thread", 2.0),
     ("contention", "recloser_2_threads", "recloser_1_thread", None),
     ("contention", "pipeline_2_threads", "pipeline_1_thread", 2.0),
+    ("overload", "adaptive_palisade", "adaptive_congestion_limiter", 1.0),
+    ("overload", "fault_off", "no_policy", None),
 ]
 
 # (description, value function, limit in ns)
@@ -137,6 +141,9 @@ ABSOLUTE = [
     ("retry overhead: palisade_call - bare (ns)", lambda: diff("retry", "palisade_call", "bare"), 5.0),
     ("pipeline palisade_call (ns/call)", lambda: ns("pipeline", "palisade_call"), 100.0),
     ("pipeline palisade_layer (ns/call)", lambda: ns("pipeline", "palisade_layer"), 100.0),
+    ("shed decision (ns)", lambda: ns("overload", "shed_decision"), 20.0),
+    ("throttle decision (ns)", lambda: ns("overload", "throttle_decision"), 20.0),
+    ("fault injection off over no policy (ns)", lambda: diff("overload", "fault_off", "no_policy"), 2.0),
 ]
 
 def fmt(x, digits=1):
