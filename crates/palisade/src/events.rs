@@ -159,8 +159,10 @@ pub mod names {
     pub const BULKHEAD_WAIT_SECONDS: &str = "palisade_bulkhead_wait_seconds";
     /// Counter: rate limiter decisions, labelled `decision` (allowed, waited, limited).
     pub const RATE_LIMIT_DECISIONS_TOTAL: &str = "palisade_rate_limit_decisions_total";
-    /// Counter: timeouts that fired.
+    /// Counter: timeouts that fired (adaptive timeouts included).
     pub const TIMEOUTS_TOTAL: &str = "palisade_timeouts_total";
+    /// Gauge: the timeout an adaptive timeout gives the next call, in seconds.
+    pub const ADAPTIVE_TIMEOUT_SECONDS: &str = "palisade_adaptive_timeout_seconds";
     /// Counter: fallbacks used, labelled `reason`.
     pub const FALLBACKS_TOTAL: &str = "palisade_fallbacks_total";
 }

@@ -3,6 +3,7 @@
 //! | module | pattern |
 //! |---|---|
 //! | [`timeout`] | cancel an operation that takes too long; honour call deadlines |
+//! | [`adaptive_timeout`] | a timeout set from a percentile of recent latencies |
 //! | [`retry`] | try again with backoff and jitter, within a budget |
 //! | [`circuit_breaker`] | stop calling a dependency that keeps failing |
 //! | [`bulkhead`] | cap concurrent calls, with a bounded wait queue |
@@ -14,6 +15,7 @@
 //! `policy.call(|| async { … })` for plain async code, and every policy has a tower
 //! layer in [`crate::layer`]. [`Pipeline`](crate::Pipeline) composes several.
 
+pub mod adaptive_timeout;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod fallback;

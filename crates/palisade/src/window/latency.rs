@@ -74,7 +74,9 @@ impl LatencyWindow {
     /// A window of `window`, made of `sub_windows` sub-windows (both at least 1).
     pub(crate) fn new(window: Duration, sub_windows: usize) -> Self {
         let sub_windows = sub_windows.max(1);
-        let cells = (0..sub_windows * CELLS).map(|_| AtomicU64::new(0)).collect();
+        let cells = (0..sub_windows * CELLS)
+            .map(|_| AtomicU64::new(0))
+            .collect();
         let width = (duration_to_nanos(window) / sub_windows as u64).max(1);
         Self {
             cells,
@@ -302,7 +304,10 @@ mod tests {
         }
         assert_eq!(bucket_of(Duration::ZERO), 0);
         assert_eq!(bucket_of(Duration::from_nanos(1 << MIN_EXP)), 0);
-        assert_eq!(bucket_of(Duration::from_nanos((1 << MAX_EXP) - 1)), BUCKETS - 1);
+        assert_eq!(
+            bucket_of(Duration::from_nanos((1 << MAX_EXP) - 1)),
+            BUCKETS - 1
+        );
         assert_eq!(bucket_of(Duration::from_secs(3600)), BUCKETS - 1);
     }
 
@@ -344,7 +349,11 @@ mod tests {
         t.record(0, Duration::from_millis(5));
         assert_eq!(t.get(0), None, "two samples of three");
         t.record(0, Duration::from_millis(5));
-        assert_eq!(t.get(MS), None, "not recomputed within 10 ms of the last time");
+        assert_eq!(
+            t.get(MS),
+            None,
+            "not recomputed within 10 ms of the last time"
+        );
         let p = t.get(10 * MS).unwrap();
         assert!((p.as_secs_f64() / 0.005 - 1.0).abs() <= RELATIVE_ERROR);
         assert_eq!(t.samples(10 * MS), 3);

@@ -18,5 +18,5 @@ mod latency;
 mod outcomes;
 
 pub(crate) use buckets::BucketRing;
-pub(crate) use latency::{LatencyWindow, PercentileTracker};
+pub(crate) use latency::PercentileTracker;
 pub(crate) use outcomes::{Counts, OutcomeRing};
