@@ -84,6 +84,13 @@ pub enum Event {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// A hedge sent a second attempt of a call that had not answered in time.
+    Hedged {
+        /// The hedge policy.
+        name: Name,
+        /// The delay after which the second attempt was sent.
+        after: Duration,
+    },
     /// A fallback produced the result instead of the operation.
     FallbackUsed {
         /// The fallback policy.
@@ -163,6 +170,10 @@ pub mod names {
     pub const TIMEOUTS_TOTAL: &str = "palisade_timeouts_total";
     /// Gauge: the timeout an adaptive timeout gives the next call, in seconds.
     pub const ADAPTIVE_TIMEOUT_SECONDS: &str = "palisade_adaptive_timeout_seconds";
+    /// Counter: second attempts sent by hedges.
+    pub const HEDGES_TOTAL: &str = "palisade_hedges_total";
+    /// Counter: hedges wanted but refused by the hedge's cap or its shared budget.
+    pub const HEDGES_REFUSED_TOTAL: &str = "palisade_hedges_refused_total";
     /// Counter: fallbacks used, labelled `reason`.
     pub const FALLBACKS_TOTAL: &str = "palisade_fallbacks_total";
 }

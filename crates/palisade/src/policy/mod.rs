@@ -9,6 +9,7 @@
 //! | [`bulkhead`] | cap concurrent calls, with a bounded wait queue |
 //! | [`rate_limit`] | cap the call rate (GCRA), per policy or per key |
 //! | [`fallback`] | answer with a substitute when everything else gave up |
+//! | [`hedge`] | send one more attempt of a slow idempotent call; take the first good answer |
 //!
 //! Every policy is `Clone`; clones share one state, so a policy can be handed to many
 //! tasks or put in a router without a `Buffer`. Every policy implements [`Policy`]:
@@ -19,6 +20,7 @@ pub mod adaptive_timeout;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod fallback;
+pub mod hedge;
 pub mod rate_limit;
 pub mod retry;
 pub mod timeout;

@@ -66,6 +66,7 @@
 mod config;
 mod layer;
 
+pub(crate) use config::open_unit;
 pub use config::{AdaptiveTimeoutBuilder, AdaptiveTimeoutConfig};
 pub use layer::{AdaptiveTimeoutLayer, AdaptiveTimeoutService};
 
