@@ -58,7 +58,7 @@ const TAG_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
 
 /// A percentile is within this fraction (1/32) of the exact nearest-rank percentile,
 /// for latencies from 2^10 ns to 2^37 ns.
-#[cfg(test)]
+#[cfg(all(test, not(palisade_loom)))]
 pub(crate) const RELATIVE_ERROR: f64 = 1.0 / (2 * SUBS) as f64;
 
 /// Latencies over the last `window` of time; see the [module documentation](self).

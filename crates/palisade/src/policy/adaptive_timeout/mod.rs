@@ -10,7 +10,7 @@
 //!
 //! and uses the static `fallback` (by default `max`) while the window holds fewer than
 //! `min_samples` latencies. The percentile is read from a lock-free
-//! [latency histogram](crate::window) of sliding sub-windows, within 1/32 of the exact
+//! latency histogram (`window::LatencyWindow`) of sliding sub-windows, within 1/32 of the exact
 //! value, and recomputed at most once per hundredth of the window (every 300 ms by
 //! default), so a call pays two atomic loads for it.
 //!

@@ -20,7 +20,7 @@
 //! Fixed (`learn = false`), or learned: the `percentile` (default p95) of this policy's
 //! own first attempts over the last `window`, once `min_samples` exist (the fixed
 //! `delay` until then). The percentile comes from a lock-free
-//! [latency histogram](crate::window) (within 1/32) and is recomputed at most once per
+//! latency histogram (`window::LatencyWindow`) (within 1/32) and is recomputed at most once per
 //! hundredth of the window. What is measured:
 //!
 //! * a first attempt that answers well: its latency;
@@ -41,8 +41,8 @@
 //! A hedge sends the same request twice. With `idempotent_only` (the default) a call is
 //! hedged only when marked as safe to repeat:
 //!
-//! * [`idempotent(future)`](idempotent) marks every call made while `future` runs (a
-//!   tokio task-local, like the [deadline](crate::deadline)), so the mark reaches a
+//! * `idempotent(future)` ([`idempotent`]) marks every call made while `future` runs (a
+//!   tokio task-local, like the [deadline]), so the mark reaches a
 //!   hedge deep inside a [`Pipeline`](crate::Pipeline) without changing any signature;
 //!   [`Hedge::call_idempotent`] is the short form for one call;
 //! * the tower layer may instead judge each request:
