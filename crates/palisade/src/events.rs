@@ -112,6 +112,13 @@ pub enum Event {
         /// `"outcome"` or `"latency"`.
         kind: &'static str,
     },
+    /// A hedge sent a second attempt of a call that had not answered in time.
+    Hedged {
+        /// The hedge policy.
+        name: Name,
+        /// The delay after which the second attempt was sent.
+        after: Duration,
+    },
     /// A fallback produced the result instead of the operation.
     FallbackUsed {
         /// The fallback policy.
@@ -187,7 +194,7 @@ pub mod names {
     pub const BULKHEAD_WAIT_SECONDS: &str = "palisade_bulkhead_wait_seconds";
     /// Counter: rate limiter decisions, labelled `decision` (allowed, waited, limited).
     pub const RATE_LIMIT_DECISIONS_TOTAL: &str = "palisade_rate_limit_decisions_total";
-    /// Counter: timeouts that fired.
+    /// Counter: timeouts that fired (adaptive timeouts included).
     pub const TIMEOUTS_TOTAL: &str = "palisade_timeouts_total";
     /// Counter: calls shed, labelled `criticality`.
     pub const SHED_TOTAL: &str = "palisade_shed_total";
@@ -197,6 +204,12 @@ pub mod names {
     pub const THROTTLED_TOTAL: &str = "palisade_throttled_total";
     /// Counter: faults injected, labelled `kind` (outcome, latency).
     pub const FAULTS_INJECTED_TOTAL: &str = "palisade_faults_injected_total";
+    /// Gauge: the timeout an adaptive timeout gives the next call, in seconds.
+    pub const ADAPTIVE_TIMEOUT_SECONDS: &str = "palisade_adaptive_timeout_seconds";
+    /// Counter: second attempts sent by hedges.
+    pub const HEDGES_TOTAL: &str = "palisade_hedges_total";
+    /// Counter: hedges wanted but refused by the hedge's cap or its shared budget.
+    pub const HEDGES_REFUSED_TOTAL: &str = "palisade_hedges_refused_total";
     /// Counter: fallbacks used, labelled `reason`.
     pub const FALLBACKS_TOTAL: &str = "palisade_fallbacks_total";
 }

@@ -16,6 +16,8 @@ pub use deferred::{Admission, Deferred};
 pub use lift::{LiftLayer, LiftService};
 
 pub use crate::pipeline::PipelineLayer;
+pub use crate::policy::adaptive_timeout::{AdaptiveTimeoutLayer, AdaptiveTimeoutService};
+pub use crate::policy::hedge::{HedgeLayer, HedgeService};
 pub use crate::policy::bulkhead::{BulkheadLayer, BulkheadService};
 pub use crate::policy::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerService};
 pub use crate::policy::fallback::{FallbackLayer, FallbackService};

@@ -6,12 +6,14 @@
 //! | [`throttle`] | reject locally what an overloaded backend would refuse anyway |
 //! | [`timeout`] | cancel an operation that takes too long; honour call deadlines |
 //! | [`adaptive_concurrency`] | a concurrency limit that finds itself (AIMD, Vegas, Gradient2) |
+//! | [`adaptive_timeout`] | a timeout set from a percentile of recent latencies |
 //! | [`retry`] | try again with backoff and jitter, within a budget |
 //! | [`circuit_breaker`] | stop calling a dependency that keeps failing |
 //! | [`bulkhead`] | cap concurrent calls, with a bounded wait queue |
 //! | [`rate_limit`] | cap the call rate (GCRA), per policy or per key |
 //! | [`fallback`] | answer with a substitute when everything else gave up |
 //! | [`fault`] | inject errors and latency, switched on at run time |
+//! | [`hedge`] | send one more attempt of a slow idempotent call; take the first good answer |
 //!
 //! Every policy is `Clone`; clones share one state, so a policy can be handed to many
 //! tasks or put in a router without a `Buffer`. Every policy implements [`Policy`]:
@@ -19,10 +21,12 @@
 //! layer in [`crate::layer`]. [`Pipeline`](crate::Pipeline) composes several.
 
 pub mod adaptive_concurrency;
+pub mod adaptive_timeout;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod fallback;
 pub mod fault;
+pub mod hedge;
 pub mod rate_limit;
 pub mod retry;
 pub mod shed;
