@@ -216,10 +216,11 @@ async fn forward(
         tried: AtomicU64::new(0),
         attempts: AtomicU32::new(0),
     };
+    let hedged = replay == Replay::Safe;
     let run = upstream.total.execute(&classifier, || {
         upstream
             .retry
-            .execute(&classifier, || attempt.run(&classifier))
+            .execute(&classifier, || attempt.hedged(&classifier, hedged))
     });
     let result = match deadline {
         Some(at) => palisade::deadline::scope(at, run).await,
@@ -312,6 +313,19 @@ struct Attempt<'a> {
 type Attempted = Result<Response<Incoming>, Error<TransportError>>;
 
 impl Attempt<'_> {
+    /// One attempt, hedged when the upstream hedges and the request may be replayed.
+    async fn hedged(&self, classifier: &HttpClassifier, replayable: bool) -> Attempted {
+        match &self.upstream.hedge {
+            Some(hedge) if replayable => {
+                palisade::policy::hedge::idempotent(
+                    hedge.execute(classifier, || self.run(classifier)),
+                )
+                .await
+            }
+            _ => self.run(classifier).await,
+        }
+    }
+
     async fn run(&self, classifier: &HttpClassifier) -> Attempted {
         match &self.upstream.breaker {
             Some(breaker) => breaker.execute(classifier, || self.once(classifier)).await,
@@ -327,11 +341,16 @@ impl Attempt<'_> {
             self.tried.fetch_or(1 << picked.index, Ordering::Relaxed);
         }
         let started = balancer.clock().now();
-        let result = self
-            .upstream
-            .per_try
-            .execute(classifier, || self.send(&picked.endpoint.address))
-            .await;
+        let address = &picked.endpoint.address;
+        let result = match &self.upstream.adaptive_timeout {
+            Some(timeout) => timeout.execute(classifier, || self.send(address)).await,
+            None => {
+                self.upstream
+                    .per_try
+                    .execute(classifier, || self.send(address))
+                    .await
+            }
+        };
         picked
             .endpoint
             .finish(balancer.clock(), balancer.clock().elapsed_since(started));

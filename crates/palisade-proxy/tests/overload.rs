@@ -140,3 +140,91 @@ async fn bad_overload_settings_are_config_errors_with_lines() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_is_hedged_to_another_for_idempotent_requests() {
+    let slow = Upstream::start("slow", Behaviour::Delay(secs(2))).await;
+    let fast = Upstream::start("fast", Behaviour::Ok).await;
+    let proxy = Proxy::start(&format!(
+        r#"
+[[upstream]]
+name = "api"
+endpoints = ["{}", "{}"]
+balance = "round_robin"
+[upstream.retry]
+max_attempts = 1
+[upstream.hedge]
+delay = "50ms"
+learn = false
+max_extra_load = 1.0
+
+[[route]]
+path_prefix = "/api"
+upstream = "api"
+"#,
+        slow.addr(),
+        fast.addr()
+    ))
+    .await;
+    for _ in 0..6 {
+        let started = std::time::Instant::now();
+        let r = proxy.get("/api/x").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            started.elapsed() < ms(1000),
+            "answered by the hedge, not after the slow endpoint's 2 s"
+        );
+    }
+    let metrics = samples(&proxy.admin_get("/metrics").await.text());
+    assert!(
+        sum(&metrics, "palisade_hedges_total", &[]) >= 1.0,
+        "round robin sent some first attempts to the slow endpoint"
+    );
+    // A POST without Idempotency-Key is never hedged.
+    let hedges_before = sum(&metrics, "palisade_hedges_total", &[]);
+    for _ in 0..2 {
+        let _ = proxy.send("POST", "/api/x", &[], "body").await;
+    }
+    let metrics = samples(&proxy.admin_get("/metrics").await.text());
+    assert_eq!(sum(&metrics, "palisade_hedges_total", &[]), hedges_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_per_try_timeout_follows_observed_latency() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = Proxy::start(&format!(
+        r#"
+[[upstream]]
+name = "api"
+endpoints = ["{}"]
+[upstream.timeout]
+total = "10s"
+per_try = "5s"
+adaptive = {{ percentile = 0.99, factor = 1.5, min = "50ms", max = "2s", min_samples = 10, window = "2s" }}
+[upstream.retry]
+max_attempts = 1
+
+[[route]]
+path_prefix = "/api"
+upstream = "api"
+"#,
+        up.addr()
+    ))
+    .await;
+    for _ in 0..30 {
+        assert_eq!(proxy.get("/api/x").await.status, 200);
+    }
+    // The percentile is recomputed every window/100 (20 ms here): let one refresh pass.
+    tokio::time::sleep(ms(100)).await;
+    assert_eq!(proxy.get("/api/x").await.status, 200);
+    // Fast so far: the learned timeout is near its 50 ms floor, far below the static 5 s.
+    up.set_behaviour(Behaviour::Delay(ms(800)));
+    let started = std::time::Instant::now();
+    let r = proxy.get("/api/x").await;
+    assert_eq!((r.status, r.reason()), (504, Some("timeout")), "{r:?}");
+    assert!(
+        started.elapsed() < ms(600),
+        "cut off by the learned timeout: {:?}",
+        started.elapsed()
+    );
+}

@@ -309,6 +309,17 @@ impl Checker<'_> {
                 self.config_error(&at("load_shedding"), e);
             }
         }
+        if let Some(hedge) = &upstream.hedge {
+            if let Err(e) = hedge.validate() {
+                self.config_error(&at("hedge"), e);
+            }
+        }
+        if let Some(adaptive) = &upstream.timeout.adaptive {
+            let section: Vec<_> = at("timeout").into_iter().chain([key("adaptive")]).collect();
+            if let Err(e) = adaptive.validate() {
+                self.config_error(&section, e);
+            }
+        }
         let retry_section = &upstream.retry;
         let retry: RetryConfig = self.library_config(&at("retry"), &retry_section.policy);
         let retry_on = RetryOn::parse(&retry_section.on).unwrap_or_else(|e| {

@@ -17,7 +17,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use palisade::policy::adaptive_concurrency::AdaptiveConcurrencyConfig;
+use palisade::policy::adaptive_timeout::AdaptiveTimeoutConfig;
 use palisade::policy::bulkhead::BulkheadConfig;
+use palisade::policy::hedge::HedgeConfig;
 use palisade::policy::rate_limit::RateLimitConfig;
 use palisade::policy::shed::ShedConfig;
 use palisade::policy::throttle::ThrottleConfig;
@@ -143,6 +145,8 @@ pub struct Upstream {
     pub throttle: Option<ThrottleConfig>,
     /// Criticality-aware load shedding; absent: none.
     pub load_shedding: Option<ShedConfig>,
+    /// Hedging of slow idempotent requests; absent: none.
+    pub hedge: Option<HedgeConfig>,
 }
 
 /// `[upstream.timeout]`.
@@ -158,6 +162,10 @@ pub struct TimeoutSection {
     /// Subtracted from the remaining budget sent to the upstream. Default 5 ms.
     #[serde(default = "defaults::margin", with = "humantime_serde")]
     pub margin: Duration,
+    /// Per-try timeout learned from observed latency, replacing `per_try` once enough
+    /// samples exist (`per_try` is its fallback until then).
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveTimeoutConfig>,
 }
 
 impl Default for TimeoutSection {
@@ -166,6 +174,7 @@ impl Default for TimeoutSection {
             total: defaults::total(),
             per_try: defaults::per_try(),
             margin: defaults::margin(),
+            adaptive: None,
         }
     }
 }

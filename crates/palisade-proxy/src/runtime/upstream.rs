@@ -10,8 +10,10 @@ use hyper_util::rt::TokioExecutor;
 use palisade::ConfigError;
 use palisade::clock::Clock;
 use palisade::policy::adaptive_concurrency::AdaptiveConcurrency;
+use palisade::policy::adaptive_timeout::{AdaptiveTimeout, AdaptiveTimeoutBuilder};
 use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder};
+use palisade::policy::hedge::{Hedge, HedgeBuilder};
 use palisade::policy::rate_limit::{RateLimiter, RateLimiterBuilder};
 use palisade::policy::retry::{Retry, RetryBuilder};
 use palisade::policy::shed::LoadShedder;
@@ -60,6 +62,10 @@ pub struct Upstream {
     pub throttle: Option<AdaptiveThrottle>,
     /// Criticality-aware load shedding.
     pub shedder: Option<LoadShedder>,
+    /// Hedging of slow idempotent requests.
+    pub hedge: Option<Hedge>,
+    /// A per-try timeout learned from latency (replaces `per_try` when set).
+    pub adaptive_timeout: Option<AdaptiveTimeout>,
     pub(crate) client: UpstreamClient,
 }
 
@@ -167,6 +173,26 @@ impl Upstream {
                     RateLimiterBuilder::from_config(r.clone())
                         .name(config.name.clone())
                         .build()
+                })
+                .transpose()?,
+            hedge: config
+                .hedge
+                .as_ref()
+                .map(|h| {
+                    let mut h = h.clone();
+                    h.name = config.name.clone();
+                    HedgeBuilder::from_config(h).build()
+                })
+                .transpose()?,
+            adaptive_timeout: config
+                .timeout
+                .adaptive
+                .as_ref()
+                .map(|a| {
+                    let mut a = a.clone();
+                    a.name = format!("{}/per_try", config.name);
+                    a.fallback = a.fallback.or(Some(config.timeout.per_try));
+                    AdaptiveTimeoutBuilder::from_config(a).build()
                 })
                 .transpose()?,
             adaptive,
