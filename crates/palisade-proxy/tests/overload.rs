@@ -167,7 +167,7 @@ upstream = "api"
     ))
     .await;
     for _ in 0..6 {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let r = proxy.get("/api/x").await;
         assert_eq!(r.status, 200, "{r:?}");
         assert!(
@@ -219,7 +219,7 @@ upstream = "api"
     assert_eq!(proxy.get("/api/x").await.status, 200);
     // Fast so far: the learned timeout is near its 50 ms floor, far below the static 5 s.
     up.set_behaviour(Behaviour::Delay(ms(800)));
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let r = proxy.get("/api/x").await;
     assert_eq!((r.status, r.reason()), (504, Some("timeout")), "{r:?}");
     assert!(
