@@ -17,10 +17,10 @@ pub use lift::{LiftLayer, LiftService};
 
 pub use crate::pipeline::PipelineLayer;
 pub use crate::policy::adaptive_timeout::{AdaptiveTimeoutLayer, AdaptiveTimeoutService};
-pub use crate::policy::hedge::{HedgeLayer, HedgeService};
 pub use crate::policy::bulkhead::{BulkheadLayer, BulkheadService};
 pub use crate::policy::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerService};
 pub use crate::policy::fallback::{FallbackLayer, FallbackService};
+pub use crate::policy::hedge::{HedgeLayer, HedgeService};
 pub use crate::policy::rate_limit::{RateLimitLayer, RateLimitService};
 pub use crate::policy::retry::{RetryLayer, RetryService};
 pub use crate::policy::timeout::{TimeoutLayer, TimeoutService};

@@ -146,19 +146,21 @@ impl Retry {
     /// Starts one call: deposits into the budget and notes the start if needed.
     #[inline]
     pub(crate) fn begin(&self) -> Attempts {
+        Attempts::after_first(self.start())
+    }
+
+    /// Starts one call: deposits into the budget, and returns its start time when
+    /// `max_elapsed` needs one (0 otherwise).
+    #[inline]
+    pub(crate) fn start(&self) -> Nanos {
         let shared = &self.shared;
         if let Some(budget) = &shared.budget {
             budget.deposit();
         }
-        Attempts {
-            attempt: 1,
-            backoff: BackoffState::default(),
-            rng: None,
-            started: if shared.max_elapsed.is_some() {
-                shared.clock.now()
-            } else {
-                0
-            },
+        if shared.max_elapsed.is_some() {
+            shared.clock.now()
+        } else {
+            0
         }
     }
 
@@ -270,6 +272,16 @@ impl Retry {
 }
 
 impl Attempts {
+    /// The state after a first attempt started at `started`.
+    fn after_first(started: Nanos) -> Self {
+        Attempts {
+            attempt: 1,
+            backoff: BackoffState::default(),
+            rng: None,
+            started,
+        }
+    }
+
     /// Attempts made so far (the first included).
     pub(crate) fn made(&self) -> u32 {
         self.attempt
@@ -300,13 +312,15 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        // The first attempt carries nothing but what a retry would need later.
-        let mut attempts = self.begin();
+        // The first attempt carries only its start time; the retry state is built on the
+        // cold path, if a retry is wanted.
+        let started = self.start();
         let first = operation().await;
         let outcome = classify_result(classifier, &first);
         if !outcome.is_retryable() {
             return first;
         }
+        let mut attempts = Attempts::after_first(started);
         self.again(classifier, &operation, &mut attempts, first, outcome)
             .await
     }
