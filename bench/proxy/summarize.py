@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Turns bench/proxy/run.sh's results.tsv and memory.tsv into markdown tables.
+
+Usage: summarize.py OUT_DIR CLK_TCK   (run.sh calls it; it can be re-run on old output)
+
+Every figure is the median over the rounds of one layout. Added p50 is computed per
+round (target p50 minus the same round's direct p50), and every ratio per round too;
+the tables give the median ratio and the range over the rounds.
+"""
+
+import csv
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+RSS_LIMIT_BYTES = 30_000_000  # "under 30 MB"
+PROXIES = ["nginx", "haproxy", "palisade"]
+TARGETS = ["direct", "nginx", "haproxy", "palisade", "open-fallback", "open-503"]
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def rng(xs):
+    return f"{min(xs):.2f}–{max(xs):.2f}" if len(xs) > 1 else ""
+
+
+def main():
+    out = Path(sys.argv[1])
+    tick_us = 1e6 / float(sys.argv[2]) if len(sys.argv) > 2 else 1e4
+    rows = list(csv.DictReader(open(out / "results.tsv"), delimiter="\t"))
+    mem = list(csv.DictReader(open(out / "memory.tsv"), delimiter="\t"))
+    conns_hi = max(int(r["conns"]) for r in rows)
+
+    # data[layout][round][(target, conns)] = row with derived figures
+    data = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        req = int(r["requests"])
+        d = {
+            "req": req,
+            "rps": req / (int(r["duration_us"]) / 1e6),
+            "p50": float(r["p50_us"]),
+            "p99": float(r["p99_us"]),
+            "err_status": int(r["err_status"]),
+            "err_socket": int(r["err_socket"]),
+            "proxy_us": int(r["proxy_ticks"]) * tick_us / req if req else float("nan"),
+            "up_us": int(r["upstream_ticks"]) * tick_us / req if req else float("nan"),
+        }
+        data[r["layout"]][int(r["round"])][(r["target"], int(r["conns"]))] = d
+
+    print("Machine and run:\n")
+    print("```")
+    print((out / "machine.txt").read_text().rstrip())
+    print("```\n")
+
+    verdicts = []
+    for layout, rounds in data.items():
+        rs = sorted(rounds)
+        print(f"### Layout `{layout}` ({len(rs)} rounds, medians)\n")
+
+        def per_round(f):
+            vals = []
+            for n in rs:
+                try:
+                    v = f(rounds[n])
+                except KeyError:
+                    continue
+                vals.append(v)
+            return vals
+
+        print(
+            f"| target | p50 at c1 (µs) | added p50 over direct (µs) | req/s at c{conns_hi} "
+            f"| p50 / p99 at c{conns_hi} (µs) | proxy CPU per request (µs) "
+            f"| upstream CPU per request (µs) | non-2xx / socket errors |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for t in TARGETS:
+            c1 = per_round(lambda r: r[(t, 1)])
+            hi = per_round(lambda r: r[(t, conns_hi)])
+            if not c1 or not hi:
+                continue
+            added = per_round(lambda r: r[(t, 1)]["p50"] - r[("direct", 1)]["p50"])
+            added_s = "—" if t == "direct" else f"{med(added):.1f}"
+            proxy_cpu = "—" if t == "direct" else f"{med([x['proxy_us'] for x in hi]):.1f}"
+            errs = sum(x["err_status"] for x in c1 + hi), sum(x["err_socket"] for x in c1 + hi)
+            print(
+                f"| {t} | {med([x['p50'] for x in c1]):.1f} | {added_s} "
+                f"| {med([x['rps'] for x in hi]):,.0f} "
+                f"| {med([x['p50'] for x in hi]):.0f} / {med([x['p99'] for x in hi]):.0f} "
+                f"| {proxy_cpu} | {med([x['up_us'] for x in hi]):.1f} | {errs[0]} / {errs[1]} |"
+            )
+        print()
+
+        def added(r, t):
+            return r[(t, 1)]["p50"] - r[("direct", 1)]["p50"]
+
+        ratios = [
+            (
+                "added p50 (c1): palisade ÷ nginx",
+                per_round(lambda r: added(r, "palisade") / added(r, "nginx")),
+                "≤ 1.0",
+                lambda v: v <= 1.0,
+            ),
+            (
+                "added p50 (c1): palisade ÷ haproxy",
+                per_round(lambda r: added(r, "palisade") / added(r, "haproxy")),
+                "",
+                None,
+            ),
+            (
+                f"req/s (c{conns_hi}): palisade ÷ haproxy",
+                per_round(lambda r: r[("palisade", conns_hi)]["rps"] / r[("haproxy", conns_hi)]["rps"]),
+                "≥ 1.0",
+                lambda v: v >= 1.0,
+            ),
+            (
+                f"req/s (c{conns_hi}): palisade ÷ nginx",
+                per_round(lambda r: r[("palisade", conns_hi)]["rps"] / r[("nginx", conns_hi)]["rps"]),
+                "",
+                None,
+            ),
+        ]
+        for t in ["open-503", "open-fallback"]:
+            ratios += [
+                (
+                    f"rejected ({t}) ÷ proxied: palisade CPU per request (c{conns_hi})",
+                    per_round(lambda r: r[(t, conns_hi)]["proxy_us"] / r[("palisade", conns_hi)]["proxy_us"]),
+                    "< 0.5",
+                    lambda v: v < 0.5,
+                ),
+                (
+                    f"rejected ({t}) ÷ proxied: p50 at c1",
+                    per_round(lambda r: r[(t, 1)]["p50"] / r[("palisade", 1)]["p50"]),
+                    "< 0.5",
+                    lambda v: v < 0.5,
+                ),
+                (
+                    f"rejected ({t}) ÷ proxied: req/s at c{conns_hi}, inverted (bounded by wrk's share of the CPU)",
+                    per_round(lambda r: r[("palisade", conns_hi)]["rps"] / r[(t, conns_hi)]["rps"]),
+                    "",
+                    None,
+                ),
+            ]
+        print("| ratio | median | range over rounds | target | verdict |")
+        print("|---|---|---|---|---|")
+        for name, vals, target, ok in ratios:
+            if not vals:
+                continue
+            m = med(vals)
+            if ok is None:
+                verdict = ""
+            else:
+                hits = sum(1 for v in vals if ok(v))
+                verdict = "met" if ok(m) else "**missed**"
+                if 0 < hits < len(vals):
+                    verdict += f" ({hits} of {len(vals)} rounds met)"
+                verdicts.append((layout, name, f"{m:.2f}", target, verdict))
+            print(f"| {name} | {m:.2f} | {rng(vals)} | {target} | {verdict} |")
+        print()
+
+        lm = [m for m in mem if m["layout"] == layout]
+        if lm:
+            print("| process | RSS before (MiB) | with idle connections (MiB, peak) | under wrk, same count (MiB, peak) | connections held |")
+            print("|---|---|---|---|---|")
+            by = defaultdict(dict)
+            for m in lm:
+                by[m["target"]][m["state"]] = m
+            for t in PROXIES:
+                if t not in by:
+                    continue
+                st = by[t]
+                idle = next((v for k, v in st.items() if k.startswith("idle-")), None)
+                busy = next((v for k, v in st.items() if k.startswith("wrk-")), None)
+
+                def mib(m):
+                    return f"{int(m['rss_kb']) / 1024:.1f}" if m else "—"
+
+                print(f"| {t} | {mib(st.get('before'))} | {mib(idle)} | {mib(busy)} | {idle['detail'].strip() if idle else ''} |")
+                if t == "palisade":
+                    for label, m in [("idle", idle)]:
+                        if m:
+                            b = int(m["rss_kb"]) * 1024
+                            verdicts.append(
+                                (
+                                    layout,
+                                    f"palisade RSS at {m['state'].split('-')[-1]} connections, {label}",
+                                    f"{b / 1e6:.1f} MB",
+                                    "< 30 MB",
+                                    "met" if b < RSS_LIMIT_BYTES else "**missed**",
+                                )
+                            )
+            print()
+
+        req_file = out / "raw" / f"{layout}-palisade-requests.txt"
+        if req_file.exists():
+            print("palisade's own count of its answers (`palisade_requests_total`, whole layout):\n")
+            print("```")
+            print(req_file.read_text().rstrip())
+            print("```\n")
+
+    print("### Verdicts\n")
+    print("| layout | target | measured | wanted | verdict |")
+    print("|---|---|---|---|---|")
+    for v in verdicts:
+        print("| " + " | ".join(v) + " |")
+
+
+if __name__ == "__main__":
+    main()
