@@ -1,16 +1,19 @@
+#![allow(missing_docs)] // criterion's macros generate undocumented items
 //! Adaptive overload protection on its success path: the adaptive limiter's
 //! acquire/record/release against congestion-limiter's, the load shedder's and the
 //! client throttle's per-call decisions, and fault injection switched off against no
 //! policy at all.
 
 use std::hint::black_box;
-use std::time::Duration;
 
+use congestion_limiter::limiter::Limiter as _;
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade::Policy;
 use palisade::criticality::Criticality;
 use palisade::outcome::Outcome;
-use palisade::policy::adaptive_concurrency::{AdaptiveConcurrency, AdaptiveConcurrencyConfig, AlgorithmConfig};
+use palisade::policy::adaptive_concurrency::{
+    AdaptiveConcurrency, AdaptiveConcurrencyConfig, AlgorithmConfig,
+};
 use palisade::policy::fault::{FaultConfig, FaultInjection};
 use palisade::policy::shed::{LoadShedder, ShedConfig};
 use palisade::policy::throttle::{AdaptiveThrottle, ThrottleConfig};
@@ -21,18 +24,23 @@ fn bench(c: &mut Criterion) {
     let _context = rt.enter();
 
     let ours = AdaptiveConcurrency::new(AdaptiveConcurrencyConfig {
-        algorithm: AlgorithmConfig::Aimd { backoff_ratio: 0.9, latency_threshold: None },
+        algorithm: AlgorithmConfig::Aimd {
+            backoff_ratio: 0.9,
+            latency_threshold: None,
+        },
         initial_limit: 1000,
         max_limit: 1000,
         ..Default::default()
     })
     .expect("valid limiter");
-    let theirs = congestion_limiter::limiter::Limiter::new(
-        congestion_limiter::limits::Aimd::new_with_initial_limit(1000).with_max_limit(1000),
+    let theirs = congestion_limiter::limiter::DefaultLimiter::new(
+        congestion_limiter::limits::Aimd::new(1000, 1..=1000),
     );
     let shedder = LoadShedder::new(ShedConfig::default()).expect("valid shedder");
     let throttle = AdaptiveThrottle::new(ThrottleConfig::default()).expect("valid throttle");
-    let chaos = FaultInjection::<u64, ()>::builder(FaultConfig::default()).build().expect("valid faults");
+    let chaos = FaultInjection::<u64, ()>::builder(FaultConfig::default())
+        .build()
+        .expect("valid faults");
 
     let mut group = c.benchmark_group("overload");
     group.bench_function("adaptive_palisade", |b| {
@@ -43,12 +51,18 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("adaptive_congestion_limiter", |b| {
         b.to_async(&rt).iter(|| async {
-            let token = theirs.try_acquire().expect("room");
-            token.set_outcome(congestion_limiter::limiter::Outcome::Success).await;
+            let token = theirs.try_acquire().await.expect("room");
+            theirs
+                .release(token, Some(congestion_limiter::limiter::Outcome::Success))
+                .await;
         })
     });
     group.bench_function("shed_decision", |b| {
-        b.iter(|| drop(black_box(shedder.try_acquire(Criticality::Critical).expect("room"))))
+        b.iter(|| {
+            drop(black_box(
+                shedder.try_acquire(Criticality::Critical).expect("room"),
+            ))
+        })
     });
     group.bench_function("throttle_decision", |b| {
         b.iter(|| {
@@ -57,13 +71,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("fault_off", |b| {
-        b.to_async(&rt).iter(|| async { black_box(chaos.call(|| async { Ok::<u64, ()>(1) }).await) })
+        b.to_async(&rt)
+            .iter(|| async { black_box(chaos.call(|| async { Ok::<u64, ()>(1) }).await) })
     });
+    // "No policy" through the same call API: an empty pipeline runs the operation as is.
+    let nothing = palisade::Pipeline::builder().build();
     group.bench_function("no_policy", |b| {
-        b.to_async(&rt).iter(|| async { black_box(async { Ok::<u64, ()>(1) }.await) })
+        b.to_async(&rt)
+            .iter(|| async { black_box(nothing.call(|| async { Ok::<u64, ()>(1) }).await) })
     });
     group.finish();
-    let _ = Duration::ZERO;
 }
 
 criterion_group! {

@@ -39,6 +39,7 @@ pub mod config;
 pub(crate) mod context;
 pub mod criticality;
 pub mod deadline;
+pub(crate) mod either;
 pub mod error;
 pub mod events;
 pub mod layer;

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::config::ConfigError;
+use crate::either::Either;
 use crate::events::{Emitter, Event, Listener, names};
 use crate::outcome::Classify;
 use crate::policy::Policy;
@@ -231,16 +232,42 @@ where
     T: Send + 'static,
     E: Send + fmt::Debug + 'static,
 {
-    async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
+    /// Switched off, this returns the operation's own future: nothing is added to it.
+    #[inline]
+    fn execute<C, F, Fut>(
+        &self,
+        _classifier: &C,
+        operation: F,
+    ) -> impl Future<Output = Result<T, Error<E>>> + Send
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        let shared = &self.shared;
-        if !shared.enabled.load(Ordering::Relaxed) {
-            return operation().await;
+        if self.shared.enabled.load(Ordering::Relaxed) {
+            Either::Right {
+                future: self.inject_then(operation),
+            }
+        } else {
+            Either::Left {
+                future: operation(),
+            }
         }
+    }
+}
+
+impl<T, E> FaultInjection<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    /// Rolls the dice for one call, then runs it (unless an outcome was injected).
+    async fn inject_then<F, Fut>(&self, operation: F) -> Result<T, Error<E>>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, Error<E>>> + Send,
+    {
+        let shared = &self.shared;
         if let Some(inject) = &shared.inject {
             if shared.dice.roll() < Shared::<T, E>::rate(&shared.error_rate) {
                 if let Some(_slot) = shared.take_slot() {

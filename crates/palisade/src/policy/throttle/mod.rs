@@ -13,8 +13,14 @@
 //!
 //! so the load that reaches an overloaded backend falls towards `K` times what it accepts,
 //! without any coordination. `K = 2` (the default) keeps some headroom for recovery; lower
-//! `K` throttles harder. Counts live in a lock-free [bucket ring](crate::window), and the
-//! decision is a sum over the buckets and one roll of the dice: no lock.
+//! `K` throttles harder.
+//!
+//! The per-call path is three atomic operations and no clock read: a load of the cached
+//! probability, a roll of the dice, and an add to a running total. Every 64th call reads
+//! the clock and recomputes the probability from the running totals minus the oldest
+//! snapshot still inside the window; once per bucket width it also takes a new snapshot
+//! (at most `buckets + 1` are kept). The window is therefore exact to one bucket, and the
+//! probability at most 63 calls old.
 //!
 //! ```
 //! use palisade::{Error, Policy};
@@ -33,9 +39,11 @@ mod config;
 
 pub use config::ThrottleConfig;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 use crate::config::ConfigError;
@@ -43,7 +51,6 @@ use crate::events::{Emitter, Event, Listener, names};
 use crate::outcome::{Classify, Health, classify_result};
 use crate::policy::Policy;
 use crate::random::Dice;
-use crate::window::BucketRing;
 use crate::{Error, Name};
 
 /// Client-side adaptive throttling; clones share the window. See the [module docs](self).
@@ -54,15 +61,29 @@ pub struct AdaptiveThrottle {
 
 struct Shared {
     name: Name,
-    /// `a` = requests, `b` = accepts.
-    window: BucketRing,
     k: f64,
     max_rejection: f64,
     clock: Clock,
     dice: Dice,
     emitter: Emitter,
     rejected: metrics::Counter,
+    /// Every request ever counted.
+    requests: AtomicU64,
+    /// Every accept ever counted.
+    accepts: AtomicU64,
+    /// The rejection probability, as `f64` bits.
+    probability: AtomicU64,
+    /// Clock time at which the window moves on next.
+    next_roll: AtomicU64,
+    /// Width of one bucket, in nanoseconds.
+    width: u64,
+    /// Snapshots of (time, requests, accepts), oldest first; at most `buckets + 1`.
+    snapshots: Mutex<VecDeque<(u64, u64, u64)>>,
+    buckets: usize,
 }
+
+/// How often (in calls) the clock is read to see whether the window must move on.
+const CLOCK_EVERY: u64 = 64;
 
 impl AdaptiveThrottle {
     /// A throttle on tokio's clock.
@@ -78,9 +99,17 @@ impl AdaptiveThrottle {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let name: Name = config.name.as_str().into();
+        let width = crate::clock::duration_to_nanos(config.window / config.buckets).max(1);
+        let start = clock.now();
         Ok(Self {
             shared: Arc::new(Shared {
-                window: BucketRing::new(config.buckets as usize, config.window / config.buckets),
+                requests: AtomicU64::new(0),
+                accepts: AtomicU64::new(0),
+                probability: AtomicU64::new(0f64.to_bits()),
+                next_roll: AtomicU64::new(start.saturating_add(width)),
+                width,
+                snapshots: Mutex::new(VecDeque::from([(start, 0, 0)])),
+                buckets: config.buckets as usize,
                 k: config.k,
                 max_rejection: config.max_rejection,
                 clock,
@@ -97,29 +126,26 @@ impl AdaptiveThrottle {
         &self.shared.name
     }
 
-    /// The probability that the next call is rejected locally.
+    /// The probability that the next call is rejected locally (brought up to date).
     pub fn rejection_probability(&self) -> f64 {
-        let (requests, accepts) = self.shared.window.sum(self.shared.clock.now());
-        probability(requests, accepts, self.shared.k, self.shared.max_rejection)
+        self.shared.roll_window(self.shared.clock.now(), true, 0);
+        f64::from_bits(self.shared.probability.load(Ordering::Relaxed))
     }
 
     /// Decides one call: `true` to send it. Counts it as a request either way.
     #[inline]
     pub fn admit(&self) -> bool {
         let shared = &self.shared;
-        let now = shared.clock.now();
-        let (requests, accepts) = shared.window.sum(now);
-        let p = probability(requests, accepts, shared.k, shared.max_rejection);
+        let p = f64::from_bits(shared.probability.load(Ordering::Relaxed));
         let send = p <= 0.0 || shared.dice.roll() >= p;
-        shared.window.add(now, 1, 0);
+        let count = shared.requests.fetch_add(1, Ordering::Relaxed);
+        if count % CLOCK_EVERY == 0 {
+            // This call's own outcome is not known yet: leave it out, as a per-call
+            // decision made before counting it would.
+            shared.roll_window(shared.clock.now(), true, 1);
+        }
         if !send {
-            shared.rejected.increment(1);
-            if shared.emitter.is_listening() {
-                shared.emitter.emit(Event::Throttled {
-                    name: shared.name.clone(),
-                    probability: p,
-                });
-            }
+            shared.throttled(p);
         }
         send
     }
@@ -127,7 +153,7 @@ impl AdaptiveThrottle {
     /// Records that the backend accepted a call.
     #[inline]
     pub fn accepted(&self) {
-        self.shared.window.add(self.shared.clock.now(), 0, 1);
+        self.shared.accepts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn rejection<E>(&self) -> Error<E> {
@@ -153,6 +179,53 @@ where
 pub fn probability(requests: u64, accepts: u64, k: f64, max: f64) -> f64 {
     let p = (requests as f64 - k * accepts as f64) / (requests as f64 + 1.0);
     p.clamp(0.0, max)
+}
+
+impl Shared {
+    /// Takes a snapshot when a bucket width has passed, and recomputes the probability
+    /// over the window (only when a snapshot is due, unless `force`).
+    fn roll_window(&self, now: u64, force: bool, pending: u64) {
+        if !force && now < self.next_roll.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(mut snapshots) = self.snapshots.try_lock() else {
+            return;
+        };
+        let requests = self
+            .requests
+            .load(Ordering::Relaxed)
+            .saturating_sub(pending);
+        let accepts = self.accepts.load(Ordering::Relaxed);
+        if now >= self.next_roll.load(Ordering::Relaxed) {
+            snapshots.push_back((now, requests, accepts));
+            self.next_roll
+                .store(now.saturating_add(self.width), Ordering::Relaxed);
+        }
+        // Keep only snapshots inside the window (and one at its start).
+        let horizon = now.saturating_sub(self.width.saturating_mul(self.buckets as u64));
+        while snapshots.len() > 1 && snapshots.get(1).is_some_and(|s| s.0 <= horizon) {
+            snapshots.pop_front();
+        }
+        let (_, old_requests, old_accepts) = snapshots.front().copied().unwrap_or((now, 0, 0));
+        let p = probability(
+            requests.saturating_sub(old_requests),
+            accepts.saturating_sub(old_accepts),
+            self.k,
+            self.max_rejection,
+        );
+        self.probability.store(p.to_bits(), Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn throttled(&self, p: f64) {
+        self.rejected.increment(1);
+        if self.emitter.is_listening() {
+            self.emitter.emit(Event::Throttled {
+                name: self.name.clone(),
+                probability: p,
+            });
+        }
+    }
 }
 
 impl<T, E> Policy<T, E> for AdaptiveThrottle
