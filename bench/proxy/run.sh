@@ -310,8 +310,11 @@ measure() {
     local p0=0 p1=0 u0 u1
     ((${#proxy_pids[@]})) && p0=$(ticks "${proxy_pids[@]}")
     u0=$(ticks "${PID[upstream]}")
+    # In the background, so that a signal to this script is handled at once.
     "${CLIENT_PIN[@]}" timeout 120 wrk -t"$threads" -c"$conns" -d"$DURATION" --latency \
-        -s "$WORK/report.lua" "$url" >"$raw" 2>&1 || die "wrk failed: $(cat "$raw")"
+        -s "$WORK/report.lua" "$url" >"$raw" 2>&1 &
+    BG_PIDS+=("$!")
+    wait "$!" || die "wrk failed: $(cat "$raw")"
     ((${#proxy_pids[@]})) && p1=$(ticks "${proxy_pids[@]}")
     u1=$(ticks "${PID[upstream]}")
     local r
