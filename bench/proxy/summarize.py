@@ -137,7 +137,7 @@ def main():
                     lambda v: v < 0.5,
                 ),
                 (
-                    f"rejected ({t}) ÷ proxied: req/s at c{conns_hi}, inverted (bounded by wrk's share of the CPU)",
+                    f"rejected ({t}) ÷ proxied: req/s at c{conns_hi}, inverted (in `shared`, wrk competes for the same cores)",
                     per_round(lambda r: r[("palisade", conns_hi)]["rps"] / r[(t, conns_hi)]["rps"]),
                     "",
                     None,
