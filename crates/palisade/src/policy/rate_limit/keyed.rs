@@ -361,7 +361,13 @@ where
             Some(own) => own.load(),
             None => self.shared.default.load(),
         };
-        gcra::check(&entry.tat, cell, now, max_wait)
+        match gcra::check(&entry.tat, cell, now, max_wait) {
+            // A stale "now" (the thread was preempted) must not refuse the call: look again.
+            Decision::Limited(_) => {
+                gcra::check(&entry.tat, cell, self.shared.clock.now(), max_wait)
+            }
+            admitted => admitted,
+        }
     }
 
     #[cold]

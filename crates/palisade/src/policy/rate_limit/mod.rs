@@ -115,7 +115,7 @@ impl RateLimiter {
     #[inline]
     pub fn check(&self) -> Result<(), Duration> {
         let shared = &self.shared;
-        match gcra::check(&shared.tat, shared.cell.load(), shared.clock.now(), 0) {
+        match shared.check_fresh(0) {
             Decision::Allowed | Decision::AllowedAfter(_) => {
                 shared.counters.allowed.increment(1);
                 Ok(())
@@ -178,6 +178,18 @@ impl RateLimiter {
 }
 
 impl Shared {
+    /// Checks one call; before refusing, reads the clock again and checks once more, so
+    /// that a thread preempted between its clock read and its compare-and-swap (its "now"
+    /// gone stale by more than the tolerance) is not refused for being late.
+    #[inline]
+    fn check_fresh(&self, max_wait: Nanos) -> Decision {
+        let cell = self.cell.load();
+        match gcra::check(&self.tat, cell, self.clock.now(), max_wait) {
+            Decision::Limited(_) => gcra::check(&self.tat, cell, self.clock.now(), max_wait),
+            admitted => admitted,
+        }
+    }
+
     #[cold]
     fn limited(&self, after: Duration) {
         self.counters.limited.increment(1);
