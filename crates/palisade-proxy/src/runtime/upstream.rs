@@ -108,8 +108,9 @@ impl Upstream {
                 health::spawn(e, check.clone());
             }
         }
-        let mut retry = policies.retry.clone();
-        retry.name = config.name.clone();
+        let mut retry_config = policies.retry.clone();
+        retry_config.name = config.name.clone();
+        let retry = RetryBuilder::from_config(retry_config).build()?;
         let adaptive = config
             .adaptive_concurrency
             .as_ref()
@@ -149,7 +150,7 @@ impl Upstream {
                 .after(config.timeout.per_try)
                 .build()?,
             margin: config.timeout.margin,
-            retry: RetryBuilder::from_config(retry).build()?,
+            retry: retry.clone(),
             retry_on: policies.retry_on.clone(),
             methods: policies.methods.clone(),
             replay_body_bytes: config.retry.replay_body_bytes,
@@ -181,7 +182,12 @@ impl Upstream {
                 .map(|h| {
                     let mut h = h.clone();
                     h.name = config.name.clone();
-                    HedgeBuilder::from_config(h).build()
+                    // Hedges are charged to the retries' budget too, when there is one.
+                    let builder = HedgeBuilder::from_config(h);
+                    match retry.budget() {
+                        Some(budget) => builder.budget(budget.clone()).build(),
+                        None => builder.build(),
+                    }
                 })
                 .transpose()?,
             adaptive_timeout: config
