@@ -11,9 +11,11 @@
 
 mod deferred;
 mod lift;
+mod policy;
 
 pub use deferred::{Admission, Deferred};
 pub use lift::{LiftLayer, LiftService};
+pub use policy::{PolicyFuture, PolicyLayer, PolicyService};
 
 pub use crate::pipeline::PipelineLayer;
 pub use crate::policy::adaptive_timeout::{AdaptiveTimeoutLayer, AdaptiveTimeoutService};

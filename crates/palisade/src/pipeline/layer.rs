@@ -79,6 +79,24 @@ impl<C, T, E> IntoLayer<C> for Fallback<T, E> {
     }
 }
 
+macro_rules! single_attempt_layer {
+    ($($policy:ty $(, $g:ident)*;)*) => {$(
+        impl<Cl: Clone, $($g),*> IntoLayer<Cl> for $policy {
+            type Layer = crate::layer::PolicyLayer<Self, Cl>;
+            fn to_layer(&self, classifier: &Cl) -> Self::Layer {
+                crate::layer::PolicyLayer::new(self.clone(), classifier.clone())
+            }
+        }
+    )*};
+}
+
+single_attempt_layer! {
+    crate::policy::adaptive_concurrency::AdaptiveConcurrency;
+    crate::policy::shed::LoadShedder;
+    crate::policy::throttle::AdaptiveThrottle;
+    crate::policy::fault::FaultInjection<T, E>, T, E;
+}
+
 /// A [`Pipeline`] as one tower layer: the same policies, the same order, shared state.
 #[derive(Clone, Debug)]
 pub struct PipelineLayer<L> {

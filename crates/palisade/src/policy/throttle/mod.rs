@@ -259,5 +259,18 @@ impl fmt::Debug for AdaptiveThrottle {
     }
 }
 
+impl AdaptiveThrottle {
+    /// This policy as a tower layer (through [`PolicyLayer`](crate::layer::PolicyLayer)),
+    /// with the default classifier.
+    pub fn layer(&self) -> crate::layer::PolicyLayer<Self, crate::DefaultClassifier> {
+        self.layer_with(crate::DefaultClassifier)
+    }
+
+    /// This policy as a tower layer classifying responses with `classifier`.
+    pub fn layer_with<C>(&self, classifier: C) -> crate::layer::PolicyLayer<Self, C> {
+        crate::layer::PolicyLayer::new(self.clone(), classifier)
+    }
+}
+
 #[cfg(all(test, not(palisade_loom)))]
 mod tests;
