@@ -149,7 +149,7 @@ impl AdaptiveConcurrency {
 
     /// Calls running now.
     pub fn in_flight(&self) -> usize {
-        self.shared.bulkhead.snapshot().active
+        self.shared.bulkhead.active()
     }
 
     /// Admits a call of the current [criticality](crate::criticality) now, if it fits.
@@ -170,18 +170,18 @@ impl AdaptiveConcurrency {
             return Ok(permit);
         }
         let shared = &self.shared;
-        if !shared.partitions.is_empty() || shared.bulkhead.snapshot().max_queue == 0 {
+        if !shared.partitions.is_empty() || shared.bulkhead.max_queue() == 0 {
             return Err(self.rejection());
         }
         let slot = shared.bulkhead.acquire::<E>().await?;
-        let in_flight = shared.bulkhead.snapshot().active;
+        let in_flight = shared.bulkhead.active();
         Ok(shared.permit(slot, in_flight, None))
     }
 
     fn rejection<E>(&self) -> Error<E> {
         Error::BulkheadFull {
             name: self.shared.name.clone(),
-            active: self.shared.bulkhead.snapshot().active,
+            active: self.shared.bulkhead.active(),
             max: self.limit(),
         }
     }
@@ -234,7 +234,7 @@ impl Shared {
             .filter(|(i, _)| Some(*i) != index)
             .map(|(_, p)| reserved(p).saturating_sub(p.in_flight.load(Ordering::Acquire)))
             .sum();
-        self.bulkhead.snapshot().active + held_back < limit as usize
+        self.bulkhead.active() + held_back < limit as usize
     }
 
     /// Feeds one sample to the algorithm, unless another thread is doing so right now.

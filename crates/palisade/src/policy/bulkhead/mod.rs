@@ -211,6 +211,16 @@ impl Bulkhead {
         self.shared.snapshot()
     }
 
+    /// Calls running now.
+    pub fn active(&self) -> usize {
+        self.shared.slots.active()
+    }
+
+    /// The queue's length limit.
+    pub fn max_queue(&self) -> usize {
+        self.shared.slots.max_queue
+    }
+
     /// The concurrency limit now.
     pub fn max_concurrent(&self) -> usize {
         self.shared.slots.max()
