@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
+use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -27,54 +28,65 @@ use tokio::time::Instant;
 
 use crate::body::{BoxError, Guarded, ProxyBody, boxed, full};
 use crate::respond::{self, Reason};
-use crate::runtime::{Injected, Route, Runtime, Upstream};
+use crate::runtime::{Endpoint, Injected, Route, Runtime, Upstream};
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-palisade-attempts`: how many attempts a relayed response took.
 pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-palisade-attempts");
 
+/// The client at the other end of a connection, as every request on it forwards it.
+pub struct Client {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Its IP as an `X-Forwarded-For` value, formatted once per connection.
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Client {
+    /// The client connected from `address`.
+    pub fn new(address: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::from_str(&address.ip().to_string()).ok();
+        Self {
+            address,
+            forwarded_for,
+        }
+    }
+}
+
+/// A response, and why the proxy made it itself (`None`: relayed from the upstream).
+type Answer = (Response<ProxyBody>, Option<Reason>);
+
 /// Answers one client request.
 pub async fn handle(
     runtime: &Runtime,
     request: Request<Incoming>,
-    client: SocketAddr,
+    client: &Client,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let Some(route) = runtime.route(request.uri().path()) else {
-        let response = respond::explained(Reason::NoRoute, Reason::NoRoute.status(), None);
-        record("", "", &response, started);
+        let (response, reason) = explained(Reason::NoRoute);
+        runtime
+            .unrouted
+            .record(response.status(), reason, started.elapsed());
         return response;
     };
     let max_body = runtime.config.listener.max_body_bytes;
     let class = route.criticality(request.headers());
-    let response =
+    let (response, reason) =
         palisade::criticality::scope(class, forward(route, request, client, max_body)).await;
-    record(&route.path_prefix, &route.upstream.name, &response, started);
+    route
+        .requests
+        .record(response.status(), reason, started.elapsed());
     response
 }
 
-fn record(route: &str, upstream: &str, response: &Response<ProxyBody>, started: Instant) {
-    let reason = response
-        .headers()
-        .get(respond::REASON)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("upstream")
-        .to_owned();
-    metrics::counter!(
-        "palisade_requests_total",
-        "route" => route.to_owned(),
-        "upstream" => upstream.to_owned(),
-        "status" => response.status().as_str().to_owned(),
-        "reason" => reason
+/// The proxy's own answer for `reason`, with its usual status.
+fn explained(reason: Reason) -> Answer {
+    (
+        respond::explained(reason, reason.status(), None),
+        Some(reason),
     )
-    .increment(1);
-    metrics::histogram!(
-        "palisade_request_duration_seconds",
-        "route" => route.to_owned(),
-        "upstream" => upstream.to_owned()
-    )
-    .record(started.elapsed().as_secs_f64());
 }
 
 /// The refusal for `reason`, or the route's fallback if it has one.
@@ -83,21 +95,22 @@ fn refuse(
     reason: Reason,
     status: StatusCode,
     retry_after: Option<Duration>,
-) -> Response<ProxyBody> {
-    match &route.fallback {
+) -> Answer {
+    let response = match &route.fallback {
         Some(fallback) if reason != Reason::BadDeadline && reason != Reason::BodyTooLarge => {
             respond::fallback(fallback, reason)
         }
         _ => respond::explained(reason, status, retry_after),
-    }
+    };
+    (response, Some(reason))
 }
 
 async fn forward(
     route: &Route,
     request: Request<Incoming>,
-    client: SocketAddr,
+    client: &Client,
     max_body: u64,
-) -> Response<ProxyBody> {
+) -> Answer {
     let upstream = &route.upstream;
     let declared = request
         .headers()
@@ -105,13 +118,13 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_body) {
-        return respond::explained(Reason::BodyTooLarge, Reason::BodyTooLarge.status(), None);
+        return explained(Reason::BodyTooLarge);
     }
     let budget = match palisade_http::deadline::inbound(request.headers()) {
         Ok(budget) => budget,
         Err(error) => {
             tracing::debug!(%error, "unreadable deadline header");
-            return respond::explained(Reason::BadDeadline, Reason::BadDeadline.status(), None);
+            return explained(Reason::BadDeadline);
         }
     };
     if budget.is_some_and(|b| b.is_zero()) {
@@ -126,7 +139,10 @@ async fn forward(
     match route.inject() {
         Injected::Abort(status) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            return respond::explained(Reason::FaultInjected, status, None);
+            return (
+                respond::explained(Reason::FaultInjected, status, None),
+                Some(Reason::FaultInjected),
+            );
         }
         Injected::Delay(delay) => {
             let until = palisade::clock::instant_after(Instant::now(), delay);
@@ -244,14 +260,17 @@ async fn forward(
                 )
                 .is_failure();
             match (&route.fallback, failed) {
-                (Some(fallback), true) => respond::fallback(fallback, Reason::RetriesExhausted),
+                (Some(fallback), true) => (
+                    respond::fallback(fallback, Reason::RetriesExhausted),
+                    Some(Reason::RetriesExhausted),
+                ),
                 _ => {
                     let mut response = relay(response, slot);
                     let attempts = attempt.attempts.load(Ordering::Relaxed);
                     response
                         .headers_mut()
-                        .insert(ATTEMPTS, HeaderValue::from(attempts));
-                    response
+                        .insert(ATTEMPTS, attempts_value(attempts));
+                    (response, None)
                 }
             }
         }
@@ -267,32 +286,35 @@ async fn forward(
     }
 }
 
+/// The value of `x-palisade-attempts`.
+fn attempts_value(attempts: u32) -> HeaderValue {
+    match attempts {
+        1 => HeaderValue::from_static("1"),
+        2 => HeaderValue::from_static("2"),
+        3 => HeaderValue::from_static("3"),
+        n => HeaderValue::from(n),
+    }
+}
+
 /// The request body, ready to send once or many times.
 enum Outgoing {
     Buffered(bytes::Bytes),
     Streaming(Mutex<Option<Prefixed<Limited<Incoming>>>>),
 }
 
-async fn read_body(
-    body: Incoming,
-    max_body: u64,
-    replay_limit: usize,
-) -> Result<Outgoing, Response<ProxyBody>> {
+async fn read_body(body: Incoming, max_body: u64, replay_limit: usize) -> Result<Outgoing, Answer> {
     let limited = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX));
     match palisade_http::body::buffer(limited, replay_limit).await {
         Ok(RequestBody::Buffered(bytes)) => Ok(Outgoing::Buffered(bytes)),
         Ok(RequestBody::Streaming(prefixed)) => Ok(Outgoing::Streaming(Mutex::new(Some(prefixed)))),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(respond::explained(
-            Reason::BodyTooLarge,
-            Reason::BodyTooLarge.status(),
-            None,
-        )),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(explained(Reason::BodyTooLarge))
+        }
         Err(error) => {
             tracing::debug!(%error, "client body failed");
-            Err(respond::explained(
-                Reason::UpstreamError,
-                StatusCode::BAD_REQUEST,
-                None,
+            Err((
+                respond::explained(Reason::UpstreamError, StatusCode::BAD_REQUEST, None),
+                Some(Reason::UpstreamError),
             ))
         }
     }
@@ -303,7 +325,7 @@ struct Attempt<'a> {
     upstream: &'a Upstream,
     parts: Parts,
     body: Outgoing,
-    client: SocketAddr,
+    client: &'a Client,
     /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
     tried: AtomicU64,
     /// Attempts sent.
@@ -316,10 +338,12 @@ impl Attempt<'_> {
     /// One attempt, hedged when the upstream hedges and the request may be replayed.
     async fn hedged(&self, classifier: &HttpClassifier, replayable: bool) -> Attempted {
         match &self.upstream.hedge {
+            // Boxed: hedging holds two attempts at once, and an unboxed hedge would make
+            // every request's future (and every copy of it) that much larger.
             Some(hedge) if replayable => {
-                palisade::policy::hedge::idempotent(
+                Box::pin(palisade::policy::hedge::idempotent(
                     hedge.execute(classifier, || self.run(classifier)),
-                )
+                ))
                 .await
             }
             _ => self.run(classifier).await,
@@ -341,13 +365,13 @@ impl Attempt<'_> {
             self.tried.fetch_or(1 << picked.index, Ordering::Relaxed);
         }
         let started = balancer.clock().now();
-        let address = &picked.endpoint.address;
+        let endpoint = &*picked.endpoint;
         let result = match &self.upstream.adaptive_timeout {
-            Some(timeout) => timeout.execute(classifier, || self.send(address)).await,
+            Some(timeout) => timeout.execute(classifier, || self.send(endpoint)).await,
             None => {
                 self.upstream
                     .per_try
-                    .execute(classifier, || self.send(address))
+                    .execute(classifier, || self.send(endpoint))
                     .await
             }
         };
@@ -360,7 +384,7 @@ impl Attempt<'_> {
         result
     }
 
-    async fn send(&self, address: &str) -> Attempted {
+    async fn send(&self, endpoint: &Endpoint) -> Attempted {
         let body = match &self.body {
             Outgoing::Buffered(bytes) => full(bytes.clone()),
             Outgoing::Streaming(slot) => {
@@ -375,7 +399,7 @@ impl Attempt<'_> {
                 }
             }
         };
-        let request = self.upstream_request(address, body)?;
+        let request = self.upstream_request(endpoint, body)?;
         self.upstream.client.request(request).await.map_err(|e| {
             let kind = if e.is_connect() {
                 TransportErrorKind::ConnectFailure
@@ -388,12 +412,20 @@ impl Attempt<'_> {
 
     fn upstream_request(
         &self,
-        address: &str,
+        endpoint: &Endpoint,
         body: ProxyBody,
     ) -> Result<Request<ProxyBody>, Error<TransportError>> {
-        let path = self.parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = format!("http://{address}{path}")
-            .parse()
+        let mut target = uri::Parts::default();
+        target.scheme = Some(Scheme::HTTP);
+        target.authority = Some(endpoint.authority.clone());
+        target.path_and_query = Some(
+            self.parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        let uri = Uri::from_parts(target)
             .map_err(|_| transport(TransportErrorKind::Other, "cannot form the upstream URI"))?;
         let mut request = Request::new(body);
         *request.method_mut() = self.parts.method.clone();
@@ -408,11 +440,14 @@ impl Attempt<'_> {
                 }
             }
         }
-        let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(chain) => format!("{chain}, {}", self.client.ip()),
-            None => self.client.ip().to_string(),
+        let chain = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+        let forwarded = match (chain, &self.client.forwarded_for) {
+            (Some(chain), _) => {
+                HeaderValue::from_str(&format!("{chain}, {}", self.client.address.ip())).ok()
+            }
+            (None, own) => own.clone(),
         };
-        if let Ok(value) = HeaderValue::from_str(&forwarded) {
+        if let Some(value) = forwarded {
             headers.insert(X_FORWARDED_FOR, value);
         }
         if let Some(remaining) = palisade::deadline::remaining() {

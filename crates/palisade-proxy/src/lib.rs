@@ -17,4 +17,5 @@ pub mod forward;
 pub mod respond;
 pub mod runtime;
 pub mod server;
+pub mod sniff;
 pub mod telemetry;

@@ -21,6 +21,7 @@ pub const FALLBACK: HeaderName = HeaderName::from_static("x-palisade-fallback");
 
 /// Why the proxy answered itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Reason {
     /// No route matches the path (404).
     NoRoute,
@@ -53,6 +54,29 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Reason; 14] = [
+        Reason::NoRoute,
+        Reason::BadDeadline,
+        Reason::BodyTooLarge,
+        Reason::RateLimited,
+        Reason::CircuitOpen,
+        Reason::BulkheadFull,
+        Reason::NoHealthyEndpoint,
+        Reason::Timeout,
+        Reason::DeadlineExceeded,
+        Reason::RetriesExhausted,
+        Reason::UpstreamError,
+        Reason::FaultInjected,
+        Reason::Throttled,
+        Reason::Shed,
+    ];
+
+    /// Its position in [`Reason::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The header value.
     pub const fn as_str(self) -> &'static str {
         match self {

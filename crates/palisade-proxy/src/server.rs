@@ -17,12 +17,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
+use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::admin::{self, Admin};
@@ -30,6 +29,12 @@ use crate::body::ProxyBody;
 use crate::config::{self, Checked};
 use crate::forward;
 use crate::runtime::Runtime;
+use crate::sniff::{self, Protocol};
+
+/// The future answering one request, boxed (see `serve`).
+type ResponseFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>,
+>;
 
 /// A running proxy: its ports, and a handle to stop it.
 pub struct Running {
@@ -92,17 +97,7 @@ async fn serve(
     config: config::Listener,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
-        .max_buf_size(config.max_header_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+    let protocols = Arc::new(Protocols::new(&config));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, client) = tokio::select! {
@@ -117,24 +112,16 @@ async fn serve(
             _ = stopped.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let runtime = runtime.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let runtime = runtime.load_full();
-            async move {
-                Ok::<Response<ProxyBody>, Infallible>(
-                    forward::handle(&runtime, request, client).await,
-                )
-            }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
+        let service = Service {
+            runtime: runtime.clone(),
+            client: Arc::new(forward::Client::new(client)),
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            service,
+            protocols.clone(),
+            graceful.watcher(),
+        ));
     }
     drop(listener);
     tracing::info!("draining in-flight requests");
@@ -143,6 +130,86 @@ async fn serve(
         .is_err()
     {
         tracing::warn!(timeout = ?config.drain_timeout, "drain timed out; closing remaining connections");
+    }
+}
+
+/// The HTTP/1 and HTTP/2 servers, configured once.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    header_timeout: Duration,
+}
+
+impl Protocols {
+    fn new(config: &config::Listener) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .max_buf_size(config.max_header_bytes)
+            .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        Self {
+            http1,
+            http2,
+            header_timeout: config.header_timeout,
+        }
+    }
+}
+
+/// Serves one client connection in the protocol its first bytes show.
+async fn serve_connection(
+    stream: TcpStream,
+    service: Service,
+    protocols: Arc<Protocols>,
+    watcher: Watcher,
+) {
+    let protocol =
+        match tokio::time::timeout(protocols.header_timeout, sniff::protocol(&stream)).await {
+            Ok(Ok(protocol)) => protocol,
+            Ok(Err(error)) => return tracing::debug!(%error, "connection failed before a request"),
+            Err(_) => return tracing::debug!("no request within the header timeout"),
+        };
+    let io = TokioIo::new(stream);
+    let ended = match protocol {
+        Protocol::Http1 => {
+            watcher
+                .watch(protocols.http1.serve_connection(io, service))
+                .await
+        }
+        Protocol::Http2 => {
+            watcher
+                .watch(protocols.http2.serve_connection(io, service))
+                .await
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// The proxy as a hyper service: one per connection.
+#[derive(Clone)]
+struct Service {
+    runtime: Arc<ArcSwap<Runtime>>,
+    client: Arc<forward::Client>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, request: Request<Incoming>) -> ResponseFuture {
+        let runtime = self.runtime.load_full();
+        let client = self.client.clone();
+        // Boxed: hyper keeps one slot for the in-flight future per connection for the
+        // connection's whole life, so an unboxed request future would cost its full size
+        // on every idle keep-alive connection and be copied into that slot on every request.
+        Box::pin(async move { Ok(forward::handle(&runtime, request, &client).await) })
     }
 }
 

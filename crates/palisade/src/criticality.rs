@@ -97,8 +97,13 @@ pub fn scoped<F: Future>(criticality: Criticality, future: F) -> context::Scoped
 }
 
 /// Runs `future` with `criticality`.
-pub async fn scope<F: Future>(criticality: Criticality, future: F) -> F::Output {
-    scoped(criticality, future).await
+///
+/// The same as [`scoped`]: a plain function returning the wrapping future, not an
+/// `async fn`, so that the future is not stored twice (an `async fn` keeps its argument
+/// and the future it awaits side by side, doubling the size of everything it wraps).
+#[inline]
+pub fn scope<F: Future>(criticality: Criticality, future: F) -> context::Scoped<F, Criticality> {
+    scoped(criticality, future)
 }
 
 /// The criticality of the future being polled: `Critical` when none was set.

@@ -56,14 +56,21 @@ pub fn scoped<F: Future>(deadline: Instant, future: F) -> Scoped<F> {
     context::Scoped::new(&DEADLINE, deadline, future)
 }
 
-/// Runs `future` with `deadline` as its deadline (or the current one, if earlier).
-pub async fn scope<F: Future>(deadline: Instant, future: F) -> F::Output {
-    scoped(deadline, future).await
+/// Runs `future` with `deadline` as its deadline (or the deadline in effect where `scope`
+/// is called, if earlier).
+///
+/// The same as [`scoped`]: a plain function returning the wrapping future rather than an
+/// `async fn`, which would keep its argument and the future it awaits side by side and so
+/// double the size of everything it wraps.
+#[inline]
+pub fn scope<F: Future>(deadline: Instant, future: F) -> Scoped<F> {
+    scoped(deadline, future)
 }
 
 /// Runs `future` with a deadline `budget` from now (or the current one, if earlier).
-pub async fn scope_for<F: Future>(budget: Duration, future: F) -> F::Output {
-    scope(crate::clock::instant_after(Instant::now(), budget), future).await
+#[inline]
+pub fn scope_for<F: Future>(budget: Duration, future: F) -> Scoped<F> {
+    scope(crate::clock::instant_after(Instant::now(), budget), future)
 }
 
 /// The deadline of the current task, if one is set.

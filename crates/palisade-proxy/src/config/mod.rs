@@ -300,6 +300,13 @@ pub struct FaultSection {
     pub delay: Duration,
 }
 
+impl FaultSection {
+    /// True when either rate is above zero.
+    pub fn is_active(&self) -> bool {
+        self.abort_percent > 0.0 || self.delay_percent > 0.0
+    }
+}
+
 impl Default for FaultSection {
     fn default() -> Self {
         Self {

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use palisade::ConfigError;
 use palisade::clock::Clock;
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitState};
 use serde::Serialize;
@@ -35,6 +36,8 @@ pub struct CheckStatus {
 pub struct Endpoint {
     /// `host:port`.
     pub address: String,
+    /// The same, as the authority of upstream request URIs.
+    pub authority: http::uri::Authority,
     /// Primary or backup.
     pub role: Role,
     /// Its own breaker, when the upstream's breakers are per endpoint.
@@ -47,20 +50,29 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Fails when `address` is not a valid URI authority (`host:port`).
     pub(crate) fn new(
         upstream: &str,
         address: String,
         role: Role,
         breaker: Option<CircuitBreaker>,
-    ) -> Self {
+    ) -> Result<Self, ConfigError> {
+        let authority = http::uri::Authority::try_from(address.as_str()).map_err(|_| {
+            ConfigError::new(
+                "upstream.endpoints",
+                format!("{address:?} is not a valid host:port"),
+                "host:port, e.g. \"127.0.0.1:9001\"",
+            )
+        })?;
         let health_gauge = metrics::gauge!(
             "palisade_endpoint_healthy",
             "upstream" => upstream.to_owned(),
             "endpoint" => address.clone()
         );
         health_gauge.set(1.0);
-        Self {
+        Ok(Self {
             address,
+            authority,
             role,
             breaker,
             healthy: AtomicBool::new(true),
@@ -68,7 +80,7 @@ impl Endpoint {
             latency: PeakEwma::new(Duration::from_secs(10)),
             check: Mutex::new(CheckStatus::default()),
             health_gauge,
-        }
+        })
     }
 
     /// True unless active health checks found it unhealthy.

@@ -6,10 +6,12 @@
 mod balance;
 mod endpoint;
 mod health;
+mod requests;
 mod route;
 mod upstream;
 
 pub use endpoint::{CheckStatus, Endpoint, Role};
+pub use requests::RequestMetrics;
 pub use route::{Fallback, Injected, Route};
 pub use upstream::Upstream;
 
@@ -28,6 +30,8 @@ pub struct Runtime {
     pub routes: Vec<Route>,
     /// Upstreams, in file order.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// Metrics of requests no route matched.
+    pub unrouted: RequestMetrics,
 }
 
 impl Runtime {
@@ -65,6 +69,7 @@ impl Runtime {
             config: config.clone(),
             routes,
             upstreams,
+            unrouted: RequestMetrics::new("", ""),
         })
     }
 

@@ -1,5 +1,6 @@
 //! A route: a path prefix, its upstream, its fallback and its fault injection.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use bytes::Bytes;
 use rand::Rng;
 use serde::Serialize;
 
+use super::requests::RequestMetrics;
 use super::upstream::Upstream;
 use crate::config::{FallbackSection, FaultSection};
 
@@ -22,7 +24,12 @@ pub struct Route {
     pub fallback: Option<Fallback>,
     /// Where a request's criticality is read from.
     pub criticality_header: Option<http::HeaderName>,
+    /// Its request counters and latency histogram.
+    pub requests: RequestMetrics,
     fault: RwLock<FaultSection>,
+    /// True when either fault rate is above zero: the only thing a request reads when
+    /// fault injection is off.
+    faulty: AtomicBool,
     faults_abort: metrics::Counter,
     faults_delay: metrics::Counter,
 }
@@ -57,6 +64,8 @@ impl Route {
         upstream: Arc<Upstream>,
     ) -> Self {
         let fault = config.fault.clone().unwrap_or_default();
+        let faulty = AtomicBool::new(fault.is_active());
+        let requests = RequestMetrics::new(&config.path_prefix, &upstream.name);
         let counter = |kind: &'static str| {
             metrics::counter!(
                 "palisade_faults_injected_total",
@@ -73,7 +82,9 @@ impl Route {
                 .criticality_header
                 .as_ref()
                 .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+            requests,
             fault: RwLock::new(fault),
+            faulty,
             faults_abort: counter("abort"),
             faults_delay: counter("delay"),
         }
@@ -96,15 +107,17 @@ impl Route {
 
     /// Replaces the fault settings (admin API).
     pub fn set_fault(&self, fault: FaultSection) {
-        *self.fault.write().unwrap_or_else(|e| e.into_inner()) = fault;
+        let mut current = self.fault.write().unwrap_or_else(|e| e.into_inner());
+        self.faulty.store(fault.is_active(), Ordering::Relaxed);
+        *current = fault;
     }
 
     /// Rolls the dice for one request.
     pub fn inject(&self) -> Injected {
-        let fault = self.fault.read().unwrap_or_else(|e| e.into_inner());
-        if fault.abort_percent <= 0.0 && fault.delay_percent <= 0.0 {
+        if !self.faulty.load(Ordering::Relaxed) {
             return Injected::None;
         }
+        let fault = self.fault.read().unwrap_or_else(|e| e.into_inner());
         let mut rng = rand::rng();
         if fault.abort_percent > 0.0 && rng.random_range(0.0..100.0) < fault.abort_percent {
             self.faults_abort.increment(1);

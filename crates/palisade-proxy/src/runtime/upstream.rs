@@ -91,7 +91,7 @@ impl Upstream {
                 address.clone(),
                 role,
                 breaker,
-            )))
+            )?))
         };
         let primaries = config
             .endpoints
