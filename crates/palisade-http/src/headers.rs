@@ -1,7 +1,7 @@
 //! Hop-by-hop headers: meaningful for one connection only, never forwarded (RFC 9110 §7.6.1).
 
-use http::HeaderMap;
-use http::header::{self, HeaderName};
+use http::header::{self, Entry, HeaderName};
+use http::{HeaderMap, HeaderValue};
 
 /// Headers that always describe only the connection they arrive on.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -17,18 +17,34 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including any named in `Connection`, and
 /// `Transfer-Encoding` (the body is re-framed on the next hop).
+///
+/// Most messages carry none of them, so one pass over the names (comparisons, no hashing)
+/// decides whether there is anything to remove.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
     }
-    headers.remove(header::TRANSFER_ENCODING);
+    if let Entry::Occupied(connection) = headers.entry(header::CONNECTION) {
+        let (_, values) = connection.remove_entry_mult();
+        let values: Vec<HeaderValue> = values.collect();
+        for value in &values {
+            let Ok(names) = value.to_str() else { continue };
+            for name in names.split(',') {
+                // An invalid name matches nothing and removes nothing.
+                headers.remove(name.trim());
+            }
+        }
+    }
+    if headers.keys().any(is_hop_by_hop) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name)
 }
 
 #[cfg(test)]
@@ -50,5 +66,26 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn strips_every_connection_value_and_leaves_clean_maps_alone() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, "x-a".parse().unwrap());
+        h.append(header::CONNECTION, "x-b, not a name!".parse().unwrap());
+        h.insert("x-a", "1".parse().unwrap());
+        h.insert("x-b", "2".parse().unwrap());
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert(header::HOST, "example".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key(header::HOST));
+
+        let mut clean = HeaderMap::new();
+        clean.insert(header::HOST, "example".parse().unwrap());
+        clean.insert(header::CONTENT_LENGTH, "2".parse().unwrap());
+        let before = clean.clone();
+        strip_hop_by_hop(&mut clean);
+        assert_eq!(clean, before);
     }
 }

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::body::{BoxError, Guarded, ProxyBody, boxed, full};
 use crate::respond::{self, Reason};
-use crate::runtime::{Endpoint, Injected, Route, Runtime, Upstream};
+use crate::runtime::{Endpoint, Injected, PooledBody, Route, Runtime, SendError, Upstream};
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -254,7 +254,7 @@ async fn forward(
     match result {
         Ok(response) => {
             let failed =
-                <HttpClassifier as Classify<Response<Incoming>, TransportError>>::classify_ok(
+                <HttpClassifier as Classify<Response<PooledBody>, TransportError>>::classify_ok(
                     &classifier,
                     &response,
                 )
@@ -332,7 +332,7 @@ struct Attempt<'a> {
     attempts: AtomicU32,
 }
 
-type Attempted = Result<Response<Incoming>, Error<TransportError>>;
+type Attempted = Result<Response<PooledBody>, Error<TransportError>>;
 
 impl Attempt<'_> {
     /// One attempt, hedged when the upstream hedges and the request may be replayed.
@@ -400,11 +400,10 @@ impl Attempt<'_> {
             }
         };
         let request = self.upstream_request(endpoint, body)?;
-        self.upstream.client.request(request).await.map_err(|e| {
-            let kind = if e.is_connect() {
-                TransportErrorKind::ConnectFailure
-            } else {
-                TransportErrorKind::Reset
+        endpoint.pool.send(request).await.map_err(|e| {
+            let kind = match e {
+                SendError::Connect { .. } => TransportErrorKind::ConnectFailure,
+                SendError::Request(_) => TransportErrorKind::Reset,
             };
             transport(kind, &e.to_string())
         })
@@ -470,7 +469,10 @@ fn transport(kind: TransportErrorKind, message: &str) -> Error<TransportError> {
 
 /// The upstream's response, relayed: hop-by-hop headers stripped, the bulkhead slot held
 /// until the body is done.
-fn relay<G: Send + 'static>(response: Response<Incoming>, slot: Option<G>) -> Response<ProxyBody> {
+fn relay<G: Send + 'static>(
+    response: Response<PooledBody>,
+    slot: Option<G>,
+) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     palisade_http::headers::strip_hop_by_hop(&mut parts.headers);
     let body = match slot {

@@ -35,6 +35,7 @@ fn upstream(u: &Upstream) -> Value {
                 "healthy": e.is_healthy(),
                 "available": e.is_available(),
                 "in_flight": e.in_flight(),
+                "idle_connections": e.idle_connections(),
                 "latency_seconds": e.latency_estimate(&clock),
                 "breaker": e.breaker.as_ref().map(|b| b.snapshot()),
             })

@@ -9,6 +9,9 @@ use palisade::clock::Clock;
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitState};
 use serde::Serialize;
 
+use super::pool::Pool;
+use crate::config::Protocol;
+
 /// Whether an endpoint serves normally or only when every primary is unavailable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +41,8 @@ pub struct Endpoint {
     pub address: String,
     /// The same, as the authority of upstream request URIs.
     pub authority: http::uri::Authority,
+    /// Its connections.
+    pub(crate) pool: Pool,
     /// Primary or backup.
     pub role: Role,
     /// Its own breaker, when the upstream's breakers are per endpoint.
@@ -56,6 +61,8 @@ impl Endpoint {
         address: String,
         role: Role,
         breaker: Option<CircuitBreaker>,
+        protocol: Protocol,
+        connect_timeout: Duration,
     ) -> Result<Self, ConfigError> {
         let authority = http::uri::Authority::try_from(address.as_str()).map_err(|_| {
             ConfigError::new(
@@ -70,9 +77,16 @@ impl Endpoint {
             "endpoint" => address.clone()
         );
         health_gauge.set(1.0);
+        let pool = Pool::new(
+            address.clone(),
+            authority.clone(),
+            protocol,
+            connect_timeout,
+        );
         Ok(Self {
             address,
             authority,
+            pool,
             role,
             breaker,
             healthy: AtomicBool::new(true),
@@ -115,6 +129,11 @@ impl Endpoint {
                 self.breaker_state(),
                 CircuitState::Open | CircuitState::ForcedOpen
             )
+    }
+
+    /// Idle keep-alive connections to it (HTTP/1.1).
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle()
     }
 
     /// Requests in flight.

@@ -6,11 +6,13 @@
 mod balance;
 mod endpoint;
 mod health;
+mod pool;
 mod requests;
 mod route;
 mod upstream;
 
 pub use endpoint::{CheckStatus, Endpoint, Role};
+pub(crate) use pool::{PooledBody, SendError};
 pub use requests::RequestMetrics;
 pub use route::{Fallback, Injected, Route};
 pub use upstream::Upstream;

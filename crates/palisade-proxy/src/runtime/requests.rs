@@ -85,4 +85,11 @@ mod tests {
         assert_ne!(ok, refused, "a reason has its own counter");
         assert_ne!(ok, highest, "a status has its own counter");
     }
+
+    #[test]
+    fn reason_indexes_follow_the_list() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
+        }
+    }
 }

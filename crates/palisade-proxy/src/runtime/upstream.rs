@@ -4,9 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use palisade::ConfigError;
 use palisade::clock::Clock;
 use palisade::policy::adaptive_concurrency::AdaptiveConcurrency;
@@ -24,12 +21,8 @@ use palisade_http::classify::RetryOn;
 use super::balance::Balancer;
 use super::endpoint::{Endpoint, Role};
 use super::health;
-use crate::body::ProxyBody;
+use crate::config::BreakerScope;
 use crate::config::load::UpstreamPolicies;
-use crate::config::{BreakerScope, Protocol};
-
-/// The HTTP client to an upstream's endpoints (pooled, keep-alive).
-pub(crate) type UpstreamClient = Client<HttpConnector, ProxyBody>;
 
 /// An upstream, ready to serve.
 pub struct Upstream {
@@ -66,7 +59,6 @@ pub struct Upstream {
     pub hedge: Option<Hedge>,
     /// A per-try timeout learned from latency (replaces `per_try` when set).
     pub adaptive_timeout: Option<AdaptiveTimeout>,
-    pub(crate) client: UpstreamClient,
 }
 
 impl Upstream {
@@ -91,6 +83,8 @@ impl Upstream {
                 address.clone(),
                 role,
                 breaker,
+                config.protocol,
+                config.timeout.per_try,
             )?))
         };
         let primaries = config
@@ -204,7 +198,6 @@ impl Upstream {
             adaptive,
             throttle,
             shedder,
-            client: client(config.protocol, config.timeout.per_try),
             name,
         })
     }
@@ -232,19 +225,4 @@ impl Upstream {
             None => self.endpoints().filter_map(|e| e.breaker.clone()).collect(),
         }
     }
-}
-
-fn client(protocol: Protocol, connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256);
-    if protocol == Protocol::Http2 {
-        builder.http2_only(true);
-    }
-    builder.build(connector)
 }
