@@ -29,9 +29,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         let values: Vec<HeaderValue> = values.collect();
         for value in &values {
             let Ok(names) = value.to_str() else { continue };
-            for name in names.split(',') {
+            for name in names.split(',').map(str::trim) {
+                // `keep-alive` and `close` (nearly every `Connection` header) are options,
+                // not names to look up: a `Keep-Alive` header goes with the fixed list.
+                if name.eq_ignore_ascii_case("keep-alive") || name.eq_ignore_ascii_case("close") {
+                    continue;
+                }
                 // An invalid name matches nothing and removes nothing.
-                headers.remove(name.trim());
+                headers.remove(name);
             }
         }
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::uri::{self, PathAndQuery, Scheme};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use palisade::outcome::{Classify, classify_result};
@@ -32,6 +32,9 @@ use crate::runtime::{Endpoint, Injected, PooledBody, Route, Runtime, SendError, 
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// Headers the proxy may add to a request it forwards: `Host`, `X-Forwarded-For`,
+/// `X-Request-Timeout` and `grpc-timeout`.
+const ADDED_HEADERS: usize = 4;
 /// `x-palisade-attempts`: how many attempts a relayed response took.
 pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-palisade-attempts");
 
@@ -429,8 +432,13 @@ impl Attempt<'_> {
         let mut request = Request::new(body);
         *request.method_mut() = self.parts.method.clone();
         *request.uri_mut() = uri;
+        // Room for the headers added below, so that adding them never grows the map.
+        let mut copy = HeaderMap::with_capacity(self.parts.headers.len() + ADDED_HEADERS);
+        for (name, value) in &self.parts.headers {
+            copy.append(name.clone(), value.clone());
+        }
+        *request.headers_mut() = copy;
         let headers = request.headers_mut();
-        headers.clone_from(&self.parts.headers);
         palisade_http::headers::strip_hop_by_hop(headers);
         if !headers.contains_key(HOST) {
             if let Some(authority) = self.parts.uri.authority() {
