@@ -42,8 +42,15 @@ pub struct Clock {
 
 #[derive(Clone)]
 enum Source {
-    Tokio { epoch: tokio::time::Instant },
-    Fast { epoch: quanta::Instant },
+    Tokio {
+        epoch: tokio::time::Instant,
+    },
+    /// Its own `quanta::Clock` (read directly, not through quanta's global clock and its
+    /// thread-local override check) and the raw counter at its epoch.
+    Fast {
+        clock: quanta::Clock,
+        epoch: u64,
+    },
     Manual(Arc<AtomicU64>),
 }
 
@@ -82,10 +89,10 @@ impl Clock {
     /// ignores tokio's paused clock. Its epoch is now.
     #[allow(clippy::disallowed_methods)] // the one reader of quanta's clock
     pub fn fast() -> Self {
+        let clock = quanta::Clock::new();
+        let epoch = clock.raw();
         Self {
-            source: Source::Fast {
-                epoch: quanta::Instant::now(),
-            },
+            source: Source::Fast { clock, epoch },
         }
     }
 
@@ -104,9 +111,7 @@ impl Clock {
     pub fn now(&self) -> Nanos {
         match &self.source {
             Source::Tokio { epoch } => duration_to_nanos(epoch.elapsed()),
-            Source::Fast { epoch } => {
-                duration_to_nanos(quanta::Instant::now().saturating_duration_since(*epoch))
-            }
+            Source::Fast { clock, epoch } => clock.delta_as_nanos(*epoch, clock.raw()),
             Source::Manual(nanos) => nanos.load(Ordering::Acquire),
         }
     }

@@ -80,7 +80,29 @@ where
 {
     type Output = Result<T, Error<I>>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The admitted call is by far the most common state: test for it alone first, so
+        // the hot path is one compare and branch rather than a jump through a table.
+        if let DeferredProj::Running { inner, guard } = self.as_mut().project() {
+            let result = ready!(inner.poll(cx));
+            drop(guard.take());
+            return Poll::Ready(result.map_err(IntoPolicyError::into_policy_error));
+        }
+        self.poll_admission(cx)
+    }
+}
+
+impl<S, Req, F, T, E, I, G> Deferred<S, Req, F, I, G>
+where
+    S: Service<Req, Future = F, Error = E>,
+    F: Future<Output = Result<T, E>>,
+    E: IntoPolicyError<Inner = I>,
+{
+    /// Every state but the hot one: waiting, readying, refused (and running again after a
+    /// transition).
+    #[cold]
+    fn poll_admission(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error<I>>> {
         loop {
             match self.as_mut().project() {
                 DeferredProj::Waiting {

@@ -61,6 +61,7 @@ where
         self.inner.poll_ready(cx).map_err(Error::Inner)
     }
 
+    #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
         LiftFuture {
             inner: self.inner.call(request),

@@ -8,6 +8,12 @@
 //! service, passes that service's rejections through (see
 //! [`IntoPolicyError`](crate::error::IntoPolicyError)). A service failing with its own
 //! error type is first wrapped with [`LiftLayer`].
+//!
+//! Every service's `call` is `#[inline(always)]`. Its response future is a small enum
+//! built from several narrow fields; returned from an out-of-line `call`, the caller
+//! copies it with wide loads straight after the callee's narrow stores, a
+//! store-forwarding stall that cost the bulkhead layer about 10 ns per call (more than
+//! the bulkhead itself). Inlined, the future is built where the caller keeps it.
 
 mod deferred;
 mod lift;

@@ -79,6 +79,7 @@ where
             .map_err(IntoPolicyError::into_policy_error)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         // The instance driven ready takes this request; a clone stays for the next.
         let clone = self.inner.clone();

@@ -100,6 +100,7 @@ where
             .map_err(IntoPolicyError::into_policy_error)
     }
 
+    #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
         let timeout = self.policy.timeout();
         let started = self.policy.start();

@@ -58,12 +58,14 @@ where
     type Future =
         Deferred<S, Req, S::Future, <S::Error as IntoPolicyError>::Inner, OwnedBulkheadPermit>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
             .poll_ready(cx)
             .map_err(IntoPolicyError::into_policy_error)
     }
 
+    #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
         if let Some(permit) = self.bulkhead.try_acquire_owned() {
             return Deferred::running(self.inner.call(request), permit);

@@ -199,6 +199,7 @@ impl Bulkhead {
     }
 
     /// Like [`try_acquire`](Self::try_acquire), with a permit that owns a handle.
+    #[inline]
     pub fn try_acquire_owned(&self) -> Option<OwnedBulkheadPermit> {
         self.shared.try_acquire_fresh()?;
         Some(OwnedBulkheadPermit {
@@ -386,6 +387,7 @@ impl Drop for BulkheadPermit<'_> {
 }
 
 impl Drop for OwnedBulkheadPermit {
+    #[inline]
     fn drop(&mut self) {
         self.shared.release();
     }

@@ -88,6 +88,7 @@ where
             .map_err(IntoPolicyError::into_policy_error)
     }
 
+    #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
         match self.breaker.try_acquire_owned() {
             Ok(permit) => ResponseFuture::Running {

@@ -144,7 +144,11 @@ impl CircuitBreaker {
     }
 
     /// Asks to make one call. Report its outcome through the permit.
-    #[inline]
+    ///
+    /// Always inlined: returned out of line, the `Result` is written with narrow stores
+    /// and read back with wide loads, a store-forwarding stall that cost more than the
+    /// admission itself (see `crate::layer`).
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         let (admission, generation) = self.shared.admit()?;
         Ok(Permit::new(&self.shared, admission, generation))

@@ -149,6 +149,7 @@ where
             .map_err(IntoPolicyError::into_policy_error)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let delay = self
             .hedge

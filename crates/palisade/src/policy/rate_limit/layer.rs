@@ -61,6 +61,7 @@ where
             .map_err(IntoPolicyError::into_policy_error)
     }
 
+    #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
         match self.limiter.decide() {
             Decision::Allowed => Deferred::running(self.inner.call(request), ()),

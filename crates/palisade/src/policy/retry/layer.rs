@@ -97,6 +97,7 @@ where
             .map_err(IntoPolicyError::into_policy_error)
     }
 
+    #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
         // Keep the instance that was driven ready for this call; leave a clone behind.
         let clone = self.inner.clone();

@@ -151,7 +151,7 @@ impl Retry {
 
     /// Starts one call: deposits into the budget, and returns its start time when
     /// `max_elapsed` needs one (0 otherwise).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(&self) -> Nanos {
         let shared = &self.shared;
         if let Some(budget) = &shared.budget {
@@ -321,8 +321,10 @@ where
             return first;
         }
         let mut attempts = Attempts::after_first(started);
-        self.again(classifier, &operation, &mut attempts, first, outcome)
-            .await
+        // Boxed: the retry loop's state (a backoff sleep and another attempt) is several
+        // times the size of a first attempt, and unboxed it would be part of, and copied
+        // with, every call's future. Its one allocation is made only when retrying.
+        Box::pin(self.again(classifier, &operation, &mut attempts, first, outcome)).await
     }
 }
 

@@ -85,6 +85,7 @@ where
             .map_err(IntoPolicyError::into_policy_error)
     }
 
+    #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
         let limit = self.timeout.limit();
         if limit.spent() {
