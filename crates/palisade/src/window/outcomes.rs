@@ -60,8 +60,17 @@ impl OutcomeRing {
 
     /// Records one call; returns true if a counter changed upwards (a new failure or
     /// slow call entered the window), i.e. when a threshold may now be crossed.
+    ///
+    /// A success arriving while the window is full of successes changes nothing (every
+    /// slot it could evict holds a success too), so it writes nothing: in the healthy
+    /// steady state, threads sharing a breaker only read its window, and its cache lines
+    /// are not bounced between cores. Once a failure or slow call is in the window, every
+    /// call advances the ring again, so that outcome leaves after exactly `size` calls.
     #[inline]
     pub(crate) fn record(&self, failed: bool, slow: bool) -> bool {
+        if !failed && !slow && self.is_full_of_successes() {
+            return false;
+        }
         let slot = self.claim_slot();
         if self.filled.load(Ordering::Relaxed) < self.size {
             self.filled.fetch_add(1, Ordering::Relaxed);
@@ -71,6 +80,13 @@ impl OutcomeRing {
         let more_failures = set_bit(&self.failure_bits[word], mask, failed, &self.failures);
         let more_slow = set_bit(&self.slow_bits[word], mask, slow, &self.slow);
         more_failures || more_slow
+    }
+
+    #[inline]
+    fn is_full_of_successes(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) == 0
+            && self.slow.load(Ordering::Relaxed) == 0
+            && self.filled.load(Ordering::Relaxed) >= self.size
     }
 
     /// The totals now.
@@ -164,6 +180,34 @@ mod tests {
         );
         ring.clear();
         assert_eq!(ring.counts(), Counts::default());
+    }
+
+    #[test]
+    fn successes_in_a_clean_full_window_write_nothing() {
+        let ring = OutcomeRing::new(4);
+        for _ in 0..4 {
+            ring.record(false, false);
+        }
+        let head = ring.head.load(Ordering::Relaxed);
+        for _ in 0..10 {
+            assert!(!ring.record(false, false));
+        }
+        assert_eq!(
+            ring.head.load(Ordering::Relaxed),
+            head,
+            "the ring did not move"
+        );
+        assert!(ring.record(true, false));
+        for _ in 0..3 {
+            ring.record(false, false);
+        }
+        assert_eq!(ring.counts().failures, 1, "the failure stays for 4 calls");
+        ring.record(false, false);
+        assert_eq!(
+            ring.counts().failures,
+            0,
+            "and leaves with the 4th after it"
+        );
     }
 
     proptest::proptest! {
