@@ -67,7 +67,9 @@ mod tests {
         assert_eq!(decide(&PREFACE[..23]), None);
     }
 
-    #[tokio::test]
+    // Paused clock: the writer's pause and the sniffer's waits are virtual; the bytes
+    // travel over a real loopback socket.
+    #[tokio::test(start_paused = true)]
     async fn a_trickled_preface_is_recognised() {
         use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

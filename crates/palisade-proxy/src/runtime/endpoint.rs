@@ -77,12 +77,7 @@ impl Endpoint {
             "endpoint" => address.clone()
         );
         health_gauge.set(1.0);
-        let pool = Pool::new(
-            address.clone(),
-            authority.clone(),
-            protocol,
-            connect_timeout,
-        );
+        let pool = Pool::new(authority.clone(), protocol, connect_timeout);
         Ok(Self {
             address,
             authority,

@@ -62,7 +62,7 @@ pub(crate) struct Pool {
 }
 
 struct Shared {
-    address: String,
+    /// `host:port`: where to connect, and the `Host` when the client gave none.
     authority: Authority,
     protocol: Protocol,
     connect_timeout: Duration,
@@ -78,15 +78,9 @@ struct Idle {
 }
 
 impl Pool {
-    pub(crate) fn new(
-        address: String,
-        authority: Authority,
-        protocol: Protocol,
-        connect_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(authority: Authority, protocol: Protocol, connect_timeout: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
-                address,
                 authority,
                 protocol,
                 connect_timeout,
@@ -241,11 +235,12 @@ impl Shared {
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {
+        let address = self.authority.as_str();
         let failed = |reason: String| SendError::Connect {
-            address: self.address.clone(),
+            address: address.to_owned(),
             reason,
         };
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.address))
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
             .await
             .map_err(|_| failed(format!("no connection within {:?}", self.connect_timeout)))?
             .map_err(|e| failed(e.to_string()))?;
@@ -258,12 +253,7 @@ impl Shared {
     async fn connect_http1(&self) -> Result<http1::SendRequest<ProxyBody>, SendError> {
         let io = self.connect().await?;
         let (sender, connection) = http1::handshake(io).await?;
-        let address = self.address.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, endpoint = %address, "upstream connection failed");
-            }
-        });
+        self.drive(connection);
         Ok(sender)
     }
 
@@ -277,14 +267,22 @@ impl Shared {
             .timer(TokioTimer::new())
             .handshake(io)
             .await?;
-        let address = self.address.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, endpoint = %address, "upstream connection failed");
-            }
-        });
+        self.drive(connection);
         *slot = Some(sender.clone());
         Ok(sender)
+    }
+
+    /// Runs a connection's I/O on its own task until it closes.
+    fn drive<C>(&self, connection: C)
+    where
+        C: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        let endpoint = self.authority.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %endpoint, "upstream connection failed");
+            }
+        });
     }
 }
 
