@@ -1,17 +1,28 @@
 //! The [`Retry`] as a tower middleware. Requests must be `Clone` to be replayed.
+//!
+//! A retry needs a service to send the request to again. Tower's own `Retry` clones the
+//! inner service into every response future, in case it is needed; for a stack of
+//! Palisade services that is one reference-count increment and decrement per policy
+//! below, on every call. Here the first attempt goes to the service that was driven
+//! ready, and retries to a clone of a *replay template*: a clone of the inner service
+//! kept, with the policy and the classifier, behind one `Arc` shared by every clone of
+//! the [`RetryService`]. A response future holds that one `Arc`, and clones the template
+//! only when it retries (and drives the clone ready before calling it).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Attempts, Next, Retry, describe, exhausted};
+use super::future::Cold;
+use super::{Next, Retry, exhausted};
 use crate::Error;
+use crate::clock::Nanos;
 use crate::error::IntoPolicyError;
 use crate::outcome::{Classify, DefaultClassifier, classify_result};
 
@@ -26,31 +37,36 @@ pub struct RetryLayer<C = DefaultClassifier> {
 #[derive(Clone, Debug)]
 pub struct RetryService<S, C = DefaultClassifier> {
     inner: S,
+    replay: Arc<Replay<S, C>>,
+}
+
+/// What every call of a [`RetryService`] (and of its clones) shares.
+#[derive(Debug)]
+struct Replay<S, C> {
     retry: Retry,
     classifier: C,
+    /// Cloned for each retry; never called itself.
+    template: S,
 }
 
 pin_project! {
-    /// The response future of [`RetryService`].
+    /// The response future of [`RetryService`]: the attempt running now, and the retry
+    /// state, boxed and allocated only when a retry is wanted (as in the `call` API).
     pub struct ResponseFuture<S, Req, F, C> {
-        service: S,
+        replay: Arc<Replay<S, C>>,
         request: Req,
-        retry: Retry,
-        classifier: C,
-        attempts: Attempts,
+        // When the call started, if `max_elapsed` needs it (0 otherwise).
+        started: Nanos,
+        // The attempt running now; `None` between attempts.
         #[pin]
-        state: State<F>,
+        attempt: Option<F>,
+        // The service retries go to: a clone of the template, made on the first retry.
+        service: Option<S>,
+        cold: Option<Pin<Box<Cold>>>,
     }
 }
 
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Calling { #[pin] future: F },
-        Sleeping { #[pin] sleep: Sleep },
-        Readying,
-    }
-}
+// === impl RetryLayer ===
 
 impl Retry {
     /// This policy as a tower layer, with the default classifier.
@@ -67,24 +83,29 @@ impl Retry {
     }
 }
 
-impl<S, C: Clone> Layer<S> for RetryLayer<C> {
+impl<S: Clone, C: Clone> Layer<S> for RetryLayer<C> {
     type Service = RetryService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RetryService {
+            replay: Arc::new(Replay {
+                retry: self.retry.clone(),
+                classifier: self.classifier.clone(),
+                template: inner.clone(),
+            }),
             inner,
-            retry: self.retry.clone(),
-            classifier: self.classifier.clone(),
         }
     }
 }
+
+// === impl RetryService ===
 
 impl<S, C, Req> Service<Req> for RetryService<S, C>
 where
     S: Service<Req> + Clone,
     S::Error: IntoPolicyError,
     <S::Error as IntoPolicyError>::Inner: fmt::Debug,
-    C: Classify<S::Response, <S::Error as IntoPolicyError>::Inner> + Clone,
+    C: Classify<S::Response, <S::Error as IntoPolicyError>::Inner>,
     Req: Clone,
 {
     type Response = S::Response;
@@ -99,24 +120,24 @@ where
 
     #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
-        // Keep the instance that was driven ready for this call; leave a clone behind.
-        let clone = self.inner.clone();
-        let mut service = std::mem::replace(&mut self.inner, clone);
-        let future = service.call(request.clone());
+        let started = self.replay.retry.start();
+        let attempt = self.inner.call(request.clone());
         ResponseFuture {
-            service,
+            replay: Arc::clone(&self.replay),
             request,
-            retry: self.retry.clone(),
-            classifier: self.classifier.clone(),
-            attempts: self.retry.begin(),
-            state: State::Calling { future },
+            started,
+            attempt: Some(attempt),
+            service: None,
+            cold: None,
         }
     }
 }
 
+// === impl ResponseFuture ===
+
 impl<S, Req, F, C, T, E, I> Future for ResponseFuture<S, Req, F, C>
 where
-    S: Service<Req, Future = F, Error = E>,
+    S: Service<Req, Future = F, Error = E> + Clone,
     F: Future<Output = Result<T, E>>,
     E: IntoPolicyError<Inner = I>,
     I: fmt::Debug,
@@ -125,39 +146,38 @@ where
 {
     type Output = Result<T, Error<I>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let result =
-                        ready!(future.poll(cx)).map_err(IntoPolicyError::into_policy_error);
-                    let outcome = classify_result(this.classifier, &result);
-                    match this
-                        .retry
-                        .next(this.attempts, &outcome, || describe(&result))
-                    {
-                        Next::Return => return Poll::Ready(result),
-                        Next::GiveUp => {
-                            return Poll::Ready(exhausted(this.attempts.made(), result));
-                        }
-                        Next::RetryAfter(delay) => this.state.set(State::Sleeping {
-                            sleep: tokio::time::sleep(delay),
-                        }),
-                    }
+            if let Some(attempt) = this.attempt.as_mut().as_pin_mut() {
+                let result = ready!(attempt.poll(cx)).map_err(IntoPolicyError::into_policy_error);
+                let outcome = classify_result(&this.replay.classifier, &result);
+                if !outcome.is_retryable() {
+                    return Poll::Ready(result);
                 }
-                StateProj::Sleeping { sleep } => {
-                    ready!(sleep.poll(cx));
-                    this.state.set(State::Readying);
-                }
-                StateProj::Readying => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
-                        return Poll::Ready(Err(e.into_policy_error()));
-                    }
-                    let future = this.service.call(this.request.clone());
-                    this.state.set(State::Calling { future });
+                this.attempt.set(None);
+                let cold = this
+                    .cold
+                    .get_or_insert_with(|| Cold::after_first(*this.started));
+                match cold.as_mut().next(&this.replay.retry, &outcome, &result) {
+                    Next::Return => return Poll::Ready(result),
+                    Next::GiveUp => return Poll::Ready(exhausted(cold.made(), result)),
+                    Next::RetryAfter(_) => {}
                 }
             }
+            // Between attempts: `cold` exists once an attempt was retried.
+            if let Some(cold) = this.cold.as_mut() {
+                ready!(cold.as_mut().poll_sleep(cx));
+            }
+            let service = this
+                .service
+                .get_or_insert_with(|| this.replay.template.clone());
+            if let Err(e) = ready!(service.poll_ready(cx)) {
+                return Poll::Ready(Err(e.into_policy_error()));
+            }
+            let attempt = service.call(this.request.clone());
+            this.attempt.set(Some(attempt));
         }
     }
 }

@@ -38,12 +38,15 @@
 mod backoff;
 mod budget;
 mod config;
+mod future;
 mod layer;
 
 pub use backoff::{Backoff, BackoffKind, BackoffState, Jitter};
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use config::{RetryBuilder, RetryConfig};
 pub use layer::{RetryLayer, RetryService};
+
+use future::Execute;
 
 use std::fmt;
 use std::future::Future;
@@ -56,7 +59,7 @@ use rand::rngs::SmallRng;
 
 use crate::clock::{Clock, Nanos, duration_to_nanos};
 use crate::events::{Emitter, Event, Listener, names};
-use crate::outcome::{Classify, Outcome, classify_result};
+use crate::outcome::{Classify, Outcome};
 use crate::policy::Policy;
 use crate::{Error, Name, deadline};
 
@@ -141,12 +144,6 @@ impl Retry {
     /// The shared budget, if any.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.shared.budget.as_ref()
-    }
-
-    /// Starts one call: deposits into the budget and notes the start if needed.
-    #[inline]
-    pub(crate) fn begin(&self) -> Attempts {
-        Attempts::after_first(self.start())
     }
 
     /// Starts one call: deposits into the budget, and returns its start time when
@@ -306,53 +303,18 @@ where
     T: Send,
     E: Send + fmt::Debug,
 {
-    async fn execute<C, F, Fut>(&self, classifier: &C, operation: F) -> Result<T, Error<E>>
+    #[inline(always)]
+    fn execute<C, F, Fut>(
+        &self,
+        classifier: &C,
+        operation: F,
+    ) -> impl Future<Output = Result<T, Error<E>>> + Send
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        // The first attempt carries only its start time; the retry state is built on the
-        // cold path, if a retry is wanted.
-        let started = self.start();
-        let first = operation().await;
-        let outcome = classify_result(classifier, &first);
-        if !outcome.is_retryable() {
-            return first;
-        }
-        let mut attempts = Attempts::after_first(started);
-        // Boxed: the retry loop's state (a backoff sleep and another attempt) is several
-        // times the size of a first attempt, and unboxed it would be part of, and copied
-        // with, every call's future. Its one allocation is made only when retrying.
-        Box::pin(self.again(classifier, &operation, &mut attempts, first, outcome)).await
-    }
-}
-
-impl Retry {
-    /// Retries after a retryable first attempt: the cold path.
-    async fn again<T, E, C, F, Fut>(
-        &self,
-        classifier: &C,
-        operation: &F,
-        attempts: &mut Attempts,
-        mut result: Result<T, Error<E>>,
-        mut outcome: Outcome,
-    ) -> Result<T, Error<E>>
-    where
-        E: fmt::Debug,
-        C: Classify<T, E> + ?Sized,
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, Error<E>>>,
-    {
-        loop {
-            match self.next(attempts, &outcome, || describe(&result)) {
-                Next::Return => return result,
-                Next::GiveUp => return exhausted(attempts.made(), result),
-                Next::RetryAfter(delay) => tokio::time::sleep(delay).await,
-            }
-            result = operation().await;
-            outcome = classify_result(classifier, &result);
-        }
+        Execute::new(self, classifier, operation)
     }
 }
 

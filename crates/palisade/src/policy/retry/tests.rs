@@ -338,6 +338,63 @@ async fn tower_layer_replays_the_request() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// A service that must be driven ready before every call: a clone starts not ready, and
+/// answers `Pending` (waking itself) to its first `poll_ready`. It fails its first
+/// `failures` calls.
+#[derive(Clone)]
+struct Gated {
+    ready: bool,
+    failures: u32,
+    calls: Arc<AtomicU32>,
+}
+
+impl tower::Service<u32> for Gated {
+    type Response = u32;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<u32, std::io::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.ready {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        self.ready = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, request: u32) -> Self::Future {
+        assert!(self.ready, "called without being driven ready");
+        self.ready = false;
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if n < self.failures {
+            Err(std::io::Error::other("reset"))
+        } else {
+            Ok(request + n)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_retries_drive_their_service_ready_before_calling_it() {
+    use tower::{Layer, ServiceExt};
+    let calls = Arc::new(AtomicU32::new(0));
+    let gated = Gated {
+        ready: false,
+        failures: 2,
+        calls: calls.clone(),
+    };
+    let svc = retry(3).build().unwrap().layer().layer(gated);
+    // Two calls through clones of one service: each retries twice, every attempt on an
+    // instance that was driven ready.
+    assert_eq!(svc.clone().oneshot(10).await.unwrap(), 12);
+    calls.store(0, Ordering::SeqCst);
+    assert_eq!(svc.oneshot(20).await.unwrap(), 22);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
 #[test]
 fn invalid_configs_name_the_field() {
     let cases: Vec<(RetryConfig, &str)> = vec![
