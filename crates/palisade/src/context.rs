@@ -31,6 +31,11 @@ impl<F, T: Copy + 'static> Scoped<F, T> {
     pub(crate) fn new(slot: &'static Slot<T>, value: T, inner: F) -> Self {
         Self { inner, slot, value }
     }
+
+    /// Replaces the value set for the polls to come.
+    pub(crate) fn set_value(self: Pin<&mut Self>, value: T) {
+        *self.project().value = value;
+    }
 }
 
 /// Restores the previous value when a poll ends.

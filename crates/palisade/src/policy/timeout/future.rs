@@ -3,7 +3,9 @@
 //! The operation runs inside a [deadline scope](crate::deadline) and is polled first; the
 //! timer (a tokio `Sleep`) is created only if the operation is still pending after a
 //! poll. An operation that completes on its first poll therefore never touches the timer
-//! wheel or the runtime handle — the common case for cached or in-memory work.
+//! wheel, the runtime handle or the clock — the common case for cached or in-memory
+//! work. When it first waits, its limit is fixed to an instant (one clock read) and the
+//! scope it runs in carries that instant from then on.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,7 +33,7 @@ impl<F: Future> TimeoutFuture<F> {
     #[inline]
     pub(crate) fn new(future: F, limit: Limit) -> Self {
         Self {
-            inner: deadline::scoped(limit.at(), future),
+            inner: deadline::scoped_by(limit.deadline(), future),
             sleep: None,
             limit,
         }
@@ -44,12 +46,15 @@ impl<F: Future> Future for TimeoutFuture<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Poll::Ready(output) = this.inner.poll(cx) {
+        if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
             return Poll::Ready(Ok(output));
         }
         if this.sleep.is_none() {
-            this.sleep
-                .set(Some(tokio::time::sleep_until(this.limit.at())));
+            let limit = this.limit.fixed();
+            let at = limit.deadline().instant();
+            *this.limit = limit;
+            deadline::fix(this.inner, at);
+            this.sleep.set(Some(tokio::time::sleep_until(at)));
         }
         match this.sleep.as_pin_mut() {
             Some(sleep) => {

@@ -23,11 +23,14 @@
 //! ```
 
 mod config;
+mod execute;
 mod future;
 mod layer;
 
 pub use config::{TimeoutBuilder, TimeoutConfig};
 pub use future::TimeoutFuture;
+
+use execute::Execute;
 
 pub use layer::{TimeoutLayer, TimeoutService};
 
@@ -36,12 +39,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use crate::deadline::{self, Deadline};
 use crate::events::{Emitter, Event, names};
 use crate::outcome::Classify;
 use crate::policy::Policy;
-use crate::{Error, Name, deadline};
+use crate::{Error, Name};
 
 /// Cancels operations that outlive a duration or the call's deadline.
 #[derive(Clone)]
@@ -56,13 +58,15 @@ struct Shared {
     fired: metrics::Counter,
 }
 
-/// What bounds one run: the policy's own timeout or the call's deadline.
+/// What bounds one run: the policy's own timeout or the call's deadline, whichever ends
+/// first. Either may still be a budget whose clock has not started (see
+/// [`deadline`](crate::deadline#budgets-whose-clock-has-not-started)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
     /// The policy's duration is the nearer limit.
-    Own(Instant),
+    Own(Deadline),
     /// The call's deadline is the nearer limit.
-    Deadline(Instant),
+    Deadline(Deadline),
 }
 
 // === impl Timeout ===
@@ -106,12 +110,13 @@ impl Timeout {
         &self.shared.name
     }
 
-    /// The instant this run must end by, and which limit sets it.
+    /// What this run must end by, and which limit sets it. Reads no clock unless the
+    /// call's deadline is already an instant.
     #[inline]
     pub(crate) fn limit(&self) -> Limit {
-        let own = crate::clock::instant_after(Instant::now(), self.shared.after);
-        match deadline::current() {
-            Some(deadline) if deadline <= own => Limit::Deadline(deadline),
+        let own = Deadline::within(self.shared.after);
+        match deadline::current_deadline() {
+            Some(outer) if outer.no_later_than(own) => Limit::Deadline(outer),
             _ => Limit::Own(own),
         }
     }
@@ -137,18 +142,27 @@ impl Timeout {
 }
 
 impl Limit {
-    /// The instant the run must end by.
+    /// The deadline the run must end by.
     #[inline]
-    pub(crate) fn at(self) -> Instant {
+    pub(crate) fn deadline(self) -> Deadline {
         match self {
             Limit::Own(at) | Limit::Deadline(at) => at,
         }
     }
 
-    /// True if it is the call's deadline and it has already passed.
+    /// The same limit, fixed to an instant (reading the clock if it was a budget).
+    #[inline]
+    pub(crate) fn fixed(self) -> Limit {
+        match self {
+            Limit::Own(at) => Limit::Own(at.fixed()),
+            Limit::Deadline(at) => Limit::Deadline(at.fixed()),
+        }
+    }
+
+    /// True if it is the call's deadline and no time is left.
     #[inline]
     pub(crate) fn spent(self) -> bool {
-        matches!(self, Limit::Deadline(at) if at <= Instant::now())
+        matches!(self, Limit::Deadline(at) if at.is_spent())
     }
 }
 
@@ -157,20 +171,18 @@ where
     T: Send,
     E: Send + fmt::Debug,
 {
-    async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
+    #[inline(always)]
+    fn execute<C, F, Fut>(
+        &self,
+        _classifier: &C,
+        operation: F,
+    ) -> impl Future<Output = Result<T, Error<E>>> + Send
     where
         C: Classify<T, E> + ?Sized,
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        let limit = self.limit();
-        if limit.spent() {
-            return Err(Error::DeadlineExceeded);
-        }
-        match TimeoutFuture::new(operation(), limit).await {
-            Ok(result) => result,
-            Err(limit) => Err(self.expired(limit)),
-        }
+        Execute::new(self, operation)
     }
 }
 

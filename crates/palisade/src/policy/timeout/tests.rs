@@ -99,6 +99,71 @@ async fn the_timeout_sets_a_deadline_for_what_it_wraps() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_deadline_is_fixed_when_the_operation_first_waits() {
+    let t = Timeout::new(Duration::from_millis(200));
+    let start = Instant::now();
+    let (before, after, left) = t
+        .execute(&crate::DefaultClassifier, || async {
+            // Before the first wait the scope carries a budget: `current` reads the
+            // clock, `remaining` does not need to.
+            let before = deadline::current();
+            sleep(Duration::from_millis(50)).await;
+            // After it, an instant that does not move with the clock.
+            let after = deadline::current();
+            Ok::<_, Error<()>>((before, after, deadline::remaining()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(before, Some(start + Duration::from_millis(200)));
+    assert_eq!(after, Some(start + Duration::from_millis(200)));
+    assert_eq!(left, Some(Duration::from_millis(150)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_timeouts_compose_before_either_reads_the_clock() {
+    let outer = Timeout::new(Duration::from_millis(50));
+    let inner = Timeout::new(Duration::from_millis(100));
+    let start = Instant::now();
+    let r = outer
+        .execute(&crate::DefaultClassifier, || {
+            inner.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5)))
+        })
+        .await;
+    // The inner timeout took the outer budget as its deadline and reported it as such.
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert_eq!(start.elapsed(), Duration::from_millis(50));
+
+    let outer = Timeout::new(Duration::from_millis(100));
+    let inner = Timeout::new(Duration::from_millis(50));
+    let start = Instant::now();
+    let r = outer
+        .execute(&crate::DefaultClassifier, || {
+            inner.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5)))
+        })
+        .await;
+    assert!(matches!(r, Err(Error::Timeout { after }) if after == Duration::from_millis(50)));
+    assert_eq!(start.elapsed(), Duration::from_millis(50));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_timeout_started_after_the_first_wait_sees_the_fixed_deadline() {
+    let outer = Timeout::new(Duration::from_millis(100));
+    let inner = Timeout::new(Duration::from_millis(80));
+    let start = Instant::now();
+    let r = outer
+        .execute(&crate::DefaultClassifier, || async {
+            sleep(Duration::from_millis(60)).await;
+            // 40 ms of the outer budget are left: less than the inner 80 ms.
+            inner
+                .execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5)))
+                .await
+        })
+        .await;
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
 async fn listener_hears_the_timeout() {
     let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = heard.clone();
