@@ -90,13 +90,10 @@ where
                     return Poll::Ready(result);
                 }
                 this.attempt.set(None);
-                let cold = this
-                    .cold
-                    .get_or_insert_with(|| Cold::after_first(*this.started));
-                match cold.as_mut().next(this.retry, &outcome, &result) {
-                    Next::Return => return Poll::Ready(result),
-                    Next::GiveUp => return Poll::Ready(exhausted(cold.made(), result)),
-                    Next::RetryAfter(_) => {}
+                if let Some(done) =
+                    Cold::settle(this.cold, *this.started, this.retry, &outcome, result)
+                {
+                    return Poll::Ready(done);
                 }
             }
             // Between attempts: `cold` exists once an attempt was retried.
@@ -114,16 +111,33 @@ impl Cold {
     /// The retry state after a first attempt started at `started`; boxed, allocated once
     /// per retried call.
     #[cold]
-    pub(crate) fn after_first(started: Nanos) -> Pin<Box<Cold>> {
+    fn after_first(started: Nanos) -> Pin<Box<Cold>> {
         Box::pin(Cold {
             attempts: Attempts::after_first(started),
             sleep: tokio::time::sleep(Duration::ZERO),
         })
     }
 
+    /// After a retryable attempt: the call's final result, or `None` to retry once the
+    /// sleep now set is over. Creates the retry state on the first retry.
+    pub(crate) fn settle<T, E: fmt::Debug>(
+        cold: &mut Option<Pin<Box<Cold>>>,
+        started: Nanos,
+        retry: &Retry,
+        outcome: &Outcome,
+        result: Result<T, Error<E>>,
+    ) -> Option<Result<T, Error<E>>> {
+        let cold = cold.get_or_insert_with(|| Cold::after_first(started));
+        match cold.as_mut().next(retry, outcome, &result) {
+            Next::Return => Some(result),
+            Next::GiveUp => Some(exhausted(cold.made(), result)),
+            Next::RetryAfter(_) => None,
+        }
+    }
+
     /// Decides what follows a retryable attempt; on a retry, sets the sleep before the
     /// next one.
-    pub(crate) fn next<T, E: fmt::Debug>(
+    fn next<T, E: fmt::Debug>(
         self: Pin<&mut Self>,
         retry: &Retry,
         outcome: &Outcome,
@@ -143,7 +157,7 @@ impl Cold {
     }
 
     /// Attempts made so far.
-    pub(crate) fn made(&self) -> u32 {
+    fn made(&self) -> u32 {
         self.attempts.made()
     }
 }

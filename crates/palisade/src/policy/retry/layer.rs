@@ -19,8 +19,8 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::Retry;
 use super::future::Cold;
-use super::{Next, Retry, exhausted};
 use crate::Error;
 use crate::clock::Nanos;
 use crate::error::IntoPolicyError;
@@ -157,13 +157,10 @@ where
                     return Poll::Ready(result);
                 }
                 this.attempt.set(None);
-                let cold = this
-                    .cold
-                    .get_or_insert_with(|| Cold::after_first(*this.started));
-                match cold.as_mut().next(&this.replay.retry, &outcome, &result) {
-                    Next::Return => return Poll::Ready(result),
-                    Next::GiveUp => return Poll::Ready(exhausted(cold.made(), result)),
-                    Next::RetryAfter(_) => {}
+                let retry = &this.replay.retry;
+                if let Some(done) = Cold::settle(this.cold, *this.started, retry, &outcome, result)
+                {
+                    return Poll::Ready(done);
                 }
             }
             // Between attempts: `cold` exists once an attempt was retried.
