@@ -406,7 +406,7 @@ impl Attempt<'_> {
         endpoint.pool.send(request).await.map_err(|e| {
             let kind = match e {
                 SendError::Connect { .. } => TransportErrorKind::ConnectFailure,
-                SendError::Request(_) => TransportErrorKind::Reset,
+                SendError::Request(_) | SendError::Http1(_) => TransportErrorKind::Reset,
             };
             transport(kind, &e.to_string())
         })

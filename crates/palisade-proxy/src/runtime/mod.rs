@@ -6,6 +6,7 @@
 mod balance;
 mod endpoint;
 mod health;
+mod http1;
 mod pool;
 mod requests;
 mod route;

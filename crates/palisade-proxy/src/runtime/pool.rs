@@ -5,10 +5,12 @@
 //! because each endpoint owns its pool:
 //!
 //! * a request finds its connections without hashing a pool key or taking a global lock;
-//! * an HTTP/1.1 connection goes back to its pool the moment its response body ends,
-//!   instead of through a task spawned to wait for it;
-//! * a request that meets a connection the server closed while it sat idle is sent once
-//!   more on a new connection. It was never written, so this is safe for any method.
+//! * an HTTP/1.1 connection is not a task: the request's own task writes the request and
+//!   reads the response on it (see [`http1`](super::http1)), and it goes back to its pool
+//!   the moment its response body ends (with a small body, as soon as the head is read);
+//! * an idle connection the server has closed is found closed when it is taken (its
+//!   socket has become readable), and is passed over: a request is never written to it,
+//!   so this is safe for any method.
 //!
 //! Bounds: at most `MAX_IDLE` idle connections per endpoint, each idle at most
 //! `IDLE_TIMEOUT`; an HTTP/2 endpoint has one connection, replaced when it closes.
@@ -19,18 +21,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::HOST;
 use http::uri::Authority;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::body::ProxyBody;
+use super::http1;
+use crate::body::{BoxError, ProxyBody};
 use crate::config::Protocol;
 
 /// Idle HTTP/1.1 connections kept per endpoint.
@@ -51,9 +52,12 @@ pub(crate) enum SendError {
         /// What failed.
         reason: String,
     },
-    /// The connection failed while the request was sent or its response awaited.
+    /// The HTTP/2 connection failed while the request was sent or its response awaited.
     #[error(transparent)]
     Request(#[from] hyper::Error),
+    /// The HTTP/1.1 exchange failed.
+    #[error(transparent)]
+    Http1(#[from] http1::Error),
 }
 
 /// The connections of one endpoint.
@@ -61,7 +65,8 @@ pub(crate) struct Pool {
     shared: Arc<Shared>,
 }
 
-struct Shared {
+/// What a pool's connections and returning bodies share.
+pub(crate) struct Shared {
     /// `host:port`: where to connect, and the `Host` when the client gave none.
     authority: Authority,
     protocol: Protocol,
@@ -73,7 +78,7 @@ struct Shared {
 }
 
 struct Idle {
-    sender: http1::SendRequest<ProxyBody>,
+    connection: http1::Connection,
     since: Instant,
 }
 
@@ -111,23 +116,14 @@ impl Pool {
 
     async fn send_http1(
         &self,
-        mut request: Request<ProxyBody>,
+        request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, SendError> {
-        to_origin_form(&mut request, &self.shared.authority);
-        let mut sender = match self.shared.checkout().await {
-            Some(sender) => sender,
+        let connection = match self.shared.checkout() {
+            Some(connection) => connection,
             None => Box::pin(self.shared.connect_http1()).await?,
         };
-        let request = match sender.try_send_request(request).await {
-            Ok(response) => return Ok(self.pooled(response, sender)),
-            Err(unsent) => unsent_or_error(unsent)?,
-        };
-        // The server closed that connection before it took the request: a new one.
-        let mut sender = Box::pin(self.shared.connect_http1()).await?;
-        match sender.try_send_request(request).await {
-            Ok(response) => Ok(self.pooled(response, sender)),
-            Err(failed) => Err(failed.into_error().into()),
-        }
+        let response = connection.send(request, &self.shared.authority).await?;
+        Ok(self.pooled(response))
     }
 
     async fn send_http2(
@@ -137,61 +133,26 @@ impl Pool {
         let mut sender = self.shared.multiplexed().await?;
         sender.ready().await?;
         let response = sender.send_request(request).await?;
-        Ok(response.map(|body| PooledBody {
-            body,
-            returning: None,
-        }))
+        Ok(response.map(PooledBody::Http2))
     }
 
     /// The response, its body holding the connection until it ends.
-    fn pooled(
-        &self,
-        response: Response<Incoming>,
-        sender: http1::SendRequest<ProxyBody>,
-    ) -> Response<PooledBody> {
-        let returning = Returning {
-            sender,
-            pool: self.shared.clone(),
-        };
-        response.map(|body| {
-            if body.is_end_stream() {
-                // No body to read (HEAD, 204, 304, `Content-Length: 0`): free at once.
-                returning.give_back();
-                PooledBody {
-                    body,
-                    returning: None,
+    fn pooled(&self, response: Response<http1::Body>) -> Response<PooledBody> {
+        response.map(|mut body| {
+            if body.is_read() {
+                // The whole body came with the head, or there is none (HEAD, 204, 304,
+                // `Content-Length: 0`): the connection is free at once.
+                if let Some(connection) = body.take_connection() {
+                    self.shared.check_in(connection);
                 }
+                PooledBody::Http1 { body, pool: None }
             } else {
-                PooledBody {
+                PooledBody::Http1 {
                     body,
-                    returning: Some(returning),
+                    pool: Some(self.shared.clone()),
                 }
             }
         })
-    }
-}
-
-/// The request to send again if the connection refused it before writing it.
-fn unsent_or_error(
-    mut unsent: TrySendError<Request<ProxyBody>>,
-) -> Result<Request<ProxyBody>, SendError> {
-    match unsent.take_message() {
-        Some(request) => Ok(request),
-        None => Err(unsent.into_error().into()),
-    }
-}
-
-/// HTTP/1.1 sends the path alone on the request line, and the endpoint in `Host` when
-/// the client gave none.
-fn to_origin_form(request: &mut Request<ProxyBody>, authority: &Authority) {
-    let path = request.uri().path_and_query().cloned();
-    if let Some(path) = path {
-        *request.uri_mut() = Uri::from(path);
-    }
-    if !request.headers().contains_key(HOST) {
-        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-            request.headers_mut().insert(HOST, host);
-        }
     }
 }
 
@@ -203,38 +164,38 @@ impl Shared {
     }
 
     /// The most recently used idle connection that can take a request, if any.
-    async fn checkout(&self) -> Option<http1::SendRequest<ProxyBody>> {
+    fn checkout(&self) -> Option<http1::Connection> {
         loop {
-            let Idle { mut sender, since } = self.idle().pop()?;
-            if sender.is_closed() || since.elapsed() > IDLE_TIMEOUT {
-                continue;
-            }
-            // Given back as its last response ended: ready once its connection has read
-            // that response to the end, which is at once or very soon.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            let Idle { connection, since } = self.idle().pop()?;
+            if since.elapsed() <= IDLE_TIMEOUT && connection.is_open() {
+                return Some(connection);
             }
         }
     }
 
-    /// Keeps `sender` for the next request, within the bounds.
-    fn check_in(&self, sender: http1::SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Keeps `connection` for the next request, within the bounds. Connections idle too
+    /// long are dropped (closed) here, after the lock is released.
+    fn check_in(&self, connection: http1::Connection) {
         let now = Instant::now();
-        let mut idle = self.idle();
-        let stale = idle
-            .iter()
-            .take_while(|i| i.sender.is_closed() || now.duration_since(i.since) > IDLE_TIMEOUT)
-            .count();
-        idle.drain(..stale);
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle { sender, since: now });
-        }
+        let stale: Vec<Idle> = {
+            let mut idle = self.idle();
+            let stale = idle
+                .iter()
+                .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
+                .count();
+            let stale = idle.drain(..stale).collect();
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle {
+                    connection,
+                    since: now,
+                });
+            }
+            stale
+        };
+        drop(stale);
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {
+    async fn connect(&self) -> Result<TcpStream, SendError> {
         let address = self.authority.as_str();
         let failed = |reason: String| SendError::Connect {
             address: address.to_owned(),
@@ -247,14 +208,11 @@ impl Shared {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        Ok(TokioIo::new(stream))
+        Ok(stream)
     }
 
-    async fn connect_http1(&self) -> Result<http1::SendRequest<ProxyBody>, SendError> {
-        let io = self.connect().await?;
-        let (sender, connection) = http1::handshake(io).await?;
-        self.drive(connection);
-        Ok(sender)
+    async fn connect_http1(&self) -> Result<http1::Connection, SendError> {
+        Ok(http1::Connection::new(self.connect().await?))
     }
 
     async fn multiplexed(&self) -> Result<http2::SendRequest<ProxyBody>, SendError> {
@@ -262,7 +220,7 @@ impl Shared {
         if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
             return Ok(sender.clone());
         }
-        let io = self.connect().await?;
+        let io = TokioIo::new(self.connect().await?);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)
@@ -272,7 +230,8 @@ impl Shared {
         Ok(sender)
     }
 
-    /// Runs a connection's I/O on its own task until it closes.
+    /// Runs the HTTP/2 connection's I/O on its own task until it closes: it serves
+    /// every request to the endpoint at once.
     fn drive<C>(&self, connection: C)
     where
         C: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
@@ -288,60 +247,51 @@ impl Shared {
 
 // === impl PooledBody ===
 
-/// An HTTP/1.1 connection on its way back to its pool.
-struct Returning {
-    sender: http1::SendRequest<ProxyBody>,
-    pool: Arc<Shared>,
-}
-
-impl Returning {
-    fn give_back(self) {
-        self.pool.check_in(self.sender);
-    }
-}
-
-pin_project! {
-    /// A response body from an endpoint. An HTTP/1.1 connection goes back to its pool
-    /// when the body ends; if the body is dropped before, the connection is dropped too.
-    pub(crate) struct PooledBody {
-        #[pin]
-        body: Incoming,
-        returning: Option<Returning>,
-    }
+/// A response body from an endpoint. An HTTP/1.1 connection goes back to its pool when
+/// the body ends; if the body is dropped before, the connection is closed.
+pub(crate) enum PooledBody {
+    /// From an HTTP/1.1 connection, with the pool to return it to (`None` once returned).
+    Http1 {
+        body: http1::Body,
+        pool: Option<Arc<Shared>>,
+    },
+    /// A stream of the endpoint's HTTP/2 connection.
+    Http2(Incoming),
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut this = self.project();
-        let frame = this.body.as_mut().poll_frame(cx);
-        let ended = match &frame {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
-            Poll::Ready(Some(Err(_))) => {
-                this.returning.take();
-                false
-            }
-            Poll::Pending => false,
-        };
-        if ended {
-            if let Some(returning) = this.returning.take() {
-                returning.give_back();
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            PooledBody::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            PooledBody::Http1 { body, pool } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                if frame.is_ready() && body.is_read() {
+                    if let (Some(pool), Some(connection)) = (pool.take(), body.take_connection()) {
+                        pool.check_in(connection);
+                    }
+                }
+                frame.map_err(Into::into)
             }
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match self {
+            PooledBody::Http1 { body, .. } => body.is_end_stream(),
+            PooledBody::Http2(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match self {
+            PooledBody::Http1 { body, .. } => body.size_hint(),
+            PooledBody::Http2(body) => body.size_hint(),
+        }
     }
 }

@@ -1,0 +1,308 @@
+//! Response bodies: the framing's decoder, and the body that streams from its connection
+//! and gives the connection back once the body has ended.
+
+use std::future::Future as _;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncReadExt;
+
+use super::{Connection, Error};
+
+/// The longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
+/// How a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// After this many more bytes.
+    Length(u64),
+    /// With the last chunk, and its trailers.
+    Chunked(Chunk),
+    /// When the server closes the connection.
+    Eof,
+}
+
+/// Where a chunked body's decoder stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    /// Before a chunk-size line.
+    Size,
+    /// Inside a chunk: this many bytes left.
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataEnd,
+    /// After the last chunk: trailer lines, up to an empty one.
+    Trailers,
+}
+
+/// One step of decoding.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body has ended.
+    End,
+    /// More bytes must be read first.
+    More,
+}
+
+impl Framing {
+    /// A chunked body, before its first chunk.
+    pub(crate) fn chunked() -> Self {
+        Framing::Chunked(Chunk::Size)
+    }
+
+    /// The body has ended.
+    pub(crate) fn is_done(&self) -> bool {
+        *self == Framing::Length(0)
+    }
+
+    /// Takes what `buf` holds of the body. `eof`: the server has closed its side, so
+    /// `buf` is all there will be.
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Decoded, Error> {
+        loop {
+            match self {
+                Framing::Length(0) => return Ok(Decoded::End),
+                Framing::Length(left) => {
+                    if buf.is_empty() {
+                        return if eof {
+                            Err(Error::Incomplete)
+                        } else {
+                            Ok(Decoded::More)
+                        };
+                    }
+                    let n = take(buf.len(), *left);
+                    *left -= n as u64;
+                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                }
+                Framing::Eof => {
+                    if !buf.is_empty() {
+                        return Ok(Decoded::Data(buf.split().freeze()));
+                    }
+                    if eof {
+                        *self = Framing::Length(0);
+                        return Ok(Decoded::End);
+                    }
+                    return Ok(Decoded::More);
+                }
+                Framing::Chunked(chunk) => match *chunk {
+                    Chunk::Size => {
+                        let Some(line) = line(buf)? else {
+                            return more(eof);
+                        };
+                        let size = chunk_size(&line)?;
+                        *chunk = if size == 0 {
+                            Chunk::Trailers
+                        } else {
+                            Chunk::Data(size)
+                        };
+                    }
+                    Chunk::Data(left) => {
+                        if buf.is_empty() {
+                            return more(eof);
+                        }
+                        let n = take(buf.len(), left);
+                        let left = left - n as u64;
+                        *chunk = if left == 0 {
+                            Chunk::DataEnd
+                        } else {
+                            Chunk::Data(left)
+                        };
+                        return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                    }
+                    Chunk::DataEnd => {
+                        let Some(line) = line(buf)? else {
+                            return more(eof);
+                        };
+                        if !line.is_empty() {
+                            return Err(Error::Malformed("chunk data longer than its size"));
+                        }
+                        *chunk = Chunk::Size;
+                    }
+                    Chunk::Trailers => {
+                        let Some(line) = line(buf)? else {
+                            return more(eof);
+                        };
+                        // Trailers are dropped: the next hop frames the body anew.
+                        if line.is_empty() {
+                            *self = Framing::Length(0);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Body bytes still to come, when known.
+    fn remaining(&self) -> Option<u64> {
+        match self {
+            Framing::Length(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+fn more(eof: bool) -> Result<Decoded, Error> {
+    if eof {
+        Err(Error::Incomplete)
+    } else {
+        Ok(Decoded::More)
+    }
+}
+
+/// `have` capped at `left`.
+fn take(have: usize, left: u64) -> usize {
+    usize::try_from(left).map_or(have, |left| have.min(left))
+}
+
+/// The next line of `buf` without its line end, split off it, if `buf` holds it whole.
+fn line(buf: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(at) => {
+            let mut line = buf.split_to(at + 1);
+            line.truncate(at);
+            if line.last() == Some(&b'\r') {
+                line.truncate(at - 1);
+            }
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err(Error::Malformed("chunk line too long")),
+        None => Ok(None),
+    }
+}
+
+/// A chunk-size line: hex digits, then optional extensions after `;`.
+fn chunk_size(line: &[u8]) -> Result<u64, Error> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or(line);
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(Error::Malformed("invalid chunk size"));
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return Err(Error::Malformed("invalid chunk size")),
+        };
+        Ok(n * 16 + u64::from(v))
+    })
+}
+
+// === impl Body ===
+
+/// A response body streamed from its connection.
+///
+/// When the body has ended and the connection may carry another request,
+/// [`Body::take_connection`] hands the connection back; a body dropped before its end
+/// closes its connection.
+#[derive(Debug)]
+pub(crate) struct Body {
+    conn: Option<Connection>,
+    framing: Framing,
+    keep_alive: bool,
+    /// The server has closed its side.
+    eof: bool,
+    /// A body already read whole with the head, not yet handed out.
+    ready: Option<Bytes>,
+}
+
+impl Body {
+    pub(super) fn new(mut conn: Connection, mut framing: Framing, keep_alive: bool) -> Self {
+        // The common small response arrives with its head: take it now, so that the
+        // connection is free before the body is even asked for.
+        let mut ready = None;
+        if let Framing::Length(n) = framing {
+            if n > 0 && conn.read.len() as u64 >= n {
+                ready = Some(conn.read.split_to(take(conn.read.len(), n)).freeze());
+                framing = Framing::Length(0);
+            }
+        }
+        Self {
+            conn: Some(conn),
+            framing,
+            keep_alive,
+            eof: false,
+            ready,
+        }
+    }
+
+    /// The connection, if the body has been read to its end and the connection can take
+    /// another request. At most once.
+    pub(crate) fn take_connection(&mut self) -> Option<Connection> {
+        let reusable = self.keep_alive
+            && self.framing.is_done()
+            && self.conn.as_ref().is_some_and(|c| c.read.is_empty());
+        if reusable { self.conn.take() } else { None }
+    }
+
+    /// Every byte of the body has been read from the connection.
+    pub(crate) fn is_read(&self) -> bool {
+        self.framing.is_done()
+    }
+
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Err(Error::Incomplete));
+        };
+        if conn.read.capacity() - conn.read.len() < 1024 {
+            conn.read.reserve(super::READ_BUFFER);
+        }
+        let read = ready!(pin!(conn.io.read_buf(&mut conn.read)).poll(cx))?;
+        if read == 0 {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        if let Some(bytes) = this.ready.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
+        loop {
+            let decoded = match this.conn.as_mut() {
+                Some(conn) => this.framing.decode(&mut conn.read, this.eof),
+                None if this.framing.is_done() => Ok(Decoded::End),
+                None => Err(Error::Incomplete),
+            };
+            match decoded {
+                Ok(Decoded::Data(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                Ok(Decoded::End) => return Poll::Ready(None),
+                Ok(Decoded::More) => {
+                    if let Err(error) = ready!(this.poll_read_more(cx)) {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                }
+                Err(error) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ready.is_none() && self.framing.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let ready = self.ready.as_ref().map_or(0, |b| b.len() as u64);
+        match self.framing.remaining() {
+            Some(n) => SizeHint::with_exact(n + ready),
+            None => SizeHint::default(),
+        }
+    }
+}

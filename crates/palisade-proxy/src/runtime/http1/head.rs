@@ -1,0 +1,270 @@
+//! Message heads: the request head written to an endpoint, the response head read back.
+//!
+//! The request head is written straight from the request's parts into the connection's
+//! reused buffer. The response head is found in the read buffer, split off and frozen
+//! once, and every header value is a slice of that one buffer (no copy per header).
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+use super::Error;
+use super::body::Framing;
+
+/// The longest response head accepted.
+pub(super) const MAX_HEAD: usize = 256 * 1024;
+/// The most response headers accepted.
+const MAX_HEADERS: usize = 100;
+
+/// How the request body is framed on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RequestFraming {
+    /// No body and no length header.
+    None,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Writes the request line and headers into `out`. `Content-Length` and
+/// `Transfer-Encoding` are the framing's, whatever the request carried; `Host` is the
+/// endpoint's when the request has none.
+pub(super) fn encode_request(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    authority: &Authority,
+    framing: RequestFraming,
+) {
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut has_host = false;
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        has_host |= name == HOST;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::None => {}
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(super) struct ResponseHead {
+    pub(super) status: StatusCode,
+    pub(super) version: Version,
+    pub(super) headers: HeaderMap,
+    pub(super) framing: Framing,
+    /// The connection may carry another request after this response.
+    pub(super) keep_alive: bool,
+}
+
+/// The response head at the start of `buf`, split off it, or `None` if `buf` does not
+/// hold a whole head yet. `head_request`: the request was a `HEAD` (no body follows).
+pub(super) fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, Error> {
+    let Some((end, lines)) = find_end(buf) else {
+        if buf.len() > MAX_HEAD {
+            return Err(Error::Malformed("response head too large"));
+        }
+        return Ok(None);
+    };
+    if lines > MAX_HEADERS + 1 {
+        return Err(Error::Malformed("too many response headers"));
+    }
+    let head = buf.split_to(end).freeze();
+    parse_head(&head, lines, head_request).map(Some)
+}
+
+/// The length of the head (through its empty line) and its number of lines before the
+/// empty one, if `buf` holds it all.
+fn find_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut lines = 0;
+    let mut start = 0;
+    while let Some(offset) = buf[start..].iter().position(|&b| b == b'\n') {
+        let end = start + offset;
+        let line = &buf[start..end];
+        if line.is_empty() || line == b"\r" {
+            return Some((end + 1, lines));
+        }
+        lines += 1;
+        start = end + 1;
+    }
+    None
+}
+
+fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<ResponseHead, Error> {
+    let mut rest = &head[..];
+    let status_line = next_line(&mut rest);
+    let (version, status) = parse_status_line(status_line)?;
+    let mut headers = HeaderMap::with_capacity(lines.saturating_sub(1));
+    let mut close = version == Version::HTTP_10;
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    loop {
+        let line = next_line(&mut rest);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err(Error::Malformed("folded response header"));
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(Error::Malformed("response header without a colon"))?;
+        let name = HeaderName::from_bytes(&line[..colon])
+            .map_err(|_| Error::Malformed("invalid response header name"))?;
+        let value = trim(&line[colon + 1..]);
+        if name == CONTENT_LENGTH {
+            let n = parse_length(value)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::Malformed("conflicting content-length"));
+            }
+            length = Some(n);
+        } else if name == TRANSFER_ENCODING {
+            chunked = Some(last_token_is(value, b"chunked"));
+        } else if name == CONNECTION {
+            if has_token(value, b"close") {
+                close = true;
+            } else if has_token(value, b"keep-alive") && version == Version::HTTP_10 {
+                close = false;
+            }
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(value))
+            .map_err(|_| Error::Malformed("invalid response header value"))?;
+        headers.append(name, value);
+    }
+    let no_body = head_request
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
+    let framing = match (no_body, chunked, length) {
+        (true, _, _) => Framing::Length(0),
+        (false, Some(true), _) => Framing::chunked(),
+        // A transfer coding other than chunked last: the body runs to the close.
+        (false, Some(false), _) | (false, None, None) => Framing::Eof,
+        (false, None, Some(n)) => Framing::Length(n),
+    };
+    // A message with both a transfer coding and a length must not reuse the connection
+    // (RFC 9112 §6.3); neither may a body that ends with the connection.
+    let ambiguous = chunked.is_some() && length.is_some() && !no_body;
+    let keep_alive = !(close || ambiguous || framing == Framing::Eof);
+    Ok(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    })
+}
+
+/// The next line of `rest` (without its CRLF or LF), advancing past it.
+fn next_line<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let (line, after) = match rest.iter().position(|&b| b == b'\n') {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (*rest, &rest[rest.len()..]),
+    };
+    *rest = after;
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn parse_status_line(line: &[u8]) -> Result<(Version, StatusCode), Error> {
+    let version = match line.get(..9) {
+        Some(b"HTTP/1.1 ") => Version::HTTP_11,
+        Some(b"HTTP/1.0 ") => Version::HTTP_10,
+        _ => return Err(Error::Malformed("not an HTTP/1 status line")),
+    };
+    let code = line
+        .get(9..12)
+        .filter(|c| c.iter().all(u8::is_ascii_digit))
+        .ok_or(Error::Malformed("invalid status code"))?;
+    if line.len() > 12 && line[12] != b' ' {
+        return Err(Error::Malformed("invalid status code"));
+    }
+    let code = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    let status = StatusCode::from_u16(code).map_err(|_| Error::Malformed("invalid status code"))?;
+    Ok((version, status))
+}
+
+fn trim(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// A `Content-Length` value: digits, or a list of equal ones.
+fn parse_length(value: &[u8]) -> Result<u64, Error> {
+    let mut found = None;
+    for part in value.split(|&b| b == b',') {
+        let part = trim(part);
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return Err(Error::Malformed("invalid content-length"));
+        }
+        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return Err(Error::Malformed("conflicting content-length"));
+        }
+        found = Some(n);
+    }
+    found.ok_or(Error::Malformed("invalid content-length"))
+}
+
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim)
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn last_token_is(value: &[u8], token: &[u8]) -> bool {
+    tokens(value)
+        .filter(|t| !t.is_empty())
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case(token))
+}

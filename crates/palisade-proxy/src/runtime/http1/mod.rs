@@ -1,0 +1,223 @@
+//! The sidecar's HTTP/1.1 client: one request at a time on a keep-alive connection,
+//! driven by the request's own task.
+//!
+//! hyper's client connection runs as a task of its own: every proxied request would be
+//! handed to that task and its response handed back (two task crossings, often two
+//! threads, per request), and its body streamed through a channel between them. Here the
+//! connection is a plain value: the request's future writes the head (and a small body)
+//! in one write and reads the response head; the response body reads from the same
+//! socket when the client side polls it, and hands the connection back when it ends. No
+//! task is spawned, nothing crosses tasks.
+//!
+//! What it speaks: requests with no body, a `Content-Length` body (written with the head
+//! when small) or a chunked one; responses framed by `Content-Length`, chunked, or by the
+//! connection's close; `HEAD`, 204 and 304 without a body; interim 1xx responses skipped
+//! (101 refused: the sidecar does not relay upgrades). The request is written whole
+//! before the response is read.
+
+mod body;
+mod head;
+#[cfg(test)]
+mod tests;
+
+use std::io::{ErrorKind, Write as _};
+
+use bytes::BytesMut;
+use http::header::CONTENT_LENGTH;
+use http::uri::Authority;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub(crate) use body::Body;
+use head::RequestFraming;
+
+use crate::body::{BoxError, ProxyBody};
+
+/// Room made in the read buffer when it runs low.
+const READ_BUFFER: usize = 8 * 1024;
+/// Request bodies up to this many bytes are written together with their head.
+const COALESCE: u64 = 16 * 1024;
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The socket failed.
+    #[error("upstream connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server closed the connection without a byte of response.
+    #[error("the upstream closed the connection without answering")]
+    Closed,
+    /// The server closed the connection in the middle of the response.
+    #[error("the upstream closed the connection before the response ended")]
+    Incomplete,
+    /// The response is not valid HTTP/1.
+    #[error("malformed response from the upstream: {0}")]
+    Malformed(&'static str),
+    /// The request body failed while it was sent.
+    #[error("request body: {0}")]
+    Body(BoxError),
+    /// The request body's length is not the one it declared.
+    #[error("the request body's length differs from the one declared")]
+    BodyLength,
+}
+
+/// An HTTP/1.1 connection to an endpoint, between requests.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    io: TcpStream,
+    /// Bytes read and not yet consumed; a response's head and body are split off it.
+    read: BytesMut,
+    /// The request head being written; its capacity is kept for the next request.
+    write: Vec<u8>,
+}
+
+impl Connection {
+    pub(crate) fn new(io: TcpStream) -> Self {
+        Self {
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+        }
+    }
+
+    /// An idle connection is still usable: the server has neither closed it nor sent
+    /// anything unasked. Costs no system call unless the socket has become readable.
+    pub(crate) fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
+    }
+
+    /// Sends `request` (its URI's path and query go on the request line; `authority` is
+    /// the `Host` when it carries none) and reads the response head. The body streams
+    /// from this connection, which the body holds until it ends.
+    pub(crate) async fn send(
+        mut self,
+        request: Request<ProxyBody>,
+        authority: &Authority,
+    ) -> Result<Response<Body>, Error> {
+        let (parts, mut body) = request.into_parts();
+        let framing = if http_body::Body::is_end_stream(&body) {
+            let declares = parts.headers.contains_key(CONTENT_LENGTH)
+                || parts.method == Method::POST
+                || parts.method == Method::PUT
+                || parts.method == Method::PATCH;
+            if declares {
+                RequestFraming::Length(0)
+            } else {
+                RequestFraming::None
+            }
+        } else {
+            match http_body::Body::size_hint(&body).exact() {
+                Some(n) => RequestFraming::Length(n),
+                None => RequestFraming::Chunked,
+            }
+        };
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        head::encode_request(
+            &mut self.write,
+            &parts.method,
+            path,
+            &parts.headers,
+            authority,
+            framing,
+        );
+        match framing {
+            RequestFraming::None | RequestFraming::Length(0) => {
+                self.io.write_all(&self.write).await?;
+            }
+            RequestFraming::Length(n) if n <= COALESCE => {
+                let mut sent = 0;
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame.map_err(Error::Body)?.into_data() {
+                        sent += data.len() as u64;
+                        if sent > n {
+                            return Err(Error::BodyLength);
+                        }
+                        self.write.extend_from_slice(&data);
+                    }
+                }
+                if sent != n {
+                    return Err(Error::BodyLength);
+                }
+                self.io.write_all(&self.write).await?;
+            }
+            RequestFraming::Length(n) => {
+                self.io.write_all(&self.write).await?;
+                self.stream_body(&mut body, Some(n)).await?;
+            }
+            RequestFraming::Chunked => {
+                self.io.write_all(&self.write).await?;
+                self.stream_body(&mut body, None).await?;
+            }
+        }
+        drop(body);
+        self.read_response(parts.method == Method::HEAD).await
+    }
+
+    /// Writes a body frame by frame: `length` bytes, or chunked when `None`.
+    async fn stream_body(
+        &mut self,
+        body: &mut ProxyBody,
+        length: Option<u64>,
+    ) -> Result<(), Error> {
+        let mut sent = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(Error::Body)?.into_data() else {
+                continue; // trailers are not forwarded
+            };
+            if data.is_empty() {
+                continue;
+            }
+            sent += data.len() as u64;
+            match length {
+                Some(n) if sent > n => return Err(Error::BodyLength),
+                Some(_) => self.io.write_all(&data).await?,
+                None => {
+                    self.write.clear();
+                    let _ = write!(self.write, "{:x}\r\n", data.len());
+                    self.io.write_all(&self.write).await?;
+                    self.io.write_all(&data).await?;
+                    self.io.write_all(b"\r\n").await?;
+                }
+            }
+        }
+        match length {
+            Some(n) if sent != n => Err(Error::BodyLength),
+            Some(_) => Ok(()),
+            None => Ok(self.io.write_all(b"0\r\n\r\n").await?),
+        }
+    }
+
+    async fn read_response(mut self, head_request: bool) -> Result<Response<Body>, Error> {
+        loop {
+            if !self.read.is_empty() {
+                if let Some(head) = head::parse_response(&mut self.read, head_request)? {
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(Error::Malformed("protocol upgrades are not relayed"));
+                    }
+                    if head.status.is_informational() {
+                        continue; // 100 Continue, 103 Early Hints: the final answer follows
+                    }
+                    let mut response =
+                        Response::new(Body::new(self, head.framing, head.keep_alive));
+                    *response.status_mut() = head.status;
+                    *response.version_mut() = head.version;
+                    *response.headers_mut() = head.headers;
+                    return Ok(response);
+                }
+            }
+            if self.read.capacity() - self.read.len() < 1024 {
+                self.read.reserve(READ_BUFFER);
+            }
+            if self.io.read_buf(&mut self.read).await? == 0 {
+                return Err(if self.read.is_empty() {
+                    Error::Closed
+                } else {
+                    Error::Incomplete
+                });
+            }
+        }
+    }
+}

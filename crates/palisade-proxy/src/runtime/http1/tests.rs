@@ -1,0 +1,314 @@
+//! The client against raw loopback servers: framing both ways, reuse, and failures.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::body::{Decoded, Framing};
+use super::{Connection, Error};
+use crate::body::{BoxError, ProxyBody, boxed, empty, full};
+
+/// A server that reads one request head (and `body` more bytes), answers `reply`, and
+/// returns what it read.
+async fn serve_once(
+    reply: &'static [u8],
+    body: usize,
+) -> (Connection, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "client closed early: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                if seen.len() >= end + 4 + body {
+                    break;
+                }
+            }
+        }
+        stream.write_all(reply).await.expect("write");
+        // Keep the connection open until the client is done with it.
+        let _ = stream.read(&mut buf).await;
+        seen
+    });
+    let stream = TcpStream::connect(address).await.expect("connect");
+    (Connection::new(stream), server)
+}
+
+fn authority() -> http::uri::Authority {
+    http::uri::Authority::from_static("upstream:80")
+}
+
+fn get(path: &str) -> Request<ProxyBody> {
+    Request::get(path).body(empty()).expect("request")
+}
+
+#[tokio::test]
+async fn a_small_answer_frees_its_connection_with_the_head() {
+    let (conn, server) = serve_once(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok",
+        0,
+    )
+    .await;
+    let response = conn
+        .send(get("/x?y=1"), &authority())
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-a"], "b");
+    let mut body = response.into_body();
+    assert!(body.is_read(), "the body came with the head");
+    let conn = body.take_connection().expect("reusable at once");
+    assert!(conn.is_open());
+    let bytes = body.collect().await.expect("body").to_bytes();
+    assert_eq!(bytes, "ok");
+    drop(conn);
+    let seen = server.await.expect("server");
+    assert_eq!(seen, b"GET /x?y=1 HTTP/1.1\r\nhost: upstream:80\r\n\r\n");
+}
+
+#[tokio::test]
+async fn a_buffered_body_goes_with_its_head_and_a_declared_length() {
+    let (conn, server) = serve_once(b"HTTP/1.1 204 No Content\r\n\r\n", 5).await;
+    let request = Request::post("/orders")
+        .header("content-length", "5")
+        .header("host", "client.example")
+        .body(full("hello"))
+        .expect("request");
+    let response = conn.send(request, &authority()).await.expect("response");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let mut body = response.into_body();
+    assert!(body.is_read());
+    assert!(body.take_connection().is_some());
+    let seen = server.await.expect("server");
+    assert_eq!(
+        String::from_utf8_lossy(&seen),
+        "POST /orders HTTP/1.1\r\nhost: client.example\r\ncontent-length: 5\r\n\r\nhello"
+    );
+}
+
+#[tokio::test]
+async fn an_unsized_body_is_sent_chunked() {
+    let (conn, server) = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 25).await;
+    let chunks = Chunks(["abc", "defghij"].into());
+    let request = Request::put("/p").body(boxed(chunks)).expect("request");
+    let response = conn.send(request, &authority()).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(response);
+    let seen = server.await.expect("server");
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(
+        seen.ends_with("transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n7\r\ndefghij\r\n0\r\n\r\n"),
+        "{seen:?}"
+    );
+}
+
+/// A body of the given chunks, of unknown length.
+struct Chunks(std::collections::VecDeque<&'static str>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Ready(
+            self.0
+                .pop_front()
+                .map(|c| Ok(http_body::Frame::data(Bytes::from_static(c.as_bytes())))),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_answer_streams_and_then_frees_its_connection() {
+    let (conn, server) = serve_once(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+          4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nx-trailer: t\r\n\r\n",
+        0,
+    )
+    .await;
+    let response = conn.send(get("/"), &authority()).await.expect("response");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the interim 100 is skipped"
+    );
+    let mut body = response.into_body();
+    let mut read = Vec::new();
+    while let Some(frame) = body.frame().await {
+        read.extend_from_slice(&frame.expect("frame").into_data().expect("data"));
+    }
+    assert_eq!(read, b"wikipedia");
+    assert!(
+        body.take_connection().is_some(),
+        "reusable after the last chunk"
+    );
+    drop(body);
+    server.await.expect("server");
+}
+
+#[tokio::test]
+async fn connection_close_and_close_delimited_bodies_are_not_reused() {
+    let (conn, server) = serve_once(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+        0,
+    )
+    .await;
+    let mut body = conn
+        .send(get("/"), &authority())
+        .await
+        .expect("response")
+        .into_body();
+    assert!(body.is_read());
+    assert!(body.take_connection().is_none());
+    drop(body);
+    server.await.expect("server");
+
+    let mut framing = Framing::Eof;
+    let mut buf = BytesMut::from(&b"abc"[..]);
+    assert_eq!(
+        framing.decode(&mut buf, false).expect("decode"),
+        Decoded::Data(Bytes::from_static(b"abc"))
+    );
+    assert_eq!(
+        framing.decode(&mut buf, false).expect("decode"),
+        Decoded::More
+    );
+    assert_eq!(
+        framing.decode(&mut buf, true).expect("decode"),
+        Decoded::End
+    );
+}
+
+#[tokio::test]
+async fn a_closed_connection_is_an_error_not_a_response() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf).await;
+        // Closed without answering.
+    });
+    let conn = Connection::new(TcpStream::connect(address).await.expect("connect"));
+    let error = conn
+        .send(get("/"), &authority())
+        .await
+        .expect_err("no answer");
+    assert!(matches!(error, Error::Closed | Error::Io(_)), "{error:?}");
+    server.await.expect("server");
+}
+
+#[tokio::test]
+async fn an_idle_connection_closed_by_the_server_is_seen_closed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let conn = Connection::new(TcpStream::connect(address).await.expect("connect"));
+    let (stream, _) = listener.accept().await.expect("accept");
+    assert!(conn.is_open());
+    drop(stream);
+    // The reactor learns of the close when it next polls; wait for readability, bounded.
+    tokio::time::timeout(Duration::from_secs(5), conn.io.readable())
+        .await
+        .expect("readable")
+        .expect("readiness");
+    assert!(!conn.is_open());
+}
+
+#[test]
+fn malformed_heads_and_chunks_are_refused() {
+    for head in [
+        &b"HTTP/2 200 OK\r\n\r\n"[..],
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+    ] {
+        let mut buf = BytesMut::from(head);
+        assert!(
+            matches!(
+                super::head::parse_response(&mut buf, false),
+                Err(Error::Malformed(_))
+            ),
+            "{}",
+            String::from_utf8_lossy(head)
+        );
+    }
+    let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
+    assert!(matches!(
+        super::head::parse_response(&mut partial, false),
+        Ok(None)
+    ));
+
+    let mut framing = Framing::chunked();
+    let mut buf = BytesMut::from(&b"zz\r\n"[..]);
+    assert!(matches!(
+        framing.decode(&mut buf, false),
+        Err(Error::Malformed(_))
+    ));
+    let mut framing = Framing::chunked();
+    let mut buf = BytesMut::from(&b"2\r\nabc\r\n"[..]);
+    assert_eq!(
+        framing.decode(&mut buf, false).expect("data"),
+        Decoded::Data(Bytes::from_static(b"ab"))
+    );
+    assert!(matches!(
+        framing.decode(&mut buf, false),
+        Err(Error::Malformed(_))
+    ));
+    let mut framing = Framing::Length(3);
+    let mut buf = BytesMut::from(&b"ab"[..]);
+    assert_eq!(
+        framing.decode(&mut buf, false).expect("data"),
+        Decoded::Data(Bytes::from_static(b"ab"))
+    );
+    assert!(matches!(
+        framing.decode(&mut buf, true),
+        Err(Error::Incomplete)
+    ));
+}
+
+#[test]
+fn heads_without_a_body_and_http10_framing() {
+    let mut buf = BytesMut::from(&b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n"[..]);
+    let head = super::head::parse_response(&mut buf, false)
+        .expect("valid")
+        .expect("whole");
+    assert!(head.framing.is_done() && head.keep_alive);
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"[..]);
+    let head = super::head::parse_response(&mut buf, true)
+        .expect("valid")
+        .expect("whole");
+    assert!(head.framing.is_done(), "the answer to a HEAD has no body");
+    let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n"[..]);
+    let head = super::head::parse_response(&mut buf, false)
+        .expect("valid")
+        .expect("whole");
+    assert!(
+        !head.keep_alive,
+        "HTTP/1.0 closes unless it says keep-alive"
+    );
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 1\r\n\r\n"[..],
+    );
+    let head = super::head::parse_response(&mut buf, false)
+        .expect("valid")
+        .expect("whole");
+    assert!(head.keep_alive);
+}
