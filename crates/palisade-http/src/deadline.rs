@@ -73,9 +73,7 @@ pub fn inbound(headers: &HeaderMap) -> Result<Option<Duration>, BadDeadline> {
 /// Writes `remaining − margin` (at least 1 ms) as `X-Request-Timeout`, and as
 /// `grpc-timeout` when `grpc` is true; removes `X-Request-Deadline`.
 pub fn outbound(headers: &mut HeaderMap, remaining: Duration, margin: Duration, grpc: bool) {
-    let left = remaining
-        .saturating_sub(margin)
-        .max(Duration::from_millis(1));
+    let left = outbound_budget(remaining, margin);
     let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
     headers.insert(X_REQUEST_TIMEOUT, HeaderValue::from(ms));
     headers.remove(X_REQUEST_DEADLINE);
@@ -84,6 +82,14 @@ pub fn outbound(headers: &mut HeaderMap, remaining: Duration, margin: Duration, 
             headers.insert(GRPC_TIMEOUT, value);
         }
     }
+}
+
+/// The budget [`outbound`] passes on: `remaining − margin`, at least 1 ms. Its
+/// `X-Request-Timeout` value is the budget in whole milliseconds.
+pub fn outbound_budget(remaining: Duration, margin: Duration) -> Duration {
+    remaining
+        .saturating_sub(margin)
+        .max(Duration::from_millis(1))
 }
 
 /// Parses a gRPC timeout: 1–8 ASCII digits and a unit.

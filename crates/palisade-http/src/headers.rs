@@ -48,8 +48,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// A header that describes only the connection it arrives on (`Transfer-Encoding`
+/// included), whatever `Connection` lists.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     *name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name)
+}
+
+/// A `Connection` value that names other headers to strip, beyond its `keep-alive` and
+/// `close` options.
+pub fn names_headers(connection: &HeaderValue) -> bool {
+    connection.as_bytes().split(|&b| b == b',').any(|token| {
+        let token = token.trim_ascii();
+        !token.is_empty()
+            && !token.eq_ignore_ascii_case(b"keep-alive")
+            && !token.eq_ignore_ascii_case(b"close")
+    })
 }
 
 #[cfg(test)]
@@ -85,6 +98,11 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key(header::HOST));
+
+        assert!(names_headers(&"keep-alive, x-a".parse().unwrap()));
+        assert!(!names_headers(&"Keep-Alive , close,".parse().unwrap()));
+        assert!(is_hop_by_hop(&header::TRANSFER_ENCODING));
+        assert!(!is_hop_by_hop(&header::HOST));
 
         let mut clean = HeaderMap::new();
         clean.insert(header::HOST, "example".parse().unwrap());

@@ -28,7 +28,9 @@ use tokio::time::Instant;
 
 use crate::body::{BoxError, Guarded, ProxyBody, boxed, full};
 use crate::respond::{self, Reason};
-use crate::runtime::{Endpoint, Injected, PooledBody, Route, Runtime, SendError, Upstream};
+use crate::runtime::{
+    Endpoint, Injected, PooledBody, RequestHead, Route, Runtime, SendError, Upstream,
+};
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -402,8 +404,46 @@ impl Attempt<'_> {
                 }
             }
         };
-        let request = self.upstream_request(endpoint, body)?;
-        endpoint.pool.send(request).await.map_err(|e| {
+        let sent = if endpoint.pool.is_http1() && RequestHead::can_write(&self.parts.headers) {
+            // Written straight from the client's head: no copy of its header map.
+            let chained;
+            let forwarded_for = match self.chained_forwarded_for() {
+                Some(value) => {
+                    chained = value;
+                    chained.as_ref()
+                }
+                None => self.client.forwarded_for.as_ref(),
+            };
+            let timeout = palisade::deadline::remaining().map(|remaining| {
+                let left =
+                    palisade_http::deadline::outbound_budget(remaining, self.upstream.margin);
+                let grpc = self
+                    .is_grpc()
+                    .then(|| {
+                        HeaderValue::from_str(&palisade_http::deadline::format_grpc_timeout(left))
+                            .ok()
+                    })
+                    .flatten();
+                (u64::try_from(left.as_millis()).unwrap_or(u64::MAX), grpc)
+            });
+            let head = RequestHead {
+                method: &self.parts.method,
+                path: self
+                    .parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", PathAndQuery::as_str),
+                headers: &self.parts.headers,
+                host: self.parts.uri.authority().map(uri::Authority::as_str),
+                forwarded_for,
+                timeout,
+            };
+            endpoint.pool.send_http1(&head, body).await
+        } else {
+            let request = self.upstream_request(endpoint, body)?;
+            endpoint.pool.send(request).await
+        };
+        sent.map_err(|e| {
             let kind = match e {
                 SendError::Connect { .. } => TransportErrorKind::ConnectFailure,
                 SendError::Request(_) | SendError::Http1(_) => TransportErrorKind::Reset,
@@ -447,24 +487,36 @@ impl Attempt<'_> {
                 }
             }
         }
-        let chain = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
-        let forwarded = match (chain, &self.client.forwarded_for) {
-            (Some(chain), _) => {
-                HeaderValue::from_str(&format!("{chain}, {}", self.client.address.ip())).ok()
-            }
-            (None, own) => own.clone(),
+        let forwarded = match self.chained_forwarded_for() {
+            Some(chained) => chained,
+            None => self.client.forwarded_for.clone(),
         };
         if let Some(value) = forwarded {
             headers.insert(X_FORWARDED_FOR, value);
         }
         if let Some(remaining) = palisade::deadline::remaining() {
-            let grpc = headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("application/grpc"));
+            let grpc = self.is_grpc();
             palisade_http::deadline::outbound(headers, remaining, self.upstream.margin, grpc);
         }
         Ok(request)
+    }
+
+    /// `X-Forwarded-For` when the client sent one: its chain with the client's address
+    /// added (`Some(None)` if that is not a valid value). `None`: the client sent none,
+    /// and the connection's own value goes.
+    fn chained_forwarded_for(&self) -> Option<Option<HeaderValue>> {
+        let chain = self.parts.headers.get(&X_FORWARDED_FOR)?;
+        let chain = chain.to_str().ok()?;
+        Some(HeaderValue::from_str(&format!("{chain}, {}", self.client.address.ip())).ok())
+    }
+
+    /// A gRPC request, which gets its deadline as `grpc-timeout` too.
+    fn is_grpc(&self) -> bool {
+        self.parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"))
     }
 }
 

@@ -13,6 +13,7 @@ mod route;
 mod upstream;
 
 pub use endpoint::{CheckStatus, Endpoint, Role};
+pub(crate) use http1::RequestHead;
 pub(crate) use pool::{PooledBody, SendError};
 pub use requests::RequestMetrics;
 pub use route::{Fallback, Injected, Route};

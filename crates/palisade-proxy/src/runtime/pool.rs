@@ -109,20 +109,40 @@ impl Pool {
         // Every path that may connect is boxed: a connect's future is large, and unboxed
         // it would be part of (and copied with) every request's future.
         match self.shared.protocol {
-            Protocol::Http1 => self.send_http1(request).await,
+            Protocol::Http1 => {
+                let (parts, body) = request.into_parts();
+                let head = http1::RequestHead {
+                    method: &parts.method,
+                    path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                    headers: &parts.headers,
+                    host: None,
+                    forwarded_for: None,
+                    timeout: None,
+                };
+                self.send_http1(&head, body).await
+            }
             Protocol::Http2 => Box::pin(self.send_http2(request)).await,
         }
     }
 
-    async fn send_http1(
+    /// Whether requests go over HTTP/1.1, so that [`Pool::send_http1`] can take them.
+    pub(crate) fn is_http1(&self) -> bool {
+        self.shared.protocol == Protocol::Http1
+    }
+
+    /// Sends a request given as its head and body over HTTP/1.1 (see
+    /// [`Pool::is_http1`]), and returns the response head; the body streams from the
+    /// connection.
+    pub(crate) async fn send_http1(
         &self,
-        request: Request<ProxyBody>,
+        head: &http1::RequestHead<'_>,
+        body: ProxyBody,
     ) -> Result<Response<PooledBody>, SendError> {
         let connection = match self.shared.checkout() {
             Some(connection) => connection,
             None => Box::pin(self.shared.connect_http1()).await?,
         };
-        let response = connection.send(request, &self.shared.authority).await?;
+        let response = connection.send(head, body, &self.shared.authority).await?;
         Ok(self.pooled(response))
     }
 

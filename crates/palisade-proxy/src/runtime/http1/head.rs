@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use palisade_http::deadline::{GRPC_TIMEOUT, X_REQUEST_DEADLINE, X_REQUEST_TIMEOUT};
 
 use super::Error;
 use super::body::Framing;
@@ -28,37 +29,94 @@ pub(super) enum RequestFraming {
     Chunked,
 }
 
+/// What goes on the wire ahead of a request body: the client's request line and headers,
+/// with the proxy's own headers in place of the client's.
+#[derive(Debug)]
+pub(crate) struct RequestHead<'a> {
+    /// The method.
+    pub(crate) method: &'a Method,
+    /// Path and query (`/` when empty).
+    pub(crate) path: &'a str,
+    /// The client's headers. Hop-by-hop headers, `Content-Length` and the headers
+    /// replaced below are skipped when written; a `Connection` header that names other
+    /// headers must have been applied (see [`RequestHead::can_write`]).
+    pub(crate) headers: &'a HeaderMap,
+    /// The `Host` when the client sent none (else the endpoint's authority is used).
+    pub(crate) host: Option<&'a str>,
+    /// Replaces every `X-Forwarded-For`.
+    pub(crate) forwarded_for: Option<&'a HeaderValue>,
+    /// The budget passed on: replaces `X-Request-Timeout` (whole milliseconds) and drops
+    /// `X-Request-Deadline`; with a gRPC value, replaces `grpc-timeout` too.
+    pub(crate) timeout: Option<(u64, Option<HeaderValue>)>,
+}
+
+impl RequestHead<'_> {
+    /// The client's headers can be written as they are, skipping names: no `Connection`
+    /// header names another header to remove.
+    pub(crate) fn can_write(headers: &HeaderMap) -> bool {
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .all(|value| !palisade_http::headers::names_headers(value))
+    }
+
+    fn skips(&self, name: &HeaderName) -> bool {
+        if *name == CONTENT_LENGTH || palisade_http::headers::is_hop_by_hop(name) {
+            return true;
+        }
+        if self.forwarded_for.is_some() && *name == X_FORWARDED_FOR {
+            return true;
+        }
+        match &self.timeout {
+            Some((_, grpc)) => {
+                *name == X_REQUEST_TIMEOUT
+                    || *name == X_REQUEST_DEADLINE
+                    || (grpc.is_some() && *name == GRPC_TIMEOUT)
+            }
+            None => false,
+        }
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Writes the request line and headers into `out`. `Content-Length` and
 /// `Transfer-Encoding` are the framing's, whatever the request carried; `Host` is the
-/// endpoint's when the request has none.
+/// endpoint's when neither the request nor `head.host` gives one.
 pub(super) fn encode_request(
     out: &mut Vec<u8>,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
+    head: &RequestHead<'_>,
     authority: &Authority,
     framing: RequestFraming,
 ) {
     out.clear();
-    out.extend_from_slice(method.as_str().as_bytes());
+    out.reserve(256);
+    out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
+    out.extend_from_slice(if head.path.is_empty() { "/" } else { head.path }.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
-    for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+    for (name, value) in head.headers {
+        if head.skips(name) {
             continue;
         }
         has_host |= name == HOST;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !has_host {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(authority.as_str().as_bytes());
+        let host = head.host.unwrap_or(authority.as_str());
+        push_header(out, b"host", host.as_bytes());
+    }
+    if let Some(value) = head.forwarded_for {
+        push_header(out, b"x-forwarded-for", value.as_bytes());
+    }
+    if let Some((ms, grpc)) = &head.timeout {
+        out.extend_from_slice(b"x-request-timeout: ");
+        push_decimal(out, *ms);
         out.extend_from_slice(b"\r\n");
+        if let Some(grpc) = grpc {
+            push_header(out, b"grpc-timeout", grpc.as_bytes());
+        }
     }
     match framing {
         RequestFraming::None => {}
@@ -69,6 +127,13 @@ pub(super) fn encode_request(
         }
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -173,6 +238,13 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(value))
             .map_err(|_| Error::Malformed("invalid response header value"))?;
+        // Hop-by-hop headers are not relayed: dropped here, so that the relay has none
+        // to strip. A `Connection` header naming others stays for the relay to apply.
+        if palisade_http::headers::is_hop_by_hop(&name)
+            && !(name == CONNECTION && palisade_http::headers::names_headers(&value))
+        {
+            continue;
+        }
         headers.append(name, value);
     }
     let no_body = head_request

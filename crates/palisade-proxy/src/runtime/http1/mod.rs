@@ -25,13 +25,14 @@ use std::io::{ErrorKind, Write as _};
 use bytes::BytesMut;
 use http::header::CONTENT_LENGTH;
 use http::uri::Authority;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub(crate) use body::Body;
 use head::RequestFraming;
+pub(crate) use head::RequestHead;
 
 use crate::body::{BoxError, ProxyBody};
 
@@ -89,20 +90,20 @@ impl Connection {
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
     }
 
-    /// Sends `request` (its URI's path and query go on the request line; `authority` is
-    /// the `Host` when it carries none) and reads the response head. The body streams
-    /// from this connection, which the body holds until it ends.
+    /// Sends a request (its head, then `body`) and reads the response head. `authority`
+    /// is the `Host` when the head gives none. The response body streams from this
+    /// connection, which the body holds until it ends.
     pub(crate) async fn send(
         mut self,
-        request: Request<ProxyBody>,
+        head: &RequestHead<'_>,
+        mut body: ProxyBody,
         authority: &Authority,
     ) -> Result<Response<Body>, Error> {
-        let (parts, mut body) = request.into_parts();
         let framing = if http_body::Body::is_end_stream(&body) {
-            let declares = parts.headers.contains_key(CONTENT_LENGTH)
-                || parts.method == Method::POST
-                || parts.method == Method::PUT
-                || parts.method == Method::PATCH;
+            let declares = head.headers.contains_key(CONTENT_LENGTH)
+                || *head.method == Method::POST
+                || *head.method == Method::PUT
+                || *head.method == Method::PATCH;
             if declares {
                 RequestFraming::Length(0)
             } else {
@@ -114,15 +115,7 @@ impl Connection {
                 None => RequestFraming::Chunked,
             }
         };
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        head::encode_request(
-            &mut self.write,
-            &parts.method,
-            path,
-            &parts.headers,
-            authority,
-            framing,
-        );
+        head::encode_request(&mut self.write, head, authority, framing);
         match framing {
             RequestFraming::None | RequestFraming::Length(0) => {
                 self.io.write_all(&self.write).await?;
@@ -153,7 +146,7 @@ impl Connection {
             }
         }
         drop(body);
-        self.read_response(parts.method == Method::HEAD).await
+        self.read_response(*head.method == Method::HEAD).await
     }
 
     /// Writes a body frame by frame: `length` bytes, or chunked when `None`.

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Request, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::body::{Decoded, Framing};
-use super::{Connection, Error};
+use super::{Body, Connection, Error, RequestHead};
 use crate::body::{BoxError, ProxyBody, boxed, empty, full};
 
 /// A server that reads one request head (and `body` more bytes), answers `reply`, and
@@ -51,6 +51,20 @@ fn authority() -> http::uri::Authority {
     http::uri::Authority::from_static("upstream:80")
 }
 
+/// Sends `request` as the pool does a request it is handed whole.
+async fn send(conn: Connection, request: Request<ProxyBody>) -> Result<Response<Body>, Error> {
+    let (parts, body) = request.into_parts();
+    let head = RequestHead {
+        method: &parts.method,
+        path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: &parts.headers,
+        host: None,
+        forwarded_for: None,
+        timeout: None,
+    };
+    conn.send(&head, body, &authority()).await
+}
+
 fn get(path: &str) -> Request<ProxyBody> {
     Request::get(path).body(empty()).expect("request")
 }
@@ -62,10 +76,7 @@ async fn a_small_answer_frees_its_connection_with_the_head() {
         0,
     )
     .await;
-    let response = conn
-        .send(get("/x?y=1"), &authority())
-        .await
-        .expect("response");
+    let response = send(conn, get("/x?y=1")).await.expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-a"], "b");
     let mut body = response.into_body();
@@ -87,7 +98,7 @@ async fn a_buffered_body_goes_with_its_head_and_a_declared_length() {
         .header("host", "client.example")
         .body(full("hello"))
         .expect("request");
-    let response = conn.send(request, &authority()).await.expect("response");
+    let response = send(conn, request).await.expect("response");
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let mut body = response.into_body();
     assert!(body.is_read());
@@ -104,7 +115,7 @@ async fn an_unsized_body_is_sent_chunked() {
     let (conn, server) = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 25).await;
     let chunks = Chunks(["abc", "defghij"].into());
     let request = Request::put("/p").body(boxed(chunks)).expect("request");
-    let response = conn.send(request, &authority()).await.expect("response");
+    let response = send(conn, request).await.expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     drop(response);
     let seen = server.await.expect("server");
@@ -142,7 +153,7 @@ async fn a_chunked_answer_streams_and_then_frees_its_connection() {
         0,
     )
     .await;
-    let response = conn.send(get("/"), &authority()).await.expect("response");
+    let response = send(conn, get("/")).await.expect("response");
     assert_eq!(
         response.status(),
         StatusCode::OK,
@@ -169,11 +180,7 @@ async fn connection_close_and_close_delimited_bodies_are_not_reused() {
         0,
     )
     .await;
-    let mut body = conn
-        .send(get("/"), &authority())
-        .await
-        .expect("response")
-        .into_body();
+    let mut body = send(conn, get("/")).await.expect("response").into_body();
     assert!(body.is_read());
     assert!(body.take_connection().is_none());
     drop(body);
@@ -206,10 +213,7 @@ async fn a_closed_connection_is_an_error_not_a_response() {
         // Closed without answering.
     });
     let conn = Connection::new(TcpStream::connect(address).await.expect("connect"));
-    let error = conn
-        .send(get("/"), &authority())
-        .await
-        .expect_err("no answer");
+    let error = send(conn, get("/")).await.expect_err("no answer");
     assert!(matches!(error, Error::Closed | Error::Io(_)), "{error:?}");
     server.await.expect("server");
 }
@@ -311,4 +315,70 @@ fn heads_without_a_body_and_http10_framing() {
         .expect("valid")
         .expect("whole");
     assert!(head.keep_alive);
+}
+
+#[tokio::test]
+async fn the_proxy_headers_replace_the_clients_and_hop_by_hop_ones_are_not_sent() {
+    let (conn, server) = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 0).await;
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x-request-timeout", "9000"),
+        ("x-request-deadline", "123"),
+        ("connection", "keep-alive"),
+        ("te", "trailers"),
+        ("accept", "*/*"),
+    ] {
+        headers.append(name, HeaderValue::from_static(value));
+    }
+    assert!(RequestHead::can_write(&headers));
+    let forwarded = HeaderValue::from_static("10.0.0.1, 127.0.0.1");
+    let head = RequestHead {
+        method: &Method::GET,
+        path: "/a",
+        headers: &headers,
+        host: Some("client.example"),
+        forwarded_for: Some(&forwarded),
+        timeout: Some((250, None)),
+    };
+    let response = conn
+        .send(&head, empty(), &authority())
+        .await
+        .expect("response");
+    drop(response);
+    let seen = String::from_utf8(server.await.expect("server")).expect("ascii");
+    assert_eq!(
+        seen,
+        "GET /a HTTP/1.1\r\naccept: */*\r\nhost: client.example\r\n\
+         x-forwarded-for: 10.0.0.1, 127.0.0.1\r\nx-request-timeout: 250\r\n\r\n"
+    );
+    headers.insert(
+        "connection",
+        HeaderValue::from_static("keep-alive, x-secret"),
+    );
+    assert!(
+        !RequestHead::can_write(&headers),
+        "named headers need the full strip"
+    );
+}
+
+#[test]
+fn hop_by_hop_response_headers_are_dropped_unless_connection_names_others() {
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nServer: s\r\ncontent-length: 0\r\n\r\n"[..],
+    );
+    let head = super::head::parse_response(&mut buf, false)
+        .expect("valid")
+        .expect("whole");
+    assert_eq!(head.headers.len(), 2, "{:?}", head.headers);
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nConnection: x-a\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"[..],
+    );
+    let head = super::head::parse_response(&mut buf, false)
+        .expect("valid")
+        .expect("whole");
+    assert!(
+        head.headers.contains_key("connection"),
+        "kept for the relay to apply"
+    );
 }
