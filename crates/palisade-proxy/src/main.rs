@@ -66,10 +66,7 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match proxy_runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");
@@ -90,6 +87,25 @@ fn run(path: PathBuf) -> ExitCode {
             }
         }
     })
+}
+
+/// The proxy's runtime: one worker per core (`TOKIO_WORKER_THREADS` overrides), and with
+/// a single worker a current-thread runtime, which serves everything from the thread that
+/// runs it without the work-stealing scheduler's hand-offs between threads.
+fn proxy_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()));
+    if workers == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
 }
 
 fn demo(duration: std::time::Duration) -> ExitCode {

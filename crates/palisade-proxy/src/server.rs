@@ -147,6 +147,9 @@ impl Protocols {
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
             .max_buf_size(config.max_header_bytes)
+            // A response head and a small body go out in one contiguous write (one copy
+            // into the head's buffer) rather than a two-part vectored write.
+            .writev(false)
             .keep_alive(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
