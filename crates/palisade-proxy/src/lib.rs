@@ -19,3 +19,4 @@ pub mod runtime;
 pub mod server;
 pub mod sniff;
 pub mod telemetry;
+mod workers;

@@ -66,17 +66,23 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match proxy_runtime() {
+    // One event loop per worker thread: this thread is worker 0, the server starts the
+    // others (`server::start_with_workers`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");
             return ExitCode::from(1);
         }
     };
+    let workers = workers();
     runtime.block_on(async move {
         palisade_proxy::telemetry::install_logs();
         palisade_proxy::telemetry::install_metrics();
-        match palisade_proxy::server::start(checked, Some(path)).await {
+        match palisade_proxy::server::start_with_workers(checked, Some(path), workers).await {
             Ok(running) => {
                 running.wait().await;
                 ExitCode::SUCCESS
@@ -89,23 +95,14 @@ fn run(path: PathBuf) -> ExitCode {
     })
 }
 
-/// The proxy's runtime: one worker per core (`TOKIO_WORKER_THREADS` overrides), and with
-/// a single worker a current-thread runtime, which serves everything from the thread that
-/// runs it without the work-stealing scheduler's hand-offs between threads.
-fn proxy_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let workers = std::env::var("TOKIO_WORKER_THREADS")
+/// Worker threads: one per core, or `TOKIO_WORKER_THREADS`.
+fn workers() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()));
-    if workers == Some(1) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
+        .filter(|&n| n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
 }
 
 fn demo(duration: std::time::Duration) -> ExitCode {

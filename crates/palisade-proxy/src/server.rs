@@ -22,7 +22,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
 use crate::body::ProxyBody;
@@ -30,6 +30,7 @@ use crate::config::{self, Checked};
 use crate::forward;
 use crate::runtime::Runtime;
 use crate::sniff::{self, Protocol};
+use crate::workers::{self, Handed, Placement, Workers};
 
 /// The future answering one request, boxed (see `serve`).
 type ResponseFuture = std::pin::Pin<
@@ -61,8 +62,24 @@ impl Running {
     }
 }
 
-/// Binds both ports and starts serving `checked`. `file`, if given, is re-read on SIGHUP.
+/// Binds both ports and starts serving `checked` on the calling runtime. `file`, if
+/// given, is re-read on SIGHUP.
 pub async fn start(checked: Checked, file: Option<PathBuf>) -> std::io::Result<Running> {
+    start_with_workers(checked, file, 1).await
+}
+
+/// As [`start`], with `workers − 1` more threads, each running its own current-thread
+/// runtime: every worker accepts from the same listening socket and serves the
+/// connections it accepted, start to end, with its own idle upstream connections (one
+/// event loop per worker, as nginx and HAProxy run). The calling runtime is worker 0 and
+/// also runs the admin port, health checks and signal handling.
+pub async fn start_with_workers(
+    checked: Checked,
+    file: Option<PathBuf>,
+    workers: usize,
+) -> std::io::Result<Running> {
+    crate::runtime::set_workers(workers);
+    crate::runtime::set_worker(0);
     let runtime = Runtime::build(&checked).map_err(|e| std::io::Error::other(e.to_string()))?;
     let listener_config = checked.config.listener.clone();
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
@@ -80,7 +97,41 @@ pub async fn start(checked: Checked, file: Option<PathBuf>) -> std::io::Result<R
         tokio::spawn(reload_on_hangup(file, runtime.clone()));
     }
     tokio::spawn(stop_on_signal(stop.clone()));
-    let done = tokio::spawn(serve(proxy, runtime.clone(), listener_config, stopped));
+    let mut others = Vec::new();
+    let mut first_worker = None;
+    if workers > 1 {
+        let (shared, inboxes) = Workers::new(workers);
+        for (index, inbox) in inboxes.into_iter().enumerate() {
+            let worker = (Placement::new(index, shared.clone()), inbox);
+            if index == 0 {
+                first_worker = Some(worker);
+                continue;
+            }
+            let listener: std::net::TcpListener =
+                socket2::SockRef::from(&proxy).try_clone()?.into();
+            others.push(spawn_worker(
+                index,
+                listener,
+                worker,
+                runtime.clone(),
+                listener_config.clone(),
+                stopped.clone(),
+            )?);
+        }
+    }
+    let first = tokio::spawn(serve(
+        proxy,
+        first_worker,
+        runtime.clone(),
+        listener_config,
+        stopped,
+    ));
+    let done = tokio::spawn(async move {
+        let _ = first.await;
+        for other in others {
+            let _ = other.await;
+        }
+    });
     tracing::info!(%address, %admin_address, "palisade listening");
     Ok(Running {
         address,
@@ -91,23 +142,77 @@ pub async fn start(checked: Checked, file: Option<PathBuf>) -> std::io::Result<R
     })
 }
 
+/// Worker `index`: a thread with its own current-thread runtime serving from `listener`
+/// (a copy of the proxy's listening socket). The receiver fires when it has drained.
+fn spawn_worker(
+    index: usize,
+    listener: std::net::TcpListener,
+    worker: Worker,
+    runtime: Arc<ArcSwap<Runtime>>,
+    config: config::Listener,
+    stopped: watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("palisade-worker-{index}"))
+        .spawn(move || {
+            crate::runtime::set_worker(index);
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(event_loop) => event_loop.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            serve(listener, Some(worker), runtime, config, stopped).await;
+                        }
+                        Err(error) => tracing::warn!(%error, index, "worker cannot listen"),
+                    }
+                }),
+                Err(error) => tracing::warn!(%error, index, "worker runtime failed"),
+            }
+            let _ = done.send(());
+        })?;
+    Ok(finished)
+}
+
+/// A worker's side of the connection hand-off, and its queue of handed connections.
+type Worker = (Placement, mpsc::UnboundedReceiver<Handed>);
+
+/// Accepts and serves connections until stopped, then drains them. With `worker`, the
+/// connections are balanced with the other workers (see `workers`).
 async fn serve(
     listener: TcpListener,
+    worker: Option<Worker>,
     runtime: Arc<ArcSwap<Runtime>>,
     config: config::Listener,
     mut stopped: watch::Receiver<bool>,
 ) {
     let protocols = Arc::new(Protocols::new(&config));
     let graceful = GracefulShutdown::new();
+    let (placement, mut inbox) = match worker {
+        Some((placement, inbox)) => (Some(placement), Some(inbox)),
+        None => (None, None),
+    };
     loop {
-        let (stream, client) = tokio::select! {
+        let (stream, client, load) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok((stream, client)) => match &placement {
+                    Some(placement) => match placement.place(stream, client) {
+                        Some((stream, client, load)) => (stream, client, Some(load)),
+                        None => continue,
+                    },
+                    None => (stream, client, None),
+                },
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
+            },
+            handed = workers::handed(&mut inbox) => match placement.as_ref().and_then(|p| p.receive(handed)) {
+                Some((stream, client, load)) => (stream, client, Some(load)),
+                None => continue,
             },
             _ = stopped.changed() => break,
         };
@@ -116,12 +221,12 @@ async fn serve(
             runtime: runtime.clone(),
             client: Arc::new(forward::Client::new(client)),
         };
-        tokio::spawn(serve_connection(
-            stream,
-            service,
-            protocols.clone(),
-            graceful.watcher(),
-        ));
+        let watcher = graceful.watcher();
+        let protocols = protocols.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, service, protocols, watcher).await;
+            drop(load);
+        });
     }
     drop(listener);
     tracing::info!("draining in-flight requests");

@@ -14,7 +14,7 @@ mod upstream;
 
 pub use endpoint::{CheckStatus, Endpoint, Role};
 pub(crate) use http1::RequestHead;
-pub(crate) use pool::{PooledBody, SendError};
+pub(crate) use pool::{PooledBody, SendError, set_worker, set_workers};
 pub use requests::RequestMetrics;
 pub use route::{Fallback, Injected, Route};
 pub use upstream::Upstream;

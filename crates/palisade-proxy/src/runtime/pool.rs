@@ -12,10 +12,16 @@
 //!   socket has become readable), and is passed over: a request is never written to it,
 //!   so this is safe for any method.
 //!
-//! Bounds: at most `MAX_IDLE` idle connections per endpoint, each idle at most
-//! `IDLE_TIMEOUT`; an HTTP/2 endpoint has one connection, replaced when it closes.
+//! With one runtime per worker thread (see `server`), each worker keeps its own idle
+//! connections: a connection is registered with the event loop of the thread that opened
+//! it, and is only ever used by that thread's requests.
+//!
+//! Bounds: at most `MAX_IDLE` idle connections per endpoint and worker, each idle at
+//! most `IDLE_TIMEOUT`; an HTTP/2 endpoint has one connection, replaced when it closes.
 
+use std::cell::Cell;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,6 +46,24 @@ const MAX_IDLE: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// TCP keep-alive probes start after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Worker threads, each with its own idle connections (set before pools are built).
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// This thread's worker index: whose idle connections it takes and gives back.
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Pools built from now on keep idle connections for `workers` worker threads.
+pub(crate) fn set_workers(workers: usize) {
+    WORKERS.store(workers.max(1), Ordering::Relaxed);
+}
+
+/// The calling thread serves as worker `index`.
+pub(crate) fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
 
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +95,8 @@ pub(crate) struct Shared {
     authority: Authority,
     protocol: Protocol,
     connect_timeout: Duration,
-    /// Idle HTTP/1.1 connections, the most recently used last.
-    idle: Mutex<Vec<Idle>>,
+    /// Idle HTTP/1.1 connections per worker, the most recently used last.
+    idle: Box<[Mutex<Vec<Idle>>]>,
     /// The HTTP/2 connection, once made.
     multiplexed: tokio::sync::Mutex<Option<http2::SendRequest<ProxyBody>>>,
 }
@@ -89,15 +113,21 @@ impl Pool {
                 authority,
                 protocol,
                 connect_timeout,
-                idle: Mutex::new(Vec::new()),
+                idle: (0..WORKERS.load(Ordering::Relaxed).max(1))
+                    .map(|_| Mutex::new(Vec::new()))
+                    .collect(),
                 multiplexed: tokio::sync::Mutex::new(None),
             }),
         }
     }
 
-    /// Idle HTTP/1.1 connections now.
+    /// Idle HTTP/1.1 connections now, over every worker.
     pub(crate) fn idle(&self) -> usize {
-        self.shared.idle().len()
+        self.shared
+            .idle
+            .iter()
+            .map(|idle| idle.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 
     /// Sends `request` (its URI absolute, as for any endpoint) and returns the response
@@ -179,8 +209,11 @@ impl Pool {
 // === impl Shared ===
 
 impl Shared {
+    /// The calling worker's idle connections.
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        // Never empty: a pool has a list for at least one worker.
+        let worker = WORKER.with(Cell::get) % self.idle.len();
+        self.idle[worker].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The most recently used idle connection that can take a request, if any.
