@@ -163,11 +163,7 @@ pub fn explained(
 pub fn fallback(fallback: &Fallback, reason: Reason) -> Response<ProxyBody> {
     let mut response = Response::new(full(fallback.body.clone()));
     *response.status_mut() = StatusCode::from_u16(fallback.status).unwrap_or(StatusCode::OK);
-    let headers = response.headers_mut();
-    headers.insert(FALLBACK, HeaderValue::from_static("1"));
-    headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
-    if let Ok(content_type) = HeaderValue::from_str(&fallback.content_type) {
-        headers.insert(CONTENT_TYPE, content_type);
-    }
+    // Built when the config was loaded: a copy, no header parsed or hashed here.
+    *response.headers_mut() = fallback.headers(reason);
     response
 }

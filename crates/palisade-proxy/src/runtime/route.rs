@@ -5,12 +5,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue};
 use rand::Rng;
 use serde::Serialize;
 
 use super::requests::RequestMetrics;
 use super::upstream::Upstream;
 use crate::config::{FallbackSection, FaultSection};
+use crate::respond::{self, Reason};
 
 /// A route, ready to serve.
 pub struct Route {
@@ -44,6 +47,30 @@ pub struct Fallback {
     pub body: Bytes,
     /// Its `Content-Type`.
     pub content_type: String,
+    /// Its headers for each reason (indexed by [`Reason::index`]), built once.
+    #[serde(skip)]
+    headers: Box<[HeaderMap]>,
+}
+
+impl Fallback {
+    /// The headers of this fallback answering for `reason`: `x-palisade-fallback: 1`,
+    /// `x-palisade-reason` and its `Content-Type`.
+    pub fn headers(&self, reason: Reason) -> HeaderMap {
+        match self.headers.get(reason.index()) {
+            Some(headers) => headers.clone(),
+            None => fallback_headers(&self.content_type, reason),
+        }
+    }
+}
+
+fn fallback_headers(content_type: &str, reason: Reason) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(respond::FALLBACK, HeaderValue::from_static("1"));
+    headers.insert(respond::REASON, HeaderValue::from_static(reason.as_str()));
+    if let Ok(content_type) = HeaderValue::from_str(content_type) {
+        headers.insert(CONTENT_TYPE, content_type);
+    }
+    headers
 }
 
 /// What fault injection decided for one request.
@@ -137,6 +164,10 @@ impl From<&FallbackSection> for Fallback {
             status: section.status,
             body: Bytes::from(section.body.clone()),
             content_type: section.content_type.clone(),
+            headers: Reason::ALL
+                .iter()
+                .map(|&reason| fallback_headers(&section.content_type, reason))
+                .collect(),
         }
     }
 }
