@@ -4,10 +4,13 @@
 //! where a wait would help, `Retry-After`. A route's fallback replaces them and carries
 //! `x-palisade-fallback: 1`.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use palisade::Error;
 use palisade_http::classify::{TransportError, TransportErrorKind};
 
@@ -145,16 +148,37 @@ pub fn explained(
     status: StatusCode,
     retry_after: Option<Duration>,
 ) -> Response<ProxyBody> {
-    let mut response = Response::new(full(format!("{}\n", reason.as_str())));
+    /// Each reason's body and headers, built once: an answer copies them.
+    static EXPLAINED: LazyLock<Vec<(Bytes, HeaderMap)>> = LazyLock::new(|| {
+        Reason::ALL
+            .iter()
+            .map(|reason| {
+                // Fourteen short strings for the life of the process: a static body
+                // is copied without touching a reference count shared by the workers.
+                let body = Bytes::from_static(format!("{}\n", reason.as_str()).leak().as_bytes());
+                let mut headers = HeaderMap::with_capacity(3);
+                headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                (body, headers)
+            })
+            .collect()
+    });
+    let mut response = match EXPLAINED.get(reason.index()) {
+        Some((body, headers)) => {
+            let mut response = Response::new(full(body.clone()));
+            *response.headers_mut() = headers.clone();
+            response
+        }
+        None => Response::new(full(format!("{}\n", reason.as_str()))),
+    };
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     if let Some(after) = retry_after {
-        headers.insert(RETRY_AFTER, palisade_http::retry_after::value(after));
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, palisade_http::retry_after::value(after));
     }
     response
 }
