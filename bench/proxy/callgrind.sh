@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: a figure that does not
+# depend on the machine's load, for comparing one build of the sidecar with another (or
+# with HAProxy) while iterating.
+#
+# Usage: bench/proxy/callgrind.sh [palisade|palisade-open|haproxy] [BINARY]
+#   REQUESTS=3000   requests counted (after 500 not counted), one keep-alive connection
+#   OUT=target/bench-proxy/callgrind   the callgrind file is kept here
+#
+# palisade        the release binary (default target/release/palisade) with every policy
+#                 on (the config of run.sh) and one worker, in front of nginx
+# palisade-open   the same with the upstream's breaker forced open: the route's fallback
+# haproxy         HAProxy (nbthread 1) in front of the same nginx
+#
+# Prints `instructions/request N`. Everything listens on 127.0.0.1 free ports and is
+# stopped on exit. Needs valgrind, nginx, haproxy, curl and python3.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+WHAT="${1:-palisade}"
+BIN="${2:-${CARGO_TARGET_DIR:-$ROOT/target}/release/palisade}"
+REQUESTS="${REQUESTS:-3000}"
+OUT="${OUT:-$ROOT/target/bench-proxy/callgrind}"
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+for tool in valgrind callgrind_control nginx curl python3; do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+
+WORK="$(mktemp -d /tmp/palisade-callgrind.XXXXXX)"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$OUT"
+
+read -r UP PORT ADMIN <<<"$(python3 -c 'import socket
+s = [socket.socket() for _ in range(3)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))')"
+
+mkdir -p "$WORK/up"
+cat >"$WORK/up/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path $WORK/up/b; proxy_temp_path $WORK/up/p; fastcgi_temp_path $WORK/up/f;
+    uwsgi_temp_path $WORK/up/u; scgi_temp_path $WORK/up/s;
+    server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } }
+}
+EOF
+nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' &
+PIDS+=("$!")
+
+case $WHAT in
+haproxy)
+    cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:$PORT
+    default_backend be
+backend be
+    server fast 127.0.0.1:$UP
+EOF
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/$WHAT.out" \
+        haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/valgrind.log" &
+    ;;
+palisade | palisade-open)
+    [[ -x $BIN ]] || { echo "no $BIN: cargo build --release -p palisade-proxy" >&2; exit 1; }
+    cat >"$WORK/palisade.toml" <<EOF
+[listener]
+address = "127.0.0.1:$PORT"
+[admin]
+address = "127.0.0.1:$ADMIN"
+[[upstream]]
+name = "fast"
+endpoints = ["127.0.0.1:$UP"]
+[upstream.timeout]
+total = "2s"
+per_try = "1s"
+[upstream.retry]
+max_attempts = 3
+[upstream.retry.budget]
+ratio = 0.2
+min_per_second = 10
+window = "10s"
+[upstream.circuit_breaker]
+scope = "endpoint"
+[upstream.bulkhead]
+max_concurrent = 2048
+max_queue = 1024
+queue_timeout = "100ms"
+[upstream.rate_limit]
+per_second = 1000000000
+burst = 1000000
+[upstream.health_check]
+path = "/health/ready"
+interval = "2s"
+timeout = "1s"
+[[route]]
+path_prefix = "/"
+upstream = "fast"
+[route.fallback]
+body = "fallback"
+[route.fault]
+abort_percent = 0
+delay_percent = 0
+EOF
+    TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$OUT/$WHAT.out" \
+        "$BIN" run --config "$WORK/palisade.toml" 2>"$WORK/valgrind.log" &
+    ;;
+*)
+    echo "unknown target $WHAT (palisade, palisade-open, haproxy)" >&2
+    exit 1
+    ;;
+esac
+TARGET=$!
+PIDS+=("$TARGET")
+
+for ((i = 0; i < 150; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    sleep 0.2
+done
+if [[ $WHAT == palisade-open ]]; then
+    curl -sS --max-time 30 -X POST -H 'content-type: application/json' -d '{"state":"open"}' \
+        "http://127.0.0.1:$ADMIN/admin/upstream/fast/circuit" >/dev/null
+fi
+
+# Sequential keep-alive requests on one connection; prints how many were answered 200.
+cat >"$WORK/client.py" <<'EOF'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+s = socket.create_connection(("127.0.0.1", port), timeout=60)
+buf, ok = b"", 0
+for _ in range(n):
+    s.sendall(req)
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    while len(buf) < length:
+        buf += s.recv(65536)
+    buf = buf[length:]
+    ok += head.startswith(b"HTTP/1.1 200")
+print(ok)
+EOF
+python3 "$WORK/client.py" "$PORT" 500 >/dev/null # warm-up, not counted
+callgrind_control -z "$TARGET" >/dev/null
+answered=$(python3 "$WORK/client.py" "$PORT" "$REQUESTS")
+callgrind_control -d "$TARGET" >/dev/null
+[[ $answered == "$REQUESTS" ]] || { echo "only $answered of $REQUESTS answered 200" >&2; exit 1; }
+sleep 1
+dump=$(ls -t "$OUT/$WHAT.out".* | head -n 1)
+total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+echo "$WHAT: $total instructions for $REQUESTS requests"
+echo "instructions/request $((total / REQUESTS))"
+echo "profile: $dump (callgrind_annotate --inclusive=yes $dump)"
