@@ -104,6 +104,12 @@ impl Deadline {
         }
     }
 
+    /// True if it is an instant, not a budget.
+    #[inline]
+    pub(crate) fn is_fixed(self) -> bool {
+        matches!(self.0, Bound::At(_))
+    }
+
     /// This deadline as an instant, reading the clock if it is still a budget.
     #[inline]
     pub(crate) fn fixed(self) -> Self {

@@ -116,8 +116,17 @@ impl Timeout {
     pub(crate) fn limit(&self) -> Limit {
         let own = Deadline::within(self.shared.after);
         match deadline::current_deadline() {
-            Some(outer) if outer.no_later_than(own) => Limit::Deadline(outer),
-            _ => Limit::Own(own),
+            None => Limit::Own(own),
+            Some(outer) => {
+                // Against a fixed deadline the own one must be fixed to compare: keep it
+                // fixed, so the clock is not read a second time when the run first waits.
+                let own = if outer.is_fixed() { own.fixed() } else { own };
+                if outer.no_later_than(own) {
+                    Limit::Deadline(outer)
+                } else {
+                    Limit::Own(own)
+                }
+            }
         }
     }
 
