@@ -177,7 +177,7 @@ fn spawn_worker(
 }
 
 /// A worker's side of the connection hand-off, and its queue of handed connections.
-type Worker = (Placement, mpsc::UnboundedReceiver<Handed>);
+type Worker = (Placement, mpsc::Receiver<Handed>);
 
 /// Accepts and serves connections until stopped, then drains them. With `worker`, the
 /// connections are balanced with the other workers (see `workers`).

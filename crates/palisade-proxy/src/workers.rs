@@ -18,17 +18,21 @@ use tokio::sync::mpsc;
 /// A connection on its way to another worker.
 pub(crate) type Handed = (std::net::TcpStream, SocketAddr);
 
+/// Connections that may wait in one worker's queue; past that, the accepting worker
+/// serves the connection itself.
+const QUEUE: usize = 1024;
+
 /// What the workers share: how many connections each serves, and a queue into each.
 pub(crate) struct Workers {
     load: Box<[AtomicUsize]>,
-    inboxes: Box<[mpsc::UnboundedSender<Handed>]>,
+    inboxes: Box<[mpsc::Sender<Handed>]>,
 }
 
 impl Workers {
     /// `count` workers, and the receiving end of each one's queue.
-    pub(crate) fn new(count: usize) -> (Arc<Self>, Vec<mpsc::UnboundedReceiver<Handed>>) {
+    pub(crate) fn new(count: usize) -> (Arc<Self>, Vec<mpsc::Receiver<Handed>>) {
         let (inboxes, receivers): (Vec<_>, Vec<_>) =
-            (0..count.max(1)).map(|_| mpsc::unbounded_channel()).unzip();
+            (0..count.max(1)).map(|_| mpsc::channel(QUEUE)).unzip();
         let workers = Arc::new(Self {
             load: (0..count.max(1)).map(|_| AtomicUsize::new(0)).collect(),
             inboxes: inboxes.into_boxed_slice(),
@@ -91,9 +95,12 @@ impl Placement {
             workers.load_of(target).fetch_add(1, Ordering::Relaxed);
             let unsent = match stream.into_std() {
                 Ok(std) => {
-                    match workers.inboxes[target % workers.inboxes.len()].send((std, client)) {
+                    match workers.inboxes[target % workers.inboxes.len()].try_send((std, client)) {
                         Ok(()) => return None,
-                        Err(mpsc::error::SendError((std, _))) => std,
+                        Err(
+                            mpsc::error::TrySendError::Full((std, _))
+                            | mpsc::error::TrySendError::Closed((std, _)),
+                        ) => std,
                     }
                 }
                 Err(error) => {
@@ -102,7 +109,7 @@ impl Placement {
                     return None;
                 }
             };
-            // That worker has stopped: serve it here after all.
+            // That worker has stopped, or its queue is full: serve it here after all.
             workers.load_of(target).fetch_sub(1, Ordering::Relaxed);
             stream = match TcpStream::from_std(unsent) {
                 Ok(stream) => stream,
@@ -137,7 +144,7 @@ impl Placement {
 }
 
 /// The next connection handed to this worker; never, without a queue.
-pub(crate) async fn handed(inbox: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Handed {
+pub(crate) async fn handed(inbox: &mut Option<mpsc::Receiver<Handed>>) -> Handed {
     match inbox {
         Some(inbox) => match inbox.recv().await {
             Some(handed) => handed,
