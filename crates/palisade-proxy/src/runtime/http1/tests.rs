@@ -382,3 +382,69 @@ fn hop_by_hop_response_headers_are_dropped_unless_connection_names_others() {
         "kept for the relay to apply"
     );
 }
+
+// === properties of the parsers: no input panics, framing round-trips ===
+
+/// Feeds `wire` to a chunked decoder in pieces of the given sizes; returns the body, or
+/// the error, once the decoder says the body ended or the input ran out.
+fn decode_chunked_in_pieces(wire: &[u8], pieces: &[usize]) -> Result<Vec<u8>, Error> {
+    let mut framing = Framing::chunked();
+    let mut buf = BytesMut::new();
+    let mut body = Vec::new();
+    let mut rest = wire;
+    let mut sizes = pieces.iter().cycle();
+    loop {
+        let n = sizes
+            .next()
+            .copied()
+            .unwrap_or(1)
+            .clamp(1, 64)
+            .min(rest.len());
+        buf.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        loop {
+            match framing.decode(&mut buf, rest.is_empty())? {
+                Decoded::Data(data) => body.extend_from_slice(&data),
+                Decoded::End => return Ok(body),
+                Decoded::More => break,
+            }
+        }
+        if rest.is_empty() {
+            return Err(Error::Incomplete);
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn no_response_head_panics_the_parser(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), head_request: bool) {
+        let mut buf = BytesMut::from(&bytes[..]);
+        let before = buf.len();
+        if let Ok(Some(_)) = super::head::parse_response(&mut buf, head_request) {
+            // A head was split off: what it consumed ended with its empty line.
+            let consumed = before - buf.len();
+            proptest::prop_assert!(consumed >= 2 && bytes[consumed - 1] == b'\n');
+        }
+    }
+
+    #[test]
+    fn no_input_panics_the_chunk_decoder(bytes in proptest::collection::vec(proptest::num::u8::ANY, 1..512), pieces in proptest::collection::vec(1usize..64, 1..8)) {
+        let _ = decode_chunked_in_pieces(&bytes, &pieces);
+    }
+
+    #[test]
+    fn chunked_bodies_decode_to_what_was_sent(
+        chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 1..100), 0..8),
+        pieces in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        let mut wire = Vec::new();
+        for chunk in &chunks {
+            wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            wire.extend_from_slice(chunk);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        let body = decode_chunked_in_pieces(&wire, &pieces).expect("a well-formed body");
+        proptest::prop_assert_eq!(body, chunks.concat());
+    }
+}
