@@ -17,6 +17,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=bench/proxy/palisade-config.sh
+source "$ROOT/bench/proxy/palisade-config.sh"
 WHAT="${1:-palisade}"
 BIN="${2:-${CARGO_TARGET_DIR:-$ROOT/target}/release/palisade}"
 REQUESTS="${REQUESTS:-3000}"
@@ -82,45 +84,7 @@ EOF
     ;;
 palisade | palisade-open)
     [[ -x $BIN ]] || { echo "no $BIN: cargo build --release -p palisade-proxy" >&2; exit 1; }
-    cat >"$WORK/palisade.toml" <<EOF
-[listener]
-address = "127.0.0.1:$PORT"
-[admin]
-address = "127.0.0.1:$ADMIN"
-[[upstream]]
-name = "fast"
-endpoints = ["127.0.0.1:$UP"]
-[upstream.timeout]
-total = "2s"
-per_try = "1s"
-[upstream.retry]
-max_attempts = 3
-[upstream.retry.budget]
-ratio = 0.2
-min_per_second = 10
-window = "10s"
-[upstream.circuit_breaker]
-scope = "endpoint"
-[upstream.bulkhead]
-max_concurrent = 2048
-max_queue = 1024
-queue_timeout = "100ms"
-[upstream.rate_limit]
-per_second = 1000000000
-burst = 1000000
-[upstream.health_check]
-path = "/health/ready"
-interval = "2s"
-timeout = "1s"
-[[route]]
-path_prefix = "/"
-upstream = "fast"
-[route.fallback]
-body = "fallback"
-[route.fault]
-abort_percent = 0
-delay_percent = 0
-EOF
+    palisade_config "$PORT" "$ADMIN" "$UP" >"$WORK/palisade.toml"
     TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$OUT/$WHAT.out" \
         "$BIN" run --config "$WORK/palisade.toml" 2>"$WORK/valgrind.log" &
     ;;
