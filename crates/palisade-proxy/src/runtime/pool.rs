@@ -141,14 +141,7 @@ impl Pool {
         match self.shared.protocol {
             Protocol::Http1 => {
                 let (parts, body) = request.into_parts();
-                let head = http1::RequestHead {
-                    method: &parts.method,
-                    path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-                    headers: &parts.headers,
-                    host: None,
-                    forwarded_for: None,
-                    timeout: None,
-                };
+                let head = http1::RequestHead::of(&parts);
                 self.send_http1(&head, body).await
             }
             Protocol::Http2 => Box::pin(self.send_http2(request)).await,

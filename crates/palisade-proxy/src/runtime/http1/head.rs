@@ -50,7 +50,19 @@ pub(crate) struct RequestHead<'a> {
     pub(crate) timeout: Option<(u64, Option<HeaderValue>)>,
 }
 
-impl RequestHead<'_> {
+impl<'a> RequestHead<'a> {
+    /// The head of `parts` as it is: nothing replaced or added by the proxy.
+    pub(crate) fn of(parts: &'a http::request::Parts) -> Self {
+        RequestHead {
+            method: &parts.method,
+            path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            headers: &parts.headers,
+            host: None,
+            forwarded_for: None,
+            timeout: None,
+        }
+    }
+
     /// The client's headers can be written as they are, skipping names: no `Connection`
     /// header names another header to remove.
     pub(crate) fn can_write(headers: &HeaderMap) -> bool {

@@ -54,14 +54,7 @@ fn authority() -> http::uri::Authority {
 /// Sends `request` as the pool does a request it is handed whole.
 async fn send(conn: Connection, request: Request<ProxyBody>) -> Result<Response<Body>, Error> {
     let (parts, body) = request.into_parts();
-    let head = RequestHead {
-        method: &parts.method,
-        path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-        headers: &parts.headers,
-        host: None,
-        forwarded_for: None,
-        timeout: None,
-    };
+    let head = RequestHead::of(&parts);
     conn.send(&head, body, &authority()).await
 }
 
