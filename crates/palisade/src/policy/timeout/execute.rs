@@ -51,10 +51,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if this.running.is_none() {
-            let limit = this.timeout.limit();
-            if limit.spent() {
+            let Some(limit) = this.timeout.limit() else {
                 return Poll::Ready(Err(Error::DeadlineExceeded));
-            }
+            };
             let future = TimeoutFuture::new((this.operation)(), limit);
             this.running.set(Some(future));
         }

@@ -87,12 +87,11 @@ where
 
     #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
-        let limit = self.timeout.limit();
-        if limit.spent() {
+        let Some(limit) = self.timeout.limit() else {
             return ResponseFuture::Expired {
                 error: Some(Error::DeadlineExceeded),
             };
-        }
+        };
         ResponseFuture::Running {
             inner: TimeoutFuture::new(self.inner.call(request), limit),
             timeout: self.timeout.clone(),

@@ -39,6 +39,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::clock::instant_after;
 use crate::deadline::{self, Deadline};
 use crate::events::{Emitter, Event, names};
 use crate::outcome::Classify;
@@ -110,24 +113,33 @@ impl Timeout {
         &self.shared.name
     }
 
-    /// What this run must end by, and which limit sets it. Reads no clock unless the
-    /// call's deadline is already an instant.
+    /// What this run must end by, and which limit sets it; `None` if the call's deadline
+    /// has no time left. Reads the clock (once) only if the call's deadline is already an
+    /// instant.
     #[inline]
-    pub(crate) fn limit(&self) -> Limit {
-        let own = Deadline::within(self.shared.after);
-        match deadline::current_deadline() {
-            None => Limit::Own(own),
-            Some(outer) => {
-                // Against a fixed deadline the own one must be fixed to compare: keep it
-                // fixed, so the clock is not read a second time when the run first waits.
-                let own = if outer.is_fixed() { own.fixed() } else { own };
-                if outer.no_later_than(own) {
-                    Limit::Deadline(outer)
-                } else {
-                    Limit::Own(own)
-                }
+    pub(crate) fn limit(&self) -> Option<Limit> {
+        let after = self.shared.after;
+        let Some(outer) = deadline::current_deadline() else {
+            return Some(Limit::Own(Deadline::within(after)));
+        };
+        let own = if outer.is_fixed() {
+            // Against an instant the own limit must be one too; fixed now, it is not read
+            // again when the run first waits.
+            let now = Instant::now();
+            if outer.instant() <= now {
+                return None;
             }
-        }
+            Deadline::at(instant_after(now, after))
+        } else if outer.is_spent() {
+            return None;
+        } else {
+            Deadline::within(after)
+        };
+        Some(if outer.no_later_than(own) {
+            Limit::Deadline(outer)
+        } else {
+            Limit::Own(own)
+        })
     }
 
     /// The error for a run that hit `limit`, reported as an event.
@@ -166,12 +178,6 @@ impl Limit {
             Limit::Own(at) => Limit::Own(at.fixed()),
             Limit::Deadline(at) => Limit::Deadline(at.fixed()),
         }
-    }
-
-    /// True if it is the call's deadline and no time is left.
-    #[inline]
-    pub(crate) fn spent(self) -> bool {
-        matches!(self, Limit::Deadline(at) if at.is_spent())
     }
 }
 
