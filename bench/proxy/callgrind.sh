@@ -17,8 +17,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# shellcheck source=bench/proxy/palisade-config.sh
-source "$ROOT/bench/proxy/palisade-config.sh"
+# shellcheck source=bench/proxy/configs.sh
+source "$ROOT/bench/proxy/configs.sh"
 WHAT="${1:-palisade}"
 BIN="${2:-${CARGO_TARGET_DIR:-$ROOT/target}/release/palisade}"
 REQUESTS="${REQUESTS:-3000}"
@@ -63,22 +63,7 @@ PIDS+=("$!")
 
 case $WHAT in
 haproxy)
-    cat >"$WORK/haproxy.cfg" <<EOF
-global
-    nbthread 1
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend fe
-    bind 127.0.0.1:$PORT
-    default_backend be
-backend be
-    server fast 127.0.0.1:$UP
-EOF
+    haproxy_config "$PORT" "$UP" 1 >"$WORK/haproxy.cfg"
     valgrind --tool=callgrind --callgrind-out-file="$OUT/$WHAT.out" \
         haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/valgrind.log" &
     ;;

@@ -433,33 +433,11 @@ $(nginx_http_common "$1")
 EOF
 }
 
-haproxy_config() { # PORT UPSTREAM_PORT THREADS
-    cat <<EOF
-global
-    nbthread $3
-    maxconn 8000
 
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-
-frontend fe
-    bind 127.0.0.1:$1
-    default_backend be
-
-backend be
-    server fast 127.0.0.1:$2
-EOF
-}
-
-# palisade_config PORT ADMIN_PORT UPSTREAM_PORT: the sidecar's config, shared with callgrind.sh.
-# shellcheck source=bench/proxy/palisade-config.sh
-source "$ROOT/bench/proxy/palisade-config.sh"
+# palisade_config PORT ADMIN_PORT UPSTREAM_PORT and haproxy_config PORT UPSTREAM_PORT THREADS:
+# the proxies' configs, shared with callgrind.sh.
+# shellcheck source=bench/proxy/configs.sh
+source "$ROOT/bench/proxy/configs.sh"
 
 # ---------------------------------------------------------------------------------------
 # Machine facts

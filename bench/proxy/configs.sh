@@ -1,5 +1,5 @@
-# The sidecar's configuration for the load benchmarks (sourced by run.sh and
-# callgrind.sh, so that both measure the same policies).
+# The proxies' configurations for the load benchmarks (sourced by run.sh and
+# callgrind.sh, so that both measure the same setups).
 #
 # Every policy the sidecar has, on one upstream: timeouts (total and per try), retries
 # with a budget, one breaker per endpoint, a bulkhead, a rate limit far above any rate
@@ -54,5 +54,30 @@ upstream = "fast"
 [route.fault]
 abort_percent = 0
 delay_percent = 0
+EOF
+}
+
+# HAProxy as a plain reverse proxy, keep-alive and connection reuse to the server.
+haproxy_config() { # PORT UPSTREAM_PORT THREADS
+    cat <<EOF
+global
+    nbthread $3
+    maxconn 8000
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+
+frontend fe
+    bind 127.0.0.1:$1
+    default_backend be
+
+backend be
+    server fast 127.0.0.1:$2
 EOF
 }
