@@ -9,7 +9,10 @@
 //! Every policy here is the library's: `Timeout`, `Retry`, `CircuitBreaker`, `Bulkhead`,
 //! `RateLimiter`, run with the HTTP classifier of `palisade-http`.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -63,27 +66,232 @@ impl Client {
 type Answer = (Response<ProxyBody>, Option<Reason>);
 
 /// Answers one client request.
-pub async fn handle(
-    runtime: &Runtime,
+///
+/// Not an `async fn`: the request is split here and its head kept once, in the returned
+/// future, which everything below borrows. An `async fn` keeps each argument it is given
+/// beside whatever it moves out of it, and every byte of this future is copied when
+/// hyper boxes it and touched on every request.
+pub fn handle(
+    runtime: Arc<Runtime>,
     request: Request<Incoming>,
-    client: &Client,
-) -> Response<ProxyBody> {
+    client: Arc<Client>,
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
     let started = Instant::now();
-    let Some(route) = runtime.route(request.uri().path()) else {
-        let (response, reason) = explained(Reason::NoRoute);
-        runtime
-            .unrouted
-            .record(response.status(), reason, started.elapsed());
-        return response;
+    let (head, body) = request.into_parts();
+    let exchange = Exchange {
+        runtime,
+        client,
+        head,
+        started,
     };
-    let max_body = runtime.config.listener.max_body_bytes;
-    let class = route.criticality(request.headers());
-    let (response, reason) =
-        palisade::criticality::scope(class, forward(route, request, client, max_body)).await;
-    route
-        .requests
-        .record(response.status(), reason, started.elapsed());
-    response
+    async move { Ok(exchange.answer(body).await) }
+}
+
+/// A client's request while the proxy answers it: its head and where it came from.
+struct Exchange {
+    runtime: Arc<Runtime>,
+    client: Arc<Client>,
+    head: Parts,
+    started: Instant,
+}
+
+impl Exchange {
+    async fn answer(&self, body: Incoming) -> Response<ProxyBody> {
+        let runtime = &*self.runtime;
+        let Some(route) = runtime.route(self.head.uri.path()) else {
+            let (response, reason) = explained(Reason::NoRoute);
+            runtime
+                .unrouted
+                .record(response.status(), reason, self.started.elapsed());
+            return response;
+        };
+        let class = route.criticality(&self.head.headers);
+        let (response, reason) =
+            palisade::criticality::scope(class, self.forward(route, body)).await;
+        route
+            .requests
+            .record(response.status(), reason, self.started.elapsed());
+        response
+    }
+
+    /// Forwards the request on `route` through every policy of its upstream.
+    async fn forward(&self, route: &Route, body: Incoming) -> Answer {
+        let upstream = &route.upstream;
+        let max_body = self.runtime.config.listener.max_body_bytes;
+        let declared = self
+            .head
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max_body) {
+            return explained(Reason::BodyTooLarge);
+        }
+        let budget = match palisade_http::deadline::inbound(&self.head.headers) {
+            Ok(budget) => budget,
+            Err(error) => {
+                tracing::debug!(%error, "unreadable deadline header");
+                return explained(Reason::BadDeadline);
+            }
+        };
+        if budget.is_some_and(|b| b.is_zero()) {
+            return refuse(
+                route,
+                Reason::DeadlineExceeded,
+                Reason::DeadlineExceeded.status(),
+                None,
+            );
+        }
+        let deadline = budget.map(|b| palisade::clock::instant_after(Instant::now(), b));
+        match route.inject() {
+            Injected::Abort(status) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return (
+                    respond::explained(Reason::FaultInjected, status, None),
+                    Some(Reason::FaultInjected),
+                );
+            }
+            Injected::Delay(delay) => {
+                let until = palisade::clock::instant_after(Instant::now(), delay);
+                if deadline.is_some_and(|d| d <= until) {
+                    tokio::time::sleep_until(deadline.unwrap_or(until)).await;
+                    return refuse(
+                        route,
+                        Reason::DeadlineExceeded,
+                        Reason::DeadlineExceeded.status(),
+                        None,
+                    );
+                }
+                tokio::time::sleep_until(until).await;
+            }
+            Injected::None => {}
+        }
+        if let Some(throttle) = &upstream.throttle {
+            if !throttle.admit() {
+                return refuse(route, Reason::Throttled, Reason::Throttled.status(), None);
+            }
+        }
+        if let Some(limiter) = &upstream.rate_limit {
+            if let Err(after) = limiter.check() {
+                return refuse(
+                    route,
+                    Reason::RateLimited,
+                    Reason::RateLimited.status(),
+                    Some(after),
+                );
+            }
+        }
+        let _shed_slot = match &upstream.shedder {
+            Some(shedder) => match shedder
+                .acquire::<TransportError>(palisade::criticality::current())
+                .await
+            {
+                Ok(permit) => Some(permit),
+                Err(_) => return refuse(route, Reason::Shed, Reason::Shed.status(), None),
+            },
+            None => None,
+        };
+        let limit_permit = match &upstream.adaptive {
+            Some(limiter) => match limiter.acquire::<TransportError>().await {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    return refuse(
+                        route,
+                        Reason::BulkheadFull,
+                        Reason::BulkheadFull.status(),
+                        None,
+                    );
+                }
+            },
+            None => None,
+        };
+        let slot = match &upstream.bulkhead {
+            Some(bulkhead) => match bulkhead.acquire_owned::<TransportError>().await {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    return refuse(
+                        route,
+                        Reason::BulkheadFull,
+                        Reason::BulkheadFull.status(),
+                        None,
+                    );
+                }
+            },
+            None => None,
+        };
+        let body = match read_body(body, max_body, upstream.replay_body_bytes).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let replay = Replay::of(
+            &self.head.method,
+            self.head.headers.contains_key(IDEMPOTENCY_KEY),
+            matches!(body, Outgoing::Buffered(_)),
+            &upstream.methods,
+        );
+        let classifier = HttpClassifier::new(upstream.retry_on.clone(), replay);
+        let attempt = Attempt {
+            upstream,
+            parts: &self.head,
+            body,
+            client: &self.client,
+            tried: AtomicU64::new(0),
+            attempts: AtomicU32::new(0),
+        };
+        let hedged = replay == Replay::Safe;
+        let run = upstream.total.execute(&classifier, || {
+            upstream
+                .retry
+                .execute(&classifier, || attempt.hedged(&classifier, hedged))
+        });
+        let result = match deadline {
+            Some(at) => palisade::deadline::scope(at, run).await,
+            None => run.await,
+        };
+        let outcome = classify_result(&classifier, &result);
+        if let Some(permit) = limit_permit {
+            permit.record(&outcome);
+        }
+        if let Some(throttle) = &upstream.throttle {
+            if palisade::policy::throttle::backend_accepted(&classifier, &result) {
+                throttle.accepted();
+            }
+        }
+        match result {
+            Ok(response) => {
+                let failed =
+                <HttpClassifier as Classify<Response<PooledBody>, TransportError>>::classify_ok(
+                    &classifier,
+                    &response,
+                )
+                .is_failure();
+                match (&route.fallback, failed) {
+                    (Some(fallback), true) => (
+                        respond::fallback(fallback, Reason::RetriesExhausted),
+                        Some(Reason::RetriesExhausted),
+                    ),
+                    _ => {
+                        let mut response = relay(response, slot);
+                        let attempts = attempt.attempts.load(Ordering::Relaxed);
+                        response
+                            .headers_mut()
+                            .insert(ATTEMPTS, attempts_value(attempts));
+                        (response, None)
+                    }
+                }
+            }
+            Err(error) => {
+                let (mut reason, after) = Reason::of(&error);
+                if reason == Reason::DeadlineExceeded && budget.is_none() {
+                    // Without a caller's deadline, the only deadline is the route's total timeout.
+                    reason = Reason::Timeout;
+                }
+                tracing::debug!(%error, reason = reason.as_str(), "request failed");
+                refuse(route, reason, reason.status(), after)
+            }
+        }
+    }
 }
 
 /// The proxy's own answer for `reason`, with its usual status.
@@ -108,187 +316,6 @@ fn refuse(
         _ => respond::explained(reason, status, retry_after),
     };
     (response, Some(reason))
-}
-
-async fn forward(
-    route: &Route,
-    request: Request<Incoming>,
-    client: &Client,
-    max_body: u64,
-) -> Answer {
-    let upstream = &route.upstream;
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max_body) {
-        return explained(Reason::BodyTooLarge);
-    }
-    let budget = match palisade_http::deadline::inbound(request.headers()) {
-        Ok(budget) => budget,
-        Err(error) => {
-            tracing::debug!(%error, "unreadable deadline header");
-            return explained(Reason::BadDeadline);
-        }
-    };
-    if budget.is_some_and(|b| b.is_zero()) {
-        return refuse(
-            route,
-            Reason::DeadlineExceeded,
-            Reason::DeadlineExceeded.status(),
-            None,
-        );
-    }
-    let deadline = budget.map(|b| palisade::clock::instant_after(Instant::now(), b));
-    match route.inject() {
-        Injected::Abort(status) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            return (
-                respond::explained(Reason::FaultInjected, status, None),
-                Some(Reason::FaultInjected),
-            );
-        }
-        Injected::Delay(delay) => {
-            let until = palisade::clock::instant_after(Instant::now(), delay);
-            if deadline.is_some_and(|d| d <= until) {
-                tokio::time::sleep_until(deadline.unwrap_or(until)).await;
-                return refuse(
-                    route,
-                    Reason::DeadlineExceeded,
-                    Reason::DeadlineExceeded.status(),
-                    None,
-                );
-            }
-            tokio::time::sleep_until(until).await;
-        }
-        Injected::None => {}
-    }
-    if let Some(throttle) = &upstream.throttle {
-        if !throttle.admit() {
-            return refuse(route, Reason::Throttled, Reason::Throttled.status(), None);
-        }
-    }
-    if let Some(limiter) = &upstream.rate_limit {
-        if let Err(after) = limiter.check() {
-            return refuse(
-                route,
-                Reason::RateLimited,
-                Reason::RateLimited.status(),
-                Some(after),
-            );
-        }
-    }
-    let _shed_slot = match &upstream.shedder {
-        Some(shedder) => match shedder
-            .acquire::<TransportError>(palisade::criticality::current())
-            .await
-        {
-            Ok(permit) => Some(permit),
-            Err(_) => return refuse(route, Reason::Shed, Reason::Shed.status(), None),
-        },
-        None => None,
-    };
-    let limit_permit = match &upstream.adaptive {
-        Some(limiter) => match limiter.acquire::<TransportError>().await {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                return refuse(
-                    route,
-                    Reason::BulkheadFull,
-                    Reason::BulkheadFull.status(),
-                    None,
-                );
-            }
-        },
-        None => None,
-    };
-    let slot = match &upstream.bulkhead {
-        Some(bulkhead) => match bulkhead.acquire_owned::<TransportError>().await {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                return refuse(
-                    route,
-                    Reason::BulkheadFull,
-                    Reason::BulkheadFull.status(),
-                    None,
-                );
-            }
-        },
-        None => None,
-    };
-    let (parts, body) = request.into_parts();
-    let body = match read_body(body, max_body, upstream.replay_body_bytes).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let replay = Replay::of(
-        &parts.method,
-        parts.headers.contains_key(IDEMPOTENCY_KEY),
-        matches!(body, Outgoing::Buffered(_)),
-        &upstream.methods,
-    );
-    let classifier = HttpClassifier::new(upstream.retry_on.clone(), replay);
-    let attempt = Attempt {
-        upstream,
-        parts,
-        body,
-        client,
-        tried: AtomicU64::new(0),
-        attempts: AtomicU32::new(0),
-    };
-    let hedged = replay == Replay::Safe;
-    let run = upstream.total.execute(&classifier, || {
-        upstream
-            .retry
-            .execute(&classifier, || attempt.hedged(&classifier, hedged))
-    });
-    let result = match deadline {
-        Some(at) => palisade::deadline::scope(at, run).await,
-        None => run.await,
-    };
-    let outcome = classify_result(&classifier, &result);
-    if let Some(permit) = limit_permit {
-        permit.record(&outcome);
-    }
-    if let Some(throttle) = &upstream.throttle {
-        if palisade::policy::throttle::backend_accepted(&classifier, &result) {
-            throttle.accepted();
-        }
-    }
-    match result {
-        Ok(response) => {
-            let failed =
-                <HttpClassifier as Classify<Response<PooledBody>, TransportError>>::classify_ok(
-                    &classifier,
-                    &response,
-                )
-                .is_failure();
-            match (&route.fallback, failed) {
-                (Some(fallback), true) => (
-                    respond::fallback(fallback, Reason::RetriesExhausted),
-                    Some(Reason::RetriesExhausted),
-                ),
-                _ => {
-                    let mut response = relay(response, slot);
-                    let attempts = attempt.attempts.load(Ordering::Relaxed);
-                    response
-                        .headers_mut()
-                        .insert(ATTEMPTS, attempts_value(attempts));
-                    (response, None)
-                }
-            }
-        }
-        Err(error) => {
-            let (mut reason, after) = Reason::of(&error);
-            if reason == Reason::DeadlineExceeded && budget.is_none() {
-                // Without a caller's deadline, the only deadline is the route's total timeout.
-                reason = Reason::Timeout;
-            }
-            tracing::debug!(%error, reason = reason.as_str(), "request failed");
-            refuse(route, reason, reason.status(), after)
-        }
-    }
 }
 
 /// The value of `x-palisade-attempts`.
@@ -328,7 +355,7 @@ async fn read_body(body: Incoming, max_body: u64, replay_limit: usize) -> Result
 /// One request's attempts.
 struct Attempt<'a> {
     upstream: &'a Upstream,
-    parts: Parts,
+    parts: &'a Parts,
     body: Outgoing,
     client: &'a Client,
     /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
@@ -440,8 +467,10 @@ impl Attempt<'_> {
             };
             endpoint.pool.send_http1(&head, body).await
         } else {
+            // Boxed: the general path (HTTP/2, or a head that cannot be written as it is)
+            // is rare, and its future would otherwise size every attempt's.
             let request = self.upstream_request(endpoint, body)?;
-            endpoint.pool.send(request).await
+            Box::pin(endpoint.pool.send(request)).await
         };
         sent.map_err(|e| {
             let kind = match e {

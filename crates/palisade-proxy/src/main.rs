@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc, not glibc's malloc: every allocation of a proxied request comes from a
+/// per-thread cache, and idle connections hold less memory (docs/ARCHITECTURE.md, "What a
+/// request costs").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A resilience sidecar: timeouts, retries, circuit breakers, bulkheads, rate limits and
 /// fallbacks in front of a service's upstreams, from one TOML file.
 #[derive(Parser)]

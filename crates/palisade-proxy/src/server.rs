@@ -312,12 +312,14 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = ResponseFuture;
 
     fn call(&self, request: Request<Incoming>) -> ResponseFuture {
-        let runtime = self.runtime.load_full();
-        let client = self.client.clone();
         // Boxed: hyper keeps one slot for the in-flight future per connection for the
         // connection's whole life, so an unboxed request future would cost its full size
         // on every idle keep-alive connection and be copied into that slot on every request.
-        Box::pin(async move { Ok(forward::handle(&runtime, request, &client).await) })
+        Box::pin(forward::handle(
+            self.runtime.load_full(),
+            request,
+            self.client.clone(),
+        ))
     }
 }
 
