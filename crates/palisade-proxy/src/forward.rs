@@ -240,10 +240,13 @@ impl Exchange {
             attempts: AtomicU32::new(0),
         };
         let hedged = replay == Replay::Safe;
+        // Each attempt's future is boxed: it is most of a request's state (the endpoint
+        // breaker, the per-try timeout and the upstream exchange, nested), and boxed once
+        // here it is not also copied with, and does not enlarge, every future above it.
         let run = upstream.total.execute(&classifier, || {
-            upstream
-                .retry
-                .execute(&classifier, || attempt.hedged(&classifier, hedged))
+            upstream.retry.execute(&classifier, || {
+                Box::pin(attempt.hedged(&classifier, hedged))
+            })
         });
         let result = match deadline {
             Some(at) => palisade::deadline::scope(at, run).await,

@@ -160,7 +160,7 @@ fn take(have: usize, left: u64) -> usize {
 
 /// The next line of `buf` without its line end, split off it, if `buf` holds it whole.
 fn line(buf: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
-    match buf.iter().position(|&b| b == b'\n') {
+    match memchr::memchr(b'\n', buf) {
         Some(at) => {
             let mut line = buf.split_to(at + 1);
             line.truncate(at);

@@ -198,7 +198,7 @@ pub(super) fn parse_response(
 fn find_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut lines = 0;
     let mut start = 0;
-    while let Some(offset) = buf[start..].iter().position(|&b| b == b'\n') {
+    while let Some(offset) = memchr::memchr(b'\n', &buf[start..]) {
         let end = start + offset;
         let line = &buf[start..end];
         if line.is_empty() || line == b"\r" {
@@ -226,9 +226,7 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
         if line[0] == b' ' || line[0] == b'\t' {
             return Err(Error::Malformed("folded response header"));
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
+        let colon = memchr::memchr(b':', line)
             .ok_or(Error::Malformed("response header without a colon"))?;
         let name = HeaderName::from_bytes(&line[..colon])
             .map_err(|_| Error::Malformed("invalid response header name"))?;
@@ -285,7 +283,7 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
 
 /// The next line of `rest` (without its CRLF or LF), advancing past it.
 fn next_line<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
-    let (line, after) = match rest.iter().position(|&b| b == b'\n') {
+    let (line, after) = match memchr::memchr(b'\n', rest) {
         Some(at) => (&rest[..at], &rest[at + 1..]),
         None => (*rest, &rest[rest.len()..]),
     };
