@@ -4,7 +4,8 @@
 #
 # Usage: bench/proxy/run.sh
 #   DURATION=10s      every wrk run lasts exactly this long
-#   ROUNDS=3          rounds of all targets per layout; medians are reported
+#   ROUNDS=4          rounds of all targets per layout, in alternating order; medians
+#                     are reported
 #   LAYOUTS="pinned shared"
 #                     pinned: wrk (and the connection holder) on CPU 1, the upstream and
 #                             the proxy under test on CPU 0, every server with one worker
@@ -31,7 +32,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION="${DURATION:-10s}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-4}"
 LAYOUTS="${LAYOUTS:-pinned shared}"
 CONNS="${CONNS:-64}"
 IDLE_CONNS="${IDLE_CONNS:-1000}"
@@ -528,7 +529,11 @@ for layout in $LAYOUTS; do
     for ((round = 1; round <= ROUNDS; round++)); do
         echo "loadavg before $layout round $round: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
         [[ "$(breaker_states)" == closed ]] || die "breaker not closed before round $round: $(breaker_states)"
-        for t in direct nginx haproxy palisade; do
+        # Odd rounds go one way, even rounds the other, so that no contender always runs
+        # right after another (and inherits its state of the machine).
+        order=(direct nginx haproxy palisade)
+        ((round % 2 == 0)) && order=(palisade haproxy nginx direct)
+        for t in "${order[@]}"; do
             measure "$layout" "$round" "$t" "${URL[$t]}" 1
             measure "$layout" "$round" "$t" "${URL[$t]}" "$CONNS"
         done
