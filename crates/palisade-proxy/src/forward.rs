@@ -135,12 +135,7 @@ impl Exchange {
             }
         };
         if budget.is_some_and(|b| b.is_zero()) {
-            return refuse(
-                route,
-                Reason::DeadlineExceeded,
-                Reason::DeadlineExceeded.status(),
-                None,
-            );
+            return refuse(route, Reason::DeadlineExceeded, None);
         }
         let deadline = budget.map(|b| palisade::clock::instant_after(Instant::now(), b));
         match route.inject() {
@@ -156,12 +151,7 @@ impl Exchange {
                 let until = palisade::clock::instant_after(Instant::now(), delay);
                 if deadline.is_some_and(|d| d <= until) {
                     tokio::time::sleep_until(deadline.unwrap_or(until)).await;
-                    return refuse(
-                        route,
-                        Reason::DeadlineExceeded,
-                        Reason::DeadlineExceeded.status(),
-                        None,
-                    );
+                    return refuse(route, Reason::DeadlineExceeded, None);
                 }
                 tokio::time::sleep_until(until).await;
             }
@@ -169,17 +159,12 @@ impl Exchange {
         }
         if let Some(throttle) = &upstream.throttle {
             if !throttle.admit() {
-                return refuse(route, Reason::Throttled, Reason::Throttled.status(), None);
+                return refuse(route, Reason::Throttled, None);
             }
         }
         if let Some(limiter) = &upstream.rate_limit {
             if let Err(after) = limiter.check() {
-                return refuse(
-                    route,
-                    Reason::RateLimited,
-                    Reason::RateLimited.status(),
-                    Some(after),
-                );
+                return refuse(route, Reason::RateLimited, Some(after));
             }
         }
         let _shed_slot = match &upstream.shedder {
@@ -188,7 +173,7 @@ impl Exchange {
                 .await
             {
                 Ok(permit) => Some(permit),
-                Err(_) => return refuse(route, Reason::Shed, Reason::Shed.status(), None),
+                Err(_) => return refuse(route, Reason::Shed, None),
             },
             None => None,
         };
@@ -196,12 +181,7 @@ impl Exchange {
             Some(limiter) => match limiter.acquire::<TransportError>().await {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    return refuse(
-                        route,
-                        Reason::BulkheadFull,
-                        Reason::BulkheadFull.status(),
-                        None,
-                    );
+                    return refuse(route, Reason::BulkheadFull, None);
                 }
             },
             None => None,
@@ -210,12 +190,7 @@ impl Exchange {
             Some(bulkhead) => match bulkhead.acquire_owned::<TransportError>().await {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    return refuse(
-                        route,
-                        Reason::BulkheadFull,
-                        Reason::BulkheadFull.status(),
-                        None,
-                    );
+                    return refuse(route, Reason::BulkheadFull, None);
                 }
             },
             None => None,
@@ -291,7 +266,7 @@ impl Exchange {
                     reason = Reason::Timeout;
                 }
                 tracing::debug!(%error, reason = reason.as_str(), "request failed");
-                refuse(route, reason, reason.status(), after)
+                refuse(route, reason, after)
             }
         }
     }
@@ -306,17 +281,12 @@ fn explained(reason: Reason) -> Answer {
 }
 
 /// The refusal for `reason`, or the route's fallback if it has one.
-fn refuse(
-    route: &Route,
-    reason: Reason,
-    status: StatusCode,
-    retry_after: Option<Duration>,
-) -> Answer {
+fn refuse(route: &Route, reason: Reason, retry_after: Option<Duration>) -> Answer {
     let response = match &route.fallback {
         Some(fallback) if reason != Reason::BadDeadline && reason != Reason::BodyTooLarge => {
             respond::fallback(fallback, reason)
         }
-        _ => respond::explained(reason, status, retry_after),
+        _ => respond::explained(reason, reason.status(), retry_after),
     };
     (response, Some(reason))
 }
