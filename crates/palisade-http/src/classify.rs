@@ -192,6 +192,22 @@ impl<B> Classify<Response<B>, TransportError> for HttpClassifier {
     }
 }
 
+/// A boxed response is classified as the response itself (a proxy boxes the responses
+/// its policies pass along, so that each step moves a pointer).
+impl<B> Classify<Box<Response<B>>, TransportError> for HttpClassifier {
+    fn classify_ok(&self, response: &Box<Response<B>>) -> Outcome {
+        <Self as Classify<Response<B>, TransportError>>::classify_ok(self, response)
+    }
+
+    fn classify_err(&self, error: &TransportError) -> Outcome {
+        <Self as Classify<Response<B>, TransportError>>::classify_err(self, error)
+    }
+
+    fn classify_rejection(&self, error: &Error<TransportError>) -> Outcome {
+        <Self as Classify<Response<B>, TransportError>>::classify_rejection(self, error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,11 +238,10 @@ impl Exchange {
         }
         match result {
             Ok(response) => {
-                let failed =
-                <HttpClassifier as Classify<Response<PooledBody>, TransportError>>::classify_ok(
-                    &classifier,
-                    &response,
-                )
+                let failed = <HttpClassifier as Classify<
+                    Box<Response<PooledBody>>,
+                    TransportError,
+                >>::classify_ok(&classifier, &response)
                 .is_failure();
                 match (&route.fallback, failed) {
                     (Some(fallback), true) => (
@@ -250,7 +249,7 @@ impl Exchange {
                         Some(Reason::RetriesExhausted),
                     ),
                     _ => {
-                        let mut response = relay(response, slot);
+                        let mut response = relay(*response, slot);
                         let attempts = attempt.attempts.load(Ordering::Relaxed);
                         response
                             .headers_mut()
@@ -337,7 +336,9 @@ struct Attempt<'a> {
     attempts: AtomicU32,
 }
 
-type Attempted = Result<Response<PooledBody>, Error<TransportError>>;
+/// An attempt's result. The response is boxed (see `Pool::send_http1`): every policy
+/// above the attempt returns it, and boxed it moves as one word.
+type Attempted = Result<Box<Response<PooledBody>>, Error<TransportError>>;
 
 impl Attempt<'_> {
     /// One attempt, hedged when the upstream hedges and the request may be replayed.

@@ -201,7 +201,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
 /// closes its connection.
 #[derive(Debug)]
 pub(crate) struct Body {
-    conn: Option<Connection>,
+    conn: Option<Box<Connection>>,
     framing: Framing,
     keep_alive: bool,
     /// The server has closed its side.
@@ -211,7 +211,7 @@ pub(crate) struct Body {
 }
 
 impl Body {
-    pub(super) fn new(mut conn: Connection, mut framing: Framing, keep_alive: bool) -> Self {
+    pub(super) fn new(mut conn: Box<Connection>, mut framing: Framing, keep_alive: bool) -> Self {
         // The common small response arrives with its head: take it now, so that the
         // connection is free before the body is even asked for.
         let mut ready = None;
@@ -232,7 +232,7 @@ impl Body {
 
     /// The connection, if the body has been read to its end and the connection can take
     /// another request. At most once.
-    pub(crate) fn take_connection(&mut self) -> Option<Connection> {
+    pub(crate) fn take_connection(&mut self) -> Option<Box<Connection>> {
         let reusable = self.keep_alive
             && self.framing.is_done()
             && self.conn.as_ref().is_some_and(|c| c.read.is_empty());

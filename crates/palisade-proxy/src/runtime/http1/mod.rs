@@ -75,12 +75,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(io: TcpStream) -> Self {
-        Self {
+    /// A connection over `io`, boxed: it moves between its pool, each request's future
+    /// and each response's body, and as a pointer it moves in one word and adds one word
+    /// to each of those futures.
+    pub(crate) fn new(io: TcpStream) -> Box<Self> {
+        Box::new(Self {
             io,
             read: BytesMut::new(),
             write: Vec::new(),
-        }
+        })
     }
 
     /// An idle connection is still usable: the server has neither closed it nor sent
@@ -93,12 +96,13 @@ impl Connection {
     /// Sends a request (its head, then `body`) and reads the response head. `authority`
     /// is the `Host` when the head gives none. The response body streams from this
     /// connection, which the body holds until it ends.
-    pub(crate) async fn send(
-        mut self,
+    pub(crate) async fn send<B>(
+        mut self: Box<Self>,
         head: &RequestHead<'_>,
         mut body: ProxyBody,
         authority: &Authority,
-    ) -> Result<Response<Body>, Error> {
+        wrap: impl FnOnce(Body) -> B,
+    ) -> Result<Box<Response<B>>, Error> {
         let framing = if http_body::Body::is_end_stream(&body) {
             let declares = head.headers.contains_key(CONTENT_LENGTH)
                 || *head.method == Method::POST
@@ -146,7 +150,7 @@ impl Connection {
             }
         }
         drop(body);
-        self.read_response(*head.method == Method::HEAD).await
+        self.read_response(*head.method == Method::HEAD, wrap).await
     }
 
     /// Writes a body frame by frame: `length` bytes, or chunked when `None`.
@@ -183,7 +187,14 @@ impl Connection {
         }
     }
 
-    async fn read_response(mut self, head_request: bool) -> Result<Response<Body>, Error> {
+    /// Reads the response head. The response is boxed where it is made, with its body as
+    /// `wrap` makes it: it is passed up through every policy of the request, and boxed it
+    /// is one word at each step rather than a few hundred bytes copied.
+    async fn read_response<B>(
+        mut self: Box<Self>,
+        head_request: bool,
+        wrap: impl FnOnce(Body) -> B,
+    ) -> Result<Box<Response<B>>, Error> {
         loop {
             if !self.read.is_empty() {
                 if let Some(head) = head::parse_response(&mut self.read, head_request)? {
@@ -193,8 +204,11 @@ impl Connection {
                     if head.status.is_informational() {
                         continue; // 100 Continue, 103 Early Hints: the final answer follows
                     }
-                    let mut response =
-                        Response::new(Body::new(self, head.framing, head.keep_alive));
+                    let mut response = Box::new(Response::new(wrap(Body::new(
+                        self,
+                        head.framing,
+                        head.keep_alive,
+                    ))));
                     *response.status_mut() = head.status;
                     *response.version_mut() = head.version;
                     *response.headers_mut() = head.headers;

@@ -17,7 +17,7 @@ use crate::body::{BoxError, ProxyBody, boxed, empty, full};
 async fn serve_once(
     reply: &'static [u8],
     body: usize,
-) -> (Connection, tokio::task::JoinHandle<Vec<u8>>) {
+) -> (Box<Connection>, tokio::task::JoinHandle<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let server = tokio::spawn(async move {
@@ -52,10 +52,13 @@ fn authority() -> http::uri::Authority {
 }
 
 /// Sends `request` as the pool does a request it is handed whole.
-async fn send(conn: Connection, request: Request<ProxyBody>) -> Result<Response<Body>, Error> {
+async fn send(
+    conn: Box<Connection>,
+    request: Request<ProxyBody>,
+) -> Result<Box<Response<Body>>, Error> {
     let (parts, body) = request.into_parts();
     let head = RequestHead::of(&parts);
-    conn.send(&head, body, &authority()).await
+    conn.send(&head, body, &authority(), |body| body).await
 }
 
 fn get(path: &str) -> Request<ProxyBody> {
@@ -335,7 +338,7 @@ async fn the_proxy_headers_replace_the_clients_and_hop_by_hop_ones_are_not_sent(
         timeout: Some((250, None)),
     };
     let response = conn
-        .send(&head, empty(), &authority())
+        .send(&head, empty(), &authority(), |body| body)
         .await
         .expect("response");
     drop(response);
