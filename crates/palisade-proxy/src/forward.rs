@@ -23,6 +23,7 @@ use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use palisade::clock::Nanos;
 use palisade::outcome::{Classify, classify_result};
 use palisade::{Error, Policy};
 use palisade_http::body::{Prefixed, RequestBody};
@@ -76,7 +77,7 @@ pub fn handle(
     request: Request<Incoming>,
     client: Arc<Client>,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
-    let started = Instant::now();
+    let started = runtime.clock.now();
     let (head, body) = request.into_parts();
     let exchange = Exchange {
         runtime,
@@ -92,7 +93,8 @@ struct Exchange {
     runtime: Arc<Runtime>,
     client: Arc<Client>,
     head: Parts,
-    started: Instant,
+    /// When the request arrived, by the runtime's clock.
+    started: Nanos,
 }
 
 impl Exchange {
@@ -102,7 +104,7 @@ impl Exchange {
             let (response, reason) = explained(Reason::NoRoute);
             runtime
                 .unrouted
-                .record(response.status(), reason, self.started.elapsed());
+                .record(response.status(), reason, self.took());
             return response;
         };
         let class = route.criticality(&self.head.headers);
@@ -110,8 +112,13 @@ impl Exchange {
             palisade::criticality::scope(class, self.forward(route, body)).await;
         route
             .requests
-            .record(response.status(), reason, self.started.elapsed());
+            .record(response.status(), reason, self.took());
         response
+    }
+
+    /// Time since the request arrived.
+    fn took(&self) -> Duration {
+        self.runtime.clock.elapsed_since(self.started)
     }
 
     /// Forwards the request on `route` through every policy of its upstream.
@@ -381,9 +388,9 @@ impl Attempt<'_> {
                     .await
             }
         };
-        picked
-            .endpoint
-            .finish(balancer.clock(), balancer.clock().elapsed_since(started));
+        let finished = balancer.clock().now();
+        let took = Duration::from_nanos(finished.saturating_sub(started));
+        picked.endpoint.finish(finished, took);
         if let Some(permit) = picked.permit {
             permit.record(&classify_result(classifier, &result));
         }

@@ -25,7 +25,7 @@ pub(crate) fn of(runtime: &Runtime) -> Value {
 }
 
 fn upstream(u: &Upstream) -> Value {
-    let clock = palisade::clock::Clock::tokio();
+    let clock = u.balancer.clock();
     let endpoints: Vec<Value> = u
         .endpoints()
         .map(|e| {
@@ -36,7 +36,7 @@ fn upstream(u: &Upstream) -> Value {
                 "available": e.is_available(),
                 "in_flight": e.in_flight(),
                 "idle_connections": e.idle_connections(),
-                "latency_seconds": e.latency_estimate(&clock),
+                "latency_seconds": e.latency_estimate(clock),
                 "breaker": e.breaker.as_ref().map(|b| b.snapshot()),
             })
         })

@@ -37,6 +37,7 @@ impl Balancer {
         balance: Balance,
         primaries: Vec<Arc<Endpoint>>,
         backups: Vec<Arc<Endpoint>>,
+        clock: Clock,
     ) -> Self {
         Self {
             name,
@@ -44,10 +45,11 @@ impl Balancer {
             primaries,
             backups,
             next: AtomicUsize::new(0),
-            clock: Clock::tokio(),
+            clock,
         }
     }
 
+    /// The clock attempts are timed by (peak-EWMA latency).
     pub(crate) fn clock(&self) -> &Clock {
         &self.clock
     }

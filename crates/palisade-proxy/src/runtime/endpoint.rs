@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade::ConfigError;
-use palisade::clock::Clock;
+use palisade::clock::{Clock, Nanos};
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitState};
 use serde::Serialize;
 
@@ -63,6 +63,7 @@ impl Endpoint {
         breaker: Option<CircuitBreaker>,
         protocol: Protocol,
         connect_timeout: Duration,
+        clock: Clock,
     ) -> Result<Self, ConfigError> {
         let authority = http::uri::Authority::try_from(address.as_str()).map_err(|_| {
             ConfigError::new(
@@ -77,7 +78,7 @@ impl Endpoint {
             "endpoint" => address.clone()
         );
         health_gauge.set(1.0);
-        let pool = Pool::new(authority.clone(), protocol, connect_timeout);
+        let pool = Pool::new(authority.clone(), protocol, connect_timeout, clock);
         Ok(Self {
             address,
             authority,
@@ -145,9 +146,10 @@ impl Endpoint {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn finish(&self, clock: &Clock, took: Duration) {
+    /// An attempt ended at `now` (a reading of the balancer's clock) after `took`.
+    pub(crate) fn finish(&self, now: Nanos, took: Duration) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.latency.observe(clock, took);
+        self.latency.observe(now, took);
     }
 
     /// The latency estimate in seconds.
@@ -188,8 +190,7 @@ impl PeakEwma {
         estimate * weight + DEFAULT_LATENCY_NANOS * (1.0 - weight)
     }
 
-    fn observe(&self, clock: &Clock, took: Duration) {
-        let now = clock.now();
+    fn observe(&self, now: Nanos, took: Duration) {
         let sample = took.as_nanos() as f64;
         let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
         let elapsed = now.saturating_sub(self.updated.swap(now, Ordering::Relaxed)) as f64;
@@ -211,13 +212,13 @@ mod tests {
     fn peak_ewma_jumps_up_and_decays_down() {
         let (clock, hand) = Clock::manual();
         let ewma = PeakEwma::new(Duration::from_secs(10));
-        ewma.observe(&clock, Duration::from_millis(100));
+        ewma.observe(clock.now(), Duration::from_millis(100));
         assert!(
             (ewma.estimate(&clock) - 100e6).abs() < 1.0,
             "a slow sample replaces the estimate"
         );
         hand.advance(Duration::from_secs(10));
-        ewma.observe(&clock, Duration::from_millis(10));
+        ewma.observe(clock.now(), Duration::from_millis(10));
         let e = ewma.estimate(&clock);
         assert!(
             e < 100e6 && e > 10e6,

@@ -33,8 +33,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use palisade::clock::{Clock, Nanos};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::http1;
 use crate::body::{BoxError, ProxyBody};
@@ -44,6 +44,7 @@ use crate::config::Protocol;
 const MAX_IDLE: usize = 256;
 /// How long an idle connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const IDLE_TIMEOUT_NANOS: Nanos = 90 * 1_000_000_000;
 /// TCP keep-alive probes start after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -95,6 +96,8 @@ pub(crate) struct Shared {
     authority: Authority,
     protocol: Protocol,
     connect_timeout: Duration,
+    /// What idle times are measured with (the runtime's clock).
+    clock: Clock,
     /// Idle HTTP/1.1 connections per worker, the most recently used last.
     idle: Box<[Mutex<Vec<Idle>>]>,
     /// The HTTP/2 connection, once made.
@@ -103,16 +106,23 @@ pub(crate) struct Shared {
 
 struct Idle {
     connection: Box<http1::Connection>,
-    since: Instant,
+    /// When it became idle, by the pool's clock.
+    since: Nanos,
 }
 
 impl Pool {
-    pub(crate) fn new(authority: Authority, protocol: Protocol, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        authority: Authority,
+        protocol: Protocol,
+        connect_timeout: Duration,
+        clock: Clock,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 authority,
                 protocol,
                 connect_timeout,
+                clock,
                 idle: (0..WORKERS.load(Ordering::Relaxed).max(1))
                     .map(|_| Mutex::new(Vec::new()))
                     .collect(),
@@ -218,7 +228,7 @@ impl Shared {
     fn checkout(&self) -> Option<Box<http1::Connection>> {
         loop {
             let Idle { connection, since } = self.idle().pop()?;
-            if since.elapsed() <= IDLE_TIMEOUT && connection.is_open() {
+            if self.clock.elapsed_since(since) <= IDLE_TIMEOUT && connection.is_open() {
                 return Some(connection);
             }
         }
@@ -227,12 +237,12 @@ impl Shared {
     /// Keeps `connection` for the next request, within the bounds. Connections idle too
     /// long are dropped (closed) here, after the lock is released.
     fn check_in(&self, connection: Box<http1::Connection>) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let stale: Vec<Idle> = {
             let mut idle = self.idle();
             let stale = idle
                 .iter()
-                .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
+                .take_while(|i| now.saturating_sub(i.since) > IDLE_TIMEOUT_NANOS)
                 .count();
             let stale = idle.drain(..stale).collect();
             if idle.len() < MAX_IDLE {

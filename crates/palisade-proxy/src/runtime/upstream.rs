@@ -62,16 +62,22 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Builds the upstream's policies, all reading `clock` (see [`Runtime::build`]).
+    ///
+    /// [`Runtime::build`]: super::Runtime::build
     pub(crate) fn build(
         config: &crate::config::Upstream,
         policies: &UpstreamPolicies,
+        clock: &Clock,
     ) -> Result<Self, ConfigError> {
         let name: Arc<str> = config.name.as_str().into();
         let scope = config.circuit_breaker.scope;
         let breaker_for = |label: &str| -> Result<CircuitBreaker, ConfigError> {
             let mut breaker = policies.breaker.clone();
             breaker.name = label.to_owned();
-            CircuitBreakerBuilder::from_config(breaker).build()
+            CircuitBreakerBuilder::from_config(breaker)
+                .clock(clock.clone())
+                .build()
         };
         let endpoint = |address: &String, role: Role| -> Result<Arc<Endpoint>, ConfigError> {
             let breaker = match scope {
@@ -85,6 +91,7 @@ impl Upstream {
                 breaker,
                 config.protocol,
                 config.timeout.per_try,
+                clock.clone(),
             )?))
         };
         let primaries = config
@@ -104,7 +111,9 @@ impl Upstream {
         }
         let mut retry_config = policies.retry.clone();
         retry_config.name = config.name.clone();
-        let retry = RetryBuilder::from_config(retry_config).build()?;
+        let retry = RetryBuilder::from_config(retry_config)
+            .clock(clock.clone())
+            .build()?;
         let adaptive = config
             .adaptive_concurrency
             .as_ref()
@@ -130,11 +139,17 @@ impl Upstream {
                 let mut s = s.clone();
                 s.name = config.name.clone();
                 // With an adaptive limit too, shedding follows that limit.
-                LoadShedder::with(s, adaptive.clone(), Clock::tokio(), None)
+                LoadShedder::with(s, adaptive.clone(), clock.clone(), None)
             })
             .transpose()?;
         Ok(Self {
-            balancer: Balancer::new(name.clone(), config.balance, primaries, backups),
+            balancer: Balancer::new(
+                name.clone(),
+                config.balance,
+                primaries,
+                backups,
+                clock.clone(),
+            ),
             total: Timeout::builder()
                 .name(format!("{}/total", config.name))
                 .after(config.timeout.total)
@@ -158,6 +173,7 @@ impl Upstream {
                 .map(|b| {
                     BulkheadBuilder::from_config(b.clone())
                         .name(config.name.clone())
+                        .clock(clock.clone())
                         .build()
                 })
                 .transpose()?,
@@ -167,6 +183,7 @@ impl Upstream {
                 .map(|r| {
                     RateLimiterBuilder::from_config(r.clone())
                         .name(config.name.clone())
+                        .clock(clock.clone())
                         .build()
                 })
                 .transpose()?,
@@ -177,7 +194,7 @@ impl Upstream {
                     let mut h = h.clone();
                     h.name = config.name.clone();
                     // Hedges are charged to the retries' budget too, when there is one.
-                    let builder = HedgeBuilder::from_config(h);
+                    let builder = HedgeBuilder::from_config(h).clock(clock.clone());
                     match retry.budget() {
                         Some(budget) => builder.budget(budget.clone()).build(),
                         None => builder.build(),
@@ -192,7 +209,9 @@ impl Upstream {
                     let mut a = a.clone();
                     a.name = format!("{}/per_try", config.name);
                     a.fallback = a.fallback.or(Some(config.timeout.per_try));
-                    AdaptiveTimeoutBuilder::from_config(a).build()
+                    AdaptiveTimeoutBuilder::from_config(a)
+                        .clock(clock.clone())
+                        .build()
                 })
                 .transpose()?,
             adaptive,
