@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use pin_project_lite::pin_project;
 
 /// The error of any body the proxy handles.
@@ -22,9 +22,9 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed_unsync()
 }
 
-/// An empty body.
+/// An empty body. It has no size, so boxing it allocates nothing.
 pub fn empty() -> ProxyBody {
-    full(Bytes::new())
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 /// Boxes any body whose error converts to [`BoxError`].

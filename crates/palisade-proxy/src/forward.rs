@@ -30,7 +30,7 @@ use palisade_http::body::{Prefixed, RequestBody};
 use palisade_http::classify::{HttpClassifier, Replay, TransportError, TransportErrorKind};
 use tokio::time::Instant;
 
-use crate::body::{BoxError, Guarded, ProxyBody, boxed, full};
+use crate::body::{BoxError, Guarded, ProxyBody, boxed, empty, full};
 use crate::respond::{self, Reason};
 use crate::runtime::{
     Endpoint, Injected, PooledBody, RequestHead, Route, Runtime, SendError, Upstream,
@@ -399,6 +399,8 @@ impl Attempt<'_> {
 
     async fn send(&self, endpoint: &Endpoint) -> Attempted {
         let body = match &self.body {
+            // Most requests have no body: an empty one is boxed without allocating.
+            Outgoing::Buffered(bytes) if bytes.is_empty() => empty(),
             Outgoing::Buffered(bytes) => full(bytes.clone()),
             Outgoing::Streaming(slot) => {
                 match slot.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -10,9 +10,16 @@ use palisade::clock::Clock;
 use palisade::policy::circuit_breaker::OwnedPermit;
 use palisade_http::classify::{TransportError, TransportErrorKind};
 use rand::Rng;
+use smallvec::SmallVec;
 
 use super::endpoint::Endpoint;
 use crate::config::Balance;
+
+/// Candidates kept on the stack: groups this large or smaller never allocate to pick.
+const INLINE_CANDIDATES: usize = 8;
+
+/// Candidate endpoint indexes, in the order to try them.
+type Candidates = SmallVec<[usize; INLINE_CANDIDATES]>;
 
 /// An endpoint that agreed to take an attempt.
 pub(crate) struct Picked {
@@ -113,15 +120,16 @@ impl Balancer {
     }
 
     /// Candidate indexes of `group` (global indexes: `offset` + position) in the order to
-    /// try them.
+    /// try them; on the stack for groups of up to [`INLINE_CANDIDATES`] endpoints, since
+    /// every attempt asks.
     fn order(
         &self,
         group: &[Arc<Endpoint>],
         offset: usize,
         tried: u64,
         avoid_tried: bool,
-    ) -> Vec<usize> {
-        let mut candidates: Vec<usize> = (0..group.len())
+    ) -> Candidates {
+        let mut candidates: Candidates = (0..group.len())
             .filter(|&i| group[i].is_candidate())
             .map(|i| i + offset)
             .filter(|&i| !avoid_tried || i >= 64 || tried & (1 << i) == 0)
