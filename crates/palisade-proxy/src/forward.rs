@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::HOST;
 use http::request::Parts;
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
@@ -125,12 +125,9 @@ impl Exchange {
     async fn forward(&self, route: &Route, body: Incoming) -> Answer {
         let upstream = &route.upstream;
         let max_body = self.runtime.config.listener.max_body_bytes;
-        let declared = self
-            .head
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        // The declared length, as hyper framed the body (no header lookup): exact for a
+        // `Content-Length` body or none, unknown for a chunked one (bounded as it is read).
+        let declared = http_body::Body::size_hint(&body).exact();
         if declared.is_some_and(|len| len > max_body) {
             return explained(Reason::BodyTooLarge);
         }
@@ -206,9 +203,12 @@ impl Exchange {
             Ok(body) => body,
             Err(response) => return response,
         };
+        // The key matters only for a method not replayed anyway.
+        let keyed = !upstream.methods.contains(&self.head.method)
+            && self.head.headers.contains_key(IDEMPOTENCY_KEY);
         let replay = Replay::of(
             &self.head.method,
-            self.head.headers.contains_key(IDEMPOTENCY_KEY),
+            keyed,
             matches!(body, Outgoing::Buffered(_)),
             &upstream.methods,
         );
