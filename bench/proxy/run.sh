@@ -13,6 +13,11 @@
 #                             worker_processes 2, haproxy nbthread 2, palisade 2 tokio
 #                             workers), the upstream keeps one worker
 #   CONNS=64          connections of the saturation run (the latency run uses 1)
+#   PAIRS=10          after the rounds, short saturation runs of HAProxy, palisade and
+#                     nginx back to back, this many times, palisade always between the
+#                     other two (alternating which comes first): ratios from runs seconds
+#                     apart, so that the machine's drift cancels; 0 skips them
+#   PAIR_DURATION=3s  each of those runs
 #   IDLE_CONNS=1000   open keep-alive connections for the memory measurement
 #   OUT=target/bench-proxy
 #                     raw wrk output, logs, results.tsv and summary.md go here
@@ -33,6 +38,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION="${DURATION:-10s}"
 ROUNDS="${ROUNDS:-4}"
+PAIRS="${PAIRS:-10}"
+PAIR_DURATION="${PAIR_DURATION:-3s}"
 LAYOUTS="${LAYOUTS:-pinned shared}"
 CONNS="${CONNS:-64}"
 IDLE_CONNS="${IDLE_CONNS:-1000}"
@@ -127,8 +134,10 @@ mkdir -p "$OUT"
 rm -rf "$OUT/raw" "$OUT/logs"
 mkdir -p "$OUT/raw" "$OUT/logs"
 RESULTS="$OUT/results.tsv"
+PAIRED="$OUT/paired.tsv"
 MEMORY="$OUT/memory.tsv"
 printf 'layout\tround\ttarget\tconns\trequests\tduration_us\tp50_us\tp90_us\tp99_us\terr_status\terr_socket\tproxy_ticks\tupstream_ticks\n' >"$RESULTS"
+head -n 1 "$RESULTS" >"$PAIRED"
 printf 'layout\ttarget\tstate\trss_kb\tdetail\n' >"$MEMORY"
 CLK_TCK="$(getconf CLK_TCK)"
 
@@ -453,7 +462,7 @@ source "$ROOT/bench/proxy/configs.sh"
     echo "haproxy: $(haproxy -v | head -n 1)"
     echo "wrk: $(wrk -v 2>&1 | head -n 1 || true)"
     echo "rustc: $(rustc -V)"
-    echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS LAYOUTS='$LAYOUTS' CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS"
+    echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS PAIRS=$PAIRS PAIR_DURATION=$PAIR_DURATION LAYOUTS='$LAYOUTS' CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS"
     echo "loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 
@@ -548,6 +557,19 @@ for layout in $LAYOUTS; do
         done
         admin_circuit auto
     done
+
+    # Paired short runs: HAProxy, palisade, nginx back to back (then the other way), so
+    # that each ratio compares runs a few seconds apart.
+    ((PAIRS > 0)) && log "paired saturation runs: $PAIRS × ($PAIR_DURATION each)"
+    for ((pair = 1; pair <= PAIRS; pair++)); do
+        order=(haproxy palisade nginx)
+        ((pair % 2 == 0)) && order=(nginx palisade haproxy)
+        for t in "${order[@]}"; do
+            RESULTS="$PAIRED" DURATION="$PAIR_DURATION" \
+                measure "$layout" "p$pair" "$t" "${URL[$t]}" "$CONNS"
+        done
+    done
+    [[ "$(breaker_states)" == closed ]] || die "breaker left closed state during the paired runs: $(breaker_states)"
 
     log "memory with $IDLE_CONNS connections"
     memory "$layout" palisade "$PAL_PORT" palisade

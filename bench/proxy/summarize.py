@@ -5,8 +5,11 @@ Usage: summarize.py OUT_DIR CLK_TCK   (run.sh calls it; it can be re-run on old 
 
 Every figure is the median over the rounds of one layout. Added p50 is computed per
 round (target p50 minus the same round's direct p50), and every ratio per round too;
-the tables give the median ratio and the range over the rounds.
+the tables give the median ratio and the range over the rounds. The paired short runs
+(paired.tsv, if present) give one ratio per pair of back-to-back runs.
 """
+
+import math
 
 import csv
 import statistics
@@ -25,6 +28,44 @@ def med(xs):
 
 def rng(xs):
     return f"{min(xs):.2f}–{max(xs):.2f}" if len(xs) > 1 else ""
+
+
+def geomean(xs):
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def paired(out, tick_us, layout, verdicts):
+    """The paired short runs of `layout`: palisade against HAProxy and nginx, pair by pair."""
+    path = out / "paired.tsv"
+    if not path.exists():
+        return
+    pairs = defaultdict(dict)
+    for r in csv.DictReader(open(path), delimiter="\t"):
+        if r["layout"] != layout:
+            continue
+        req = int(r["requests"])
+        pairs[r["round"]][r["target"]] = {
+            "rps": req / (int(r["duration_us"]) / 1e6),
+            "cpu": int(r["proxy_ticks"]) * tick_us / req if req else float("nan"),
+        }
+    complete = [p for p in pairs.values() if all(t in p for t in PROXIES)]
+    if not complete:
+        return
+    print(f"Paired short runs ({len(complete)} pairs: HAProxy, palisade and nginx back to back):\n")
+    print("| ratio | median | geometric mean | range | palisade ahead in |")
+    print("|---|---|---|---|---|")
+    for other in ["haproxy", "nginx"]:
+        for what, key, better in [("req/s", "rps", lambda v: v >= 1.0), ("proxy CPU per request", "cpu", lambda v: v <= 1.0)]:
+            vals = [p["palisade"][key] / p[other][key] for p in complete]
+            ahead = sum(1 for v in vals if better(v))
+            name = f"{what}: palisade ÷ {other}"
+            print(f"| {name} | {med(vals):.3f} | {geomean(vals):.3f} | {rng(vals)} | {ahead} of {len(vals)} pairs |")
+            if other == "haproxy" and key == "rps":
+                verdicts.append(
+                    (layout, f"{name} (paired short runs)", f"{med(vals):.3f}", "≥ 1.0",
+                     "met" if med(vals) >= 1.0 else "**missed**")
+                )
+    print()
 
 
 def main():
@@ -159,6 +200,8 @@ def main():
                 verdicts.append((layout, name, f"{m:.2f}", target, verdict))
             print(f"| {name} | {m:.2f} | {rng(vals)} | {target} | {verdict} |")
         print()
+
+        paired(out, tick_us, layout, verdicts)
 
         lm = [m for m in mem if m["layout"] == layout]
         if lm:

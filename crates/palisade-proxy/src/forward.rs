@@ -23,7 +23,7 @@ use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use palisade::clock::Nanos;
+use palisade::clock::{Clock, Nanos};
 use palisade::outcome::{Classify, classify_result};
 use palisade::{Error, Policy};
 use palisade_http::body::{Prefixed, RequestBody};
@@ -31,6 +31,7 @@ use palisade_http::classify::{HttpClassifier, Replay, TransportError, TransportE
 use tokio::time::Instant;
 
 use crate::body::{BoxError, Guarded, ProxyBody, boxed, empty, full};
+use crate::head_timeout::{IdleOnDrop, Waiting};
 use crate::respond::{self, Reason};
 use crate::runtime::{
     Endpoint, Injected, PooledBody, RequestHead, Route, Runtime, SendError, Upstream,
@@ -50,15 +51,19 @@ pub struct Client {
     pub address: SocketAddr,
     /// Its IP as an `X-Forwarded-For` value, formatted once per connection.
     forwarded_for: Option<HeaderValue>,
+    /// Whether the connection waits for a request head (its header timeout).
+    pub waiting: Arc<Waiting>,
 }
 
 impl Client {
-    /// The client connected from `address`.
-    pub fn new(address: SocketAddr) -> Self {
+    /// The client connected from `address` just now; `clock` times its waits for
+    /// request heads.
+    pub fn new(address: SocketAddr, clock: Clock) -> Self {
         let forwarded_for = HeaderValue::from_str(&address.ip().to_string()).ok();
         Self {
             address,
             forwarded_for,
+            waiting: Arc::new(Waiting::new(clock)),
         }
     }
 }
@@ -78,6 +83,7 @@ pub fn handle(
     client: Arc<Client>,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
     let started = runtime.clock.now();
+    client.waiting.busy();
     let (head, body) = request.into_parts();
     let exchange = Exchange {
         runtime,
@@ -105,6 +111,7 @@ impl Exchange {
             runtime
                 .unrouted
                 .record(response.status(), reason, self.took());
+            self.client.waiting.idle();
             return response;
         };
         let class = route.criticality(&self.head.headers);
@@ -113,6 +120,11 @@ impl Exchange {
         route
             .requests
             .record(response.status(), reason, self.took());
+        if reason.is_some() {
+            // The proxy's own answer is written whole at once; a relayed one marks the
+            // connection idle when its body ends (see `relay`).
+            self.client.waiting.idle();
+        }
         response
     }
 
@@ -256,7 +268,8 @@ impl Exchange {
                         Some(Reason::RetriesExhausted),
                     ),
                     _ => {
-                        let mut response = relay(*response, slot);
+                        let idle = IdleOnDrop(self.client.waiting.clone());
+                        let mut response = relay(*response, (slot, idle));
                         let attempts = attempt.attempts.load(Ordering::Relaxed);
                         response
                             .headers_mut()
@@ -539,17 +552,10 @@ fn transport(kind: TransportErrorKind, message: &str) -> Error<TransportError> {
     })
 }
 
-/// The upstream's response, relayed: hop-by-hop headers stripped, the bulkhead slot held
-/// until the body is done.
-fn relay<G: Send + 'static>(
-    response: Response<PooledBody>,
-    slot: Option<G>,
-) -> Response<ProxyBody> {
+/// The upstream's response, relayed: hop-by-hop headers stripped, `guard` (the bulkhead
+/// slot, the connection's idle mark) held until the body is done.
+fn relay<G: Send + 'static>(response: Response<PooledBody>, guard: G) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     palisade_http::headers::strip_hop_by_hop(&mut parts.headers);
-    let body = match slot {
-        Some(slot) => boxed(Guarded::new(body, slot)),
-        None => boxed(body),
-    };
-    Response::from_parts(parts, body)
+    Response::from_parts(parts, boxed(Guarded::new(body, guard)))
 }

@@ -14,6 +14,7 @@ pub mod body;
 pub mod config;
 pub mod demo;
 pub mod forward;
+pub mod head_timeout;
 pub mod respond;
 pub mod runtime;
 pub mod server;

@@ -1,8 +1,9 @@
 //! Listening: the proxy port and the admin port, graceful shutdown and reload.
 //!
 //! * HTTP/1.1 (keep-alive) and HTTP/2 (h2c, prior knowledge) on one port.
-//! * Malformed requests get 400 and oversized heads 431 from hyper; a client that sends
-//!   its head too slowly is cut off after `header_timeout`.
+//! * Malformed requests get 400 and oversized heads 431 from hyper; an HTTP/1 client that
+//!   does not send a whole request head within `header_timeout` of the connection opening,
+//!   or of its last response ending, is cut off (see `head_timeout`).
 //! * SIGTERM or SIGINT: stop accepting, let in-flight requests finish within
 //!   `drain_timeout`, exit.
 //! * SIGHUP: re-read the file; a valid config replaces the running one (connections stay
@@ -21,6 +22,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use palisade::clock::Clock;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -28,6 +30,7 @@ use crate::admin::{self, Admin};
 use crate::body::ProxyBody;
 use crate::config::{self, Checked};
 use crate::forward;
+use crate::head_timeout;
 use crate::runtime::Runtime;
 use crate::sniff::{self, Protocol};
 use crate::workers::{self, Handed, Placement, Workers};
@@ -219,7 +222,7 @@ async fn serve(
         let _ = stream.set_nodelay(true);
         let service = Service {
             runtime: runtime.clone(),
-            client: Arc::new(forward::Client::new(client)),
+            client: Arc::new(forward::Client::new(client, protocols.clock.clone())),
         };
         let watcher = graceful.watcher();
         let protocols = protocols.clone();
@@ -243,6 +246,8 @@ struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     header_timeout: Duration,
+    /// Times connections' waits for request heads (see `head_timeout`).
+    clock: Clock,
 }
 
 impl Protocols {
@@ -250,7 +255,8 @@ impl Protocols {
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
-            .header_read_timeout(config.header_timeout)
+            // Kept per connection by `head_timeout`, not with a timer per request.
+            .header_read_timeout(None)
             .max_buf_size(config.max_header_bytes)
             // A response head and a small body go out in one contiguous write (one copy
             // into the head's buffer) rather than a two-part vectored write.
@@ -264,6 +270,7 @@ impl Protocols {
             http1,
             http2,
             header_timeout: config.header_timeout,
+            clock: Clock::fast(),
         }
     }
 }
@@ -284,9 +291,16 @@ async fn serve_connection(
     let io = TokioIo::new(stream);
     let ended = match protocol {
         Protocol::Http1 => {
-            watcher
-                .watch(protocols.http1.serve_connection(io, service))
-                .await
+            let waiting = service.client.waiting.clone();
+            let connection = watcher.watch(protocols.http1.serve_connection(io, service));
+            tokio::select! {
+                biased;
+                ended = connection => ended,
+                () = head_timeout::expired(&waiting, protocols.header_timeout) => {
+                    // Dropping the connection closes it.
+                    return tracing::debug!("no request head within the header timeout");
+                }
+            }
         }
         Protocol::Http2 => {
             watcher
