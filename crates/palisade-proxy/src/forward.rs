@@ -385,7 +385,7 @@ impl Attempt<'_> {
 
     async fn once(&self, classifier: &HttpClassifier) -> Attempted {
         let balancer = &self.upstream.balancer;
-        let picked = balancer.pick(self.tried.load(Ordering::Relaxed))?;
+        let mut picked = balancer.pick(self.tried.load(Ordering::Relaxed))?;
         self.attempts.fetch_add(1, Ordering::Relaxed);
         if picked.index < 64 {
             self.tried.fetch_or(1 << picked.index, Ordering::Relaxed);
@@ -403,8 +403,8 @@ impl Attempt<'_> {
         };
         let finished = balancer.clock().now();
         let took = Duration::from_nanos(finished.saturating_sub(started));
-        picked.endpoint.finish(finished, took);
-        if let Some(permit) = picked.permit {
+        picked.endpoint.observe(finished, took);
+        if let Some(permit) = picked.permit.take() {
             permit.record(&classify_result(classifier, &result));
         }
         result

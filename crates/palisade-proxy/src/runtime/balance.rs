@@ -21,11 +21,19 @@ const INLINE_CANDIDATES: usize = 8;
 /// Candidate endpoint indexes, in the order to try them.
 type Candidates = SmallVec<[usize; INLINE_CANDIDATES]>;
 
-/// An endpoint that agreed to take an attempt.
+/// An endpoint that agreed to take an attempt. It counts as in flight at the endpoint
+/// until this is dropped, whether the attempt finished or was cancelled (a timeout, a
+/// losing hedge, a client gone).
 pub(crate) struct Picked {
     pub(crate) endpoint: Arc<Endpoint>,
     pub(crate) index: usize,
     pub(crate) permit: Option<OwnedPermit>,
+}
+
+impl Drop for Picked {
+    fn drop(&mut self) {
+        self.endpoint.end();
+    }
 }
 
 /// The balancer of one upstream.
@@ -159,5 +167,50 @@ impl Balancer {
             }
         }
         candidates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Protocol;
+    use crate::runtime::Role;
+
+    fn balancer() -> Balancer {
+        let endpoint = Endpoint::new(
+            "api",
+            "127.0.0.1:9".to_owned(),
+            Role::Primary,
+            None,
+            Protocol::Http1,
+            Duration::from_secs(1),
+            Clock::tokio(),
+        )
+        .expect("endpoint");
+        Balancer::new(
+            "api".into(),
+            Balance::P2c,
+            vec![Arc::new(endpoint)],
+            Vec::new(),
+            Clock::tokio(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_attempt_counts_in_flight_until_dropped_finished_or_not() {
+        let balancer = balancer();
+        let endpoint = balancer.primaries[0].clone();
+        let first = balancer.pick(0).expect("picked");
+        let second = balancer.pick(0).expect("picked");
+        assert_eq!(endpoint.in_flight(), 2);
+        // Finished: its latency observed, then dropped.
+        first
+            .endpoint
+            .observe(balancer.clock().now(), Duration::from_millis(5));
+        drop(first);
+        assert_eq!(endpoint.in_flight(), 1);
+        // Cancelled (a timeout dropped its future): dropped without an answer.
+        drop(second);
+        assert_eq!(endpoint.in_flight(), 0);
     }
 }

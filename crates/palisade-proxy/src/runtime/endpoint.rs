@@ -142,13 +142,18 @@ impl Endpoint {
         self.latency.estimate(clock) * (self.in_flight() as f64 + 1.0)
     }
 
+    /// An attempt starts (see [`Picked`](super::balance::Picked), which ends it).
     pub(crate) fn start(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// An attempt ended at `now` (a reading of the balancer's clock) after `took`.
-    pub(crate) fn finish(&self, now: Nanos, took: Duration) {
+    /// An attempt ended, answered or not, or was dropped unfinished.
+    pub(crate) fn end(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// An attempt got its answer at `now` (a reading of the balancer's clock) after `took`.
+    pub(crate) fn observe(&self, now: Nanos, took: Duration) {
         self.latency.observe(now, took);
     }
 
