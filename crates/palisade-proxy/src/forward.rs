@@ -34,7 +34,7 @@ use crate::body::{BoxError, Guarded, ProxyBody, boxed, empty, full};
 use crate::head_timeout::{IdleOnDrop, Waiting};
 use crate::respond::{self, Reason};
 use crate::runtime::{
-    Endpoint, Injected, PooledBody, RequestHead, Route, Runtime, SendError, Upstream,
+    Endpoint, Injected, Picked, PooledBody, RequestHead, Route, Runtime, SendError, Upstream,
 };
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -225,26 +225,44 @@ impl Exchange {
             &upstream.methods,
         );
         let classifier = HttpClassifier::new(upstream.retry_on.clone(), replay);
+        // The first attempt's endpoint is picked before the retries and timeouts are set
+        // up around it: when no endpoint takes the request (every breaker open, none
+        // healthy), it is refused at once, as it would be after them (a refusal is never
+        // retried), without their cost. With an upstream-wide breaker, that decides first.
+        let (first, refused) = match upstream.breaker {
+            None => match upstream.balancer.pick(0) {
+                Ok(picked) => (Some(picked), None),
+                Err(refused) => (None, Some(refused)),
+            },
+            Some(_) => (None, None),
+        };
         let attempt = Attempt {
             upstream,
             parts: &self.head,
             body,
             client: &self.client,
+            first: Mutex::new(first),
             tried: AtomicU64::new(0),
             attempts: AtomicU32::new(0),
         };
-        let hedged = replay == Replay::Safe;
-        // Each attempt's future is boxed: it is most of a request's state (the endpoint
-        // breaker, the per-try timeout and the upstream exchange, nested), and boxed once
-        // here it is not also copied with, and does not enlarge, every future above it.
-        let run = upstream.total.execute(&classifier, || {
-            upstream.retry.execute(&classifier, || {
-                Box::pin(attempt.hedged(&classifier, hedged))
-            })
-        });
-        let result = match deadline {
-            Some(at) => palisade::deadline::scope(at, run).await,
-            None => run.await,
+        let result = match refused {
+            Some(refused) => Err(refused),
+            None => {
+                let hedged = replay == Replay::Safe;
+                // Each attempt's future is boxed: it is most of a request's state (the
+                // endpoint breaker, the per-try timeout and the upstream exchange, nested),
+                // and boxed once here it is not also copied with, and does not enlarge,
+                // every future above it.
+                let run = upstream.total.execute(&classifier, || {
+                    upstream.retry.execute(&classifier, || {
+                        Box::pin(attempt.hedged(&classifier, hedged))
+                    })
+                });
+                match deadline {
+                    Some(at) => palisade::deadline::scope(at, run).await,
+                    None => run.await,
+                }
+            }
         };
         let outcome = classify_result(&classifier, &result);
         if let Some(permit) = limit_permit {
@@ -350,6 +368,8 @@ struct Attempt<'a> {
     parts: &'a Parts,
     body: Outgoing,
     client: &'a Client,
+    /// The first attempt's endpoint, picked in advance (see `Exchange::forward`).
+    first: Mutex<Option<Picked>>,
     /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
     tried: AtomicU64,
     /// Attempts sent.
@@ -385,7 +405,11 @@ impl Attempt<'_> {
 
     async fn once(&self, classifier: &HttpClassifier) -> Attempted {
         let balancer = &self.upstream.balancer;
-        let mut picked = balancer.pick(self.tried.load(Ordering::Relaxed))?;
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut picked = match first {
+            Some(picked) => picked,
+            None => balancer.pick(self.tried.load(Ordering::Relaxed))?,
+        };
         self.attempts.fetch_add(1, Ordering::Relaxed);
         if picked.index < 64 {
             self.tried.fetch_or(1 << picked.index, Ordering::Relaxed);

@@ -12,6 +12,7 @@ mod requests;
 mod route;
 mod upstream;
 
+pub(crate) use balance::Picked;
 pub use endpoint::{CheckStatus, Endpoint, Role};
 pub(crate) use http1::RequestHead;
 pub(crate) use pool::{PooledBody, SendError, set_worker, set_workers};
