@@ -242,6 +242,7 @@ impl Exchange {
             body,
             client: &self.client,
             first: Mutex::new(first),
+            replayable: replay == Replay::Safe,
             tried: AtomicU64::new(0),
             attempts: AtomicU32::new(0),
         };
@@ -370,6 +371,8 @@ struct Attempt<'a> {
     client: &'a Client,
     /// The first attempt's endpoint, picked in advance (see `Exchange::forward`).
     first: Mutex<Option<Picked>>,
+    /// The request may be sent again (see `Replay`).
+    replayable: bool,
     /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
     tried: AtomicU64,
     /// Attempts sent.
@@ -485,7 +488,10 @@ impl Attempt<'_> {
                 forwarded_for,
                 timeout,
             };
-            endpoint.pool.send_http1(&head, body).await
+            endpoint
+                .pool
+                .send_http1(&head, body, !self.replayable)
+                .await
         } else {
             // Boxed: the general path (HTTP/2, or a head that cannot be written as it is)
             // is rare, and its future would otherwise size every attempt's.

@@ -153,7 +153,7 @@ impl Pool {
             Protocol::Http1 => {
                 let (parts, body) = request.into_parts();
                 let head = http1::RequestHead::of(&parts);
-                self.send_http1(&head, body).await
+                self.send_http1(&head, body, true).await
             }
             Protocol::Http2 => Box::pin(self.send_http2(request)).await,
         }
@@ -171,12 +171,16 @@ impl Pool {
     /// The response is boxed where it is read: it goes up through every policy of the
     /// request (timeouts, breaker, retry), each of which returns it, and boxed it moves
     /// as one word rather than as 264 bytes copied at every step.
+    ///
+    /// `once_only`: the request cannot be sent again (not replayable), so an idle
+    /// connection is confirmed open with the kernel before it is written to.
     pub(crate) async fn send_http1(
         &self,
         head: &http1::RequestHead<'_>,
         body: ProxyBody,
+        once_only: bool,
     ) -> Result<Box<Response<PooledBody>>, SendError> {
-        let connection = match self.shared.checkout() {
+        let connection = match self.shared.checkout(once_only) {
             Some(connection) => connection,
             None => Box::pin(self.shared.connect_http1()).await?,
         };
@@ -225,10 +229,10 @@ impl Shared {
     }
 
     /// The most recently used idle connection that can take a request, if any.
-    fn checkout(&self) -> Option<Box<http1::Connection>> {
+    fn checkout(&self, confirm: bool) -> Option<Box<http1::Connection>> {
         loop {
             let Idle { connection, since } = self.idle().pop()?;
-            if self.clock.elapsed_since(since) <= IDLE_TIMEOUT && connection.is_open() {
+            if self.clock.elapsed_since(since) <= IDLE_TIMEOUT && connection.is_open(confirm) {
                 return Some(connection);
             }
         }

@@ -87,10 +87,22 @@ impl Connection {
     }
 
     /// An idle connection is still usable: the server has neither closed it nor sent
-    /// anything unasked. Costs no system call unless the socket has become readable.
-    pub(crate) fn is_open(&self) -> bool {
+    /// anything unasked. Costs no system call unless the socket has become readable, as
+    /// far as the event loop has seen: a close that arrived since its last turn goes
+    /// unseen. With `confirm`, the kernel is asked (one `recv` with `MSG_PEEK`), for a
+    /// request that could not be sent again if the connection turned out closed.
+    pub(crate) fn is_open(&self, confirm: bool) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
+        let unread =
+            matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock);
+        if !unread || !confirm {
+            return unread;
+        }
+        let mut peek = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(&self.io).peek(&mut peek),
+            Err(e) if e.kind() == ErrorKind::WouldBlock
+        )
     }
 
     /// Sends a request (its head, then `body`) and reads the response head. `authority`

@@ -78,7 +78,8 @@ async fn a_small_answer_frees_its_connection_with_the_head() {
     let mut body = response.into_body();
     assert!(body.is_read(), "the body came with the head");
     let conn = body.take_connection().expect("reusable at once");
-    assert!(conn.is_open());
+    assert!(conn.is_open(false));
+    assert!(conn.is_open(true));
     let bytes = body.collect().await.expect("body").to_bytes();
     assert_eq!(bytes, "ok");
     drop(conn);
@@ -220,14 +221,17 @@ async fn an_idle_connection_closed_by_the_server_is_seen_closed() {
     let address = listener.local_addr().expect("address");
     let conn = Connection::new(TcpStream::connect(address).await.expect("connect"));
     let (stream, _) = listener.accept().await.expect("accept");
-    assert!(conn.is_open());
+    assert!(conn.is_open(false));
+    assert!(conn.is_open(true));
     drop(stream);
+    // Asked to confirm, the kernel tells at once, before the reactor has seen the close.
+    assert!(!conn.is_open(true), "a confirmed check missed the close");
     // The reactor learns of the close when it next polls; wait for readability, bounded.
     tokio::time::timeout(Duration::from_secs(5), conn.io.readable())
         .await
         .expect("readable")
         .expect("readiness");
-    assert!(!conn.is_open());
+    assert!(!conn.is_open(false));
 }
 
 #[test]
