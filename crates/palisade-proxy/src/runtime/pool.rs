@@ -44,7 +44,6 @@ use crate::config::Protocol;
 const MAX_IDLE: usize = 256;
 /// How long an idle connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-const IDLE_TIMEOUT_NANOS: Nanos = 90 * 1_000_000_000;
 /// TCP keep-alive probes start after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -246,7 +245,7 @@ impl Shared {
             let mut idle = self.idle();
             let stale = idle
                 .iter()
-                .take_while(|i| now.saturating_sub(i.since) > IDLE_TIMEOUT_NANOS)
+                .take_while(|i| Duration::from_nanos(now.saturating_sub(i.since)) > IDLE_TIMEOUT)
                 .count();
             let stale = idle.drain(..stale).collect();
             if idle.len() < MAX_IDLE {
