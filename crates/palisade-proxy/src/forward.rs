@@ -34,7 +34,8 @@ use crate::body::{BoxError, Guarded, ProxyBody, boxed, empty, full};
 use crate::head_timeout::{IdleOnDrop, Waiting};
 use crate::respond::{self, Reason};
 use crate::runtime::{
-    Endpoint, Injected, Picked, PooledBody, RequestHead, Route, Runtime, SendError, Upstream,
+    Endpoint, InFlight, Injected, Picked, PooledBody, RequestHead, Route, Runtime, SendError,
+    Upstream,
 };
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -90,6 +91,7 @@ pub fn handle(
         client,
         head,
         started,
+        in_flight: InFlight::enter(),
     };
     async move { Ok(exchange.answer(body).await) }
 }
@@ -101,6 +103,8 @@ struct Exchange {
     head: Parts,
     /// When the request arrived, by the runtime's clock.
     started: Nanos,
+    /// Counts the request among its worker's requests in flight.
+    in_flight: InFlight,
 }
 
 impl Exchange {
@@ -241,6 +245,7 @@ impl Exchange {
             parts: &self.head,
             body,
             client: &self.client,
+            in_flight: &self.in_flight,
             first: Mutex::new(first),
             replayable: replay == Replay::Safe,
             tried: AtomicU64::new(0),
@@ -369,6 +374,8 @@ struct Attempt<'a> {
     parts: &'a Parts,
     body: Outgoing,
     client: &'a Client,
+    /// The request's place among its worker's requests in flight.
+    in_flight: &'a InFlight,
     /// The first attempt's endpoint, picked in advance (see `Exchange::forward`).
     first: Mutex<Option<Picked>>,
     /// The request may be sent again (see `Replay`).
@@ -488,6 +495,9 @@ impl Attempt<'_> {
                 forwarded_for,
                 timeout,
             };
+            // Written after the rest of the event loop's ready requests when others are in
+            // flight (see `turn`); the head's remaining budget is read before.
+            self.in_flight.before_upstream_write().await;
             endpoint
                 .pool
                 .send_http1(&head, body, !self.replayable)

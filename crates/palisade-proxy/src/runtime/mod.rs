@@ -10,6 +10,7 @@ mod http1;
 mod pool;
 mod requests;
 mod route;
+mod turn;
 mod upstream;
 
 pub(crate) use balance::Picked;
@@ -18,6 +19,7 @@ pub(crate) use http1::RequestHead;
 pub(crate) use pool::{PooledBody, SendError, set_worker, set_workers};
 pub use requests::RequestMetrics;
 pub use route::{Fallback, Injected, Route};
+pub(crate) use turn::InFlight;
 pub use upstream::Upstream;
 
 use std::sync::Arc;
