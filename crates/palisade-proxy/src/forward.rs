@@ -240,12 +240,20 @@ impl Exchange {
             },
             Some(_) => (None, None),
         };
+        // Sent upstream after the rest of the event loop's ready requests are read, when
+        // others are in flight (see `turn`): here, before the policies below are first
+        // polled, the yield costs least. HTTP/2 writes are batched by their connection.
+        let writes_http1 = first
+            .as_ref()
+            .is_none_or(|picked| picked.endpoint.pool.is_http1());
+        if refused.is_none() && writes_http1 {
+            self.in_flight.before_upstream_write().await;
+        }
         let attempt = Attempt {
             upstream,
             parts: &self.head,
             body,
             client: &self.client,
-            in_flight: &self.in_flight,
             first: Mutex::new(first),
             replayable: replay == Replay::Safe,
             tried: AtomicU64::new(0),
@@ -374,8 +382,6 @@ struct Attempt<'a> {
     parts: &'a Parts,
     body: Outgoing,
     client: &'a Client,
-    /// The request's place among its worker's requests in flight.
-    in_flight: &'a InFlight,
     /// The first attempt's endpoint, picked in advance (see `Exchange::forward`).
     first: Mutex<Option<Picked>>,
     /// The request may be sent again (see `Replay`).
@@ -495,9 +501,6 @@ impl Attempt<'_> {
                 forwarded_for,
                 timeout,
             };
-            // Written after the rest of the event loop's ready requests when others are in
-            // flight (see `turn`); the head's remaining budget is read before.
-            self.in_flight.before_upstream_write().await;
             endpoint
                 .pool
                 .send_http1(&head, body, !self.replayable)
