@@ -6,8 +6,8 @@
 //! answers that one request, sleeps, and the proxy is switched back in for the next
 //! request — a context switch pair per request, and each side's caches cooled by the
 //! other's. Measured with the upstream on the proxy's core (bench/proxy, pinned layout):
-//! the proxy was preempted about once per two requests and the upstream spent ~30% more
-//! CPU per request than behind HAProxy, whose event loop reads every ready connection
+//! the proxy was preempted about once per two requests and the upstream spent 30–40%
+//! more CPU per request than behind HAProxy, whose event loop reads every ready connection
 //! before it writes to any server.
 //!
 //! So, while the worker has other requests in flight, a request yields once before it
@@ -16,9 +16,8 @@
 //! possible): the event loop reads and parses the rest of the turn's requests first, and
 //! the writes leave together; the upstream wakes once for the batch. The yield costs
 //! about 1.5 k instructions per request under load (callgrind, 32 connections), far
-//! less than the switches it saves.
-//! A lone request (in flight alone on its worker) writes at once: holding it would only
-//! add a turn of the event loop to its latency.
+//! less than the switches it saves. A lone request (in flight alone on its worker)
+//! writes at once: holding it would only add a turn of the event loop to its latency.
 //!
 //! The count is per worker thread: each worker runs its own event loop (see `server`).
 
