@@ -157,7 +157,7 @@ impl Bulkhead {
     #[inline]
     pub(crate) fn try_acquire_counted(&self) -> Option<(BulkheadPermit<'_>, usize)> {
         let active = self.shared.slots.try_acquire_fresh()?;
-        self.shared.admitted(active);
+        self.shared.admitted();
         Some((
             BulkheadPermit {
                 shared: &self.shared,
@@ -273,14 +273,18 @@ impl fmt::Debug for Bulkhead {
 impl Shared {
     #[inline]
     fn try_acquire_fresh(&self) -> Option<()> {
-        let active = self.slots.try_acquire_fresh()?;
-        self.admitted(active);
+        self.slots.try_acquire_fresh()?;
+        self.admitted();
         Some(())
     }
 
+    /// Counts an admitted call in the active gauge. The gauges move by increments and
+    /// decrements only: a value read from the slots and then set could be overtaken by
+    /// another thread's (two admissions setting 2 then 1), and gauges shared by name, as
+    /// an old and a new bulkhead's are across a reload, would overwrite each other.
     #[inline]
-    fn admitted(&self, active: usize) {
-        self.active_gauge.set(active as f64);
+    fn admitted(&self) {
+        self.active_gauge.increment(1.0);
     }
 
     #[inline]
@@ -306,7 +310,7 @@ impl Shared {
             return Err(Refusal::QueueFull);
         }
         let _leave = Dequeue(self);
-        self.queued_gauge.set(self.slots.queued() as f64);
+        self.queued_gauge.increment(1.0);
         let started = self.clock.now();
         let timeout = tokio::time::sleep(self.queue_timeout);
         tokio::pin!(timeout);
@@ -314,8 +318,8 @@ impl Shared {
             let notified = self.wakeups.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(active) = self.slots.try_acquire() {
-                self.admitted(active);
+            if self.slots.try_acquire().is_some() {
+                self.admitted();
                 let waited = self.clock.elapsed_since(started);
                 self.slots.waited.fetch_add(1, Ordering::Relaxed);
                 self.slots
@@ -373,7 +377,7 @@ struct Dequeue<'a>(&'a Shared);
 impl Drop for Dequeue<'_> {
     fn drop(&mut self) {
         self.0.slots.dequeue();
-        self.0.queued_gauge.set(self.0.slots.queued() as f64);
+        self.0.queued_gauge.decrement(1.0);
     }
 }
 

@@ -308,3 +308,102 @@ async fn registry_snapshots_every_bulkhead() {
     );
     advance(Duration::ZERO).await;
 }
+
+/// Gauges read from a debugging recorder, whose snapshots hand over what changed since
+/// the last one: the values are kept here as running totals.
+struct Gauges {
+    snapshotter: metrics_util::debugging::Snapshotter,
+    totals: std::collections::HashMap<String, f64>,
+}
+
+impl Gauges {
+    fn of(recorder: &metrics_util::debugging::DebuggingRecorder) -> Self {
+        Self {
+            snapshotter: recorder.snapshotter(),
+            totals: Default::default(),
+        }
+    }
+
+    fn value(&mut self, name: &str) -> f64 {
+        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
+            if let metrics_util::debugging::DebugValue::Gauge(v) = value {
+                *self.totals.entry(key.key().name().to_string()).or_default() += v.into_inner();
+            }
+        }
+        self.totals.get(name).copied().unwrap_or(0.0)
+    }
+}
+
+#[test]
+fn gauges_of_the_same_name_add_up_and_never_go_negative() {
+    // Two bulkheads of one name (an old and a new runtime across a reload) report into
+    // the same gauge: it counts the calls of both.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let mut gauges = Gauges::of(&recorder);
+    let (old, new) =
+        metrics::with_local_recorder(&recorder, || (bulkhead(4, 0, 100), bulkhead(4, 0, 100)));
+    let a = old.try_acquire_counted().expect("slot");
+    let b = old.try_acquire_counted().expect("slot");
+    let c = new.try_acquire_counted().expect("slot");
+    assert_eq!(gauges.value(names::BULKHEAD_ACTIVE), 3.0);
+    drop((a, b));
+    assert_eq!(gauges.value(names::BULKHEAD_ACTIVE), 1.0);
+    drop(c);
+    assert_eq!(gauges.value(names::BULKHEAD_ACTIVE), 0.0);
+}
+
+#[test]
+fn the_active_gauge_counts_calls_admitted_on_many_threads() {
+    const THREADS: usize = 8;
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let mut gauges = Gauges::of(&recorder);
+    let b = metrics::with_local_recorder(&recorder, || bulkhead(THREADS, 0, 100));
+    for _ in 0..100 {
+        let start = std::sync::Barrier::new(THREADS);
+        let held = std::sync::Barrier::new(THREADS + 1);
+        let release = std::sync::Barrier::new(THREADS + 1);
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    start.wait();
+                    let permit = b.try_acquire_counted().expect("a slot for each thread");
+                    held.wait();
+                    release.wait();
+                    drop(permit);
+                });
+            }
+            held.wait();
+            assert_eq!(gauges.value(names::BULKHEAD_ACTIVE), THREADS as f64);
+            release.wait();
+        });
+        assert_eq!(gauges.value(names::BULKHEAD_ACTIVE), 0.0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_queued_gauge_counts_waiting_calls() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let mut gauges = Gauges::of(&recorder);
+    let b = Arc::new(metrics::with_local_recorder(&recorder, || {
+        bulkhead(1, 2, 1_000)
+    }));
+    let running = tokio::spawn({
+        let b = b.clone();
+        async move { hold(&b, 500).await }
+    });
+    tokio::task::yield_now().await;
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { hold(&b, 10).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(gauges.value(names::BULKHEAD_QUEUED), 2.0);
+    running.await.expect("task").expect("ran");
+    for call in waiting {
+        call.await.expect("task").expect("ran after waiting");
+    }
+    assert_eq!(gauges.value(names::BULKHEAD_QUEUED), 0.0);
+    assert_eq!(gauges.value(names::BULKHEAD_ACTIVE), 0.0);
+}
