@@ -18,6 +18,8 @@
 //! about 1.5 k instructions per request under load (callgrind, 32 connections), far
 //! less than the switches it saves. A lone request (in flight alone on its worker)
 //! writes at once: holding it would only add a turn of the event loop to its latency.
+//! A request that arrives alone while others are in flight (say, slow ones) pays that
+//! turn: the yield, one `epoll_wait` that does not block, and the re-poll.
 //!
 //! The count is per worker thread: each worker runs its own event loop (see `server`).
 
