@@ -13,6 +13,7 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod demo;
+mod drain;
 pub mod forward;
 pub mod head_timeout;
 pub mod respond;

@@ -21,7 +21,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use palisade::clock::Clock;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -29,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::admin::{self, Admin};
 use crate::body::ProxyBody;
 use crate::config::{self, Checked};
+use crate::drain::Drain;
 use crate::forward;
 use crate::head_timeout;
 use crate::runtime::Runtime;
@@ -192,7 +192,7 @@ async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) {
     let protocols = Arc::new(Protocols::new(&config));
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     let (placement, mut inbox) = match worker {
         Some((placement, inbox)) => (Some(placement), Some(inbox)),
         None => (None, None),
@@ -224,16 +224,16 @@ async fn serve(
             runtime: runtime.clone(),
             client: Arc::new(forward::Client::new(client, protocols.clock.clone())),
         };
-        let watcher = graceful.watcher();
+        let drain = drain.clone();
         let protocols = protocols.clone();
         tokio::spawn(async move {
-            serve_connection(stream, service, protocols, watcher).await;
+            serve_connection(stream, service, protocols, drain).await;
             drop(load);
         });
     }
     drop(listener);
     tracing::info!("draining in-flight requests");
-    if tokio::time::timeout(config.drain_timeout, graceful.shutdown())
+    if tokio::time::timeout(config.drain_timeout, drain.shutdown())
         .await
         .is_err()
     {
@@ -280,7 +280,7 @@ async fn serve_connection(
     stream: TcpStream,
     service: Service,
     protocols: Arc<Protocols>,
-    watcher: Watcher,
+    drain: Drain,
 ) {
     let protocol =
         match tokio::time::timeout(protocols.header_timeout, sniff::protocol(&stream)).await {
@@ -292,7 +292,7 @@ async fn serve_connection(
     let ended = match protocol {
         Protocol::Http1 => {
             let waiting = service.client.waiting.clone();
-            let connection = watcher.watch(protocols.http1.serve_connection(io, service));
+            let connection = drain.watch(protocols.http1.serve_connection(io, service));
             tokio::select! {
                 biased;
                 ended = connection => ended,
@@ -303,7 +303,7 @@ async fn serve_connection(
             }
         }
         Protocol::Http2 => {
-            watcher
+            drain
                 .watch(protocols.http2.serve_connection(io, service))
                 .await
         }
