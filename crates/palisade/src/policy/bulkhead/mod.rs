@@ -156,8 +156,7 @@ impl Bulkhead {
     /// A slot now, with the number of calls running once it is taken.
     #[inline]
     pub(crate) fn try_acquire_counted(&self) -> Option<(BulkheadPermit<'_>, usize)> {
-        let active = self.shared.slots.try_acquire_fresh()?;
-        self.shared.admitted();
+        let active = self.shared.try_acquire_fresh()?;
         Some((
             BulkheadPermit {
                 shared: &self.shared,
@@ -271,11 +270,12 @@ impl fmt::Debug for Bulkhead {
 // === impl Shared ===
 
 impl Shared {
+    /// A slot now, counted; the number of calls running once it is taken.
     #[inline]
-    fn try_acquire_fresh(&self) -> Option<()> {
-        self.slots.try_acquire_fresh()?;
+    fn try_acquire_fresh(&self) -> Option<usize> {
+        let active = self.slots.try_acquire_fresh()?;
         self.admitted();
-        Some(())
+        Some(active)
     }
 
     /// Counts an admitted call in the active gauge. The gauges move by increments and
