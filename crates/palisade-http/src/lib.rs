@@ -19,4 +19,4 @@ pub mod classify;
 pub mod deadline;
 pub mod headers;
 pub mod retry_after;
-mod wall;
+pub mod wall;

@@ -80,3 +80,41 @@ impl<B: Body, G> Body for Guarded<B, G> {
         self.inner.size_hint()
     }
 }
+
+/// A client's request body: hyper's, or none at all (a request read by the sidecar's own
+/// HTTP/1 server, which takes only requests without a body; see `http1_server`).
+pub enum ClientBody {
+    /// The body as hyper's server reads it.
+    Incoming(hyper::body::Incoming),
+    /// No body.
+    Empty,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Incoming(body) => Pin::new(body).poll_frame(cx),
+            ClientBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Incoming(body) => body.is_end_stream(),
+            ClientBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Incoming(body) => body.size_hint(),
+            ClientBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}

@@ -48,8 +48,13 @@ impl Drain {
         Self::default()
     }
 
+    /// Whether the connections are told to finish and close.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.inner.draining()
+    }
+
     /// Serves `connection` until it ends, shutting it down gracefully on `shutdown`.
-    pub(crate) fn watch<C: GracefulConnection>(&self, connection: C) -> Watched<C> {
+    pub(crate) fn watch<C: Graceful>(&self, connection: C) -> Watched<C> {
         let mut state = self.inner.lock();
         state.live += 1;
         let id = state.next_id;
@@ -93,6 +98,66 @@ impl Inner {
     }
 }
 
+/// A connection that can be told to finish what it serves and close.
+pub(crate) trait Graceful: Future {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+pin_project! {
+    /// A hyper connection, as a [`Graceful`] one.
+    pub(crate) struct Hyper<C> {
+        #[pin]
+        connection: C,
+    }
+}
+
+impl<C> Hyper<C> {
+    pub(crate) fn new(connection: C) -> Self {
+        Self { connection }
+    }
+}
+
+impl<C: GracefulConnection> Future for Hyper<C> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().connection.poll(cx)
+    }
+}
+
+impl<C: GracefulConnection> Graceful for Hyper<C> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.project().connection.graceful_shutdown();
+    }
+}
+
+pin_project! {
+    /// A connection that reads [`Drain::is_draining`] itself each time its task wakes:
+    /// the watch only wakes it on a stop.
+    pub(crate) struct SelfDraining<F> {
+        #[pin]
+        connection: F,
+    }
+}
+
+impl<F> SelfDraining<F> {
+    pub(crate) fn new(connection: F) -> Self {
+        Self { connection }
+    }
+}
+
+impl<F: Future> Future for SelfDraining<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().connection.poll(cx)
+    }
+}
+
+impl<F: Future> Graceful for SelfDraining<F> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {}
+}
+
 pin_project! {
     /// A connection served under a [`Drain`].
     pub(crate) struct Watched<C> {
@@ -120,7 +185,7 @@ pin_project! {
 
 // === impl Watched ===
 
-impl<C: GracefulConnection> Future for Watched<C> {
+impl<C: Graceful> Future for Watched<C> {
     type Output = C::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -180,7 +245,7 @@ mod tests {
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(server), service);
-        let watched = drain.watch(connection);
+        let watched = drain.watch(Hyper::new(connection));
         (client, tokio::spawn(async move { drop(watched.await) }))
     }
 

@@ -22,7 +22,6 @@ use http::request::Parts;
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use palisade::clock::{Clock, Nanos};
 use palisade::outcome::{Classify, classify_result};
 use palisade::{Error, Policy};
@@ -30,7 +29,7 @@ use palisade_http::body::{Prefixed, RequestBody};
 use palisade_http::classify::{HttpClassifier, Replay, TransportError, TransportErrorKind};
 use tokio::time::Instant;
 
-use crate::body::{BoxError, Guarded, ProxyBody, boxed, empty, full};
+use crate::body::{BoxError, ClientBody, Guarded, ProxyBody, boxed, empty, full};
 use crate::head_timeout::{IdleOnDrop, Waiting};
 use crate::respond::{self, Reason};
 use crate::runtime::{
@@ -72,7 +71,9 @@ impl Client {
 /// A response, and why the proxy made it itself (`None`: relayed from the upstream).
 type Answer = (Response<ProxyBody>, Option<Reason>);
 
-/// Answers one client request.
+/// Answers one client request. `raw_heads`: the client's connection writes an
+/// upstream's header lines through as received (see `runtime::RawHead`), so a relayed
+/// response may carry them instead of a full header map.
 ///
 /// Not an `async fn`: the request is split here and its head kept once, in the returned
 /// future, which everything below borrows. An `async fn` keeps each argument it is given
@@ -80,8 +81,9 @@ type Answer = (Response<ProxyBody>, Option<Reason>);
 /// hyper boxes it and touched on every request.
 pub fn handle(
     runtime: Arc<Runtime>,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     client: Arc<Client>,
+    raw_heads: bool,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
     let started = runtime.clock.now();
     client.waiting.busy();
@@ -92,6 +94,7 @@ pub fn handle(
         head,
         started,
         in_flight: InFlight::enter(),
+        raw_heads,
     };
     async move { Ok(exchange.answer(body).await) }
 }
@@ -105,10 +108,12 @@ struct Exchange {
     started: Nanos,
     /// Counts the request among its worker's requests in flight.
     in_flight: InFlight,
+    /// Upstream heads may be relayed raw (see [`handle`]).
+    raw_heads: bool,
 }
 
 impl Exchange {
-    async fn answer(&self, body: Incoming) -> Response<ProxyBody> {
+    async fn answer(&self, body: ClientBody) -> Response<ProxyBody> {
         let runtime = &*self.runtime;
         let Some(route) = runtime.route(self.head.uri.path()) else {
             let (response, reason) = explained(Reason::NoRoute);
@@ -138,7 +143,7 @@ impl Exchange {
     }
 
     /// Forwards the request on `route` through every policy of its upstream.
-    async fn forward(&self, route: &Route, body: Incoming) -> Answer {
+    async fn forward(&self, route: &Route, body: ClientBody) -> Answer {
         let upstream = &route.upstream;
         let max_body = self.runtime.config.listener.max_body_bytes;
         // The declared length, as hyper framed the body (no header lookup): exact for a
@@ -256,6 +261,7 @@ impl Exchange {
             client: &self.client,
             first: Mutex::new(first),
             replayable: replay == Replay::Safe,
+            raw_heads: self.raw_heads,
             tried: AtomicU64::new(0),
             attempts: AtomicU32::new(0),
         };
@@ -355,10 +361,14 @@ fn attempts_value(attempts: u32) -> HeaderValue {
 /// The request body, ready to send once or many times.
 enum Outgoing {
     Buffered(bytes::Bytes),
-    Streaming(Mutex<Option<Prefixed<Limited<Incoming>>>>),
+    Streaming(Mutex<Option<Prefixed<Limited<ClientBody>>>>),
 }
 
-async fn read_body(body: Incoming, max_body: u64, replay_limit: usize) -> Result<Outgoing, Answer> {
+async fn read_body(
+    body: ClientBody,
+    max_body: u64,
+    replay_limit: usize,
+) -> Result<Outgoing, Answer> {
     let limited = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX));
     match palisade_http::body::buffer(limited, replay_limit).await {
         Ok(RequestBody::Buffered(bytes)) => Ok(Outgoing::Buffered(bytes)),
@@ -386,6 +396,8 @@ struct Attempt<'a> {
     first: Mutex<Option<Picked>>,
     /// The request may be sent again (see `Replay`).
     replayable: bool,
+    /// Upstream heads may be relayed raw (see [`handle`]).
+    raw_heads: bool,
     /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
     tried: AtomicU64,
     /// Attempts sent.
@@ -500,6 +512,7 @@ impl Attempt<'_> {
                 host: self.parts.uri.authority().map(uri::Authority::as_str),
                 forwarded_for,
                 timeout,
+                raw_response: self.raw_heads,
             };
             endpoint
                 .pool

@@ -16,6 +16,7 @@ pub mod demo;
 mod drain;
 pub mod forward;
 pub mod head_timeout;
+mod http1_server;
 pub mod respond;
 pub mod runtime;
 pub mod server;

@@ -1,6 +1,8 @@
 //! Listening: the proxy port and the admin port, graceful shutdown and reload.
 //!
-//! * HTTP/1.1 (keep-alive) and HTTP/2 (h2c, prior knowledge) on one port.
+//! * HTTP/1.1 (keep-alive) and HTTP/2 (h2c, prior knowledge) on one port. HTTP/1
+//!   connections start on the sidecar's own server (`http1_server`), which hands them
+//!   to hyper's at the first request it does not take.
 //! * Malformed requests get 400 and oversized heads 431 from hyper; an HTTP/1 client that
 //!   does not send a whole request head within `header_timeout` of the connection opening,
 //!   or of its last response ending, is cut off (see `head_timeout`).
@@ -26,11 +28,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
-use crate::body::ProxyBody;
+use crate::body::{ClientBody, ProxyBody};
 use crate::config::{self, Checked};
-use crate::drain::Drain;
+use crate::drain::{Drain, Hyper, SelfDraining};
 use crate::forward;
 use crate::head_timeout;
+use crate::http1_server::{self, Served};
 use crate::runtime::Runtime;
 use crate::sniff::{self, Protocol};
 use crate::workers::{self, Handed, Placement, Workers};
@@ -246,6 +249,8 @@ struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     header_timeout: Duration,
+    /// The longest request head read.
+    max_header_bytes: usize,
     /// Times connections' waits for request heads (see `head_timeout`).
     clock: Clock,
 }
@@ -270,6 +275,7 @@ impl Protocols {
             http1,
             http2,
             header_timeout: config.header_timeout,
+            max_header_bytes: config.max_header_bytes,
             clock: Clock::fast(),
         }
     }
@@ -288,11 +294,27 @@ async fn serve_connection(
             Ok(Err(error)) => return tracing::debug!(%error, "connection failed before a request"),
             Err(_) => return tracing::debug!("no request within the header timeout"),
         };
-    let io = TokioIo::new(stream);
     let ended = match protocol {
         Protocol::Http1 => {
             let waiting = service.client.waiting.clone();
-            let connection = drain.watch(protocols.http1.serve_connection(io, service));
+            let max_head = protocols.max_header_bytes;
+            let connection = async {
+                let own = http1_server::serve(
+                    stream,
+                    &service.runtime,
+                    &service.client,
+                    &drain,
+                    max_head,
+                );
+                match drain.watch(SelfDraining::new(own)).await {
+                    Ok(Served::Closed) => Ok(()),
+                    Ok(Served::HandedOver(io)) => {
+                        let hyper = protocols.http1.serve_connection(TokioIo::new(io), service);
+                        drain.watch(Hyper::new(hyper)).await.map_err(Ended::Hyper)
+                    }
+                    Err(error) => Err(Ended::Io(error)),
+                }
+            };
             tokio::select! {
                 biased;
                 ended = connection => ended,
@@ -303,14 +325,27 @@ async fn serve_connection(
             }
         }
         Protocol::Http2 => {
+            let connection = protocols
+                .http2
+                .serve_connection(TokioIo::new(stream), service);
             drain
-                .watch(protocols.http2.serve_connection(io, service))
+                .watch(Hyper::new(connection))
                 .await
+                .map_err(Ended::Hyper)
         }
     };
     if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
     }
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error(transparent)]
+    Hyper(hyper::Error),
+    #[error(transparent)]
+    Io(std::io::Error),
 }
 
 /// The proxy as a hyper service: one per connection.
@@ -331,8 +366,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         // on every idle keep-alive connection and be copied into that slot on every request.
         Box::pin(forward::handle(
             self.runtime.load_full(),
-            request,
+            request.map(ClientBody::Incoming),
             self.client.clone(),
+            false,
         ))
     }
 }

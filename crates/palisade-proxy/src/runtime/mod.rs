@@ -15,7 +15,7 @@ mod upstream;
 
 pub(crate) use balance::Picked;
 pub use endpoint::{CheckStatus, Endpoint, Role};
-pub(crate) use http1::RequestHead;
+pub(crate) use http1::{RawHead, RequestHead};
 pub(crate) use pool::{PooledBody, SendError, set_worker, set_workers};
 pub use requests::RequestMetrics;
 pub use route::{Fallback, Injected, Route};

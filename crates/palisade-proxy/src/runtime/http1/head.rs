@@ -12,11 +12,12 @@ use palisade_http::deadline::{GRPC_TIMEOUT, X_REQUEST_DEADLINE, X_REQUEST_TIMEOU
 
 use super::Error;
 use super::body::Framing;
+use super::raw::{self, RawHead};
 
 /// The longest response head accepted.
 pub(super) const MAX_HEAD: usize = 256 * 1024;
 /// The most response headers accepted.
-const MAX_HEADERS: usize = 100;
+pub(super) const MAX_HEADERS: usize = 100;
 
 /// How the request body is framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +49,9 @@ pub(crate) struct RequestHead<'a> {
     /// The budget passed on: replaces `X-Request-Timeout` (whole milliseconds) and drops
     /// `X-Request-Deadline`; with a gRPC value, replaces `grpc-timeout` too.
     pub(crate) timeout: Option<(u64, Option<HeaderValue>)>,
+    /// The response's header lines may be kept as received, in a [`RawHead`] among the
+    /// response's extensions, for a client connection that writes them through.
+    pub(crate) raw_response: bool,
 }
 
 impl<'a> RequestHead<'a> {
@@ -60,6 +64,7 @@ impl<'a> RequestHead<'a> {
             host: None,
             forwarded_for: None,
             timeout: None,
+            raw_response: false,
         }
     }
 
@@ -172,14 +177,26 @@ pub(super) struct ResponseHead {
     pub(super) framing: Framing,
     /// The connection may carry another request after this response.
     pub(super) keep_alive: bool,
+    /// The header lines as received, when kept raw (see `raw`); `headers` then holds
+    /// only what the proxy reads.
+    pub(super) raw: Option<RawHead>,
 }
 
 /// The response head at the start of `buf`, split off it, or `None` if `buf` does not
 /// hold a whole head yet. `head_request`: the request was a `HEAD` (no body follows).
+/// `keep_raw`: keep the header lines as received where it can (see `raw`).
 pub(super) fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
+    keep_raw: bool,
 ) -> Result<Option<ResponseHead>, Error> {
+    if keep_raw {
+        match raw::parse(buf, head_request)? {
+            raw::Parsed::Head(head) => return Ok(Some(head)),
+            raw::Parsed::Partial if buf.len() <= MAX_HEAD => return Ok(None),
+            raw::Parsed::Partial | raw::Parsed::Full => {}
+        }
+    }
     let Some((end, lines)) = find_end(buf) else {
         if buf.len() > MAX_HEAD {
             return Err(Error::Malformed("response head too large"));
@@ -215,9 +232,7 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
     let status_line = next_line(&mut rest);
     let (version, status) = parse_status_line(status_line)?;
     let mut headers = HeaderMap::with_capacity(lines.saturating_sub(1));
-    let mut close = version == Version::HTTP_10;
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
+    let mut facts = Framed::new(version);
     loop {
         let line = next_line(&mut rest);
         if line.is_empty() {
@@ -232,19 +247,11 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
             .map_err(|_| Error::Malformed("invalid response header name"))?;
         let value = trim(&line[colon + 1..]);
         if name == CONTENT_LENGTH {
-            let n = parse_length(value)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Error::Malformed("conflicting content-length"));
-            }
-            length = Some(n);
+            facts.length(value)?;
         } else if name == TRANSFER_ENCODING {
-            chunked = Some(last_token_is(value, b"chunked"));
+            facts.transfer_encoding(value);
         } else if name == CONNECTION {
-            if has_token(value, b"close") {
-                close = true;
-            } else if has_token(value, b"keep-alive") && version == Version::HTTP_10 {
-                close = false;
-            }
+            facts.connection(value);
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(value))
             .map_err(|_| Error::Malformed("invalid response header value"))?;
@@ -257,28 +264,89 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
         }
         headers.append(name, value);
     }
-    let no_body = head_request
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-        || status.is_informational();
-    let framing = match (no_body, chunked, length) {
-        (true, _, _) => Framing::Length(0),
-        (false, Some(true), _) => Framing::chunked(),
-        // A transfer coding other than chunked last: the body runs to the close.
-        (false, Some(false), _) | (false, None, None) => Framing::Eof,
-        (false, None, Some(n)) => Framing::Length(n),
-    };
-    // A message with both a transfer coding and a length must not reuse the connection
-    // (RFC 9112 §6.3); neither may a body that ends with the connection.
-    let ambiguous = chunked.is_some() && length.is_some() && !no_body;
-    let keep_alive = !(close || ambiguous || framing == Framing::Eof);
+    let (framing, keep_alive) = facts.framing(status, head_request);
     Ok(ResponseHead {
         status,
         version,
         headers,
         framing,
         keep_alive,
+        raw: None,
     })
+}
+
+/// What a response's headers say of its framing and its connection.
+pub(super) struct Framed {
+    version: Version,
+    close: bool,
+    length: Option<u64>,
+    /// `Transfer-Encoding` seen: whether `chunked` is its last coding.
+    chunked: Option<bool>,
+}
+
+impl Framed {
+    pub(super) fn new(version: Version) -> Self {
+        Self {
+            version,
+            close: version == Version::HTTP_10,
+            length: None,
+            chunked: None,
+        }
+    }
+
+    /// A `Content-Length` value.
+    pub(super) fn length(&mut self, value: &[u8]) -> Result<(), Error> {
+        let n = parse_length(value)?;
+        if self.length.is_some_and(|l| l != n) {
+            return Err(Error::Malformed("conflicting content-length"));
+        }
+        self.length = Some(n);
+        Ok(())
+    }
+
+    /// A `Transfer-Encoding` value.
+    pub(super) fn transfer_encoding(&mut self, value: &[u8]) {
+        self.chunked = Some(last_token_is(value, b"chunked"));
+    }
+
+    /// A `Connection` value.
+    pub(super) fn connection(&mut self, value: &[u8]) {
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            // Nearly every `Connection` header: one comparison, no token split.
+            if self.version == Version::HTTP_10 {
+                self.close = false;
+            }
+        } else if has_token(value, b"close") {
+            self.close = true;
+        } else if has_token(value, b"keep-alive") && self.version == Version::HTTP_10 {
+            self.close = false;
+        }
+    }
+
+    /// The `Content-Length` declared, if any.
+    pub(super) fn declared_length(&self) -> Option<u64> {
+        self.length
+    }
+
+    /// The body's framing, and whether the connection may carry another request.
+    pub(super) fn framing(&self, status: StatusCode, head_request: bool) -> (Framing, bool) {
+        let no_body = head_request
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || status.is_informational();
+        let framing = match (no_body, self.chunked, self.length) {
+            (true, _, _) => Framing::Length(0),
+            (false, Some(true), _) => Framing::chunked(),
+            // A transfer coding other than chunked last: the body runs to the close.
+            (false, Some(false), _) | (false, None, None) => Framing::Eof,
+            (false, None, Some(n)) => Framing::Length(n),
+        };
+        // A message with both a transfer coding and a length must not reuse the
+        // connection (RFC 9112 §6.3); neither may a body that ends with the connection.
+        let ambiguous = self.chunked.is_some() && self.length.is_some() && !no_body;
+        let keep_alive = !(self.close || ambiguous || framing == Framing::Eof);
+        (framing, keep_alive)
+    }
 }
 
 /// The next line of `rest` (without its CRLF or LF), advancing past it.
@@ -291,7 +359,7 @@ fn next_line<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn parse_status_line(line: &[u8]) -> Result<(Version, StatusCode), Error> {
+pub(super) fn parse_status_line(line: &[u8]) -> Result<(Version, StatusCode), Error> {
     let version = match line.get(..9) {
         Some(b"HTTP/1.1 ") => Version::HTTP_11,
         Some(b"HTTP/1.0 ") => Version::HTTP_10,
@@ -309,7 +377,7 @@ fn parse_status_line(line: &[u8]) -> Result<(Version, StatusCode), Error> {
     Ok((version, status))
 }
 
-fn trim(mut value: &[u8]) -> &[u8] {
+pub(super) fn trim(mut value: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = value {
         value = rest;
     }

@@ -17,6 +17,7 @@
 
 mod body;
 mod head;
+mod raw;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ use tokio::net::TcpStream;
 pub(crate) use body::Body;
 use head::RequestFraming;
 pub(crate) use head::RequestHead;
+pub(crate) use raw::RawHead;
 
 use crate::body::{BoxError, ProxyBody};
 
@@ -162,7 +164,8 @@ impl Connection {
             }
         }
         drop(body);
-        self.read_response(*head.method == Method::HEAD, wrap).await
+        self.read_response(*head.method == Method::HEAD, head.raw_response, wrap)
+            .await
     }
 
     /// Writes a body frame by frame: `length` bytes, or chunked when `None`.
@@ -205,11 +208,12 @@ impl Connection {
     async fn read_response<B>(
         mut self: Box<Self>,
         head_request: bool,
+        keep_raw: bool,
         wrap: impl FnOnce(Body) -> B,
     ) -> Result<Box<Response<B>>, Error> {
         loop {
             if !self.read.is_empty() {
-                if let Some(head) = head::parse_response(&mut self.read, head_request)? {
+                if let Some(head) = head::parse_response(&mut self.read, head_request, keep_raw)? {
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(Error::Malformed("protocol upgrades are not relayed"));
                     }
@@ -224,6 +228,9 @@ impl Connection {
                     *response.status_mut() = head.status;
                     *response.version_mut() = head.version;
                     *response.headers_mut() = head.headers;
+                    if let Some(raw) = head.raw {
+                        response.extensions_mut().insert(raw);
+                    }
                     return Ok(response);
                 }
             }

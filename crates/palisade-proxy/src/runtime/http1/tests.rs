@@ -244,19 +244,21 @@ fn malformed_heads_and_chunks_are_refused() {
         b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
     ] {
-        let mut buf = BytesMut::from(head);
-        assert!(
-            matches!(
-                super::head::parse_response(&mut buf, false),
-                Err(Error::Malformed(_))
-            ),
-            "{}",
-            String::from_utf8_lossy(head)
-        );
+        for keep_raw in [false, true] {
+            let mut buf = BytesMut::from(head);
+            assert!(
+                matches!(
+                    super::head::parse_response(&mut buf, false, keep_raw),
+                    Err(Error::Malformed(_))
+                ),
+                "{} (raw: {keep_raw})",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
     let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
     assert!(matches!(
-        super::head::parse_response(&mut partial, false),
+        super::head::parse_response(&mut partial, false, false),
         Ok(None)
     ));
 
@@ -291,17 +293,17 @@ fn malformed_heads_and_chunks_are_refused() {
 #[test]
 fn heads_without_a_body_and_http10_framing() {
     let mut buf = BytesMut::from(&b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n"[..]);
-    let head = super::head::parse_response(&mut buf, false)
+    let head = super::head::parse_response(&mut buf, false, false)
         .expect("valid")
         .expect("whole");
     assert!(head.framing.is_done() && head.keep_alive);
     let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"[..]);
-    let head = super::head::parse_response(&mut buf, true)
+    let head = super::head::parse_response(&mut buf, true, false)
         .expect("valid")
         .expect("whole");
     assert!(head.framing.is_done(), "the answer to a HEAD has no body");
     let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n"[..]);
-    let head = super::head::parse_response(&mut buf, false)
+    let head = super::head::parse_response(&mut buf, false, false)
         .expect("valid")
         .expect("whole");
     assert!(
@@ -311,7 +313,7 @@ fn heads_without_a_body_and_http10_framing() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 1\r\n\r\n"[..],
     );
-    let head = super::head::parse_response(&mut buf, false)
+    let head = super::head::parse_response(&mut buf, false, false)
         .expect("valid")
         .expect("whole");
     assert!(head.keep_alive);
@@ -340,6 +342,7 @@ async fn the_proxy_headers_replace_the_clients_and_hop_by_hop_ones_are_not_sent(
         host: Some("client.example"),
         forwarded_for: Some(&forwarded),
         timeout: Some((250, None)),
+        raw_response: false,
     };
     let response = conn
         .send(&head, empty(), &authority(), |body| body)
@@ -367,14 +370,14 @@ fn hop_by_hop_response_headers_are_dropped_unless_connection_names_others() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nServer: s\r\ncontent-length: 0\r\n\r\n"[..],
     );
-    let head = super::head::parse_response(&mut buf, false)
+    let head = super::head::parse_response(&mut buf, false, false)
         .expect("valid")
         .expect("whole");
     assert_eq!(head.headers.len(), 2, "{:?}", head.headers);
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 200 OK\r\nConnection: x-a\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"[..],
     );
-    let head = super::head::parse_response(&mut buf, false)
+    let head = super::head::parse_response(&mut buf, false, false)
         .expect("valid")
         .expect("whole");
     assert!(
@@ -417,10 +420,10 @@ fn decode_chunked_in_pieces(wire: &[u8], pieces: &[usize]) -> Result<Vec<u8>, Er
 
 proptest::proptest! {
     #[test]
-    fn no_response_head_panics_the_parser(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), head_request: bool) {
+    fn no_response_head_panics_the_parser(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), head_request: bool, keep_raw: bool) {
         let mut buf = BytesMut::from(&bytes[..]);
         let before = buf.len();
-        if let Ok(Some(_)) = super::head::parse_response(&mut buf, head_request) {
+        if let Ok(Some(_)) = super::head::parse_response(&mut buf, head_request, keep_raw) {
             // A head was split off: what it consumed ended with its empty line.
             let consumed = before - buf.len();
             proptest::prop_assert!(consumed >= 2 && bytes[consumed - 1] == b'\n');

@@ -1,0 +1,156 @@
+//! The sidecar's own HTTP/1.1 server, for the requests that make up nearly all of a
+//! sidecar's traffic: HTTP/1.1, keep-alive, no body. It hands the connection to hyper's
+//! server, with the bytes it has read put back, at the first request it does not take
+//! (a body, `Expect`, an upgrade, `Connection: close`, HTTP/1.0, anything malformed or
+//! too large, which hyper answers with 400 or 431), and hyper serves the connection from
+//! then on.
+//!
+//! Why: a response relayed through hyper's server has its upstream's head parsed into a
+//! `HeaderMap` only to be encoded back from it, and goes through hyper's dispatcher;
+//! together about a fifth of a proxied request's instructions. Here an upstream's header
+//! lines are written through as they came (`runtime::RawHead`), the proxy's own headers
+//! after them, and a body that arrived with its head leaves in the same write.
+//!
+//! The rest is as with hyper: requests on a connection are answered in order (pipelined
+//! ones too), the header timeout is kept by `head_timeout`, and a stop (see `drain`)
+//! closes the connection once it is idle or its response is written.
+
+mod request;
+mod response;
+mod rewind;
+
+use std::future::poll_fn;
+use std::io::{self, ErrorKind};
+use std::sync::Arc;
+use std::task::{Poll, ready};
+
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use http::{Method, Request};
+use tokio::net::TcpStream;
+
+pub(crate) use rewind::Rewind;
+
+use crate::body::ClientBody;
+use crate::drain::Drain;
+use crate::forward::{self, Client};
+use crate::runtime::Runtime;
+
+/// Room made in the read buffer when it runs low.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// How a connection left the own server.
+pub(crate) enum Served {
+    /// It is closed (or to be closed).
+    Closed,
+    /// hyper serves it from here on, starting with the bytes read so far.
+    HandedOver(Rewind<TcpStream>),
+}
+
+/// Serves `stream` until it closes or is handed over. `max_head`: the longest request
+/// head taken (a longer one is handed to hyper, which answers 431).
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    runtime: &ArcSwap<Runtime>,
+    client: &Arc<Client>,
+    drain: &Drain,
+    max_head: usize,
+) -> io::Result<Served> {
+    let mut read = BytesMut::new();
+    let mut out = Vec::new();
+    loop {
+        let head = loop {
+            if let Some(end) = request::head_end(&read) {
+                break read.split_to(end).freeze();
+            }
+            if read.len() > max_head {
+                return Ok(Served::HandedOver(Rewind::new(read.freeze(), stream)));
+            }
+            if read_more(&stream, &mut read, drain).await? == 0 {
+                return Ok(Served::Closed);
+            }
+        };
+        if head.len() > max_head {
+            return Ok(hand_over(head, read, stream));
+        }
+        let Ok(parts) = request::parse(&head) else {
+            return Ok(hand_over(head, read, stream));
+        };
+        let head_request = parts.method == Method::HEAD;
+        let request = Request::from_parts(parts, ClientBody::Empty);
+        // Boxed, as for hyper (see `server::Service`): inline, the request's future
+        // would size every idle connection's task.
+        let answer = Box::pin(forward::handle(
+            runtime.load_full(),
+            request,
+            client.clone(),
+            true,
+        ));
+        // As hyper does: a client that closes its connection while its request is in
+        // flight cancels the request (its upstream call, its bulkhead slot).
+        let response = tokio::select! {
+            biased;
+            Ok(response) = answer => response,
+            () = closed(&stream, &mut read) => return Ok(Served::Closed),
+        };
+        let last = drain.is_draining();
+        let reusable = response::write(&mut stream, &mut out, response, head_request, last).await?;
+        if !reusable || last {
+            return Ok(Served::Closed);
+        }
+    }
+}
+
+/// Hands the connection to hyper with `head` and the bytes after it put back.
+fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: TcpStream) -> Served {
+    let mut prefix = BytesMut::with_capacity(head.len() + rest.len());
+    prefix.extend_from_slice(&head);
+    prefix.extend_from_slice(&rest);
+    Served::HandedOver(Rewind::new(prefix.freeze(), stream))
+}
+
+/// Resolves when the client closes its side of the connection (or it fails). Bytes it
+/// sends meanwhile (a pipelined request) go to `read`, after which nothing more is
+/// watched.
+async fn closed(stream: &TcpStream, read: &mut BytesMut) {
+    poll_fn(|cx| {
+        if !read.is_empty() {
+            return Poll::Pending;
+        }
+        loop {
+            if ready!(stream.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(());
+            }
+            if read.capacity() - read.len() < 1024 {
+                read.reserve(READ_BUFFER);
+            }
+            match stream.try_read_buf(read) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Ok(0) | Err(_) => return Poll::Ready(()),
+                Ok(_) => return Poll::Pending,
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads what the client has sent into `read`; 0 when it has closed, or when the server
+/// is stopping and no request has begun.
+async fn read_more(stream: &TcpStream, read: &mut BytesMut, drain: &Drain) -> io::Result<usize> {
+    poll_fn(|cx| {
+        if read.is_empty() && drain.is_draining() {
+            return Poll::Ready(Ok(0));
+        }
+        if read.capacity() - read.len() < 1024 {
+            read.reserve(READ_BUFFER);
+        }
+        loop {
+            ready!(stream.poll_read_ready(cx))?;
+            match stream.try_read_buf(read) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    })
+    .await
+}

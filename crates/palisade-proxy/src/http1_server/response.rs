@@ -1,0 +1,261 @@
+//! Writing a response: its head (an upstream's raw header lines, or a header map), then
+//! its body, framed by `Content-Length` or chunked, in as few writes as it arrives in.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{Response, StatusCode};
+use http_body::Body as _;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::body::ProxyBody;
+use crate::runtime::RawHead;
+
+/// Body bytes gathered before they are written.
+const GATHER: usize = 64 * 1024;
+
+/// How the body goes on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// None follows (`HEAD`, 204, 304).
+    None,
+    /// Exactly this many bytes, as `Content-Length` says.
+    Length(u64),
+    Chunked,
+}
+
+/// Writes `response` to `stream`, using `out` as the write buffer. `last`: the
+/// connection closes after it (it says so in `Connection: close`). `Ok(true)`: the
+/// connection may carry another request; `Ok(false)`: it must close (the body did not
+/// match its length, or failed).
+pub(super) async fn write(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    mut response: Response<ProxyBody>,
+    head_request: bool,
+    last: bool,
+) -> io::Result<bool> {
+    out.clear();
+    let raw = response.extensions_mut().remove::<RawHead>();
+    let framing = encode_head(out, &response, raw.as_ref(), head_request, last);
+    let body = response.into_body();
+    write_body(stream, out, body, framing).await
+}
+
+/// Writes the status line and headers into `out`; returns how the body is framed.
+fn encode_head(
+    out: &mut Vec<u8>,
+    response: &Response<ProxyBody>,
+    raw: Option<&RawHead>,
+    head_request: bool,
+    last: bool,
+) -> Framing {
+    let status = response.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut length = raw.and_then(RawHead::length);
+    let mut dated = raw.is_some_and(RawHead::is_dated);
+    if let Some(raw) = raw {
+        raw.write_to(out);
+    }
+    for (name, value) in response.headers() {
+        if *name == TRANSFER_ENCODING {
+            continue; // the framing below is the one that holds
+        }
+        if *name == CONTENT_LENGTH {
+            match std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                Some(n) if length.is_none() => length = Some(n),
+                _ => continue,
+            }
+        }
+        dated |= *name == DATE;
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !dated {
+        push_date(out);
+    }
+    if last {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if bodiless {
+        Framing::None
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else if let Some(n) = response.body().size_hint().exact() {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa(n, &mut [0; 20]));
+        out.extend_from_slice(b"\r\n");
+        Framing::Length(n)
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    };
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+/// Writes the body after the head already in `out`, gathering what is ready before each
+/// write.
+async fn write_body(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    mut body: ProxyBody,
+    framing: Framing,
+) -> io::Result<bool> {
+    if framing == Framing::None {
+        stream.write_all(out).await?;
+        return Ok(true);
+    }
+    let mut sent = 0u64;
+    loop {
+        // Polled once first: a frame already here joins the bytes gathered so far; only
+        // when none is ready is what is gathered written before waiting.
+        let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = match polled {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    stream.write_all(out).await?;
+                    out.clear();
+                }
+                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue, // trailers are not relayed
+            },
+            Some(Err(error)) => {
+                // The status is out or about to be: the client learns of the failure by
+                // the connection closing before the body's end.
+                tracing::debug!(%error, "response body failed");
+                stream.write_all(out).await?;
+                return Ok(false);
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        match framing {
+            Framing::Length(n) if sent > n => {
+                let over = usize::try_from(sent - n).unwrap_or(usize::MAX);
+                let fits = data.len().saturating_sub(over);
+                out.extend_from_slice(&data[..fits]);
+                stream.write_all(out).await?;
+                return Ok(false);
+            }
+            Framing::Chunked => push_chunk(stream, out, data).await?,
+            _ => push_data(stream, out, data).await?,
+        }
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    stream.write_all(out).await?;
+    out.clear();
+    Ok(framing.is_complete(sent))
+}
+
+impl Framing {
+    fn is_complete(self, sent: u64) -> bool {
+        match self {
+            Framing::Length(n) => sent == n,
+            Framing::None | Framing::Chunked => true,
+        }
+    }
+}
+
+/// Adds `data` to what is gathered, or writes both when it is large.
+async fn push_data(stream: &mut TcpStream, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
+    if out.len() + data.len() <= GATHER {
+        out.extend_from_slice(&data);
+        return Ok(());
+    }
+    stream.write_all(out).await?;
+    out.clear();
+    stream.write_all(&data).await
+}
+
+/// Adds `data` as one chunk.
+async fn push_chunk(stream: &mut TcpStream, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
+    let mut size = [0u8; 16];
+    out.extend_from_slice(hex(data.len(), &mut size));
+    out.extend_from_slice(b"\r\n");
+    push_data(stream, out, data).await?;
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
+fn hex(mut n: usize, digits: &mut [u8; 16]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
+thread_local! {
+    /// The `Date` header line of the current second, formatted once per second.
+    static DATE_LINE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+}
+
+/// Adds a `Date` header: every response the proxy makes itself carries one.
+fn push_date(out: &mut Vec<u8>) {
+    let now = palisade_http::wall::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE_LINE.with(|line| {
+        let mut line = line.borrow_mut();
+        if line.0 != second {
+            line.1.clear();
+            line.1.extend_from_slice(b"date: ");
+            line.1
+                .extend_from_slice(httpdate::fmt_http_date(now).as_bytes());
+            line.1.extend_from_slice(b"\r\n");
+            line.0 = second;
+        }
+        out.extend_from_slice(&line.1);
+    });
+}
