@@ -5,16 +5,19 @@
 //! poll. An operation that completes on its first poll therefore never touches the timer
 //! wheel, the runtime handle or the clock — the common case for cached or in-memory
 //! work. When it first waits, its limit is fixed to an instant (one clock read) and the
-//! scope it runs in carries that instant from then on.
+//! scope it runs in carries that instant from then on. While a nearer timer inside the
+//! operation wakes the task first (a per-try timeout inside a total one), no timer is
+//! armed at all (see `cover`).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use super::Limit;
+use super::cover::{self, Cover};
 use crate::deadline::{self, Scoped};
 
 pin_project! {
@@ -25,6 +28,16 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         limit: Limit,
+        // The last poll was pending and reported a timer (see `cover`).
+        reported: bool,
+    }
+
+    impl<F> PinnedDrop for TimeoutFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if this.reported {
+                cover::withdraw();
+            }
+        }
     }
 }
 
@@ -36,6 +49,7 @@ impl<F: Future> TimeoutFuture<F> {
             inner: deadline::scoped_by(limit.deadline(), future),
             sleep: None,
             limit,
+            reported: false,
         }
     }
 }
@@ -46,22 +60,40 @@ impl<F: Future> Future for TimeoutFuture<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
+        let before = cover::begin();
+        let polled = this.inner.as_mut().poll(cx);
+        let inside = cover::reported();
+        if let Poll::Ready(output) = polled {
+            *this.reported = false;
+            cover::end(before, Cover::None);
             return Poll::Ready(Ok(output));
         }
-        if this.sleep.is_none() {
+        if !this.limit.deadline().is_fixed() {
             let limit = this.limit.fixed();
-            let at = limit.deadline().instant();
             *this.limit = limit;
-            deadline::fix(this.inner, at);
+            deadline::fix(this.inner.as_mut(), limit.deadline().instant());
+        }
+        let at = this.limit.deadline().instant();
+        if this.sleep.is_none() {
+            if inside.covers(at) {
+                // A timer inside wakes the task first: none of our own yet.
+                *this.reported = true;
+                cover::end(before, inside);
+                return Poll::Pending;
+            }
             this.sleep.set(Some(tokio::time::sleep_until(at)));
         }
-        match this.sleep.as_pin_mut() {
-            Some(sleep) => {
-                ready!(sleep.poll(cx));
-                Poll::Ready(Err(*this.limit))
-            }
-            None => Poll::Pending,
+        let elapsed = match this.sleep.as_pin_mut() {
+            Some(sleep) => sleep.poll(cx).is_ready(),
+            None => false,
+        };
+        if elapsed {
+            *this.reported = false;
+            cover::end(before, Cover::None);
+            return Poll::Ready(Err(*this.limit));
         }
+        *this.reported = true;
+        cover::end(before, Cover::At(at));
+        Poll::Pending
     }
 }

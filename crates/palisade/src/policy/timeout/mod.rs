@@ -23,6 +23,7 @@
 //! ```
 
 mod config;
+mod cover;
 mod execute;
 mod future;
 mod layer;
