@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::body::{BoxError, ClientBody, Guarded, ProxyBody, boxed, empty, full};
 use crate::head_timeout::{IdleOnDrop, Waiting};
-use crate::respond::{self, Reason};
+use crate::respond::{self, Reason, Reply};
 use crate::runtime::{
     Endpoint, InFlight, Injected, Picked, PooledBody, RequestHead, Route, Runtime, SendError,
     Upstream,
@@ -69,7 +69,7 @@ impl Client {
 }
 
 /// A response, and why the proxy made it itself (`None`: relayed from the upstream).
-type Answer = (Response<ProxyBody>, Option<Reason>);
+type Answer = (Reply, Option<Reason>);
 
 /// Answers one client request. `raw_heads`: the client's connection writes an
 /// upstream's header lines through as received (see `runtime::RawHead`), so a relayed
@@ -84,7 +84,7 @@ pub fn handle(
     request: Request<ClientBody>,
     client: Arc<Client>,
     raw_heads: bool,
-) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
+) -> impl Future<Output = Result<Reply, Infallible>> + Send + 'static {
     let started = runtime.clock.now();
     client.waiting.busy();
     let (head, body) = request.into_parts();
@@ -113,28 +113,27 @@ struct Exchange {
 }
 
 impl Exchange {
-    async fn answer(&self, body: ClientBody) -> Response<ProxyBody> {
+    async fn answer(&self, body: ClientBody) -> Reply {
         let runtime = &*self.runtime;
         let Some(route) = runtime.route(self.head.uri.path()) else {
-            let (response, reason) = explained(Reason::NoRoute);
+            let (reply, reason) = self.explained(Reason::NoRoute);
             runtime
                 .unrouted
-                .record(response.status(), reason, self.took());
+                .record(reply.response.status(), reason, self.took());
             self.client.waiting.idle();
-            return response;
+            return reply;
         };
         let class = route.criticality(&self.head.headers);
-        let (response, reason) =
-            palisade::criticality::scope(class, self.forward(route, body)).await;
+        let (reply, reason) = palisade::criticality::scope(class, self.forward(route, body)).await;
         route
             .requests
-            .record(response.status(), reason, self.took());
+            .record(reply.response.status(), reason, self.took());
         if reason.is_some() {
             // The proxy's own answer is written whole at once; a relayed one marks the
             // connection idle when its body ends (see `relay`).
             self.client.waiting.idle();
         }
-        response
+        reply
     }
 
     /// Time since the request arrived.
@@ -150,17 +149,17 @@ impl Exchange {
         // `Content-Length` body or none, unknown for a chunked one (bounded as it is read).
         let declared = http_body::Body::size_hint(&body).exact();
         if declared.is_some_and(|len| len > max_body) {
-            return explained(Reason::BodyTooLarge);
+            return self.explained(Reason::BodyTooLarge);
         }
         let budget = match palisade_http::deadline::inbound(&self.head.headers) {
             Ok(budget) => budget,
             Err(error) => {
                 tracing::debug!(%error, "unreadable deadline header");
-                return explained(Reason::BadDeadline);
+                return self.explained(Reason::BadDeadline);
             }
         };
         if budget.is_some_and(|b| b.is_zero()) {
-            return refuse(route, Reason::DeadlineExceeded, None);
+            return self.refuse(route, Reason::DeadlineExceeded, None);
         }
         let deadline = budget.map(|b| palisade::clock::instant_after(Instant::now(), b));
         match route.inject() {
@@ -168,7 +167,7 @@ impl Exchange {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                 return (
-                    respond::explained(Reason::FaultInjected, status, None),
+                    respond::explained_reply(Reason::FaultInjected, status, None, self.raw_heads),
                     Some(Reason::FaultInjected),
                 );
             }
@@ -176,7 +175,7 @@ impl Exchange {
                 let until = palisade::clock::instant_after(Instant::now(), delay);
                 if deadline.is_some_and(|d| d <= until) {
                     tokio::time::sleep_until(deadline.unwrap_or(until)).await;
-                    return refuse(route, Reason::DeadlineExceeded, None);
+                    return self.refuse(route, Reason::DeadlineExceeded, None);
                 }
                 tokio::time::sleep_until(until).await;
             }
@@ -184,12 +183,12 @@ impl Exchange {
         }
         if let Some(throttle) = &upstream.throttle {
             if !throttle.admit() {
-                return refuse(route, Reason::Throttled, None);
+                return self.refuse(route, Reason::Throttled, None);
             }
         }
         if let Some(limiter) = &upstream.rate_limit {
             if let Err(after) = limiter.check() {
-                return refuse(route, Reason::RateLimited, Some(after));
+                return self.refuse(route, Reason::RateLimited, Some(after));
             }
         }
         let _shed_slot = match &upstream.shedder {
@@ -198,7 +197,7 @@ impl Exchange {
                 .await
             {
                 Ok(permit) => Some(permit),
-                Err(_) => return refuse(route, Reason::Shed, None),
+                Err(_) => return self.refuse(route, Reason::Shed, None),
             },
             None => None,
         };
@@ -206,7 +205,7 @@ impl Exchange {
             Some(limiter) => match limiter.acquire::<TransportError>().await {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    return refuse(route, Reason::BulkheadFull, None);
+                    return self.refuse(route, Reason::BulkheadFull, None);
                 }
             },
             None => None,
@@ -215,7 +214,7 @@ impl Exchange {
             Some(bulkhead) => match bulkhead.acquire_owned::<TransportError>().await {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    return refuse(route, Reason::BulkheadFull, None);
+                    return self.refuse(route, Reason::BulkheadFull, None);
                 }
             },
             None => None,
@@ -302,17 +301,18 @@ impl Exchange {
                 .is_failure();
                 match (&route.fallback, failed) {
                     (Some(fallback), true) => (
-                        respond::fallback(fallback, Reason::RetriesExhausted),
+                        respond::fallback_reply(fallback, Reason::RetriesExhausted, self.raw_heads),
                         Some(Reason::RetriesExhausted),
                     ),
                     _ => {
                         let idle = IdleOnDrop(self.client.waiting.clone());
-                        let mut response = relay(*response, (slot, idle));
+                        let mut reply = relay(*response, (slot, idle));
                         let attempts = attempt.attempts.load(Ordering::Relaxed);
-                        response
+                        reply
+                            .response
                             .headers_mut()
                             .insert(ATTEMPTS, attempts_value(attempts));
-                        (response, None)
+                        (reply, None)
                     }
                 }
             }
@@ -323,29 +323,29 @@ impl Exchange {
                     reason = Reason::Timeout;
                 }
                 tracing::debug!(%error, reason = reason.as_str(), "request failed");
-                refuse(route, reason, after)
+                self.refuse(route, reason, after)
             }
         }
     }
-}
 
-/// The proxy's own answer for `reason`, with its usual status.
-fn explained(reason: Reason) -> Answer {
-    (
-        respond::explained(reason, reason.status(), None),
-        Some(reason),
-    )
-}
+    /// The proxy's own answer for `reason`, with its usual status.
+    fn explained(&self, reason: Reason) -> Answer {
+        (
+            respond::explained_reply(reason, reason.status(), None, self.raw_heads),
+            Some(reason),
+        )
+    }
 
-/// The refusal for `reason`, or the route's fallback if it has one.
-fn refuse(route: &Route, reason: Reason, retry_after: Option<Duration>) -> Answer {
-    let response = match &route.fallback {
-        Some(fallback) if reason != Reason::BadDeadline && reason != Reason::BodyTooLarge => {
-            respond::fallback(fallback, reason)
-        }
-        _ => respond::explained(reason, reason.status(), retry_after),
-    };
-    (response, Some(reason))
+    /// The refusal for `reason`, or the route's fallback if it has one.
+    fn refuse(&self, route: &Route, reason: Reason, retry_after: Option<Duration>) -> Answer {
+        let reply = match &route.fallback {
+            Some(fallback) if reason != Reason::BadDeadline && reason != Reason::BodyTooLarge => {
+                respond::fallback_reply(fallback, reason, self.raw_heads)
+            }
+            _ => respond::explained_reply(reason, reason.status(), retry_after, self.raw_heads),
+        };
+        (reply, Some(reason))
+    }
 }
 
 /// The value of `x-palisade-attempts`.
@@ -373,13 +373,22 @@ async fn read_body(
     match palisade_http::body::buffer(limited, replay_limit).await {
         Ok(RequestBody::Buffered(bytes)) => Ok(Outgoing::Buffered(bytes)),
         Ok(RequestBody::Streaming(prefixed)) => Ok(Outgoing::Streaming(Mutex::new(Some(prefixed)))),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(explained(Reason::BodyTooLarge))
-        }
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err((
+            Reply::plain(respond::explained(
+                Reason::BodyTooLarge,
+                Reason::BodyTooLarge.status(),
+                None,
+            )),
+            Some(Reason::BodyTooLarge),
+        )),
         Err(error) => {
             tracing::debug!(%error, "client body failed");
             Err((
-                respond::explained(Reason::UpstreamError, StatusCode::BAD_REQUEST, None),
+                Reply::plain(respond::explained(
+                    Reason::UpstreamError,
+                    StatusCode::BAD_REQUEST,
+                    None,
+                )),
                 Some(Reason::UpstreamError),
             ))
         }
@@ -608,10 +617,15 @@ fn transport(kind: TransportErrorKind, message: &str) -> Error<TransportError> {
     })
 }
 
-/// The upstream's response, relayed: hop-by-hop headers stripped, `guard` (the bulkhead
-/// slot, the connection's idle mark) held until the body is done.
-fn relay<G: Send + 'static>(response: Response<PooledBody>, guard: G) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
+/// The upstream's response, relayed: hop-by-hop headers stripped (its raw header lines,
+/// if kept, go with it), `guard` (the bulkhead slot, the connection's idle mark) held
+/// until the body is done.
+fn relay<G: Send + 'static>(response: Response<PooledBody>, guard: G) -> Reply {
+    let (mut parts, mut body) = response.into_parts();
+    let head = body.take_raw();
     palisade_http::headers::strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, boxed(Guarded::new(body, guard)))
+    Reply {
+        response: Response::from_parts(parts, boxed(Guarded::new(body, guard))),
+        head,
+    }
 }

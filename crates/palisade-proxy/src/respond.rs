@@ -15,7 +15,7 @@ use palisade::Error;
 use palisade_http::classify::{TransportError, TransportErrorKind};
 
 use crate::body::{ProxyBody, full};
-use crate::runtime::Fallback;
+use crate::runtime::{Fallback, RawHead};
 
 /// `x-palisade-reason`.
 pub const REASON: HeaderName = HeaderName::from_static("x-palisade-reason");
@@ -142,32 +142,132 @@ impl Reason {
     }
 }
 
+/// A response, and maybe header lines to write before its map's (see [`Reply::head`]).
+pub struct Reply {
+    /// The response; its map holds the headers not in `head`.
+    pub response: Response<ProxyBody>,
+    /// Header lines written as they are, before the map's: an upstream's, kept raw, or
+    /// the proxy's own answer's, encoded once. Only for a connection that writes them
+    /// through (the own HTTP/1.1 server); elsewhere `None`.
+    pub(crate) head: Option<RawHead>,
+}
+
+impl Reply {
+    /// `response`, its headers all in its map.
+    pub fn plain(response: Response<ProxyBody>) -> Self {
+        Self {
+            response,
+            head: None,
+        }
+    }
+
+    /// The response with every header in its map: the lines of `head`, if any, parsed
+    /// into it (a path no connection that takes raw lines uses).
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let Some(head) = self.head else {
+            return self.response;
+        };
+        let mut response = self.response;
+        let mut lines = Vec::new();
+        head.write_to(&mut lines);
+        let mut headers = HeaderMap::new();
+        for line in lines.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        for (name, value) in response.headers() {
+            headers.append(name.clone(), value.clone());
+        }
+        *response.headers_mut() = headers;
+        response
+    }
+}
+
+/// `headers` as header lines (`name: value` and CRLF each).
+pub fn lines(headers: &HeaderMap) -> Bytes {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    Bytes::from(out)
+}
+
+/// Each reason's body and headers, built once: an answer copies them (its map, or its
+/// lines).
+static EXPLAINED: LazyLock<Vec<(Bytes, HeaderMap, Bytes)>> = LazyLock::new(|| {
+    Reason::ALL
+        .iter()
+        .map(|reason| {
+            // Fourteen short strings for the life of the process: a static body is
+            // copied without touching a reference count shared by the workers.
+            let body = Bytes::from_static(format!("{}\n", reason.as_str()).leak().as_bytes());
+            let mut headers = HeaderMap::with_capacity(3);
+            headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            let lines = lines(&headers);
+            (body, headers, lines)
+        })
+        .collect()
+});
+
+/// [`explained`], as a [`Reply`]: with `raw`, its headers as lines encoded once.
+pub fn explained_reply(
+    reason: Reason,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    raw: bool,
+) -> Reply {
+    let Some((body, _, lines)) = EXPLAINED.get(reason.index()).filter(|_| raw) else {
+        return Reply::plain(explained(reason, status, retry_after));
+    };
+    let mut response = Response::new(full(body.clone()));
+    *response.status_mut() = status;
+    if let Some(after) = retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, palisade_http::retry_after::value(after));
+    }
+    Reply {
+        response,
+        head: Some(RawHead::lines(lines.clone())),
+    }
+}
+
+/// [`fallback`], as a [`Reply`]: with `raw`, its headers as lines encoded once.
+pub fn fallback_reply(fallback: &Fallback, reason: Reason, raw: bool) -> Reply {
+    if !raw {
+        return Reply::plain(self::fallback(fallback, reason));
+    }
+    let mut response = Response::new(full(fallback.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(fallback.status).unwrap_or(StatusCode::OK);
+    Reply {
+        response,
+        head: Some(RawHead::lines(fallback.lines(reason))),
+    }
+}
+
 /// A response explaining `reason`, with `Retry-After` when `retry_after` is known.
 pub fn explained(
     reason: Reason,
     status: StatusCode,
     retry_after: Option<Duration>,
 ) -> Response<ProxyBody> {
-    /// Each reason's body and headers, built once: an answer copies them.
-    static EXPLAINED: LazyLock<Vec<(Bytes, HeaderMap)>> = LazyLock::new(|| {
-        Reason::ALL
-            .iter()
-            .map(|reason| {
-                // Fourteen short strings for the life of the process: a static body
-                // is copied without touching a reference count shared by the workers.
-                let body = Bytes::from_static(format!("{}\n", reason.as_str()).leak().as_bytes());
-                let mut headers = HeaderMap::with_capacity(3);
-                headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                (body, headers)
-            })
-            .collect()
-    });
     let mut response = match EXPLAINED.get(reason.index()) {
-        Some((body, headers)) => {
+        Some((body, headers, _)) => {
             let mut response = Response::new(full(body.clone()));
             *response.headers_mut() = headers.clone();
             response
@@ -190,4 +290,64 @@ pub fn fallback(fallback: &Fallback, reason: Reason) -> Response<ProxyBody> {
     // Built when the config was loaded: a copy, no header parsed or hashed here.
     *response.headers_mut() = fallback.headers(reason);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(headers: &HeaderMap) -> Vec<(String, String)> {
+        let mut all: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn an_answer_as_lines_carries_the_same_headers_as_its_map() {
+        for reason in Reason::ALL {
+            let after = Some(Duration::from_secs(3));
+            let plain = explained(reason, reason.status(), after);
+            let raw = explained_reply(reason, reason.status(), after, true);
+            assert!(raw.head.is_some(), "{reason:?} encoded once");
+            let status = raw.response.status();
+            let merged = raw.into_response();
+            assert_eq!(status, plain.status());
+            assert_eq!(
+                sorted(merged.headers()),
+                sorted(plain.headers()),
+                "{reason:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fallback_as_lines_carries_the_same_headers_as_its_map() {
+        let section: crate::config::FallbackSection = toml::from_str(
+            r#"
+status = 200
+body = '{"degraded": true}'
+content_type = "application/json"
+"#,
+        )
+        .expect("a fallback section");
+        let configured = Fallback::from(&section);
+        for reason in Reason::ALL {
+            let plain = fallback(&configured, reason);
+            let raw = fallback_reply(&configured, reason, true);
+            assert!(raw.head.is_some());
+            assert_eq!(
+                sorted(raw.into_response().headers()),
+                sorted(plain.headers())
+            );
+            assert!(fallback_reply(&configured, reason, false).head.is_none());
+        }
+    }
 }

@@ -364,12 +364,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         // Boxed: hyper keeps one slot for the in-flight future per connection for the
         // connection's whole life, so an unboxed request future would cost its full size
         // on every idle keep-alive connection and be copied into that slot on every request.
-        Box::pin(forward::handle(
+        let reply = forward::handle(
             self.runtime.load_full(),
             request.map(ClientBody::Incoming),
             self.client.clone(),
             false,
-        ))
+        );
+        Box::pin(async move { Ok(reply.await?.into_response()) })
     }
 }
 

@@ -313,6 +313,10 @@ upstream = "api"
     let refused = proxy.get("/").await;
     assert_eq!(refused.status, 503);
     assert_eq!(refused.reason(), Some("bulkhead-full"));
+    assert!(
+        refused.header("date").is_some(),
+        "the proxy dates its own answers"
+    );
     drop(first);
     // The hanging call is cancelled with its client: the slot frees long before the
     // 60 s timeout, and the next request reaches the upstream.

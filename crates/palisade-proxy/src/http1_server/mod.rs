@@ -19,14 +19,16 @@ mod request;
 mod response;
 mod rewind;
 
+use std::future::Future as _;
 use std::future::poll_fn;
-use std::io::{self, ErrorKind};
+use std::io;
 use std::sync::Arc;
 use std::task::{Poll, ready};
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use http::{Method, Request};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
 pub(crate) use rewind::Rewind;
@@ -66,7 +68,7 @@ pub(crate) async fn serve(
             if read.len() > max_head {
                 return Ok(Served::HandedOver(Rewind::new(read.freeze(), stream)));
             }
-            if read_more(&stream, &mut read, drain).await? == 0 {
+            if read_more(&mut stream, &mut read, drain).await? == 0 {
                 return Ok(Served::Closed);
             }
         };
@@ -88,13 +90,13 @@ pub(crate) async fn serve(
         ));
         // As hyper does: a client that closes its connection while its request is in
         // flight cancels the request (its upstream call, its bulkhead slot).
-        let response = tokio::select! {
+        let reply = tokio::select! {
             biased;
-            Ok(response) = answer => response,
-            () = closed(&stream, &mut read) => return Ok(Served::Closed),
+            Ok(reply) = answer => reply,
+            () = closed(&mut stream, &mut read) => return Ok(Served::Closed),
         };
         let last = drain.is_draining();
-        let reusable = response::write(&mut stream, &mut out, response, head_request, last).await?;
+        let reusable = response::write(&mut stream, &mut out, reply, head_request, last).await?;
         if !reusable || last {
             return Ok(Served::Closed);
         }
@@ -112,23 +114,14 @@ fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: TcpStream) -> Served {
 /// Resolves when the client closes its side of the connection (or it fails). Bytes it
 /// sends meanwhile (a pipelined request) go to `read`, after which nothing more is
 /// watched.
-async fn closed(stream: &TcpStream, read: &mut BytesMut) {
+async fn closed(stream: &mut TcpStream, read: &mut BytesMut) {
     poll_fn(|cx| {
         if !read.is_empty() {
             return Poll::Pending;
         }
-        loop {
-            if ready!(stream.poll_read_ready(cx)).is_err() {
-                return Poll::Ready(());
-            }
-            if read.capacity() - read.len() < 1024 {
-                read.reserve(READ_BUFFER);
-            }
-            match stream.try_read_buf(read) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                Ok(0) | Err(_) => return Poll::Ready(()),
-                Ok(_) => return Poll::Pending,
-            }
+        match ready!(poll_read(stream, read, cx)) {
+            Ok(0) | Err(_) => Poll::Ready(()),
+            Ok(_) => Poll::Pending,
         }
     })
     .await;
@@ -136,21 +129,30 @@ async fn closed(stream: &TcpStream, read: &mut BytesMut) {
 
 /// Reads what the client has sent into `read`; 0 when it has closed, or when the server
 /// is stopping and no request has begun.
-async fn read_more(stream: &TcpStream, read: &mut BytesMut, drain: &Drain) -> io::Result<usize> {
+async fn read_more(
+    stream: &mut TcpStream,
+    read: &mut BytesMut,
+    drain: &Drain,
+) -> io::Result<usize> {
     poll_fn(|cx| {
         if read.is_empty() && drain.is_draining() {
             return Poll::Ready(Ok(0));
         }
-        if read.capacity() - read.len() < 1024 {
-            read.reserve(READ_BUFFER);
-        }
-        loop {
-            ready!(stream.poll_read_ready(cx))?;
-            match stream.try_read_buf(read) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                done => return Poll::Ready(done),
-            }
-        }
+        poll_read(stream, read, cx)
     })
     .await
+}
+
+/// One read into `read`, through tokio's `AsyncRead`: a read that does not fill the
+/// room given shows the socket drained, and tokio then waits for the next readiness
+/// event without first trying another `recv` that would fail with `EAGAIN`.
+fn poll_read(
+    stream: &mut TcpStream,
+    read: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if read.capacity() - read.len() < 1024 {
+        read.reserve(READ_BUFFER);
+    }
+    std::pin::pin!(stream.read_buf(read)).poll(cx)
 }

@@ -15,7 +15,10 @@ use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use palisade::clock::{Clock, Nanos};
+
 use crate::body::ProxyBody;
+use crate::respond::Reply;
 use crate::runtime::RawHead;
 
 /// Body bytes gathered before they are written.
@@ -31,21 +34,26 @@ enum Framing {
     Chunked,
 }
 
-/// Writes `response` to `stream`, using `out` as the write buffer. `last`: the
+/// Writes `reply` to `stream`, using `out` as the write buffer. `last`: the
 /// connection closes after it (it says so in `Connection: close`). `Ok(true)`: the
 /// connection may carry another request; `Ok(false)`: it must close (the body did not
 /// match its length, or failed).
 pub(super) async fn write(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-    mut response: Response<ProxyBody>,
+    reply: Reply,
     head_request: bool,
     last: bool,
 ) -> io::Result<bool> {
     out.clear();
-    let raw = response.extensions_mut().remove::<RawHead>();
-    let framing = encode_head(out, &response, raw.as_ref(), head_request, last);
-    let body = response.into_body();
+    let framing = encode_head(
+        out,
+        &reply.response,
+        reply.head.as_ref(),
+        head_request,
+        last,
+    );
+    let body = reply.response.into_body();
     write_body(stream, out, body, framing).await
 }
 
@@ -237,25 +245,41 @@ fn hex(mut n: usize, digits: &mut [u8; 16]) -> &[u8] {
     }
 }
 
+/// The `Date` header line of the current second, formatted once per second per thread.
+struct DateLine {
+    /// Times the line's second by the CPU's counter: the wall clock is read only when a
+    /// second has passed.
+    clock: Clock,
+    /// The reading of `clock` at which the line's second ends.
+    expires: Nanos,
+    line: Vec<u8>,
+}
+
 thread_local! {
-    /// The `Date` header line of the current second, formatted once per second.
-    static DATE_LINE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    static DATE_LINE: RefCell<DateLine> = RefCell::new(DateLine {
+        clock: Clock::fast(),
+        expires: 0,
+        line: Vec::new(),
+    });
 }
 
 /// Adds a `Date` header: every response the proxy makes itself carries one.
 fn push_date(out: &mut Vec<u8>) {
-    let now = palisade_http::wall::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE_LINE.with(|line| {
-        let mut line = line.borrow_mut();
-        if line.0 != second {
-            line.1.clear();
-            line.1.extend_from_slice(b"date: ");
-            line.1
-                .extend_from_slice(httpdate::fmt_http_date(now).as_bytes());
-            line.1.extend_from_slice(b"\r\n");
-            line.0 = second;
+    DATE_LINE.with(|date| {
+        let mut date = date.borrow_mut();
+        let now = date.clock.now();
+        if now >= date.expires {
+            let wall = palisade_http::wall::now();
+            let into_second = wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            date.expires = now + u64::from(1_000_000_000 - into_second);
+            date.line.clear();
+            date.line.extend_from_slice(b"date: ");
+            date.line
+                .extend_from_slice(httpdate::fmt_http_date(wall).as_bytes());
+            date.line.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(&line.1);
+        out.extend_from_slice(&date.line);
     });
 }

@@ -323,6 +323,17 @@ pub(crate) enum PooledBody {
     Http2(Incoming),
 }
 
+impl PooledBody {
+    /// The response's header lines as received, if they were kept raw (see
+    /// `http1::RequestHead::raw_response`). At most once.
+    pub(crate) fn take_raw(&mut self) -> Option<http1::RawHead> {
+        match self {
+            PooledBody::Http1 { body, .. } => body.take_raw(),
+            PooledBody::Http2(_) => None,
+        }
+    }
+}
+
 impl Body for PooledBody {
     type Data = Bytes;
     type Error = BoxError;

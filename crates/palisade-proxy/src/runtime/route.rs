@@ -50,6 +50,9 @@ pub struct Fallback {
     /// Its headers for each reason (indexed by [`Reason::index`]), built once.
     #[serde(skip)]
     headers: Box<[HeaderMap]>,
+    /// The same, as header lines (see [`Fallback::lines`]).
+    #[serde(skip)]
+    lines: Box<[Bytes]>,
 }
 
 impl Fallback {
@@ -59,6 +62,17 @@ impl Fallback {
         match self.headers.get(reason.index()) {
             Some(headers) => headers.clone(),
             None => fallback_headers(&self.content_type, reason),
+        }
+    }
+}
+
+impl Fallback {
+    /// [`Fallback::headers`] as header lines, for a connection that writes them as they
+    /// are (see `http1_server`).
+    pub fn lines(&self, reason: Reason) -> Bytes {
+        match self.lines.get(reason.index()) {
+            Some(lines) => lines.clone(),
+            None => respond::lines(&fallback_headers(&self.content_type, reason)),
         }
     }
 }
@@ -167,6 +181,10 @@ impl From<&FallbackSection> for Fallback {
             headers: Reason::ALL
                 .iter()
                 .map(|&reason| fallback_headers(&section.content_type, reason))
+                .collect(),
+            lines: Reason::ALL
+                .iter()
+                .map(|&reason| respond::lines(&fallback_headers(&section.content_type, reason)))
                 .collect(),
         }
     }

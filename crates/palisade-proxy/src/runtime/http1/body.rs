@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 
+use super::raw::RawHead;
 use super::{Connection, Error};
 
 /// The longest chunk-size or trailer line accepted.
@@ -208,10 +209,17 @@ pub(crate) struct Body {
     eof: bool,
     /// A body already read whole with the head, not yet handed out.
     ready: Option<Bytes>,
+    /// The response's header lines as received, when kept raw (see `raw`).
+    raw: Option<RawHead>,
 }
 
 impl Body {
-    pub(super) fn new(mut conn: Box<Connection>, mut framing: Framing, keep_alive: bool) -> Self {
+    pub(super) fn new(
+        mut conn: Box<Connection>,
+        mut framing: Framing,
+        keep_alive: bool,
+        raw: Option<RawHead>,
+    ) -> Self {
         // The common small response arrives with its head: take it now, so that the
         // connection is free before the body is even asked for.
         let mut ready = None;
@@ -227,7 +235,13 @@ impl Body {
             keep_alive,
             eof: false,
             ready,
+            raw,
         }
+    }
+
+    /// The response's header lines as received, if they were kept raw. At most once.
+    pub(crate) fn take_raw(&mut self) -> Option<RawHead> {
+        self.raw.take()
     }
 
     /// The connection, if the body has been read to its end and the connection can take

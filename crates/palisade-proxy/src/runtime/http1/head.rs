@@ -49,8 +49,8 @@ pub(crate) struct RequestHead<'a> {
     /// The budget passed on: replaces `X-Request-Timeout` (whole milliseconds) and drops
     /// `X-Request-Deadline`; with a gRPC value, replaces `grpc-timeout` too.
     pub(crate) timeout: Option<(u64, Option<HeaderValue>)>,
-    /// The response's header lines may be kept as received, in a [`RawHead`] among the
-    /// response's extensions, for a client connection that writes them through.
+    /// The response's header lines may be kept as received, in a [`RawHead`] the
+    /// response's body carries, for a client connection that writes them through.
     pub(crate) raw_response: bool,
 }
 

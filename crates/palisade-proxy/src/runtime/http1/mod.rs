@@ -224,13 +224,11 @@ impl Connection {
                         self,
                         head.framing,
                         head.keep_alive,
+                        head.raw,
                     ))));
                     *response.status_mut() = head.status;
                     *response.version_mut() = head.version;
                     *response.headers_mut() = head.headers;
-                    if let Some(raw) = head.raw {
-                        response.extensions_mut().insert(raw);
-                    }
                     return Ok(response);
                 }
             }

@@ -35,6 +35,20 @@ pub(crate) struct RawHead {
 }
 
 impl RawHead {
+    /// Header lines made by the proxy itself: `lines` is whole lines, each ending in
+    /// CRLF, without `Content-Length` or `Date`.
+    pub(crate) fn lines(lines: Bytes) -> Self {
+        let end = u32::try_from(lines.len()).unwrap_or(u32::MAX);
+        let mut kept = SmallVec::new();
+        kept.push((0, end));
+        Self {
+            head: lines,
+            kept,
+            length: None,
+            dated: false,
+        }
+    }
+
     /// Appends the kept lines to `out`.
     pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
         for &(start, end) in &self.kept {
