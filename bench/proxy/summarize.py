@@ -172,10 +172,12 @@ def main():
                     lambda v: v < 0.5,
                 ),
                 (
-                    f"rejected ({t}) ÷ proxied: p50 at c1",
+                    # Informational: a p50 includes wrk's and the kernel's round trip, the
+                    # same for both (the `direct` p50); the cost ratio is the CPU one above.
+                    f"rejected ({t}) ÷ proxied: p50 at c1 (wrk's round trip included)",
                     per_round(lambda r: r[(t, 1)]["p50"] / r[("palisade", 1)]["p50"]),
-                    "< 0.5",
-                    lambda v: v < 0.5,
+                    "",
+                    None,
                 ),
                 (
                     f"rejected ({t}) ÷ proxied: req/s at c{conns_hi}, inverted (in `shared`, wrk competes for the same cores)",

@@ -80,6 +80,10 @@ impl Balancer {
         let mut any_refusal = false;
         for (group, offset) in [(&self.primaries, 0), (&self.backups, self.primaries.len())] {
             for avoid_tried in [true, false] {
+                if !avoid_tried && tried == 0 {
+                    // Nothing tried yet: the first pass already offered every endpoint.
+                    continue;
+                }
                 let order = self.order(group, offset, tried, avoid_tried);
                 for index in order {
                     let endpoint = &group[index - offset];
