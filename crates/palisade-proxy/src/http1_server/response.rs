@@ -23,6 +23,8 @@ use crate::runtime::RawHead;
 
 /// Body bytes gathered before they are written.
 const GATHER: usize = 64 * 1024;
+/// The write buffer a connection keeps between responses, at most.
+const KEEP: usize = 8 * 1024;
 
 /// How the body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +56,12 @@ pub(super) async fn write(
         last,
     );
     let body = reply.response.into_body();
-    write_body(stream, out, body, framing).await
+    let written = write_body(stream, out, body, framing).await;
+    if out.capacity() > KEEP {
+        // A large body was gathered: an idle connection does not keep that much.
+        *out = Vec::new();
+    }
+    written
 }
 
 /// Writes the status line and headers into `out`; returns how the body is framed.
