@@ -193,6 +193,38 @@ async fn a_chunked_or_close_delimited_upstream_body_reaches_the_client_chunked()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_through_whole_with_a_length_or_chunked() {
+    // 1 MiB of varied bytes, with a Content-Length, then chunked in 64 KiB chunks.
+    let body: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 31 % 251) as u8).collect();
+    let mut with_length =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    with_length.extend_from_slice(&body);
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for chunk in body.chunks(64 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    for answer in [with_length, chunked] {
+        let upstream = Scripted::start(Vec::leak(answer)).await;
+        let proxy = Proxy::start(&route_to(upstream.address)).await;
+        let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+        let mut pending = Vec::new();
+        for _ in 0..2 {
+            client
+                .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .expect("write");
+            let (head, received) = read_response(&mut client, &mut pending).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert_eq!(received.len(), body.len());
+            assert!(received == body, "the body arrived changed");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_and_304_answers_carry_no_body() {
     let upstream =
         Scripted::start(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 9\r\n\r\n")
