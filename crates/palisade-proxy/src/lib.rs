@@ -22,4 +22,5 @@ pub mod runtime;
 pub mod server;
 pub mod sniff;
 pub mod telemetry;
+mod wire;
 mod workers;

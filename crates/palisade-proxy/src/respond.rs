@@ -195,10 +195,7 @@ impl Reply {
 pub fn lines(headers: &HeaderMap) -> Bytes {
     let mut out = Vec::new();
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        crate::wire::push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     Bytes::from(out)
 }

@@ -20,6 +20,7 @@ use palisade::clock::{Clock, Nanos};
 use crate::body::ProxyBody;
 use crate::respond::Reply;
 use crate::runtime::RawHead;
+use crate::wire::{push_decimal, push_header, push_hex};
 
 /// Body bytes gathered before they are written.
 const GATHER: usize = 64 * 1024;
@@ -115,7 +116,7 @@ fn encode_head(
         Framing::Length(n)
     } else if let Some(n) = response.body().size_hint().exact() {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa(n, &mut [0; 20]));
+        push_decimal(out, n);
         out.extend_from_slice(b"\r\n");
         Framing::Length(n)
     } else {
@@ -213,43 +214,11 @@ async fn push_data(stream: &mut TcpStream, out: &mut Vec<u8>, data: Bytes) -> io
 
 /// Adds `data` as one chunk.
 async fn push_chunk(stream: &mut TcpStream, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
-    let mut size = [0u8; 16];
-    out.extend_from_slice(hex(data.len(), &mut size));
+    push_hex(out, data.len() as u64);
     out.extend_from_slice(b"\r\n");
     push_data(stream, out, data).await?;
     out.extend_from_slice(b"\r\n");
     Ok(())
-}
-
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn itoa(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &digits[at..];
-        }
-    }
-}
-
-fn hex(mut n: usize, digits: &mut [u8; 16]) -> &[u8] {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n % 16];
-        n /= 16;
-        if n == 0 {
-            return &digits[at..];
-        }
-    }
 }
 
 /// The `Date` header line of the current second, formatted once per second per thread.

@@ -21,7 +21,7 @@ mod raw;
 #[cfg(test)]
 mod tests;
 
-use std::io::{ErrorKind, Write as _};
+use std::io::ErrorKind;
 
 use bytes::BytesMut;
 use http::header::CONTENT_LENGTH;
@@ -188,7 +188,8 @@ impl Connection {
                 Some(_) => self.io.write_all(&data).await?,
                 None => {
                     self.write.clear();
-                    let _ = write!(self.write, "{:x}\r\n", data.len());
+                    crate::wire::push_hex(&mut self.write, data.len() as u64);
+                    self.write.extend_from_slice(b"\r\n");
                     self.io.write_all(&self.write).await?;
                     self.io.write_all(&data).await?;
                     self.io.write_all(b"\r\n").await?;
