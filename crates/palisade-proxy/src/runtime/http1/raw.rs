@@ -416,6 +416,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_names_skipped_are_palisade_https_hop_by_hop_ones() {
+        // `Known::of` matches by length for speed; `palisade_http::headers` holds the
+        // list. A name added there and not here fails this test.
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "upgrade",
+            "transfer-encoding",
+            "content-length",
+            "retry-after",
+            "date",
+            "x-other",
+            "trailers",
+            "upgrade-insecure-requests",
+        ] {
+            let hop = palisade_http::headers::is_hop_by_hop(&http::HeaderName::from_static(name));
+            let skipped = matches!(
+                super::Known::of(name.to_ascii_uppercase().as_bytes()),
+                super::Known::HopByHop | super::Known::Connection | super::Known::TransferEncoding
+            );
+            assert_eq!(skipped, hop, "{name}");
+        }
+    }
+
     const LINES: [&str; 14] = [
         "Content-Length: 3",
         "content-length: 3",
