@@ -3,14 +3,18 @@
 # depend on the machine's load, for comparing one build of the sidecar with another (or
 # with HAProxy) while iterating.
 #
-# Usage: bench/proxy/callgrind.sh [palisade|palisade-open|haproxy] [BINARY]
+# Usage: bench/proxy/callgrind.sh [palisade|palisade-open|haproxy|nginx] [BINARY]
 #   REQUESTS=3000   requests counted (after 500 not counted), one keep-alive connection
 #   OUT=target/bench-proxy/callgrind   the callgrind file is kept here
+#   CG_OPTS="--cache-sim=yes --branch-sim=yes"
+#                   more callgrind options; with the cache simulation, first-level
+#                   instruction-cache misses per request are printed too
 #
 # palisade        the release binary (default target/release/palisade) with every policy
 #                 on (the config of run.sh) and one worker, in front of nginx
 # palisade-open   the same with the upstream's breaker forced open: the route's fallback
 # haproxy         HAProxy (nbthread 1) in front of the same nginx
+# nginx           nginx (one worker, no master) as a plain reverse proxy in front of it
 #
 # Prints `instructions/request N`. Everything listens on 127.0.0.1 free ports and is
 # stopped on exit. Needs valgrind, nginx, haproxy, curl and python3.
@@ -27,6 +31,8 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for tool in valgrind callgrind_control nginx curl python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
+
+read -ra CALLGRIND <<<"valgrind --tool=callgrind ${CG_OPTS:-}"
 
 WORK="$(mktemp -d /tmp/palisade-callgrind.XXXXXX)"
 PIDS=()
@@ -64,17 +70,40 @@ PIDS+=("$!")
 case $WHAT in
 haproxy)
     haproxy_config "$PORT" "$UP" 1 >"$WORK/haproxy.cfg"
-    valgrind --tool=callgrind --callgrind-out-file="$OUT/$WHAT.out" \
+    "${CALLGRIND[@]}" --callgrind-out-file="$OUT/$WHAT.out" \
         haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/valgrind.log" &
+    ;;
+nginx)
+    mkdir -p "$WORK/proxy"
+    cat >"$WORK/proxy/nginx.conf" <<EOF
+worker_processes 1;
+master_process off;
+pid $WORK/proxy/nginx.pid;
+error_log $WORK/proxy/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path $WORK/proxy/b; proxy_temp_path $WORK/proxy/p;
+    fastcgi_temp_path $WORK/proxy/f; uwsgi_temp_path $WORK/proxy/u; scgi_temp_path $WORK/proxy/s;
+    upstream up { server 127.0.0.1:$UP; keepalive 64; }
+    server {
+        listen 127.0.0.1:$PORT;
+        location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+EOF
+    "${CALLGRIND[@]}" --callgrind-out-file="$OUT/$WHAT.out" \
+        nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" -g 'daemon off;' 2>"$WORK/valgrind.log" &
     ;;
 palisade | palisade-open)
     [[ -x $BIN ]] || { echo "no $BIN: cargo build --release -p palisade-proxy" >&2; exit 1; }
     palisade_config "$PORT" "$ADMIN" "$UP" >"$WORK/palisade.toml"
-    TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$OUT/$WHAT.out" \
+    TOKIO_WORKER_THREADS=1 "${CALLGRIND[@]}" --callgrind-out-file="$OUT/$WHAT.out" \
         "$BIN" run --config "$WORK/palisade.toml" 2>"$WORK/valgrind.log" &
     ;;
 *)
-    echo "unknown target $WHAT (palisade, palisade-open, haproxy)" >&2
+    echo "unknown target $WHAT (palisade, palisade-open, haproxy, nginx)" >&2
     exit 1
     ;;
 esac
@@ -123,4 +152,12 @@ dump=$(ls -t "$OUT/$WHAT.out".* | head -n 1)
 total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
 echo "$WHAT: $total instructions for $REQUESTS requests"
 echo "instructions/request $((total / REQUESTS))"
+if [[ ${CG_OPTS:-} == *cache-sim=yes* ]]; then
+    # The events are named on the `events:` line; I1mr counts first-level I-cache misses.
+    awk -v n="$REQUESTS" '/^events:/ {for (i = 2; i <= NF; i++) col[$i] = i}
+        /^(summary|totals):/ && !done {
+            done = 1
+            if ("I1mr" in col) printf "I1 misses/request %d\n", $(col["I1mr"]) / n
+        }' "$dump"
+fi
 echo "profile: $dump (callgrind_annotate --inclusive=yes $dump)"
