@@ -17,8 +17,14 @@
 #                     nginx back to back, this many times, palisade always between the
 #                     other two (alternating which comes first): ratios from runs seconds
 #                     apart, so that the machine's drift cancels; 0 skips them
+#   LATENCY_PAIRS=10  then short one-connection runs of direct, palisade and nginx back
+#                     to back, this many times (palisade between the other two): added
+#                     p50 ratios from runs seconds apart; 0 skips them
 #   PAIR_DURATION=3s  each of those runs
 #   IDLE_CONNS=1000   open keep-alive connections for the memory measurement
+#   BUILD=pgo         the palisade binary measured: pgo, the release build optimised with
+#                     a profile of `palisade demo` (scripts/build-pgo.sh); plain, the
+#                     `cargo build --release` one
 #   OUT=target/bench-proxy
 #                     raw wrk output, logs, results.tsv and summary.md go here
 #
@@ -39,11 +45,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION="${DURATION:-10s}"
 ROUNDS="${ROUNDS:-4}"
 PAIRS="${PAIRS:-10}"
+LATENCY_PAIRS="${LATENCY_PAIRS:-10}"
 PAIR_DURATION="${PAIR_DURATION:-3s}"
 LAYOUTS="${LAYOUTS:-pinned shared}"
 CONNS="${CONNS:-64}"
 IDLE_CONNS="${IDLE_CONNS:-1000}"
 OUT="${OUT:-$ROOT/target/bench-proxy}"
+BUILD="${BUILD:-pgo}"
 HOLD_SECS=5 # how long the idle connections are held (palisade's header_timeout is 10s)
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -123,10 +131,18 @@ install_missing
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 ((IDLE_CONNS + 200 < $(ulimit -n))) || die "open-file limit $(ulimit -n) too low for $IDLE_CONNS connections"
 
-log "building palisade (release)"
-(cd "$ROOT" && cargo build --release -p palisade-proxy)
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-PALISADE="$TARGET_DIR/release/palisade"
+case $BUILD in
+pgo)
+    log "building palisade (release, profile-guided: scripts/build-pgo.sh)"
+    PALISADE="$("$ROOT/scripts/build-pgo.sh" | tail -n 1)"
+    ;;
+plain)
+    log "building palisade (release)"
+    (cd "$ROOT" && cargo build --release -p palisade-proxy)
+    PALISADE="${CARGO_TARGET_DIR:-$ROOT/target}/release/palisade"
+    ;;
+*) die "BUILD=$BUILD: plain or pgo" ;;
+esac
 [[ -x $PALISADE ]] || die "no $PALISADE after the build"
 
 WORK="$(mktemp -d /tmp/palisade-bench-proxy.XXXXXX)"
@@ -462,7 +478,8 @@ source "$ROOT/bench/proxy/configs.sh"
     echo "haproxy: $(haproxy -v | head -n 1)"
     echo "wrk: $(wrk -v 2>&1 | head -n 1 || true)"
     echo "rustc: $(rustc -V)"
-    echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS PAIRS=$PAIRS PAIR_DURATION=$PAIR_DURATION LAYOUTS='$LAYOUTS' CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS"
+    echo "palisade build: $BUILD ($PALISADE)"
+    echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS PAIRS=$PAIRS LATENCY_PAIRS=$LATENCY_PAIRS PAIR_DURATION=$PAIR_DURATION LAYOUTS='$LAYOUTS' CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS"
     echo "loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 
@@ -567,6 +584,18 @@ for layout in $LAYOUTS; do
         for t in "${order[@]}"; do
             RESULTS="$PAIRED" DURATION="$PAIR_DURATION" \
                 measure "$layout" "p$pair" "$t" "${URL[$t]}" "$CONNS"
+        done
+    done
+    # Paired latency runs: direct, palisade and nginx at one connection back to back
+    # (palisade in the middle, the other two alternating first), so that each added p50
+    # is compared with nginx's from runs seconds apart.
+    ((LATENCY_PAIRS > 0)) && log "paired latency runs: $LATENCY_PAIRS × ($PAIR_DURATION each)"
+    for ((pair = 1; pair <= LATENCY_PAIRS; pair++)); do
+        order=(direct palisade nginx)
+        ((pair % 2 == 0)) && order=(nginx palisade direct)
+        for t in "${order[@]}"; do
+            RESULTS="$PAIRED" DURATION="$PAIR_DURATION" \
+                measure "$layout" "l$pair" "$t" "${URL[$t]}" 1
         done
     done
     [[ "$(breaker_states)" == closed ]] || die "breaker left closed state during the paired runs: $(breaker_states)"

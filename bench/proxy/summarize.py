@@ -6,7 +6,8 @@ Usage: summarize.py OUT_DIR CLK_TCK   (run.sh calls it; it can be re-run on old 
 Every figure is the median over the rounds of one layout. Added p50 is computed per
 round (target p50 minus the same round's direct p50), and every ratio per round too;
 the tables give the median ratio and the range over the rounds. The paired short runs
-(paired.tsv, if present) give one ratio per pair of back-to-back runs.
+(paired.tsv, if present) give one ratio per pair of back-to-back runs: `p<N>` rounds at
+saturation, `l<N>` rounds at one connection.
 """
 
 import math
@@ -41,7 +42,7 @@ def paired(out, tick_us, layout, verdicts):
         return
     pairs = defaultdict(dict)
     for r in csv.DictReader(open(path), delimiter="\t"):
-        if r["layout"] != layout:
+        if r["layout"] != layout or not r["round"].startswith("p"):
             continue
         req = int(r["requests"])
         pairs[r["round"]][r["target"]] = {
@@ -66,6 +67,43 @@ def paired(out, tick_us, layout, verdicts):
                      "met" if med(vals) >= 1.0 else "**missed**")
                 )
     print()
+
+
+def paired_latency(out, layout, verdicts):
+    """The paired one-connection runs of `layout`: palisade's added p50 against nginx's."""
+    path = out / "paired.tsv"
+    if not path.exists():
+        return
+    pairs = defaultdict(dict)
+    for r in csv.DictReader(open(path), delimiter="\t"):
+        if r["layout"] == layout and r["round"].startswith("l"):
+            pairs[r["round"]][r["target"]] = float(r["p50_us"])
+    complete = [p for p in pairs.values() if all(t in p for t in ["direct", "nginx", "palisade"])]
+    # A pair whose nginx run added nothing over direct has no ratio.
+    usable = [p for p in complete if p["nginx"] > p["direct"]]
+    if not usable:
+        return
+    print(f"Paired one-connection runs ({len(usable)} pairs: direct, palisade and nginx back to back):\n")
+    print("| figure | median | geometric mean | range | palisade ≤ nginx in |")
+    print("|---|---|---|---|---|")
+    added = {t: [p[t] - p["direct"] for p in usable] for t in ["nginx", "palisade"]}
+    for t in ["nginx", "palisade"]:
+        print(
+            f"| added p50, {t} (µs) | {med(added[t]):.1f} | {geomean(added[t]):.1f} "
+            f"| {min(added[t]):.0f}–{max(added[t]):.0f} | |"
+        )
+    vals = [(p["palisade"] - p["direct"]) / (p["nginx"] - p["direct"]) for p in usable]
+    positive = [v for v in vals if v > 0]
+    at_most = sum(1 for v in vals if v <= 1.0)
+    print(
+        f"| added p50: palisade ÷ nginx | {med(vals):.2f} | {geomean(positive):.2f} | {rng(vals)} "
+        f"| {at_most} of {len(vals)} pairs |"
+    )
+    print()
+    verdicts.append(
+        (layout, "added p50 (c1): palisade ÷ nginx (paired short runs)", f"{med(vals):.2f}", "≤ 1.0",
+         "met" if med(vals) <= 1.0 else "**missed**")
+    )
 
 
 def main():
@@ -204,6 +242,7 @@ def main():
         print()
 
         paired(out, tick_us, layout, verdicts)
+        paired_latency(out, layout, verdicts)
 
         lm = [m for m in mem if m["layout"] == layout]
         if lm:
