@@ -38,7 +38,8 @@ HOST="$(rustc -vV | sed -n 's/^host: //p')"
 PROFDATA="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
 if [[ ! -x $PROFDATA ]]; then
     log "adding rustup's llvm-tools component (for llvm-profdata)"
-    rustup component add llvm-tools >&2 || die "cannot add llvm-tools: install it with 'rustup component add llvm-tools'"
+    rustup component add llvm-tools >&2 ||
+        die "cannot add llvm-tools: install it with 'rustup component add llvm-tools' (bench/proxy/run.sh: or measure the plain build with BUILD=plain)"
 fi
 [[ -x $PROFDATA ]] || die "no llvm-profdata at $PROFDATA after adding llvm-tools"
 
