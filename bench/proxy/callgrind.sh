@@ -14,7 +14,8 @@
 #                 on (the config of run.sh) and one worker, in front of nginx
 # palisade-open   the same with the upstream's breaker forced open: the route's fallback
 # haproxy         HAProxy (nbthread 1) in front of the same nginx
-# nginx           nginx (one worker, no master) as a plain reverse proxy in front of it
+# nginx           nginx (one worker, no master) as a plain reverse proxy in front of it,
+#                 configured as in run.sh
 #
 # Prints `instructions/request N`. Everything listens on 127.0.0.1 free ports and is
 # stopped on exit. Needs valgrind, nginx, haproxy, curl and python3.
@@ -45,25 +46,10 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$OUT"
 
-read -r UP PORT ADMIN <<<"$(python3 -c 'import socket
-s = [socket.socket() for _ in range(3)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
+read -r UP PORT ADMIN <<<"$(free_ports 3)"
 
 mkdir -p "$WORK/up"
-cat >"$WORK/up/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    client_body_temp_path $WORK/up/b; proxy_temp_path $WORK/up/p; fastcgi_temp_path $WORK/up/f;
-    uwsgi_temp_path $WORK/up/u; scgi_temp_path $WORK/up/s;
-    server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } }
-}
-EOF
+upstream_config "$WORK/up" "$UP" >"$WORK/up/nginx.conf"
 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' &
 PIDS+=("$!")
 
@@ -75,26 +61,10 @@ haproxy)
     ;;
 nginx)
     mkdir -p "$WORK/proxy"
-    cat >"$WORK/proxy/nginx.conf" <<EOF
-worker_processes 1;
-master_process off;
-pid $WORK/proxy/nginx.pid;
-error_log $WORK/proxy/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    client_body_temp_path $WORK/proxy/b; proxy_temp_path $WORK/proxy/p;
-    fastcgi_temp_path $WORK/proxy/f; uwsgi_temp_path $WORK/proxy/u; scgi_temp_path $WORK/proxy/s;
-    upstream up { server 127.0.0.1:$UP; keepalive 64; }
-    server {
-        listen 127.0.0.1:$PORT;
-        location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-EOF
+    nginx_proxy_config "$WORK/proxy" "$PORT" "$UP" 1 >"$WORK/proxy/nginx.conf"
     "${CALLGRIND[@]}" --callgrind-out-file="$OUT/$WHAT.out" \
-        nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" -g 'daemon off;' 2>"$WORK/valgrind.log" &
+        nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" -g 'daemon off; master_process off;' \
+        2>"$WORK/valgrind.log" &
     ;;
 palisade | palisade-open)
     [[ -x $BIN ]] || { echo "no $BIN: cargo build --release -p palisade-proxy" >&2; exit 1; }

@@ -36,40 +36,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r UP PORT ADMIN <<<"$(python3 -c 'import socket
-s = [socket.socket() for _ in range(3)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
-
-nginx_config() { # DIR SERVER_BLOCKS
-    cat <<EOF
-worker_processes 1;
-master_process off;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    client_body_temp_path $1/b; proxy_temp_path $1/p; fastcgi_temp_path $1/f;
-    uwsgi_temp_path $1/u; scgi_temp_path $1/s;
-    $2
-}
-EOF
-}
+read -r UP PORT ADMIN <<<"$(free_ports 3)"
 
 mkdir -p "$WORK/up" "$WORK/proxy"
-nginx_config "$WORK/up" "server { listen 127.0.0.1:$UP; location / { return 200 \"ok\"; } }" \
-    >"$WORK/up/nginx.conf"
+upstream_config "$WORK/up" "$UP" >"$WORK/up/nginx.conf"
 taskset -c 0 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' &
 PIDS+=("$!")
 
 case $WHAT in
 nginx)
-    nginx_config "$WORK/proxy" "upstream up { server 127.0.0.1:$UP; keepalive 64; }
-    server { listen 127.0.0.1:$PORT; location / { proxy_pass http://up;
-        proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" >"$WORK/proxy/nginx.conf"
-    taskset -c 0 nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" -g 'daemon off;' &
+    nginx_proxy_config "$WORK/proxy" "$PORT" "$UP" 1 >"$WORK/proxy/nginx.conf"
+    taskset -c 0 nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" \
+        -g 'daemon off; master_process off;' &
     ;;
 haproxy)
     haproxy_config "$PORT" "$UP" 1 >"$WORK/haproxy.cfg"

@@ -224,14 +224,20 @@ EOF
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
+# paired_runs LAYOUT COUNT PREFIX CONNS FIRST MIDDLE LAST: COUNT short runs of the three
+# targets back to back into paired.tsv (rounds PREFIX1, PREFIX2, ...), every other pair
+# in reverse order, so that neither outer target always runs first.
+paired_runs() {
+    local layout=$1 count=$2 prefix=$3 conns=$4 pair t order
+    shift 4
+    for ((pair = 1; pair <= count; pair++)); do
+        order=("$@")
+        ((pair % 2 == 0)) && order=("$3" "$2" "$1")
+        for t in "${order[@]}"; do
+            RESULTS="$PAIRED" DURATION="$PAIR_DURATION" \
+                measure "$layout" "$prefix$pair" "$t" "${URL[$t]}" "$conns"
+        done
+    done
 }
 
 # start NAME CPUS CMD... : runs CMD in the background (pinned to CPUS if not empty).
@@ -398,70 +404,8 @@ memory() {
 # ---------------------------------------------------------------------------------------
 # Configs
 # ---------------------------------------------------------------------------------------
-nginx_common() { # DIR
-    cat <<EOF
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 8192; }
-EOF
-}
-
-nginx_http_common() { # DIR
-    cat <<EOF
-    access_log off;
-    default_type text/plain;
-    keepalive_requests 100000000;
-    keepalive_timeout 75s;
-    client_body_temp_path $1/client_body;
-    proxy_temp_path $1/proxy;
-    fastcgi_temp_path $1/fastcgi;
-    uwsgi_temp_path $1/uwsgi;
-    scgi_temp_path $1/scgi;
-EOF
-}
-
-upstream_config() { # DIR PORT
-    cat <<EOF
-worker_processes 1;
-worker_rlimit_nofile 16384;
-$(nginx_common "$1")
-http {
-$(nginx_http_common "$1")
-    server {
-        listen 127.0.0.1:$2 backlog=4096;
-        location / { return 200 "ok"; }
-    }
-}
-EOF
-}
-
-nginx_proxy_config() { # DIR PORT UPSTREAM_PORT WORKERS
-    cat <<EOF
-worker_processes $4;
-worker_rlimit_nofile 16384;
-$(nginx_common "$1")
-http {
-$(nginx_http_common "$1")
-    upstream fast {
-        server 127.0.0.1:$3;
-        keepalive 256;
-        keepalive_requests 100000000;
-    }
-    server {
-        listen 127.0.0.1:$2 backlog=4096;
-        location / {
-            proxy_pass http://fast;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-}
-
-
-# palisade_config PORT ADMIN_PORT UPSTREAM_PORT and haproxy_config PORT UPSTREAM_PORT THREADS:
-# the proxies' configs, shared with callgrind.sh.
+# free_ports N, upstream_config, nginx_proxy_config, palisade_config and haproxy_config:
+# shared with callgrind.sh and gaps.sh.
 # shellcheck source=bench/proxy/configs.sh
 source "$ROOT/bench/proxy/configs.sh"
 
@@ -575,29 +519,13 @@ for layout in $LAYOUTS; do
         admin_circuit auto
     done
 
-    # Paired short runs: HAProxy, palisade, nginx back to back (then the other way), so
-    # that each ratio compares runs a few seconds apart.
+    # Paired short runs, so that each ratio compares runs a few seconds apart: at
+    # saturation HAProxy, palisade and nginx back to back; at one connection direct,
+    # palisade and nginx (for the added p50). Palisade is always in the middle.
     ((PAIRS > 0)) && log "paired saturation runs: $PAIRS × ($PAIR_DURATION each)"
-    for ((pair = 1; pair <= PAIRS; pair++)); do
-        order=(haproxy palisade nginx)
-        ((pair % 2 == 0)) && order=(nginx palisade haproxy)
-        for t in "${order[@]}"; do
-            RESULTS="$PAIRED" DURATION="$PAIR_DURATION" \
-                measure "$layout" "p$pair" "$t" "${URL[$t]}" "$CONNS"
-        done
-    done
-    # Paired latency runs: direct, palisade and nginx at one connection back to back
-    # (palisade in the middle, the other two alternating first), so that each added p50
-    # is compared with nginx's from runs seconds apart.
+    paired_runs "$layout" "$PAIRS" p "$CONNS" haproxy palisade nginx
     ((LATENCY_PAIRS > 0)) && log "paired latency runs: $LATENCY_PAIRS × ($PAIR_DURATION each)"
-    for ((pair = 1; pair <= LATENCY_PAIRS; pair++)); do
-        order=(direct palisade nginx)
-        ((pair % 2 == 0)) && order=(nginx palisade direct)
-        for t in "${order[@]}"; do
-            RESULTS="$PAIRED" DURATION="$PAIR_DURATION" \
-                measure "$layout" "l$pair" "$t" "${URL[$t]}" 1
-        done
-    done
+    paired_runs "$layout" "$LATENCY_PAIRS" l 1 direct palisade nginx
     [[ "$(breaker_states)" == closed ]] || die "breaker left closed state during the paired runs: $(breaker_states)"
 
     log "memory with $IDLE_CONNS connections"
