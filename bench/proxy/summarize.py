@@ -35,21 +35,31 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
-def paired(out, tick_us, layout, verdicts):
-    """The paired short runs of `layout`: palisade against HAProxy and nginx, pair by pair."""
+def read_pairs(out, layout, prefix, targets):
+    """The complete pairs of `layout` in paired.tsv whose rounds start with `prefix`
+    (`p`: saturation, `l`: one connection), each as {target: row}."""
     path = out / "paired.tsv"
     if not path.exists():
-        return
+        return []
     pairs = defaultdict(dict)
     for r in csv.DictReader(open(path), delimiter="\t"):
-        if r["layout"] != layout or not r["round"].startswith("p"):
-            continue
+        if r["layout"] == layout and r["round"].startswith(prefix) and r["target"] in targets:
+            pairs[r["round"]][r["target"]] = r
+    return [p for p in pairs.values() if all(t in p for t in targets)]
+
+
+def paired(out, tick_us, layout, verdicts):
+    """The paired short runs of `layout`: palisade against HAProxy and nginx, pair by pair."""
+    def figures(r):
         req = int(r["requests"])
-        pairs[r["round"]][r["target"]] = {
+        return {
             "rps": req / (int(r["duration_us"]) / 1e6),
             "cpu": int(r["proxy_ticks"]) * tick_us / req if req else float("nan"),
         }
-    complete = [p for p in pairs.values() if all(t in p for t in PROXIES)]
+
+    complete = [
+        {t: figures(r) for t, r in pair.items()} for pair in read_pairs(out, layout, "p", PROXIES)
+    ]
     if not complete:
         return
     print(f"Paired short runs ({len(complete)} pairs: HAProxy, palisade and nginx back to back):\n")
@@ -71,14 +81,10 @@ def paired(out, tick_us, layout, verdicts):
 
 def paired_latency(out, layout, verdicts):
     """The paired one-connection runs of `layout`: palisade's added p50 against nginx's."""
-    path = out / "paired.tsv"
-    if not path.exists():
-        return
-    pairs = defaultdict(dict)
-    for r in csv.DictReader(open(path), delimiter="\t"):
-        if r["layout"] == layout and r["round"].startswith("l"):
-            pairs[r["round"]][r["target"]] = float(r["p50_us"])
-    complete = [p for p in pairs.values() if all(t in p for t in ["direct", "nginx", "palisade"])]
+    complete = [
+        {t: float(r["p50_us"]) for t, r in pair.items()}
+        for pair in read_pairs(out, layout, "l", ["direct", "nginx", "palisade"])
+    ]
     # A pair whose nginx run added nothing over direct has no ratio.
     usable = [p for p in complete if p["nginx"] > p["direct"]]
     if not usable:
