@@ -246,6 +246,38 @@ impl Shared {
         })
     }
 
+    /// The refusal `admit` would give now for certain, found without admitting: held
+    /// open, or open with its open time not over. Moves no state; `count` notes the
+    /// refusal as `admit` would. `None` when a call might be admitted (closed, half-open,
+    /// open with its time up, metrics-only): `admit` decides those.
+    pub(crate) fn refusal(&self, count: bool) -> Option<Rejected> {
+        if self.mode == BreakerMode::MetricsOnly {
+            return None;
+        }
+        let rejected = match self.word().state() {
+            CircuitState::ForcedOpen => Rejected {
+                state: CircuitState::ForcedOpen,
+                retry_after: None,
+            },
+            CircuitState::Open => {
+                let now = self.clock.now();
+                let until = self.open_until();
+                if now >= until {
+                    return None;
+                }
+                Rejected {
+                    state: CircuitState::Open,
+                    retry_after: Some(Duration::from_nanos(until - now)),
+                }
+            }
+            _ => return None,
+        };
+        if count {
+            self.note_rejection(rejected);
+        }
+        Some(rejected)
+    }
+
     #[cold]
     fn note_rejection(&self, rejected: Rejected) {
         self.rejected.increment(1);

@@ -27,6 +27,10 @@
 //! * **Operators** can [`force_open`](CircuitBreaker::force_open),
 //!   [`force_closed`](CircuitBreaker::force_closed) and [`reset`](CircuitBreaker::reset);
 //!   [`BreakerMode::MetricsOnly`] runs the machine without ever rejecting.
+//! * **Refusing before asking**: [`refuse_early`](CircuitBreaker::refuse_early) says
+//!   whether a call would be refused now for certain (held open, or open with its open
+//!   time not over) without admitting one, so a caller spends nothing (a rate-limit token,
+//!   a bulkhead slot) on a call the breaker would refuse; see `refusal.rs`.
 //! * **Hot path**: a closed breaker admits with one atomic load and records a success
 //!   with one compare-and-swap, no lock and no allocation.
 //!
@@ -56,6 +60,7 @@ mod config;
 mod layer;
 mod machine;
 mod permit;
+mod refusal;
 mod registry;
 mod state;
 mod window;
