@@ -31,7 +31,7 @@ use crate::admin::{self, Admin};
 use crate::body::{ClientBody, ProxyBody};
 use crate::config::{self, Checked};
 use crate::drain::{Drain, Hyper, SelfDraining};
-use crate::forward;
+use crate::forward::{self, Handled};
 use crate::head_timeout;
 use crate::http1_server::{self, Served};
 use crate::runtime::Runtime;
@@ -361,16 +361,20 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = ResponseFuture;
 
     fn call(&self, request: Request<Incoming>) -> ResponseFuture {
-        // Boxed: hyper keeps one slot for the in-flight future per connection for the
+        // Boxed (and the request's own future boxed inside, see `forward::Forwarding`):
+        // hyper keeps one slot for the in-flight future per connection for the
         // connection's whole life, so an unboxed request future would cost its full size
         // on every idle keep-alive connection and be copied into that slot on every request.
-        let reply = forward::handle(
+        let handled = forward::handle(
             self.runtime.load_full(),
             request.map(ClientBody::Incoming),
             self.client.clone(),
             false,
         );
-        Box::pin(async move { Ok(reply.await?.into_response()) })
+        match handled {
+            Handled::Answered(reply) => Box::pin(std::future::ready(Ok(reply.into_response()))),
+            Handled::Forwarded(reply) => Box::pin(async move { Ok(reply.await.into_response()) }),
+        }
     }
 }
 

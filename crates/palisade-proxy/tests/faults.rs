@@ -106,3 +106,36 @@ async fn a_fault_from_the_config_aborts_with_its_status() {
     assert_eq!(r.reason(), Some("fault-injected"), "{r:?}");
     assert_eq!(up.count(), 0);
 }
+
+/// A delayed request asks the breaker when its delay is over: a breaker opened meanwhile
+/// refuses it, and the upstream never sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_opened_during_an_injected_delay_refuses_after_it() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = std::sync::Arc::new(Proxy::start(&config(&up, "")).await);
+    let a = proxy
+        .admin_post(
+            "/admin/route/0/fault",
+            r#"{"abort_percent":0,"abort_status":503,"delay_percent":100,"delay":"500ms"}"#,
+        )
+        .await;
+    assert!((200..300).contains(&a.status), "{a:?}");
+    let delayed = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { proxy.get("/api/x").await }
+    });
+    tokio::time::sleep(ms(100)).await;
+    let forced = proxy
+        .admin_post("/admin/upstream/api/circuit", r#"{"state":"open"}"#)
+        .await;
+    assert!((200..300).contains(&forced.status), "{forced:?}");
+    let r = delayed.await.expect("the request task");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.reason(), Some("circuit-open"), "{r:?}");
+    assert!(
+        r.elapsed >= ms(480),
+        "refused before its delay was over: {:?}",
+        r.elapsed
+    );
+    assert_eq!(up.count(), 0, "the refused request reached the upstream");
+}

@@ -65,3 +65,47 @@ upstream = "api"
         matching(&m, "palisade_requests_total", &[])
     );
 }
+
+/// The breaker is asked before the rate limiter (as resilience4j orders them): requests
+/// it refuses spend no token, so the rate is left whole for when it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_refuses_without_spending_the_rate() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let body = format!(
+        r#"
+[[upstream]]
+name = "api"
+endpoints = [{endpoints}]
+[upstream.rate_limit]
+per_second = 1
+burst = 2
+
+[[route]]
+path_prefix = "/api"
+upstream = "api"
+"#,
+        endpoints = list(&[&up])
+    );
+    let proxy = Proxy::start(&body).await;
+    let forced = proxy
+        .admin_post("/admin/upstream/api/circuit", r#"{"state":"open"}"#)
+        .await;
+    assert!((200..300).contains(&forced.status), "{forced:?}");
+    for i in 0..5 {
+        let r = proxy.get("/api/x").await;
+        assert_eq!(r.status, 503, "request {i}: {r:?}");
+        assert_eq!(r.reason(), Some("circuit-open"), "request {i}: {r:?}");
+    }
+    let auto = proxy
+        .admin_post("/admin/upstream/api/circuit", r#"{"state":"auto"}"#)
+        .await;
+    assert!((200..300).contains(&auto.status), "{auto:?}");
+    for i in 0..2 {
+        let r = proxy.get("/api/x").await;
+        assert_eq!(
+            r.status, 200,
+            "request {i} within the burst the refusals left: {r:?}"
+        );
+    }
+    assert_eq!(up.count(), 2, "a refused request reached the upstream");
+}

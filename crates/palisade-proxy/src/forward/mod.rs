@@ -2,40 +2,47 @@
 //! refusal.
 //!
 //! ```text
-//! route ─▶ deadline ─▶ fault ─▶ rate limit ─▶ bulkhead ─▶ total timeout ─▶ retry
+//! route ─▶ deadline ─▶ fault ─▶ refusal ─▶ rate limit ─▶ bulkhead ─▶ total timeout ─▶ retry
 //!       ─▶ [upstream breaker] ─▶ balancer (endpoint breaker, health) ─▶ per-try timeout ─▶ upstream
 //! ```
 //!
 //! Every policy here is the library's: `Timeout`, `Retry`, `CircuitBreaker`, `Bulkhead`,
 //! `RateLimiter`, run with the HTTP classifier of `palisade-http`.
+//!
+//! The steps up to the refusal need no waiting and are taken before the request's
+//! future exists (see [`handle`]): a request they answer (no route, a spent deadline, an
+//! injected abort, an open breaker) is answered there and then, without the future, its
+//! allocation and its policies. The refusal is the breakers' verdict when it is certain
+//! without asking them for a call (see `CircuitBreaker::refuse_early`): held open, or open
+//! with their open time not over. Taken before the rate limiter and the bulkhead, as
+//! resilience4j orders its breaker outside them, a refused request spends neither a
+//! token nor a slot that a request which can be served needs.
 
-use std::convert::Infallible;
+mod attempt;
+
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::header::HOST;
 use http::request::Parts;
-use http::uri::{self, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Limited;
+use palisade::Policy;
 use palisade::clock::{Clock, Nanos};
 use palisade::outcome::{Classify, classify_result};
-use palisade::{Error, Policy};
 use palisade_http::body::{Prefixed, RequestBody};
-use palisade_http::classify::{HttpClassifier, Replay, TransportError, TransportErrorKind};
+use palisade_http::classify::{HttpClassifier, Replay, TransportError};
 use tokio::time::Instant;
 
-use crate::body::{BoxError, ClientBody, Guarded, ProxyBody, boxed, empty, full};
+use crate::body::{ClientBody, Guarded, boxed};
 use crate::head_timeout::{IdleOnDrop, Waiting};
 use crate::respond::{self, Reason, Reply};
-use crate::runtime::{
-    Endpoint, InFlight, Injected, Picked, PooledBody, RequestHead, Route, Runtime, SendError,
-    Upstream,
-};
+use crate::runtime::{InFlight, Injected, PooledBody, Route, Runtime};
+use attempt::Attempt;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -71,20 +78,38 @@ impl Client {
 /// A response, and why the proxy made it itself (`None`: relayed from the upstream).
 type Answer = (Reply, Option<Reason>);
 
+/// The future of a request forwarded through the policies: its answer.
+///
+/// Boxed where it is made (in [`handle`]): it is most of a request's state, and boxed at
+/// once it is written to the heap where it is built instead of being copied there (and
+/// inline, it would size every idle connection's task as well).
+pub type Forwarding = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// How [`handle`] answers a request.
+// The reply goes by value: boxed, it would cost the refusals this path exists to make
+// cheap an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub enum Handled {
+    /// At once: the steps that need no waiting answered it (see the module's doc).
+    Answered(Reply),
+    /// Through the policies.
+    Forwarded(Forwarding),
+}
+
 /// Answers one client request. `raw_heads`: the client's connection writes an
 /// upstream's header lines through as received (see `runtime::RawHead`), so a relayed
 /// response may carry them instead of a full header map.
 ///
-/// Not an `async fn`: the request is split here and its head kept once, in the returned
-/// future, which everything below borrows. An `async fn` keeps each argument it is given
-/// beside whatever it moves out of it, and every byte of this future is copied when
-/// hyper boxes it and touched on every request.
+/// Not an `async fn`: the request is split here and its head kept once, in the
+/// forwarding future, which everything below borrows. An `async fn` keeps each argument
+/// it is given beside whatever it moves out of it, and every byte of that future is
+/// touched on every request.
 pub fn handle(
     runtime: Arc<Runtime>,
     request: Request<ClientBody>,
     client: Arc<Client>,
     raw_heads: bool,
-) -> impl Future<Output = Result<Reply, Infallible>> + Send + 'static {
+) -> Handled {
     let started = runtime.clock.now();
     client.waiting.busy();
     let (head, body) = request.into_parts();
@@ -96,7 +121,14 @@ pub fn handle(
         in_flight: InFlight::enter(),
         raw_heads,
     };
-    async move { Ok(exchange.answer(body).await) }
+    match exchange.admit(&body) {
+        Err(reply) => Handled::Answered(reply),
+        Ok(admitted) => {
+            Handled::Forwarded(Box::pin(
+                async move { exchange.answer(admitted, body).await },
+            ))
+        }
+    }
 }
 
 /// A client's request while the proxy answers it: its head and where it came from.
@@ -112,25 +144,119 @@ struct Exchange {
     raw_heads: bool,
 }
 
+/// A request the steps without waiting let through, and what they found.
+struct Admitted {
+    /// Its route's position in the runtime's routes.
+    route: usize,
+    /// The caller's budget (deadline headers), if it sent one.
+    budget: Option<Duration>,
+    /// The budget's end.
+    deadline: Option<Instant>,
+    /// An injected delay to wait first.
+    delay: Option<Duration>,
+}
+
+// The answers go by value (see `Handled`).
+#[allow(clippy::result_large_err)]
 impl Exchange {
-    async fn answer(&self, body: ClientBody) -> Reply {
-        let runtime = &*self.runtime;
-        let Some(route) = runtime.route(self.head.uri.path()) else {
-            let (reply, reason) = self.explained(Reason::NoRoute);
-            runtime
-                .unrouted
-                .record(reply.response.status(), reason, self.took());
-            self.client.waiting.idle();
-            return reply;
+    /// The steps that need no waiting (see the module's doc): the request's answer if
+    /// one of them gives it, recorded as every answer is; else what they found.
+    fn admit(&self, body: &ClientBody) -> Result<Admitted, Reply> {
+        let Some((position, route)) = self.runtime.route_with_position(self.head.uri.path()) else {
+            return Err(self.unrouted());
+        };
+        self.checks(position, route, body)
+            .map_err(|answer| self.answered(route, answer))
+    }
+
+    /// The answer to a request no route takes (404), recorded.
+    fn unrouted(&self) -> Reply {
+        let (reply, reason) = self.explained(Reason::NoRoute);
+        self.runtime
+            .unrouted
+            .record(reply.response.status(), reason, self.took());
+        self.client.waiting.idle();
+        reply
+    }
+
+    /// Body size, deadline, fault injection, and the upstream's certain refusal.
+    fn checks(
+        &self,
+        position: usize,
+        route: &Route,
+        body: &ClientBody,
+    ) -> Result<Admitted, Answer> {
+        let max_body = self.runtime.config.listener.max_body_bytes;
+        // The declared length, as hyper framed the body (no header lookup): exact for a
+        // `Content-Length` body or none, unknown for a chunked one (bounded as it is read).
+        let declared = http_body::Body::size_hint(body).exact();
+        if declared.is_some_and(|len| len > max_body) {
+            return Err(self.explained(Reason::BodyTooLarge));
+        }
+        let budget = match palisade_http::deadline::inbound(&self.head.headers) {
+            Ok(budget) => budget,
+            Err(error) => {
+                tracing::debug!(%error, "unreadable deadline header");
+                return Err(self.explained(Reason::BadDeadline));
+            }
+        };
+        if budget.is_some_and(|b| b.is_zero()) {
+            return Err(self.refuse(route, Reason::DeadlineExceeded, None));
+        }
+        let deadline = budget.map(|b| palisade::clock::instant_after(Instant::now(), b));
+        let delay = match route.inject() {
+            Injected::Abort(status) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return Err((
+                    respond::explained_reply(Reason::FaultInjected, status, None, self.raw_heads),
+                    Some(Reason::FaultInjected),
+                ));
+            }
+            // The refusal is asked after the delay, when it is over.
+            Injected::Delay(delay) => Some(delay),
+            Injected::None => {
+                self.refusal(route)?;
+                None
+            }
+        };
+        Ok(Admitted {
+            route: position,
+            budget,
+            deadline,
+            delay,
+        })
+    }
+
+    /// The upstream's refusal, when it is certain now (see `Upstream::refusal`).
+    fn refusal(&self, route: &Route) -> Result<(), Answer> {
+        match route.upstream.refusal() {
+            None => Ok(()),
+            Some(error) => {
+                let (reason, after) = Reason::of(&error);
+                Err(self.refuse(route, reason, after))
+            }
+        }
+    }
+
+    /// Forwards an admitted request; its answer, recorded.
+    async fn answer(&self, admitted: Admitted, body: ClientBody) -> Reply {
+        let Some(route) = self.runtime.routed(admitted.route) else {
+            return self.unrouted(); // not reached: the position came from this runtime
         };
         let class = route.criticality(&self.head.headers);
-        let (reply, reason) = palisade::criticality::scope(class, self.forward(route, body)).await;
+        let answer = palisade::criticality::scope(class, self.forward(route, admitted, body)).await;
+        self.answered(route, answer)
+    }
+
+    /// Records the answer on its route; the proxy's own answer is written whole at
+    /// once, so the connection is idle again (a relayed one marks it when its body ends,
+    /// see `relay`).
+    fn answered(&self, route: &Route, (reply, reason): Answer) -> Reply {
         route
             .requests
             .record(reply.response.status(), reason, self.took());
         if reason.is_some() {
-            // The proxy's own answer is written whole at once; a relayed one marks the
-            // connection idle when its body ends (see `relay`).
             self.client.waiting.idle();
         }
         reply
@@ -142,44 +268,22 @@ impl Exchange {
     }
 
     /// Forwards the request on `route` through every policy of its upstream.
-    async fn forward(&self, route: &Route, body: ClientBody) -> Answer {
+    async fn forward(&self, route: &Route, admitted: Admitted, body: ClientBody) -> Answer {
         let upstream = &route.upstream;
         let max_body = self.runtime.config.listener.max_body_bytes;
-        // The declared length, as hyper framed the body (no header lookup): exact for a
-        // `Content-Length` body or none, unknown for a chunked one (bounded as it is read).
-        let declared = http_body::Body::size_hint(&body).exact();
-        if declared.is_some_and(|len| len > max_body) {
-            return self.explained(Reason::BodyTooLarge);
-        }
-        let budget = match palisade_http::deadline::inbound(&self.head.headers) {
-            Ok(budget) => budget,
-            Err(error) => {
-                tracing::debug!(%error, "unreadable deadline header");
-                return self.explained(Reason::BadDeadline);
+        let Admitted {
+            budget, deadline, ..
+        } = admitted;
+        if let Some(delay) = admitted.delay {
+            let until = palisade::clock::instant_after(Instant::now(), delay);
+            if deadline.is_some_and(|d| d <= until) {
+                tokio::time::sleep_until(deadline.unwrap_or(until)).await;
+                return self.refuse(route, Reason::DeadlineExceeded, None);
             }
-        };
-        if budget.is_some_and(|b| b.is_zero()) {
-            return self.refuse(route, Reason::DeadlineExceeded, None);
-        }
-        let deadline = budget.map(|b| palisade::clock::instant_after(Instant::now(), b));
-        match route.inject() {
-            Injected::Abort(status) => {
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                return (
-                    respond::explained_reply(Reason::FaultInjected, status, None, self.raw_heads),
-                    Some(Reason::FaultInjected),
-                );
+            tokio::time::sleep_until(until).await;
+            if let Err(answer) = self.refusal(route) {
+                return answer;
             }
-            Injected::Delay(delay) => {
-                let until = palisade::clock::instant_after(Instant::now(), delay);
-                if deadline.is_some_and(|d| d <= until) {
-                    tokio::time::sleep_until(deadline.unwrap_or(until)).await;
-                    return self.refuse(route, Reason::DeadlineExceeded, None);
-                }
-                tokio::time::sleep_until(until).await;
-            }
-            Injected::None => {}
         }
         if let Some(throttle) = &upstream.throttle {
             if !throttle.admit() {
@@ -393,228 +497,6 @@ async fn read_body(
             ))
         }
     }
-}
-
-/// One request's attempts.
-struct Attempt<'a> {
-    upstream: &'a Upstream,
-    parts: &'a Parts,
-    body: Outgoing,
-    client: &'a Client,
-    /// The first attempt's endpoint, picked in advance (see `Exchange::forward`).
-    first: Mutex<Option<Picked>>,
-    /// The request may be sent again (see `Replay`).
-    replayable: bool,
-    /// Upstream heads may be relayed raw (see [`handle`]).
-    raw_heads: bool,
-    /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
-    tried: AtomicU64,
-    /// Attempts sent.
-    attempts: AtomicU32,
-}
-
-/// An attempt's result. The response is boxed (see `Pool::send_http1`): every policy
-/// above the attempt returns it, and boxed it moves as one word.
-type Attempted = Result<Box<Response<PooledBody>>, Error<TransportError>>;
-
-impl Attempt<'_> {
-    /// One attempt, hedged when the upstream hedges and the request may be replayed.
-    async fn hedged(&self, classifier: &HttpClassifier, replayable: bool) -> Attempted {
-        match &self.upstream.hedge {
-            // Boxed: hedging holds two attempts at once, and an unboxed hedge would make
-            // every request's future (and every copy of it) that much larger.
-            Some(hedge) if replayable => {
-                Box::pin(palisade::policy::hedge::idempotent(
-                    hedge.execute(classifier, || self.run(classifier)),
-                ))
-                .await
-            }
-            _ => self.run(classifier).await,
-        }
-    }
-
-    async fn run(&self, classifier: &HttpClassifier) -> Attempted {
-        match &self.upstream.breaker {
-            Some(breaker) => breaker.execute(classifier, || self.once(classifier)).await,
-            None => self.once(classifier).await,
-        }
-    }
-
-    async fn once(&self, classifier: &HttpClassifier) -> Attempted {
-        let balancer = &self.upstream.balancer;
-        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let mut picked = match first {
-            Some(picked) => picked,
-            None => balancer.pick(self.tried.load(Ordering::Relaxed))?,
-        };
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-        if picked.index < 64 {
-            self.tried.fetch_or(1 << picked.index, Ordering::Relaxed);
-        }
-        let started = balancer.clock().now();
-        let endpoint = &*picked.endpoint;
-        let result = match &self.upstream.adaptive_timeout {
-            Some(timeout) => timeout.execute(classifier, || self.send(endpoint)).await,
-            None => {
-                self.upstream
-                    .per_try
-                    .execute(classifier, || self.send(endpoint))
-                    .await
-            }
-        };
-        let finished = balancer.clock().now();
-        let took = Duration::from_nanos(finished.saturating_sub(started));
-        picked.endpoint.observe(finished, took);
-        if let Some(permit) = picked.permit.take() {
-            permit.record(&classify_result(classifier, &result));
-        }
-        result
-    }
-
-    async fn send(&self, endpoint: &Endpoint) -> Attempted {
-        let body = match &self.body {
-            // Most requests have no body: an empty one is boxed without allocating.
-            Outgoing::Buffered(bytes) if bytes.is_empty() => empty(),
-            Outgoing::Buffered(bytes) => full(bytes.clone()),
-            Outgoing::Streaming(slot) => {
-                match slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    Some(stream) => boxed(stream.map_err(BoxError::from)),
-                    None => {
-                        return Err(transport(
-                            TransportErrorKind::Other,
-                            "a streamed body cannot be sent twice",
-                        ));
-                    }
-                }
-            }
-        };
-        let sent = if endpoint.pool.is_http1() && RequestHead::can_write(&self.parts.headers) {
-            // Written straight from the client's head: no copy of its header map.
-            let chained;
-            let forwarded_for = match self.chained_forwarded_for() {
-                Some(value) => {
-                    chained = value;
-                    chained.as_ref()
-                }
-                None => self.client.forwarded_for.as_ref(),
-            };
-            let timeout = palisade::deadline::remaining().map(|remaining| {
-                let left =
-                    palisade_http::deadline::outbound_budget(remaining, self.upstream.margin);
-                let grpc = self
-                    .is_grpc()
-                    .then(|| {
-                        HeaderValue::from_str(&palisade_http::deadline::format_grpc_timeout(left))
-                            .ok()
-                    })
-                    .flatten();
-                (u64::try_from(left.as_millis()).unwrap_or(u64::MAX), grpc)
-            });
-            let head = RequestHead {
-                method: &self.parts.method,
-                path: self
-                    .parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/", PathAndQuery::as_str),
-                headers: &self.parts.headers,
-                host: self.parts.uri.authority().map(uri::Authority::as_str),
-                forwarded_for,
-                timeout,
-                raw_response: self.raw_heads,
-            };
-            endpoint
-                .pool
-                .send_http1(&head, body, !self.replayable)
-                .await
-        } else {
-            // Boxed: the general path (HTTP/2, or a head that cannot be written as it is)
-            // is rare, and its future would otherwise size every attempt's.
-            let request = self.upstream_request(endpoint, body)?;
-            Box::pin(endpoint.pool.send(request)).await
-        };
-        sent.map_err(|e| {
-            let kind = match e {
-                SendError::Connect { .. } => TransportErrorKind::ConnectFailure,
-                SendError::Request(_) | SendError::Http1(_) => TransportErrorKind::Reset,
-            };
-            transport(kind, &e.to_string())
-        })
-    }
-
-    fn upstream_request(
-        &self,
-        endpoint: &Endpoint,
-        body: ProxyBody,
-    ) -> Result<Request<ProxyBody>, Error<TransportError>> {
-        let mut target = uri::Parts::default();
-        target.scheme = Some(Scheme::HTTP);
-        target.authority = Some(endpoint.authority.clone());
-        target.path_and_query = Some(
-            self.parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        let uri = Uri::from_parts(target)
-            .map_err(|_| transport(TransportErrorKind::Other, "cannot form the upstream URI"))?;
-        let mut request = Request::new(body);
-        *request.method_mut() = self.parts.method.clone();
-        *request.uri_mut() = uri;
-        // Room for the headers added below, so that adding them never grows the map.
-        let mut copy = HeaderMap::with_capacity(self.parts.headers.len() + ADDED_HEADERS);
-        for (name, value) in &self.parts.headers {
-            copy.append(name.clone(), value.clone());
-        }
-        *request.headers_mut() = copy;
-        let headers = request.headers_mut();
-        palisade_http::headers::strip_hop_by_hop(headers);
-        if !headers.contains_key(HOST) {
-            if let Some(authority) = self.parts.uri.authority() {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                    headers.insert(HOST, host);
-                }
-            }
-        }
-        let forwarded = match self.chained_forwarded_for() {
-            Some(chained) => chained,
-            None => self.client.forwarded_for.clone(),
-        };
-        if let Some(value) = forwarded {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
-        if let Some(remaining) = palisade::deadline::remaining() {
-            let grpc = self.is_grpc();
-            palisade_http::deadline::outbound(headers, remaining, self.upstream.margin, grpc);
-        }
-        Ok(request)
-    }
-
-    /// `X-Forwarded-For` when the client sent one: its chain with the client's address
-    /// added (`Some(None)` if that is not a valid value). `None`: the client sent none,
-    /// and the connection's own value goes.
-    fn chained_forwarded_for(&self) -> Option<Option<HeaderValue>> {
-        let chain = self.parts.headers.get(&X_FORWARDED_FOR)?;
-        let chain = chain.to_str().ok()?;
-        Some(HeaderValue::from_str(&format!("{chain}, {}", self.client.address.ip())).ok())
-    }
-
-    /// A gRPC request, which gets its deadline as `grpc-timeout` too.
-    fn is_grpc(&self) -> bool {
-        self.parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/grpc"))
-    }
-}
-
-fn transport(kind: TransportErrorKind, message: &str) -> Error<TransportError> {
-    Error::Inner(TransportError {
-        kind,
-        message: message.to_owned(),
-    })
 }
 
 /// The upstream's response, relayed: hop-by-hop headers stripped (its raw header lines,

@@ -35,7 +35,7 @@ pub(crate) use rewind::Rewind;
 
 use crate::body::ClientBody;
 use crate::drain::Drain;
-use crate::forward::{self, Client};
+use crate::forward::{self, Client, Handled};
 use crate::runtime::Runtime;
 
 /// Room made in the read buffer when it runs low.
@@ -80,20 +80,15 @@ pub(crate) async fn serve(
         };
         let head_request = parts.method == Method::HEAD;
         let request = Request::from_parts(parts, ClientBody::Empty);
-        // Boxed, as for hyper (see `server::Service`): inline, the request's future
-        // would size every idle connection's task.
-        let answer = Box::pin(forward::handle(
-            runtime.load_full(),
-            request,
-            client.clone(),
-            true,
-        ));
-        // As hyper does: a client that closes its connection while its request is in
-        // flight cancels the request (its upstream call, its bulkhead slot).
-        let reply = tokio::select! {
-            biased;
-            Ok(reply) = answer => reply,
-            () = closed(&mut stream, &mut read) => return Ok(Served::Closed),
+        let reply = match forward::handle(runtime.load_full(), request, client.clone(), true) {
+            Handled::Answered(reply) => reply,
+            // As hyper does: a client that closes its connection while its request is in
+            // flight cancels the request (its upstream call, its bulkhead slot).
+            Handled::Forwarded(answer) => tokio::select! {
+                biased;
+                reply = answer => reply,
+                () = closed(&mut stream, &mut read) => return Ok(Served::Closed),
+            },
         };
         let last = drain.is_draining();
         let reusable = response::write(&mut stream, &mut out, reply, head_request, last).await?;

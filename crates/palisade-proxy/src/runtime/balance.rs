@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use palisade::Error;
 use palisade::clock::Clock;
-use palisade::policy::circuit_breaker::OwnedPermit;
+use palisade::policy::circuit_breaker::{CircuitState, OwnedPermit};
 use palisade_http::classify::{TransportError, TransportErrorKind};
 use rand::Rng;
 use smallvec::SmallVec;
@@ -101,20 +101,53 @@ impl Balancer {
             }
         }
         // Healthy endpoints held open by an operator are skipped above; they refuse too.
-        any_refusal |= self.all().any(|e| {
+        any_refusal |= self.all().any(|e| e.is_healthy() && is_held_open(e));
+        Err(self.refused(any_refusal, refused))
+    }
+
+    /// The error [`pick`](Self::pick) would give now for certain, found without picking:
+    /// no endpoint can take a request, each unhealthy, held open, or open with its open
+    /// time not over. Refusals are counted on the breakers `pick` would have asked.
+    /// `None`: some endpoint might take it (`pick` decides, and counts).
+    pub(crate) fn refusal(&self) -> Option<Error<TransportError>> {
+        // Without counting first: an endpoint that might take the request ends it.
+        let might_take = |e: &Arc<Endpoint>| {
             e.is_healthy()
-                && e.breaker_state() == palisade::policy::circuit_breaker::CircuitState::ForcedOpen
-        });
-        if any_refusal {
-            return Err(Error::CircuitOpen {
-                name: self.name.clone(),
-                retry_after: refused,
-            });
+                && e.breaker
+                    .as_ref()
+                    .is_none_or(|breaker| breaker.would_refuse().is_none())
+        };
+        if self.all().any(might_take) {
+            return None;
         }
-        Err(Error::Inner(TransportError {
+        let mut refused: Option<Duration> = None;
+        let mut any_refusal = false;
+        for endpoint in self.all().filter(|e| e.is_healthy()) {
+            any_refusal = true;
+            if is_held_open(endpoint) {
+                continue; // `pick` skips it without asking
+            }
+            let rejected = endpoint.breaker.as_ref()?.refuse_early()?;
+            if let Some(after) = rejected.retry_after {
+                refused = Some(refused.map_or(after, |r| r.min(after)));
+            }
+        }
+        Some(self.refused(any_refusal, refused))
+    }
+
+    /// No endpoint took the request: a breaker's refusal if any refused (with the
+    /// soonest time one may take a request again), else no healthy endpoint.
+    fn refused(&self, any_refusal: bool, retry_after: Option<Duration>) -> Error<TransportError> {
+        if any_refusal {
+            return Error::CircuitOpen {
+                name: self.name.clone(),
+                retry_after,
+            };
+        }
+        Error::Inner(TransportError {
             kind: TransportErrorKind::NoHealthyEndpoint,
             message: format!("no healthy endpoint in upstream {}", self.name),
-        }))
+        })
     }
 
     fn picked(
@@ -174,30 +207,122 @@ impl Balancer {
     }
 }
 
+/// Held open by an operator (`POST /admin/upstream/{name}/circuit`).
+fn is_held_open(endpoint: &Endpoint) -> bool {
+    endpoint.breaker_state() == CircuitState::ForcedOpen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use palisade::policy::circuit_breaker::CircuitBreaker;
+
     use crate::config::Protocol;
     use crate::runtime::Role;
 
-    fn balancer() -> Balancer {
+    fn endpoint(port: u16, role: Role, breaker: Option<CircuitBreaker>) -> Arc<Endpoint> {
         let endpoint = Endpoint::new(
             "api",
-            "127.0.0.1:9".to_owned(),
-            Role::Primary,
-            None,
+            format!("127.0.0.1:{port}"),
+            role,
+            breaker,
             Protocol::Http1,
             Duration::from_secs(1),
             Clock::tokio(),
         )
         .expect("endpoint");
+        Arc::new(endpoint)
+    }
+
+    fn balancer() -> Balancer {
+        with(vec![endpoint(9, Role::Primary, None)], Vec::new())
+    }
+
+    fn with(primaries: Vec<Arc<Endpoint>>, backups: Vec<Arc<Endpoint>>) -> Balancer {
         Balancer::new(
             "api".into(),
             Balance::P2c,
-            vec![Arc::new(endpoint)],
-            Vec::new(),
+            primaries,
+            backups,
             Clock::tokio(),
         )
+    }
+
+    /// A breaker opened by 10 failures; open 1 s, no jitter.
+    fn breaker(name: &str) -> CircuitBreaker {
+        CircuitBreaker::builder()
+            .name(name)
+            .consecutive_failures(10)
+            .open_for(Duration::from_secs(1), Duration::from_secs(8), 2.0, 0.0)
+            .build()
+            .expect("breaker")
+    }
+
+    fn trip(breaker: &CircuitBreaker) {
+        for _ in 0..10 {
+            if let Ok(permit) = breaker.try_acquire() {
+                permit.record(&palisade::outcome::Outcome::failure());
+            }
+        }
+        assert_eq!(breaker.state(), CircuitState::Open);
+    }
+
+    /// The early refusal gives what `pick` gives whenever it answers at all.
+    fn agrees_with_pick(balancer: &Balancer) -> Option<String> {
+        let early = balancer.refusal().map(|e| e.to_string());
+        if let Some(refused) = &early {
+            let picked = balancer.pick(0).err().map(|e| e.to_string());
+            assert_eq!(picked.as_ref(), Some(refused), "pick disagrees");
+        }
+        early
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refuses_early_only_when_no_endpoint_can_take_a_request() {
+        let (a, b) = (breaker("a"), breaker("b"));
+        let balancer = with(
+            vec![endpoint(1, Role::Primary, Some(a.clone()))],
+            vec![endpoint(2, Role::Backup, Some(b.clone()))],
+        );
+        assert!(agrees_with_pick(&balancer).is_none(), "both closed");
+        trip(&a);
+        assert!(agrees_with_pick(&balancer).is_none(), "the backup takes it");
+        b.force_open();
+        let refused = balancer.refusal().expect("every endpoint refuses");
+        assert!(matches!(
+            refused,
+            Error::CircuitOpen {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert!(agrees_with_pick(&balancer).is_some());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            balancer.refusal().is_none(),
+            "an open time that is over leaves the probe to pick"
+        );
+        assert_eq!(a.state(), CircuitState::Open, "asking took no probe");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refuses_early_as_no_healthy_endpoint_when_none_is_healthy() {
+        let balancer = with(
+            vec![endpoint(1, Role::Primary, Some(breaker("a")))],
+            Vec::new(),
+        );
+        balancer.primaries[0].set_healthy(false);
+        let refused = balancer.refusal().expect("no healthy endpoint");
+        assert!(
+            matches!(&refused, Error::Inner(e) if e.kind == TransportErrorKind::NoHealthyEndpoint),
+            "{refused}"
+        );
+        assert!(agrees_with_pick(&balancer).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_without_a_breaker_is_never_refused_early() {
+        assert!(agrees_with_pick(&balancer()).is_none());
     }
 
     #[tokio::test]

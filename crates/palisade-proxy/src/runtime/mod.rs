@@ -92,9 +92,20 @@ impl Runtime {
 
     /// The route for `path`: the longest matching prefix.
     pub fn route(&self, path: &str) -> Option<&Route> {
+        self.route_with_position(path).map(|(_, route)| route)
+    }
+
+    /// The route for `path`, and its position for [`routed`](Self::routed).
+    pub fn route_with_position(&self, path: &str) -> Option<(usize, &Route)> {
         self.routes
             .iter()
-            .find(|r| path.starts_with(&r.path_prefix))
+            .enumerate()
+            .find(|(_, r)| path.starts_with(&r.path_prefix))
+    }
+
+    /// The route at a position [`route_with_position`](Self::route_with_position) gave.
+    pub fn routed(&self, position: usize) -> Option<&Route> {
+        self.routes.get(position)
     }
 
     /// The route at position `index` in the file.

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use palisade::ConfigError;
 use palisade::clock::Clock;
 use palisade::policy::adaptive_concurrency::AdaptiveConcurrency;
 use palisade::policy::adaptive_timeout::{AdaptiveTimeout, AdaptiveTimeoutBuilder};
@@ -16,7 +15,8 @@ use palisade::policy::retry::{Retry, RetryBuilder};
 use palisade::policy::shed::LoadShedder;
 use palisade::policy::throttle::AdaptiveThrottle;
 use palisade::policy::timeout::Timeout;
-use palisade_http::classify::RetryOn;
+use palisade::{ConfigError, Error};
+use palisade_http::classify::{RetryOn, TransportError};
 
 use super::balance::Balancer;
 use super::endpoint::{Endpoint, Role};
@@ -235,6 +235,21 @@ impl Upstream {
             )
         });
         !breaker_open && self.endpoints().any(|e| e.is_available())
+    }
+
+    /// The refusal a request gets now for certain, found before it spends anything (a
+    /// rate-limit token, a bulkhead slot, the read of its body): the upstream's breaker
+    /// open, or, with a breaker per endpoint, no endpoint that can take it (see
+    /// `Balancer::refusal`). `None`: the request goes on through the policies, which
+    /// decide (a half-open breaker's probe among them).
+    pub(crate) fn refusal(&self) -> Option<Error<TransportError>> {
+        match &self.breaker {
+            Some(breaker) => breaker.refuse_early().map(|rejected| Error::CircuitOpen {
+                name: breaker.name().clone(),
+                retry_after: rejected.retry_after,
+            }),
+            None => self.balancer.refusal(),
+        }
     }
 
     /// Every breaker of the upstream: its own, or its endpoints'.

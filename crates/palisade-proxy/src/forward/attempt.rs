@@ -1,0 +1,242 @@
+//! One request's attempts: each picks an endpoint (another than the last when it can),
+//! runs under the endpoint's breaker and the per-try timeout, and writes the request
+//! upstream, straight from the client's head when it can.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::header::HOST;
+use http::request::Parts;
+use http::uri::{self, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
+use palisade::outcome::classify_result;
+use palisade::{Error, Policy};
+use palisade_http::classify::{HttpClassifier, TransportError, TransportErrorKind};
+
+use super::{ADDED_HEADERS, Client, Outgoing, X_FORWARDED_FOR};
+use crate::body::{BoxError, ProxyBody, boxed, empty, full};
+use crate::runtime::{Endpoint, Picked, PooledBody, RequestHead, SendError, Upstream};
+
+/// One request's attempts.
+pub(super) struct Attempt<'a> {
+    pub(super) upstream: &'a Upstream,
+    pub(super) parts: &'a Parts,
+    pub(super) body: Outgoing,
+    pub(super) client: &'a Client,
+    /// The first attempt's endpoint, picked in advance (see `Exchange::forward`).
+    pub(super) first: Mutex<Option<Picked>>,
+    /// The request may be sent again (see `Replay`).
+    pub(super) replayable: bool,
+    /// Upstream heads may be relayed raw (see [`handle`]).
+    pub(super) raw_heads: bool,
+    /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
+    pub(super) tried: AtomicU64,
+    /// Attempts sent.
+    pub(super) attempts: AtomicU32,
+}
+
+/// An attempt's result. The response is boxed (see `Pool::send_http1`): every policy
+/// above the attempt returns it, and boxed it moves as one word.
+pub(super) type Attempted = Result<Box<Response<PooledBody>>, Error<TransportError>>;
+
+impl Attempt<'_> {
+    /// One attempt, hedged when the upstream hedges and the request may be replayed.
+    pub(super) async fn hedged(&self, classifier: &HttpClassifier, replayable: bool) -> Attempted {
+        match &self.upstream.hedge {
+            // Boxed: hedging holds two attempts at once, and an unboxed hedge would make
+            // every request's future (and every copy of it) that much larger.
+            Some(hedge) if replayable => {
+                Box::pin(palisade::policy::hedge::idempotent(
+                    hedge.execute(classifier, || self.run(classifier)),
+                ))
+                .await
+            }
+            _ => self.run(classifier).await,
+        }
+    }
+
+    async fn run(&self, classifier: &HttpClassifier) -> Attempted {
+        match &self.upstream.breaker {
+            Some(breaker) => breaker.execute(classifier, || self.once(classifier)).await,
+            None => self.once(classifier).await,
+        }
+    }
+
+    async fn once(&self, classifier: &HttpClassifier) -> Attempted {
+        let balancer = &self.upstream.balancer;
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut picked = match first {
+            Some(picked) => picked,
+            None => balancer.pick(self.tried.load(Ordering::Relaxed))?,
+        };
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        if picked.index < 64 {
+            self.tried.fetch_or(1 << picked.index, Ordering::Relaxed);
+        }
+        let started = balancer.clock().now();
+        let endpoint = &*picked.endpoint;
+        let result = match &self.upstream.adaptive_timeout {
+            Some(timeout) => timeout.execute(classifier, || self.send(endpoint)).await,
+            None => {
+                self.upstream
+                    .per_try
+                    .execute(classifier, || self.send(endpoint))
+                    .await
+            }
+        };
+        let finished = balancer.clock().now();
+        let took = Duration::from_nanos(finished.saturating_sub(started));
+        picked.endpoint.observe(finished, took);
+        if let Some(permit) = picked.permit.take() {
+            permit.record(&classify_result(classifier, &result));
+        }
+        result
+    }
+
+    async fn send(&self, endpoint: &Endpoint) -> Attempted {
+        let body = match &self.body {
+            // Most requests have no body: an empty one is boxed without allocating.
+            Outgoing::Buffered(bytes) if bytes.is_empty() => empty(),
+            Outgoing::Buffered(bytes) => full(bytes.clone()),
+            Outgoing::Streaming(slot) => {
+                match slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    Some(stream) => boxed(stream.map_err(BoxError::from)),
+                    None => {
+                        return Err(transport(
+                            TransportErrorKind::Other,
+                            "a streamed body cannot be sent twice",
+                        ));
+                    }
+                }
+            }
+        };
+        let sent = if endpoint.pool.is_http1() && RequestHead::can_write(&self.parts.headers) {
+            // Written straight from the client's head: no copy of its header map.
+            let chained;
+            let forwarded_for = match self.chained_forwarded_for() {
+                Some(value) => {
+                    chained = value;
+                    chained.as_ref()
+                }
+                None => self.client.forwarded_for.as_ref(),
+            };
+            let timeout = palisade::deadline::remaining().map(|remaining| {
+                let left =
+                    palisade_http::deadline::outbound_budget(remaining, self.upstream.margin);
+                let grpc = self
+                    .is_grpc()
+                    .then(|| {
+                        HeaderValue::from_str(&palisade_http::deadline::format_grpc_timeout(left))
+                            .ok()
+                    })
+                    .flatten();
+                (u64::try_from(left.as_millis()).unwrap_or(u64::MAX), grpc)
+            });
+            let head = RequestHead {
+                method: &self.parts.method,
+                path: self
+                    .parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", PathAndQuery::as_str),
+                headers: &self.parts.headers,
+                host: self.parts.uri.authority().map(uri::Authority::as_str),
+                forwarded_for,
+                timeout,
+                raw_response: self.raw_heads,
+            };
+            endpoint
+                .pool
+                .send_http1(&head, body, !self.replayable)
+                .await
+        } else {
+            // Boxed: the general path (HTTP/2, or a head that cannot be written as it is)
+            // is rare, and its future would otherwise size every attempt's.
+            let request = self.upstream_request(endpoint, body)?;
+            Box::pin(endpoint.pool.send(request)).await
+        };
+        sent.map_err(|e| {
+            let kind = match e {
+                SendError::Connect { .. } => TransportErrorKind::ConnectFailure,
+                SendError::Request(_) | SendError::Http1(_) => TransportErrorKind::Reset,
+            };
+            transport(kind, &e.to_string())
+        })
+    }
+
+    fn upstream_request(
+        &self,
+        endpoint: &Endpoint,
+        body: ProxyBody,
+    ) -> Result<Request<ProxyBody>, Error<TransportError>> {
+        let mut target = uri::Parts::default();
+        target.scheme = Some(Scheme::HTTP);
+        target.authority = Some(endpoint.authority.clone());
+        target.path_and_query = Some(
+            self.parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        let uri = Uri::from_parts(target)
+            .map_err(|_| transport(TransportErrorKind::Other, "cannot form the upstream URI"))?;
+        let mut request = Request::new(body);
+        *request.method_mut() = self.parts.method.clone();
+        *request.uri_mut() = uri;
+        // Room for the headers added below, so that adding them never grows the map.
+        let mut copy = HeaderMap::with_capacity(self.parts.headers.len() + ADDED_HEADERS);
+        for (name, value) in &self.parts.headers {
+            copy.append(name.clone(), value.clone());
+        }
+        *request.headers_mut() = copy;
+        let headers = request.headers_mut();
+        palisade_http::headers::strip_hop_by_hop(headers);
+        if !headers.contains_key(HOST) {
+            if let Some(authority) = self.parts.uri.authority() {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    headers.insert(HOST, host);
+                }
+            }
+        }
+        let forwarded = match self.chained_forwarded_for() {
+            Some(chained) => chained,
+            None => self.client.forwarded_for.clone(),
+        };
+        if let Some(value) = forwarded {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+        if let Some(remaining) = palisade::deadline::remaining() {
+            let grpc = self.is_grpc();
+            palisade_http::deadline::outbound(headers, remaining, self.upstream.margin, grpc);
+        }
+        Ok(request)
+    }
+
+    /// `X-Forwarded-For` when the client sent one: its chain with the client's address
+    /// added (`Some(None)` if that is not a valid value). `None`: the client sent none,
+    /// and the connection's own value goes.
+    fn chained_forwarded_for(&self) -> Option<Option<HeaderValue>> {
+        let chain = self.parts.headers.get(&X_FORWARDED_FOR)?;
+        let chain = chain.to_str().ok()?;
+        Some(HeaderValue::from_str(&format!("{chain}, {}", self.client.address.ip())).ok())
+    }
+
+    /// A gRPC request, which gets its deadline as `grpc-timeout` too.
+    fn is_grpc(&self) -> bool {
+        self.parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"))
+    }
+}
+
+pub(super) fn transport(kind: TransportErrorKind, message: &str) -> Error<TransportError> {
+    Error::Inner(TransportError {
+        kind,
+        message: message.to_owned(),
+    })
+}
