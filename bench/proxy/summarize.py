@@ -216,6 +216,13 @@ def main():
                     lambda v: v < 0.5,
                 ),
                 (
+                    # One request at a time: each has its own wake-ups, none shared.
+                    f"rejected ({t}) ÷ proxied: palisade CPU per request (c1)",
+                    per_round(lambda r: r[(t, 1)]["proxy_us"] / r[("palisade", 1)]["proxy_us"]),
+                    "< 0.5",
+                    lambda v: v < 0.5,
+                ),
+                (
                     # Informational: a p50 includes wrk's and the kernel's round trip, the
                     # same for both (the `direct` p50); the cost ratio is the CPU one above.
                     f"rejected ({t}) ÷ proxied: p50 at c1 (wrk's round trip included)",
