@@ -4,10 +4,9 @@ mod support;
 
 use support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_the_rate_is_429_with_retry_after() {
-    let up = Upstream::start("api", Behaviour::Ok).await;
-    let body = format!(
+/// One upstream `api` behind `/api`, rate limited to 1 per second with a burst of 2.
+fn config(up: &Upstream) -> String {
+    format!(
         r#"
 [[upstream]]
 name = "api"
@@ -20,9 +19,14 @@ burst = 2
 path_prefix = "/api"
 upstream = "api"
 "#,
-        endpoints = list(&[&up])
-    );
-    let proxy = Proxy::start(&body).await;
+        endpoints = list(&[up])
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_rate_is_429_with_retry_after() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = Proxy::start(&config(&up)).await;
 
     for i in 0..2 {
         let r = proxy.get("/api/x").await;
@@ -71,22 +75,7 @@ upstream = "api"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_breaker_refuses_without_spending_the_rate() {
     let up = Upstream::start("api", Behaviour::Ok).await;
-    let body = format!(
-        r#"
-[[upstream]]
-name = "api"
-endpoints = [{endpoints}]
-[upstream.rate_limit]
-per_second = 1
-burst = 2
-
-[[route]]
-path_prefix = "/api"
-upstream = "api"
-"#,
-        endpoints = list(&[&up])
-    );
-    let proxy = Proxy::start(&body).await;
+    let proxy = Proxy::start(&config(&up)).await;
     let forced = proxy
         .admin_post("/admin/upstream/api/circuit", r#"{"state":"open"}"#)
         .await;

@@ -90,12 +90,8 @@ impl Runtime {
         })
     }
 
-    /// The route for `path`: the longest matching prefix.
-    pub fn route(&self, path: &str) -> Option<&Route> {
-        self.route_with_position(path).map(|(_, route)| route)
-    }
-
-    /// The route for `path`, and its position for [`routed`](Self::routed).
+    /// The route for `path` (the longest matching prefix), and its position for
+    /// [`routed`](Self::routed).
     pub fn route_with_position(&self, path: &str) -> Option<(usize, &Route)> {
         self.routes
             .iter()
