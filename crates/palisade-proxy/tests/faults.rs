@@ -107,12 +107,17 @@ async fn a_fault_from_the_config_aborts_with_its_status() {
     assert_eq!(up.count(), 0);
 }
 
-/// A delayed request asks the breaker when its delay is over: a breaker opened meanwhile
-/// refuses it, and the upstream never sees it.
+/// A delayed request asks the breakers when its delay is over: a breaker opened meanwhile
+/// refuses it there, before the rate limiter, so the upstream never sees it and the
+/// rate's one token is left for the next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breaker_opened_during_an_injected_delay_refuses_after_it() {
     let up = Upstream::start("api", Behaviour::Ok).await;
-    let proxy = std::sync::Arc::new(Proxy::start(&config(&up, "")).await);
+    let limited = config(&up, "").replace(
+        "[upstream.retry]",
+        "[upstream.rate_limit]\nper_second = 1\nburst = 1\n[upstream.retry]",
+    );
+    let proxy = std::sync::Arc::new(Proxy::start(&limited).await);
     let a = proxy
         .admin_post(
             "/admin/route/0/fault",
@@ -138,4 +143,18 @@ async fn a_breaker_opened_during_an_injected_delay_refuses_after_it() {
         r.elapsed
     );
     assert_eq!(up.count(), 0, "the refused request reached the upstream");
+
+    let off = proxy
+        .admin_post(
+            "/admin/route/0/fault",
+            r#"{"abort_percent":0,"abort_status":503,"delay_percent":0,"delay":"0ms"}"#,
+        )
+        .await;
+    assert!((200..300).contains(&off.status), "{off:?}");
+    let auto = proxy
+        .admin_post("/admin/upstream/api/circuit", r#"{"state":"auto"}"#)
+        .await;
+    assert!((200..300).contains(&auto.status), "{auto:?}");
+    let r = proxy.get("/api/x").await;
+    assert_eq!(r.status, 200, "the refusal spent the rate's token: {r:?}");
 }
