@@ -24,7 +24,13 @@
 #   IDLE_CONNS=1000   open keep-alive connections for the memory measurement
 #   BUILD=pgo         the palisade binary measured: pgo, the release build optimised with
 #                     a profile of `palisade demo` (scripts/build-pgo.sh); plain, the
-#                     `cargo build --release` one
+#                     `cargo build --release` one; given, the binary PALISADE names
+#                     (built before, e.g. by scripts/build-pgo.sh from a clean worktree)
+#   REFUSAL_PAIRS=10  then short runs of a proxied request and of both refusals by the
+#                     breaker forced open (503, fallback) back to back, at one connection
+#                     and at CONNS: refusal-to-proxied CPU ratios from runs seconds apart;
+#                     0 skips them
+#                     (paired runs alternate which comes first; PAIR_DURATION each)
 #   OUT=target/bench-proxy
 #                     raw wrk output, logs, results.tsv and summary.md go here
 #
@@ -46,6 +52,7 @@ DURATION="${DURATION:-10s}"
 ROUNDS="${ROUNDS:-4}"
 PAIRS="${PAIRS:-10}"
 LATENCY_PAIRS="${LATENCY_PAIRS:-10}"
+REFUSAL_PAIRS="${REFUSAL_PAIRS:-10}"
 PAIR_DURATION="${PAIR_DURATION:-3s}"
 LAYOUTS="${LAYOUTS:-pinned shared}"
 CONNS="${CONNS:-64}"
@@ -141,7 +148,11 @@ plain)
     (cd "$ROOT" && cargo build --release -p palisade-proxy)
     PALISADE="${CARGO_TARGET_DIR:-$ROOT/target}/release/palisade"
     ;;
-*) die "BUILD=$BUILD: plain or pgo" ;;
+given)
+    [[ -n ${PALISADE:-} ]] || die "BUILD=given needs PALISADE=<path of the binary>"
+    log "measuring the given binary $PALISADE (not built here)"
+    ;;
+*) die "BUILD=$BUILD: plain, pgo or given" ;;
 esac
 [[ -x $PALISADE ]] || die "no $PALISADE after the build"
 
@@ -152,10 +163,9 @@ mkdir -p "$OUT/raw" "$OUT/logs"
 RESULTS="$OUT/results.tsv"
 PAIRED="$OUT/paired.tsv"
 MEMORY="$OUT/memory.tsv"
-printf 'layout\tround\ttarget\tconns\trequests\tduration_us\tp50_us\tp90_us\tp99_us\terr_status\terr_socket\tproxy_ticks\tupstream_ticks\n' >"$RESULTS"
+printf 'layout\tround\ttarget\tconns\trequests\tduration_us\tp50_us\tp90_us\tp99_us\terr_status\terr_socket\tproxy_cpu_ns\tupstream_cpu_ns\n' >"$RESULTS"
 head -n 1 "$RESULTS" >"$PAIRED"
 printf 'layout\ttarget\tstate\trss_kb\tdetail\n' >"$MEMORY"
-CLK_TCK="$(getconf CLK_TCK)"
 
 # wrk prints exact figures through this script (latency in microseconds).
 cat >"$WORK/report.lua" <<'EOF'
@@ -240,6 +250,26 @@ paired_runs() {
     done
 }
 
+# refusal_pairs LAYOUT COUNT CONNS: COUNT pairs of short runs into paired.tsv (rounds
+# q<CONNS>-1, q<CONNS>-2, ...): palisade proxying, then with the breaker forced open its
+# two refusals (fallback, 503), every other pair in reverse order.
+refusal_pairs() {
+    local layout=$1 count=$2 conns=$3 pair t order
+    for ((pair = 1; pair <= count; pair++)); do
+        order=(palisade open-fallback open-503)
+        ((pair % 2 == 0)) && order=(open-503 open-fallback palisade)
+        for t in "${order[@]}"; do
+            case $t in
+            palisade) admin_circuit auto ;;
+            *) admin_circuit open ;;
+            esac
+            RESULTS="$PAIRED" DURATION="$PAIR_DURATION" \
+                measure "$layout" "q$conns-$pair" "$t" "${URL[$t]}" "$conns"
+        done
+    done
+    admin_circuit auto
+}
+
 # start NAME CPUS CMD... : runs CMD in the background (pinned to CPUS if not empty).
 start() {
     local name=$1 cpus=$2
@@ -281,14 +311,15 @@ family() {
     done
 }
 
-# utime + stime, in clock ticks, of the given processes and their children.
-ticks() {
-    local total=0 p
+# CPU time in nanoseconds (user + system, every thread) of the given processes and their
+# children: the scheduler's own count (/proc/<pid>/task/<tid>/schedstat, first field),
+# exact to the nanosecond, where utime + stime in /proc/<pid>/stat are sampled at each
+# clock tick (100 Hz: a 3 s run of a half-busy proxy gets about 150 samples, ±8%).
+cpu_ns() {
+    local p
     for p in $(family "$@"); do
-        [[ -r /proc/$p/stat ]] || continue
-        total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-    done
-    echo "$total"
+        cat /proc/"$p"/task/*/schedstat 2>/dev/null || true
+    done | awk '{total += $1} END {printf "%d\n", total}'
 }
 
 # VmRSS in kB of the given processes and their children.
@@ -340,15 +371,15 @@ measure() {
     palisade | open-*) proxy_pids=("${PID[palisade]}") ;;
     esac
     local p0=0 p1=0 u0 u1
-    ((${#proxy_pids[@]})) && p0=$(ticks "${proxy_pids[@]}")
-    u0=$(ticks "${PID[upstream]}")
+    ((${#proxy_pids[@]})) && p0=$(cpu_ns "${proxy_pids[@]}")
+    u0=$(cpu_ns "${PID[upstream]}")
     # In the background, so that a signal to this script is handled at once.
     "${CLIENT_PIN[@]}" timeout 120 wrk -t"$threads" -c"$conns" -d"$DURATION" --latency \
         -s "$WORK/report.lua" "$url" >"$raw" 2>&1 &
     BG_PIDS+=("$!")
     wait "$!" || die "wrk failed: $(cat "$raw")"
-    ((${#proxy_pids[@]})) && p1=$(ticks "${proxy_pids[@]}")
-    u1=$(ticks "${PID[upstream]}")
+    ((${#proxy_pids[@]})) && p1=$(cpu_ns "${proxy_pids[@]}")
+    u1=$(cpu_ns "${PID[upstream]}")
     local r
     r=$(grep '^RESULT ' "$raw") || die "no RESULT line in $raw"
     read -r _ req dur p50 p90 p99 est esock <<<"$r"
@@ -423,7 +454,7 @@ source "$ROOT/bench/proxy/configs.sh"
     echo "wrk: $(wrk -v 2>&1 | head -n 1 || true)"
     echo "rustc: $(rustc -V)"
     echo "palisade build: $BUILD ($PALISADE)"
-    echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS PAIRS=$PAIRS LATENCY_PAIRS=$LATENCY_PAIRS PAIR_DURATION=$PAIR_DURATION LAYOUTS='$LAYOUTS' CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS"
+    echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS PAIRS=$PAIRS LATENCY_PAIRS=$LATENCY_PAIRS REFUSAL_PAIRS=$REFUSAL_PAIRS PAIR_DURATION=$PAIR_DURATION LAYOUTS='$LAYOUTS' CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS"
     echo "loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 
@@ -527,6 +558,12 @@ for layout in $LAYOUTS; do
     ((LATENCY_PAIRS > 0)) && log "paired latency runs: $LATENCY_PAIRS × ($PAIR_DURATION each)"
     paired_runs "$layout" "$LATENCY_PAIRS" l 1 direct palisade nginx
     [[ "$(breaker_states)" == closed ]] || die "breaker left closed state during the paired runs: $(breaker_states)"
+    if ((REFUSAL_PAIRS > 0)); then
+        log "paired refusal runs: $REFUSAL_PAIRS × 2 connection counts ($PAIR_DURATION each)"
+        refusal_pairs "$layout" "$REFUSAL_PAIRS" 1
+        refusal_pairs "$layout" "$REFUSAL_PAIRS" "$CONNS"
+        [[ "$(breaker_states)" == closed ]] || die "breaker not closed after the refusal pairs: $(breaker_states)"
+    fi
 
     log "memory with $IDLE_CONNS connections"
     memory "$layout" palisade "$PAL_PORT" palisade
@@ -541,6 +578,6 @@ for layout in $LAYOUTS; do
 done
 echo "loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
 
-python3 "$(dirname "${BASH_SOURCE[0]}")/summarize.py" "$OUT" "$CLK_TCK" >"$OUT/summary.md"
+python3 "$(dirname "${BASH_SOURCE[0]}")/summarize.py" "$OUT" >"$OUT/summary.md"
 cat "$OUT/summary.md"
 log "raw output, configs and logs: $OUT"
