@@ -27,9 +27,10 @@
 #                     `cargo build --release` one; given, the binary PALISADE names
 #                     (built before, e.g. by scripts/build-pgo.sh from a clean worktree)
 #   REFUSAL_PAIRS=10  then short runs of a proxied request and of both refusals by the
-#                     breaker forced open (503, fallback) back to back, at one connection
-#                     and at CONNS: refusal-to-proxied CPU ratios from runs seconds apart;
-#                     0 skips them
+#                     breaker forced open (503, fallback) back to back, with the
+#                     upstream's answer from memory and nginx proxying for reference, at
+#                     one connection and at CONNS: refusal-to-proxied CPU ratios from runs
+#                     seconds apart; 0 skips them
 #                     (paired runs alternate which comes first; PAIR_DURATION each)
 #   OUT=target/bench-proxy
 #                     raw wrk output, logs, results.tsv and summary.md go here
@@ -252,16 +253,18 @@ paired_runs() {
 
 # refusal_pairs LAYOUT COUNT CONNS: COUNT pairs of short runs into paired.tsv (rounds
 # q<CONNS>-1, q<CONNS>-2, ...): palisade proxying, then with the breaker forced open its
-# two refusals (fallback, 503), every other pair in reverse order.
+# two refusals (fallback, 503); and for reference the upstream answering from memory
+# (`direct`: nginx's cheapest answer, on the same CPU as the proxy in `pinned`) and nginx
+# proxying. Every other pair in reverse order.
 refusal_pairs() {
     local layout=$1 count=$2 conns=$3 pair t order
     for ((pair = 1; pair <= count; pair++)); do
-        order=(palisade open-fallback open-503)
-        ((pair % 2 == 0)) && order=(open-503 open-fallback palisade)
+        order=(palisade open-fallback open-503 direct nginx)
+        ((pair % 2 == 0)) && order=(nginx direct open-503 open-fallback palisade)
         for t in "${order[@]}"; do
             case $t in
             palisade) admin_circuit auto ;;
-            *) admin_circuit open ;;
+            open-*) admin_circuit open ;;
             esac
             RESULTS="$PAIRED" DURATION="$PAIR_DURATION" \
                 measure "$layout" "q$conns-$pair" "$t" "${URL[$t]}" "$conns"

@@ -165,27 +165,39 @@ def paired_latency(out, layout, verdicts):
 
 
 def paired_refusals(out, tick_us, layout, verdicts):
-    """The paired refusal runs of `layout`: a refusal's CPU against a proxied request's."""
+    """The paired refusal runs of `layout`: a refusal's CPU against a proxied request's, and
+    for reference nginx's cheapest answer (the upstream's, from memory) and nginx proxying."""
     targets = ["palisade", "open-fallback", "open-503"]
-    rows = []
     path = out / "paired.tsv"
+    rows = []
     if path.exists():
         rows = [r for r in csv.DictReader(open(path), delimiter="\t")
                 if r["layout"] == layout and r["round"].startswith("q")]
     for conns in sorted({int(r["conns"]) for r in rows}):
         complete = [
-            {t: cpu_us(r, "proxy", tick_us) for t, r in pair.items()}
-            for pair in read_pairs(out, layout, f"q{conns}-", targets)
+            {
+                t: cpu_us(r, "upstream" if t == "direct" else "proxy", tick_us)
+                for t, r in pair.items()
+            }
+            for pair in read_pairs(out, layout, f"q{conns}-", targets + ["direct", "nginx"])
         ]
         if not complete:
             continue
         print(f"Paired refusal runs at {conns} connection{'s' if conns > 1 else ''} "
-              f"({len(complete)} pairs: proxied, then both refusals, back to back):\n")
+              f"({len(complete)} pairs: proxied, both refusals, nginx's answer from memory and "
+              f"nginx proxying, back to back):\n")
         print("| figure | median | 95% interval | range | under ½ in |")
         print("|---|---|---|---|---|")
-        for t in targets:
+        labels = {
+            "palisade": "palisade proxying",
+            "open-fallback": "palisade refusing, fallback",
+            "open-503": "palisade refusing, 503",
+            "direct": "nginx answering from memory (the upstream)",
+            "nginx": "nginx proxying",
+        }
+        for t, label in labels.items():
             cpu = [p[t] for p in complete]
-            print(f"| palisade CPU per request, {t} (µs) | {med(cpu):.1f} | | {min(cpu):.1f}–{max(cpu):.1f} | |")
+            print(f"| CPU per request, {label} (µs) | {med(cpu):.1f} | | {min(cpu):.1f}–{max(cpu):.1f} | |")
         for t in ["open-503", "open-fallback"]:
             vals = [p[t] / p["palisade"] for p in complete]
             under = sum(1 for v in vals if v < 0.5)
@@ -195,7 +207,20 @@ def paired_refusals(out, tick_us, layout, verdicts):
                 (layout, f"{name} (paired short runs)", f"{med(vals):.2f}", "< 0.5",
                  settled(vals, 0.5, lambda v: v < 0.5))
             )
+        # What the host allows: nginx's own cheapest answer against its proxied request. At
+        # one connection each request wakes an idle process, and that wake-up is most of
+        # the cheapest answer's cost.
+        floor = [p["direct"] / p["nginx"] for p in complete]
+        print(f"| for reference, nginx: answer from memory ÷ proxied (c{conns}) | {med(floor):.2f} "
+              f"| {interval(floor)} | {rng(floor)} | |")
+        cheapest = [p["open-503"] / p["direct"] for p in complete]
+        print(f"| palisade's 503 refusal ÷ nginx's answer from memory (c{conns}) | {med(cheapest):.2f} "
+              f"| {interval(cheapest)} | {rng(cheapest)} | |")
         print()
+        verdicts.append(
+            (layout, f"for reference, nginx: answer from memory ÷ proxied, CPU per request (c{conns})",
+             f"{med(floor):.2f}", "", "")
+        )
 
 
 def rounds_tables(layout, rounds, conns_hi, verdicts):
