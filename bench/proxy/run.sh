@@ -31,6 +31,8 @@
 #                     upstream's answer from memory and nginx proxying for reference, at
 #                     one connection and at CONNS: refusal-to-proxied CPU ratios from runs
 #                     seconds apart; 0 skips them
+#   REFUSAL_CONNS="1 64"
+#                     the connection counts of those runs (default: 1 and CONNS)
 #                     (paired runs alternate which comes first; PAIR_DURATION each)
 #   OUT=target/bench-proxy
 #                     raw wrk output, logs, results.tsv and summary.md go here
@@ -54,6 +56,7 @@ ROUNDS="${ROUNDS:-4}"
 PAIRS="${PAIRS:-10}"
 LATENCY_PAIRS="${LATENCY_PAIRS:-10}"
 REFUSAL_PAIRS="${REFUSAL_PAIRS:-10}"
+REFUSAL_CONNS="${REFUSAL_CONNS:-1 ${CONNS:-64}}"
 PAIR_DURATION="${PAIR_DURATION:-3s}"
 LAYOUTS="${LAYOUTS:-pinned shared}"
 CONNS="${CONNS:-64}"
@@ -457,7 +460,7 @@ source "$ROOT/bench/proxy/configs.sh"
     echo "wrk: $(wrk -v 2>&1 | head -n 1 || true)"
     echo "rustc: $(rustc -V)"
     echo "palisade build: $BUILD ($PALISADE)"
-    echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS PAIRS=$PAIRS LATENCY_PAIRS=$LATENCY_PAIRS REFUSAL_PAIRS=$REFUSAL_PAIRS PAIR_DURATION=$PAIR_DURATION LAYOUTS='$LAYOUTS' CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS"
+    echo "settings: DURATION=$DURATION ROUNDS=$ROUNDS PAIRS=$PAIRS LATENCY_PAIRS=$LATENCY_PAIRS REFUSAL_PAIRS=$REFUSAL_PAIRS REFUSAL_CONNS='$REFUSAL_CONNS' PAIR_DURATION=$PAIR_DURATION LAYOUTS='$LAYOUTS' CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS"
     echo "loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 
@@ -562,9 +565,10 @@ for layout in $LAYOUTS; do
     paired_runs "$layout" "$LATENCY_PAIRS" l 1 direct palisade nginx
     [[ "$(breaker_states)" == closed ]] || die "breaker left closed state during the paired runs: $(breaker_states)"
     if ((REFUSAL_PAIRS > 0)); then
-        log "paired refusal runs: $REFUSAL_PAIRS × 2 connection counts ($PAIR_DURATION each)"
-        refusal_pairs "$layout" "$REFUSAL_PAIRS" 1
-        refusal_pairs "$layout" "$REFUSAL_PAIRS" "$CONNS"
+        for conns in $REFUSAL_CONNS; do
+            log "paired refusal runs at c$conns: $REFUSAL_PAIRS × ($PAIR_DURATION each)"
+            refusal_pairs "$layout" "$REFUSAL_PAIRS" "$conns"
+        done
         [[ "$(breaker_states)" == closed ]] || die "breaker not closed after the refusal pairs: $(breaker_states)"
     fi
 
