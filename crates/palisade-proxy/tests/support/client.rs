@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::header::HeaderMap;
-use hyper::{Method, Request};
+use hyper::{Method, Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -29,6 +30,22 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// `resp` read whole; `elapsed` counts from `start`.
+    async fn read(resp: Response<Incoming>, start: Instant) -> Result<Resp, String> {
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("{e:?}"))?
+            .to_bytes();
+        Ok(Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            elapsed: start.elapsed(),
+        })
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -90,18 +107,7 @@ impl Http {
                 .request(req)
                 .await
                 .map_err(|e| format!("{e:?}"))?;
-            let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| format!("{e:?}"))?
-                .to_bytes();
-            Ok(Resp {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body,
-                elapsed: start.elapsed(),
-            })
+            Resp::read(resp, start).await
         };
         match timeout(secs(20), call).await {
             Ok(r) => r,
@@ -168,18 +174,7 @@ impl Conn {
                 .send_request(req)
                 .await
                 .map_err(|e| format!("{e:?}"))?;
-            let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| format!("{e:?}"))?
-                .to_bytes();
-            Ok(Resp {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body,
-                elapsed: start.elapsed(),
-            })
+            Resp::read(resp, start).await
         };
         timeout(secs(20), call)
             .await
