@@ -16,6 +16,7 @@ settles it: "met" or "missed" when the whole interval is on one side of the targ
 """
 
 import csv
+import functools
 import math
 import random
 import statistics
@@ -40,8 +41,14 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
-def median_interval(xs, resamples=2000, seed=1):
+def median_interval(xs):
     """A 95% percentile-bootstrap interval of the median of `xs` (pairs resampled)."""
+    return _bootstrap(tuple(xs))
+
+
+@functools.lru_cache(maxsize=None)
+def _bootstrap(xs, resamples=2000, seed=1):
+    # Cached: a figure's interval is printed in its table and judged in its verdict.
     if len(xs) < 3:
         return (float("nan"), float("nan"))
     rnd = random.Random(seed)
