@@ -55,13 +55,7 @@ async fn the_fallback_replaces_an_open_circuit_and_healthy_answers_pass_through(
         "a real answer marked as fallback"
     );
 
-    let a = proxy
-        .admin_post("/admin/upstream/inventory/circuit", r#"{"state":"open"}"#)
-        .await;
-    assert!(
-        (200..300).contains(&a.status),
-        "forcing the circuit open: {a:?}"
-    );
+    proxy.set_circuit("inventory", "open").await;
 
     let r = proxy.get("/inventory/items").await;
     assert_eq!(r.status, 200, "{r:?}");

@@ -31,13 +31,7 @@ async fn fault_injection_switched_on_at_run_time_then_off() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(up.count(), 1);
 
-    let a = proxy
-        .admin_post(
-            "/admin/route/0/fault",
-            r#"{"abort_percent":100,"abort_status":503,"delay_percent":0,"delay":"0ms"}"#,
-        )
-        .await;
-    assert!((200..300).contains(&a.status), "setting the fault: {a:?}");
+    proxy.set_fault(0, 100, 0, "0ms").await;
     let state = proxy.state().await;
     assert_eq!(state["routes"][0]["index"], 0, "{state}");
     assert_eq!(state["routes"][0]["path_prefix"], "/api", "{state}");
@@ -61,13 +55,7 @@ async fn fault_injection_switched_on_at_run_time_then_off() {
         matching(&m, "palisade_faults_injected_total", &[])
     );
 
-    let a = proxy
-        .admin_post(
-            "/admin/route/0/fault",
-            r#"{"abort_percent":0,"abort_status":503,"delay_percent":0,"delay":"0ms"}"#,
-        )
-        .await;
-    assert!((200..300).contains(&a.status), "clearing the fault: {a:?}");
+    proxy.set_fault(0, 0, 0, "0ms").await;
     for i in 0..5 {
         let r = proxy.get("/api/x").await;
         assert_eq!(r.status, 200, "request {i} after clearing: {r:?}");
@@ -79,13 +67,7 @@ async fn fault_injection_switched_on_at_run_time_then_off() {
 async fn an_injected_delay_delays_then_forwards() {
     let up = Upstream::start("api", Behaviour::Ok).await;
     let proxy = Proxy::start(&config(&up, "")).await;
-    let a = proxy
-        .admin_post(
-            "/admin/route/0/fault",
-            r#"{"abort_percent":0,"abort_status":503,"delay_percent":100,"delay":"300ms"}"#,
-        )
-        .await;
-    assert!((200..300).contains(&a.status), "{a:?}");
+    proxy.set_fault(0, 0, 100, "300ms").await;
     let r = proxy.get("/api/x").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(
@@ -118,22 +100,13 @@ async fn a_breaker_opened_during_an_injected_delay_refuses_after_it() {
         "[upstream.rate_limit]\nper_second = 1\nburst = 1\n[upstream.retry]",
     );
     let proxy = std::sync::Arc::new(Proxy::start(&limited).await);
-    let a = proxy
-        .admin_post(
-            "/admin/route/0/fault",
-            r#"{"abort_percent":0,"abort_status":503,"delay_percent":100,"delay":"500ms"}"#,
-        )
-        .await;
-    assert!((200..300).contains(&a.status), "{a:?}");
+    proxy.set_fault(0, 0, 100, "500ms").await;
     let delayed = tokio::spawn({
         let proxy = proxy.clone();
         async move { proxy.get("/api/x").await }
     });
     tokio::time::sleep(ms(100)).await;
-    let forced = proxy
-        .admin_post("/admin/upstream/api/circuit", r#"{"state":"open"}"#)
-        .await;
-    assert!((200..300).contains(&forced.status), "{forced:?}");
+    proxy.set_circuit("api", "open").await;
     let r = delayed.await.expect("the request task");
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.reason(), Some("circuit-open"), "{r:?}");
@@ -144,17 +117,8 @@ async fn a_breaker_opened_during_an_injected_delay_refuses_after_it() {
     );
     assert_eq!(up.count(), 0, "the refused request reached the upstream");
 
-    let off = proxy
-        .admin_post(
-            "/admin/route/0/fault",
-            r#"{"abort_percent":0,"abort_status":503,"delay_percent":0,"delay":"0ms"}"#,
-        )
-        .await;
-    assert!((200..300).contains(&off.status), "{off:?}");
-    let auto = proxy
-        .admin_post("/admin/upstream/api/circuit", r#"{"state":"auto"}"#)
-        .await;
-    assert!((200..300).contains(&auto.status), "{auto:?}");
+    proxy.set_fault(0, 0, 0, "0ms").await;
+    proxy.set_circuit("api", "auto").await;
     let r = proxy.get("/api/x").await;
     assert_eq!(r.status, 200, "the refusal spent the rate's token: {r:?}");
 }

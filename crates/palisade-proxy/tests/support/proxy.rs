@@ -201,6 +201,33 @@ impl Proxy {
         self.admin_post_with(path, &[], json).await
     }
 
+    /// Sets upstream `name`'s breakers to `state` (open, closed, auto) through the admin
+    /// API; panics unless it is accepted.
+    pub async fn set_circuit(&self, name: &str, state: &str) {
+        let path = format!("/admin/upstream/{name}/circuit");
+        let r = self
+            .admin_post(&path, &format!(r#"{{"state":"{state}"}}"#))
+            .await;
+        assert!((200..300).contains(&r.status), "{path} {state}: {r:?}");
+    }
+
+    /// Sets route `index`'s fault injection through the admin API (aborts answered 503);
+    /// panics unless it is accepted.
+    pub async fn set_fault(
+        &self,
+        index: usize,
+        abort_percent: u32,
+        delay_percent: u32,
+        delay: &str,
+    ) {
+        let path = format!("/admin/route/{index}/fault");
+        let json = format!(
+            r#"{{"abort_percent":{abort_percent},"abort_status":503,"delay_percent":{delay_percent},"delay":"{delay}"}}"#
+        );
+        let r = self.admin_post(&path, &json).await;
+        assert!((200..300).contains(&r.status), "{path} {json}: {r:?}");
+    }
+
     pub async fn admin_post_with(&self, path: &str, headers: &[(&str, &str)], json: &str) -> Resp {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
