@@ -178,7 +178,9 @@ pub mod names {
     pub const RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "palisade_retry_budget_exhausted_total";
     /// Counter: calls that ran out of retries.
     pub const RETRIES_EXHAUSTED_TOTAL: &str = "palisade_retries_exhausted_total";
-    /// Gauge: breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled.
+    /// Gauge: breaker state, numbered by
+    /// [`CircuitState`](crate::policy::circuit_breaker::CircuitState)'s discriminants:
+    /// 0 closed, 1 open, 2 half-open, 3 forced-open, 4 forced-closed, 5 disabled.
     pub const CIRCUIT_STATE: &str = "palisade_circuit_state";
     /// Counter: breaker transitions, labelled `from` and `to`.
     pub const CIRCUIT_TRANSITIONS_TOTAL: &str = "palisade_circuit_transitions_total";

@@ -78,7 +78,8 @@ struct Model {
     trips: u32,
     window: VecDeque<bool>,
     open_until: u64,
-    entered: u64,
+    /// While probes are outstanding: since when no probe has answered.
+    waiting_since: Option<u64>,
     admitted: u32,
     in_flight: u32,
     successes: u32,
@@ -92,7 +93,7 @@ impl Model {
             trips: 0,
             window: VecDeque::new(),
             open_until: 0,
-            entered: 0,
+            waiting_since: None,
             admitted: 0,
             in_flight: 0,
             successes: 0,
@@ -106,20 +107,24 @@ impl Model {
             CircuitState::Open => {
                 self.state = CircuitState::HalfOpen;
                 self.generation += 1;
-                self.entered = now;
+                self.waiting_since = None;
                 self.admitted = 0;
                 self.in_flight = 0;
                 self.successes = 0;
             }
             _ => {}
         }
-        if now >= self.entered + MAX_HALF_OPEN_MS {
+        if self
+            .waiting_since
+            .is_some_and(|since| now >= since + MAX_HALF_OPEN_MS)
+        {
             self.reopen(now);
             return None;
         }
         if self.admitted < HALF_OPEN_CALLS && self.in_flight < HALF_OPEN_CONCURRENCY {
             self.admitted += 1;
             self.in_flight += 1;
+            self.waiting_since.get_or_insert(now);
             return Some((Admitted::Probe, self.generation));
         }
         None
@@ -141,15 +146,14 @@ impl Model {
                     self.window.pop_front();
                 }
                 let failures = self.window.iter().filter(|f| **f).count();
-                if failed
-                    && self.window.len() >= MIN_CALLS
+                if self.window.len() >= MIN_CALLS
                     && failures as f64 / self.window.len() as f64 >= RATE
                 {
                     self.reopen(now);
                 }
             }
             (Admitted::Probe, CircuitState::HalfOpen) => {
-                self.in_flight -= 1;
+                self.answered(now);
                 match kind {
                     Kind::Failure => self.reopen(now),
                     Kind::Ignored => self.admitted -= 1,
@@ -175,7 +179,15 @@ impl Model {
         {
             self.in_flight -= 1;
             self.admitted -= 1;
+            if self.in_flight == 0 {
+                self.waiting_since = None;
+            }
         }
+    }
+
+    fn answered(&mut self, now: u64) {
+        self.in_flight -= 1;
+        self.waiting_since = (self.in_flight > 0).then_some(now);
     }
 
     fn reopen(&mut self, now: u64) {
@@ -254,5 +266,70 @@ proptest! {
             }
             prop_assert_eq!(breaker.state(), model.state, "after {} ms; model {:?}", now, model);
         }
+    }
+}
+
+// === recovery under any traffic spacing ===
+
+/// A breaker that tripped, then sees only successful calls at the given spacing (each
+/// answered at once or after a delay), must close: half-open never reopens while its
+/// probes answer, however sparse the traffic.
+fn recovers(
+    calls: u32,
+    concurrency: u32,
+    successes: u32,
+    max_half_open_ms: u64,
+    spacing: &[(u64, u64)],
+) -> Result<(), TestCaseError> {
+    let (clock, hand) = Clock::manual();
+    let breaker = CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .open_for(
+            Duration::from_millis(OPEN_MS),
+            Duration::from_millis(MAX_OPEN_MS),
+            2.0,
+            0.0,
+        )
+        .half_open(calls, concurrency, successes)
+        .max_half_open(Duration::from_millis(max_half_open_ms))
+        .clock(clock)
+        .build()
+        .unwrap();
+    breaker.try_acquire().unwrap().record(&Outcome::failure());
+    prop_assert_eq!(breaker.state(), CircuitState::Open);
+    let mut probes = 0u32;
+    for &(gap_ms, answer_ms) in spacing {
+        hand.advance(Duration::from_millis(gap_ms));
+        let Ok(permit) = breaker.try_acquire() else {
+            prop_assert!(
+                probes == 0,
+                "a probe was refused after {} answered ones",
+                probes
+            );
+            continue;
+        };
+        // An answer slower than max_half_open is an unanswered probe: keep within it.
+        hand.advance(Duration::from_millis(answer_ms % max_half_open_ms));
+        permit.record(&Outcome::success());
+        probes += 1;
+        if probes >= successes {
+            prop_assert_eq!(breaker.state(), CircuitState::Closed);
+            return Ok(());
+        }
+        prop_assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn successful_probes_close_the_breaker_at_any_spacing(
+        (calls, concurrency, successes) in (1u32..6).prop_flat_map(|calls| (Just(calls), 1..=calls, 1..=calls)),
+        max_half_open_ms in 1u64..60_000,
+        spacing in proptest::collection::vec((0u64..600_000, 0u64..60_000), 1..40),
+    ) {
+        recovers(calls, concurrency, successes, max_half_open_ms, &spacing)?;
     }
 }

@@ -58,8 +58,10 @@ impl OutcomeRing {
         fastmod(ticket, self.magic, self.size)
     }
 
-    /// Records one call; returns true if a counter changed upwards (a new failure or
-    /// slow call entered the window), i.e. when a threshold may now be crossed.
+    /// Records one call; returns true if the window now holds a failure or a slow call,
+    /// i.e. when a rate threshold may be crossed and the caller must judge it. A success
+    /// can cross one too (it may bring the window to its minimum number of calls), so
+    /// the answer does not depend on what was recorded.
     ///
     /// A success arriving while the window is full of successes changes nothing (every
     /// slot it could evict holds a success too), so it writes nothing: in the healthy
@@ -77,9 +79,9 @@ impl OutcomeRing {
         }
         let word = (slot / 64) as usize;
         let mask = 1u64 << (slot % 64);
-        let more_failures = set_bit(&self.failure_bits[word], mask, failed, &self.failures);
-        let more_slow = set_bit(&self.slow_bits[word], mask, slow, &self.slow);
-        more_failures || more_slow
+        set_bit(&self.failure_bits[word], mask, failed, &self.failures);
+        set_bit(&self.slow_bits[word], mask, slow, &self.slow);
+        self.failures.load(Ordering::Relaxed) != 0 || self.slow.load(Ordering::Relaxed) != 0
     }
 
     #[inline]
@@ -117,26 +119,19 @@ fn fastmod(a: u32, magic: u64, d: u32) -> u32 {
     ((u128::from(low) * u128::from(d)) >> 64) as u32
 }
 
-/// Sets or clears `mask` in `word`, keeping `count` equal to the set bits. Returns true
-/// if the bit went from clear to set.
+/// Sets or clears `mask` in `word`, keeping `count` equal to the set bits.
 #[inline]
-fn set_bit(word: &AtomicU64, mask: u64, value: bool, count: &AtomicU32) -> bool {
+fn set_bit(word: &AtomicU64, mask: u64, value: bool, count: &AtomicU32) {
     if value {
         let previous = word.fetch_or(mask, Ordering::Relaxed);
         if previous & mask == 0 {
             count.fetch_add(1, Ordering::Relaxed);
-            return true;
         }
-        // Already set: the count is unchanged, but the caller should still check.
-        true
-    } else {
-        if word.load(Ordering::Relaxed) & mask != 0 {
-            let previous = word.fetch_and(!mask, Ordering::Relaxed);
-            if previous & mask != 0 {
-                count.fetch_sub(1, Ordering::Relaxed);
-            }
+    } else if word.load(Ordering::Relaxed) & mask != 0 {
+        let previous = word.fetch_and(!mask, Ordering::Relaxed);
+        if previous & mask != 0 {
+            count.fetch_sub(1, Ordering::Relaxed);
         }
-        false
     }
 }
 
@@ -158,7 +153,10 @@ mod tests {
     fn counts_follow_the_last_n_calls() {
         let ring = OutcomeRing::new(3);
         assert!(ring.record(true, false));
-        assert!(!ring.record(false, false));
+        assert!(
+            ring.record(false, false),
+            "the failure is still in the window"
+        );
         assert!(ring.record(false, true));
         assert_eq!(
             ring.counts(),

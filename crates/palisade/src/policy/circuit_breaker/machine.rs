@@ -71,12 +71,56 @@ struct Control {
     rng: SmallRng,
 }
 
+/// One half-open period's probes.
 #[derive(Default, Clone, Copy)]
 struct HalfOpen {
+    /// Probes admitted this period (a cancelled or ignored probe gives its slot back).
     admitted: u32,
+    /// Probes admitted and not yet answered.
     in_flight: u32,
+    /// Probes that succeeded this period.
     successes: u32,
-    entered_at: Nanos,
+    /// While probes are in flight: when the wait for an answer began (the first probe's
+    /// admission, or the last answer since). `None` when no probe is outstanding: a quiet
+    /// half-open state waits for traffic as long as it takes, so sparse successful
+    /// probes close it.
+    waiting_since: Option<Nanos>,
+}
+
+impl HalfOpen {
+    /// The instant outstanding probes count as failed, if any are outstanding.
+    fn deadline(&self, max_half_open: Nanos) -> Option<Nanos> {
+        self.waiting_since
+            .map(|since| since.saturating_add(max_half_open))
+    }
+
+    /// Notes a probe admitted at `now`; true if it is the only one outstanding.
+    fn admit(&mut self, now: Nanos) -> bool {
+        self.admitted += 1;
+        self.in_flight += 1;
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// Notes that a probe answered at `now`: the wait for the others, if any, starts
+    /// again.
+    fn answered(&mut self, now: Nanos) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.waiting_since = (self.in_flight > 0).then_some(now);
+    }
+
+    /// Notes that a probe was cancelled: its slot is free again, and the wait for the
+    /// others, if any, goes on (a cancellation says nothing about the dependency).
+    fn withdrawn(&mut self) {
+        self.admitted = self.admitted.saturating_sub(1);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0 {
+            self.waiting_since = None;
+        }
+    }
 }
 
 // === impl Shared ===
@@ -206,10 +250,7 @@ impl Shared {
                     retry_after: Some(Duration::from_nanos(until - now)),
                 });
             }
-            control.half_open = HalfOpen {
-                entered_at: now,
-                ..HalfOpen::default()
-            };
+            control.half_open = HalfOpen::default();
             word = self.transition(word, CircuitState::HalfOpen);
         }
         if word.state() != CircuitState::HalfOpen {
@@ -225,8 +266,8 @@ impl Shared {
             };
         }
         let half = &mut control.half_open;
-        let deadline = half.entered_at.saturating_add(self.max_half_open);
-        if now >= deadline {
+        let deadline = half.deadline(self.max_half_open);
+        if deadline.is_some_and(|deadline| now >= deadline) {
             // Probes went unanswered for too long: treat them as failed.
             let until = self.reopen(&mut control, word, now);
             return Err(Rejected {
@@ -235,11 +276,18 @@ impl Shared {
             });
         }
         if half.admitted < self.half_open_calls && half.in_flight < self.half_open_concurrency {
-            half.admitted += 1;
-            half.in_flight += 1;
+            if half.admit(now) {
+                // The timer (if any) must now watch for this probe's answer.
+                self.changed.notify_waiters();
+            }
             return Ok((Admission::Probe, word.generation()));
         }
-        let wait = Duration::from_nanos(deadline - now).min(self.open_for);
+        // Full: a slot frees when a probe answers, or when the outstanding ones time out.
+        let wait = deadline
+            .map_or(self.open_for, |deadline| {
+                Duration::from_nanos(deadline - now)
+            })
+            .min(self.open_for);
         Err(Rejected {
             state: CircuitState::HalfOpen,
             retry_after: Some(wait),
@@ -344,11 +392,11 @@ impl Shared {
         if word.generation() != generation || word.state() != CircuitState::HalfOpen {
             return;
         }
+        let now = self.clock.now();
         let half = &mut control.half_open;
-        half.in_flight = half.in_flight.saturating_sub(1);
+        half.answered(now);
         match (health, slow) {
             (Health::Failure, _) | (Health::Success, true) => {
-                let now = self.clock.now();
                 self.reopen(&mut control, word, now);
             }
             (Health::Success, false) => {
@@ -371,9 +419,7 @@ impl Shared {
         let mut control = lock(&self.control);
         let word = self.word();
         if word.generation() == generation && word.state() == CircuitState::HalfOpen {
-            let half = &mut control.half_open;
-            half.in_flight = half.in_flight.saturating_sub(1);
-            half.admitted = half.admitted.saturating_sub(1);
+            control.half_open.withdrawn();
         }
     }
 
@@ -437,16 +483,14 @@ impl Shared {
             self.window.clear();
         }
         if state == CircuitState::HalfOpen {
-            control.half_open = HalfOpen {
-                entered_at: self.clock.now(),
-                ..HalfOpen::default()
-            };
+            control.half_open = HalfOpen::default();
         }
         self.transition(word, state);
     }
 
-    /// For the timer: moves an expired open state to half-open and an expired half-open
-    /// state back to open. Returns when to look again, if ever.
+    /// For the timer: moves an expired open state to half-open, and a half-open state
+    /// whose probes went unanswered for `max_half_open` back to open. Returns when to
+    /// look again, if ever (a transition or an admitted probe wakes the timer as well).
     pub(crate) fn tick(&self) -> Option<Nanos> {
         let now = self.clock.now();
         let mut control = lock(&self.control);
@@ -457,18 +501,13 @@ impl Shared {
                 if now < until {
                     return Some(until);
                 }
-                control.half_open = HalfOpen {
-                    entered_at: now,
-                    ..HalfOpen::default()
-                };
+                control.half_open = HalfOpen::default();
                 self.transition(word, CircuitState::HalfOpen);
-                Some(now.saturating_add(self.max_half_open))
+                None
             }
             CircuitState::HalfOpen => {
-                let deadline = control
-                    .half_open
-                    .entered_at
-                    .saturating_add(self.max_half_open);
+                // Nothing to watch until a probe is admitted (which wakes the timer).
+                let deadline = control.half_open.deadline(self.max_half_open)?;
                 if now < deadline {
                     return Some(deadline);
                 }

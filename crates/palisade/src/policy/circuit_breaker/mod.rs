@@ -6,8 +6,8 @@
 //!   ┌────────┐ ─────────────────────────▶ ┌──────┐ next call (or timer) ┌───────────┐
 //!   │ Closed │                            │ Open │ ───────────────────▶ │ Half-open │
 //!   └────────┘ ◀───────────────┐          └──────┘ ◀────────────────── └───────────┘
-//!                              │        any probe fails, or probes       │
-//!                              └──── unanswered past max_half_open ─────┘
+//!                              │     any probe fails, or an outstanding   │
+//!                              └── probe unanswered past max_half_open ──┘
 //!                         enough probes succeed
 //! ```
 //!
@@ -19,8 +19,12 @@
 //!   capped at `max_open_for`, spread by `open_jitter`) and resets when the breaker closes.
 //! * **Half-open** admits at most `half_open_calls` probes per period, at most
 //!   `half_open_concurrency` at once; `half_open_successes` successes close it, any
-//!   failure reopens it, and probes that never answer reopen it after `max_half_open`.
-//!   A cancelled probe gives its slot back.
+//!   failure reopens it, and probes that go unanswered for `max_half_open` reopen it
+//!   (counted only while a probe is outstanding: a quiet half-open state waits for
+//!   traffic, so sparse successful probes still close it). A cancelled probe gives its
+//!   slot back.
+//! * **Judging**: rate windows are judged after every recorded call once they hold
+//!   `minimum_calls`, not only when a failure enters (as resilience4j does).
 //! * **Open → half-open** happens on the first call after the open time; the optional
 //!   [`spawn_timer`](CircuitBreaker::spawn_timer) makes an idle breaker move (and report)
 //!   on time as well.

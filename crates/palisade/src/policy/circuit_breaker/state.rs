@@ -8,33 +8,40 @@
 use serde::Serialize;
 
 /// A circuit breaker's state.
+///
+/// Each variant's discriminant is its value in the `palisade_circuit_state` gauge
+/// ([`gauge`](Self::gauge)): this enum is the one source of those numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[repr(u8)]
 pub enum CircuitState {
     /// Calls flow; outcomes are recorded.
-    Closed,
+    Closed = 0,
     /// Calls are rejected until the open time ends.
-    Open,
+    Open = 1,
     /// A few probe calls test the dependency.
-    HalfOpen,
+    HalfOpen = 2,
     /// Held open by an operator; every call is rejected.
-    ForcedOpen,
+    ForcedOpen = 3,
     /// Held closed by an operator; every call is admitted and nothing trips.
-    ForcedClosed,
+    ForcedClosed = 4,
     /// Configured off; every call is admitted and nothing is recorded.
-    Disabled,
+    Disabled = 5,
 }
 
 impl CircuitState {
+    /// Every state, in gauge order.
+    pub const ALL: [CircuitState; 6] = [
+        CircuitState::Closed,
+        CircuitState::Open,
+        CircuitState::HalfOpen,
+        CircuitState::ForcedOpen,
+        CircuitState::ForcedClosed,
+        CircuitState::Disabled,
+    ];
+
     pub(crate) const fn code(self) -> u64 {
-        match self {
-            CircuitState::Closed => 0,
-            CircuitState::Open => 1,
-            CircuitState::HalfOpen => 2,
-            CircuitState::ForcedOpen => 3,
-            CircuitState::ForcedClosed => 4,
-            CircuitState::Disabled => 5,
-        }
+        self as u64
     }
 
     pub(crate) const fn from_code(code: u64) -> Self {
@@ -60,7 +67,7 @@ impl CircuitState {
         }
     }
 
-    /// The value of the `palisade_circuit_state` gauge.
+    /// The value of the `palisade_circuit_state` gauge: the variant's discriminant.
     pub const fn gauge(self) -> f64 {
         self.code() as f64
     }
@@ -116,6 +123,45 @@ mod tests {
             assert_eq!(w.state(), state);
             assert_eq!(w.generation(), 41);
             assert_eq!(w.next(CircuitState::Closed).generation(), 42);
+        }
+    }
+
+    /// Every place that lists the gauge's values agrees with the enum.
+    #[test]
+    fn the_gauge_values_documented_are_the_enums() {
+        let events = include_str!("../../events.rs");
+        let at = events
+            .find("pub const CIRCUIT_STATE")
+            .expect("the metric's name is declared");
+        let doc_start = events[..at]
+            .rfind("pub const")
+            .expect("a declaration before it");
+        let metric_doc = &events[doc_start..at];
+        let architecture = include_str!("../../../../../docs/ARCHITECTURE.md");
+        let line = architecture
+            .split("\n\n")
+            .find(|paragraph| paragraph.contains("`palisade_circuit_state` is"))
+            .expect("ARCHITECTURE.md lists the gauge's values");
+        for text in [metric_doc, line] {
+            let text = text.replace("///", " ").replace('\n', " ");
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let mut listed = Vec::new();
+            for pair in words.windows(2) {
+                if let Ok(value) = pair[0].parse::<u64>() {
+                    let name = pair[1].trim_end_matches([',', '.', ')']);
+                    assert_eq!(
+                        CircuitState::from_code(value).as_str(),
+                        name,
+                        "documented as {value}: {text}"
+                    );
+                    listed.push(value);
+                }
+            }
+            let all: Vec<u64> = CircuitState::ALL.iter().map(|s| s.code()).collect();
+            assert_eq!(listed, all, "every state listed once, in order: {text}");
+        }
+        for state in CircuitState::ALL {
+            assert_eq!(state.gauge(), state as u8 as f64);
         }
     }
 }

@@ -49,6 +49,10 @@ impl FailureWindow {
     }
 
     /// Records a call that counted; returns true if the thresholds are now crossed.
+    ///
+    /// Rate windows are judged after every call once they hold `minimum_calls`, as
+    /// resilience4j does, not only when a failure enters: five failures then five
+    /// successes cross a 50% threshold with a minimum of ten at the tenth call.
     #[inline]
     pub(super) fn record(
         &self,
@@ -70,7 +74,7 @@ impl FailureWindow {
                 if slow {
                     slow_ring.add(now, 1, 0);
                 }
-                (failed || slow) && crossed(self.time_counts(now), limits)
+                crossed(self.time_counts(now), limits)
             }
             FailureWindow::Consecutive(run) => {
                 if failed || slow {

@@ -1,0 +1,149 @@
+//! When a breaker judges its window, and how it recovers under sparse traffic.
+
+use std::time::Duration;
+
+use tokio::time::advance;
+
+use super::{breaker, fail, succeed};
+use crate::Policy;
+use crate::outcome::Outcome;
+use crate::policy::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
+
+/// Trips `b` with failures; it has not seen any call before.
+fn trip_with_failures(b: &CircuitBreaker) {
+    for _ in 0..1000 {
+        if b.state() == CircuitState::Open {
+            return;
+        }
+        let _ = fail(b);
+    }
+    panic!("the breaker never tripped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sparse_successful_probes_close_a_breaker_with_default_settings() {
+    // 3 probes, 30 s max_half_open, 5 s open time: one call every 20 s.
+    let b = CircuitBreaker::builder()
+        .name("sparse")
+        .seed(7)
+        .build()
+        .unwrap();
+    trip_with_failures(&b);
+    let mut closed_after = None;
+    for call in 0..30 {
+        advance(Duration::from_secs(20)).await;
+        let answer = b.call(|| async { Ok::<_, std::io::Error>("fine") }).await;
+        if b.state() == CircuitState::Closed {
+            assert!(answer.is_ok());
+            closed_after = Some(call);
+            break;
+        }
+    }
+    assert_eq!(
+        closed_after,
+        Some(2),
+        "the first call after the open time and the two after it are the 3 probes"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn answered_probes_never_count_as_unanswered() {
+    let b = breaker(); // 2 probes, 1 at a time, 5 s max_half_open
+    super::trip(&b);
+    advance(Duration::from_secs(1)).await;
+    succeed(&b).unwrap();
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(b.state(), CircuitState::HalfOpen, "no probe is outstanding");
+    succeed(&b).unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_unanswered_wait_counts_from_the_last_answer() {
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .open_for(Duration::from_secs(1), Duration::from_secs(1), 1.0, 0.0)
+        .half_open(3, 2, 3)
+        .max_half_open(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    fail(&b).unwrap();
+    advance(Duration::from_secs(1)).await;
+    let first = b.try_acquire().unwrap();
+    advance(Duration::from_secs(4)).await;
+    let second = b.try_acquire().unwrap();
+    first.record(&Outcome::success());
+    advance(Duration::from_secs(4)).await;
+    assert!(
+        b.try_acquire().is_ok(),
+        "an answer 4 s ago: the second probe has not waited 5 s yet"
+    );
+    advance(Duration::from_secs(1)).await;
+    let refused = b.try_acquire().unwrap_err();
+    assert_eq!(
+        refused.state,
+        CircuitState::Open,
+        "nothing answered for 5 s"
+    );
+    drop(second);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_that_brings_the_window_to_its_minimum_can_trip_it() {
+    let b = CircuitBreaker::builder()
+        .count_window(100)
+        .minimum_calls(10)
+        .failure_rate(0.5)
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        fail(&b).unwrap();
+    }
+    for _ in 0..4 {
+        succeed(&b).unwrap();
+    }
+    assert_eq!(b.state(), CircuitState::Closed, "9 calls < minimum of 10");
+    succeed(&b).unwrap();
+    assert_eq!(
+        b.state(),
+        CircuitState::Open,
+        "5 failures in 10 calls is 50%, judged after the tenth call"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_time_window_is_judged_after_successes_too() {
+    let b = CircuitBreaker::builder()
+        .time_window(10, 10)
+        .minimum_calls(10)
+        .failure_rate(0.5)
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        fail(&b).unwrap();
+    }
+    for _ in 0..4 {
+        succeed(&b).unwrap();
+    }
+    assert_eq!(b.state(), CircuitState::Closed);
+    succeed(&b).unwrap();
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_below_the_threshold_stays_closed_through_successes() {
+    let b = CircuitBreakerBuilder::default()
+        .count_window(10)
+        .minimum_calls(10)
+        .failure_rate(0.5)
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        fail(&b).unwrap();
+    }
+    for _ in 0..20 {
+        succeed(&b).unwrap();
+    }
+    assert_eq!(b.state(), CircuitState::Closed, "4 in 10 is below 50%");
+}
