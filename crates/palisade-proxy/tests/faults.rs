@@ -61,6 +61,14 @@ async fn fault_injection_switched_on_at_run_time_then_off() {
         assert_eq!(r.status, 200, "request {i} after clearing: {r:?}");
     }
     assert_eq!(up.count(), 6);
+
+    // An informational status is no answer: refused, and the fault stays off.
+    for status in [100, 103, 199] {
+        let json = format!(r#"{{"abort_percent":100,"abort_status":{status}}}"#);
+        let r = proxy.admin_post("/admin/route/0/fault", &json).await;
+        assert_eq!(r.status, 400, "abort_status {status}: {r:?}");
+    }
+    assert_eq!(proxy.get("/api/x").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -101,12 +102,7 @@ impl Admin {
         act: impl FnOnce(&Self, &[u8]) -> Response<ProxyBody>,
     ) -> Response<ProxyBody> {
         if let Some(token) = &self.token {
-            let expected = format!("Bearer {token}");
-            let given = request
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            if given != Some(expected.as_str()) {
+            if !bearer_matches(request.headers().get(AUTHORIZATION), token) {
                 return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
             }
         }
@@ -219,10 +215,10 @@ impl Admin {
         let percents_ok = [fault.abort_percent, fault.delay_percent]
             .iter()
             .all(|p| (0.0..=100.0).contains(p));
-        if !percents_ok || !(100..=599).contains(&fault.abort_status) {
+        if !percents_ok || !crate::config::FINAL_STATUSES.contains(&fault.abort_status) {
             return error(
                 StatusCode::BAD_REQUEST,
-                "percents must be 0 to 100 and abort_status 100 to 599",
+                "percents must be 0 to 100 and abort_status a final status, 200 to 599",
             );
         }
         tracing::info!(
@@ -236,6 +232,23 @@ impl Admin {
             &serde_json::json!({"route": index, "fault": fault}),
         )
     }
+}
+
+/// Whether `header` is `Bearer <token>`: the scheme in any case (RFC 9110 §11.1), the
+/// token compared in constant time, so that the time of a refusal says nothing about how
+/// much of a guess was right.
+fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
+    let Some(value) = header else { return false };
+    let value = value.as_bytes();
+    let Some(space) = value.iter().position(|b| *b == b' ') else {
+        return false;
+    };
+    let (scheme, given) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return false;
+    }
+    let given = given.trim_ascii();
+    bool::from(given.ct_eq(token.as_bytes()))
 }
 
 /// Serves the admin port until `stopped` says so.
@@ -286,4 +299,42 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ProxyBod
 
 fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     json(status, &serde_json::json!({"error": message}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(value: &str) -> HeaderValue {
+        HeaderValue::from_str(value).unwrap()
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "Bearer  s3cret ",
+        ] {
+            assert!(bearer_matches(Some(&header(value)), "s3cret"), "{value}");
+        }
+    }
+
+    #[test]
+    fn anything_but_the_exact_token_is_refused() {
+        for value in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Bearer S3CRET",
+            "Basic s3cret",
+            "Bearers3cret",
+            "s3cret",
+            "Bearer",
+            "Bearer ",
+        ] {
+            assert!(!bearer_matches(Some(&header(value)), "s3cret"), "{value}");
+        }
+        assert!(!bearer_matches(None, "s3cret"));
+    }
 }

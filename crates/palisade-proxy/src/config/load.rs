@@ -218,7 +218,12 @@ impl Checker<'_> {
 
     fn check_admin(&mut self, config: &Config) {
         let admin = &config.admin;
-        if !admin.address.ip().is_loopback() && admin.token.as_deref().is_none_or(str::is_empty) {
+        if admin.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            self.problem(
+                &[key("admin"), key("token")],
+                "the token is blank; allowed: a token of visible characters, or no token (then only on a loopback address)".to_owned(),
+            );
+        } else if !admin.address.ip().is_loopback() && admin.token.is_none() {
             self.problem(
                 &[key("admin"), key("address")],
                 format!("{} is not loopback and no token is set; allowed: a loopback address, or set admin.token", admin.address),
@@ -484,11 +489,14 @@ impl Checker<'_> {
                 );
             }
             if let Some(f) = &route.fallback {
-                if !(100..=599).contains(&f.status) {
+                if !super::FINAL_STATUSES.contains(&f.status) {
                     let path: Vec<_> = at("fallback").into_iter().chain([key("status")]).collect();
                     self.problem(
                         &path,
-                        format!("{} is not an HTTP status; allowed: 100 to 599", f.status),
+                        format!(
+                            "{} is not a final HTTP status; allowed: 200 to 599",
+                            f.status
+                        ),
                     );
                 }
             }
@@ -506,11 +514,11 @@ impl Checker<'_> {
                         );
                     }
                 }
-                if !(100..=599).contains(&f.abort_status) {
+                if !super::FINAL_STATUSES.contains(&f.abort_status) {
                     self.problem(
                         &at_fault("abort_status"),
                         format!(
-                            "{} is not an HTTP status; allowed: 100 to 599",
+                            "{} is not a final HTTP status; allowed: 200 to 599",
                             f.abort_status
                         ),
                     );

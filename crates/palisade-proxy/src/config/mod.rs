@@ -25,6 +25,11 @@ use palisade::policy::shed::ShedConfig;
 use palisade::policy::throttle::ThrottleConfig;
 use serde::{Deserialize, Serialize};
 
+/// The statuses the proxy may answer with on its own (fallbacks, injected aborts): final
+/// ones only. A 1xx written as the answer would leave the client waiting for the final
+/// response, or taking the next exchange's as this one's.
+pub const FINAL_STATUSES: std::ops::RangeInclusive<u16> = 200..=599;
+
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,7 +276,7 @@ pub struct Route {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackSection {
-    /// Status of the fallback response. Default 200.
+    /// Status of the fallback response, 200–599. Default 200.
     #[serde(default = "defaults::fallback_status")]
     pub status: u16,
     /// Its body.
@@ -289,7 +294,7 @@ pub struct FaultSection {
     /// Percent of requests answered with `abort_status` without calling the upstream, 0–100.
     #[serde(default)]
     pub abort_percent: f64,
-    /// Status of injected aborts. Default 503.
+    /// Status of injected aborts, 200–599. Default 503.
     #[serde(default = "defaults::abort_status")]
     pub abort_status: u16,
     /// Percent of requests delayed by `delay` first, 0–100.

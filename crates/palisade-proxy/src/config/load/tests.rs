@@ -181,3 +181,27 @@ fn missing_required_sections_are_reported() {
     let p = problems("");
     assert!(p[0].contains("listener"), "{p:?}");
 }
+
+#[test]
+fn a_blank_admin_token_is_refused() {
+    let text = "[listener]\naddress = \"127.0.0.1:8080\"\n[admin]\naddress = \"0.0.0.0:9901\"\ntoken = \" \"\n[[upstream]]\nname = \"api\"\nendpoints = [\"127.0.0.1:9001\"]\n[[route]]\npath_prefix = \"/\"\nupstream = \"api\"\n";
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("c.toml:5: admin.token: the token is blank"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn informational_statuses_are_refused_for_fallbacks_and_aborts() {
+    let text = "[listener]\naddress = \"127.0.0.1:8080\"\n[[upstream]]\nname = \"api\"\nendpoints = [\"127.0.0.1:9001\"]\n[[route]]\npath_prefix = \"/\"\nupstream = \"api\"\n[route.fallback]\nstatus = 103\n[route.fault]\nabort_status = 100\n";
+    let p = problems(text);
+    assert_eq!(
+        p,
+        [
+            "c.toml:10: route[0].fallback.status: 103 is not a final HTTP status; allowed: 200 to 599",
+            "c.toml:12: route[0].fault.abort_status: 100 is not a final HTTP status; allowed: 200 to 599",
+        ]
+    );
+}
