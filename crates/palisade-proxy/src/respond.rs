@@ -30,6 +30,9 @@ pub enum Reason {
     NoRoute,
     /// A deadline header could not be read (400).
     BadDeadline,
+    /// The client's request is malformed: an ambiguous head, or a body that breaks its
+    /// framing (400).
+    BadRequest,
     /// The body is over `max_body_bytes` (413).
     BodyTooLarge,
     /// Rate limited (429).
@@ -58,9 +61,10 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::NoRoute,
         Reason::BadDeadline,
+        Reason::BadRequest,
         Reason::BodyTooLarge,
         Reason::RateLimited,
         Reason::CircuitOpen,
@@ -85,6 +89,7 @@ impl Reason {
         match self {
             Reason::NoRoute => "no-route",
             Reason::BadDeadline => "bad-deadline",
+            Reason::BadRequest => "bad-request",
             Reason::BodyTooLarge => "body-too-large",
             Reason::RateLimited => "rate-limited",
             Reason::CircuitOpen => "circuit-open",
@@ -100,11 +105,20 @@ impl Reason {
         }
     }
 
+    /// Whether the client's own request is at fault: such an answer is never replaced
+    /// by a route's fallback, which stands in for a failing upstream.
+    pub const fn is_clients(self) -> bool {
+        matches!(
+            self,
+            Reason::BadDeadline | Reason::BadRequest | Reason::BodyTooLarge
+        )
+    }
+
     /// The status that goes with it (fault injection uses its configured one).
     pub const fn status(self) -> StatusCode {
         match self {
             Reason::NoRoute => StatusCode::NOT_FOUND,
-            Reason::BadDeadline => StatusCode::BAD_REQUEST,
+            Reason::BadDeadline | Reason::BadRequest => StatusCode::BAD_REQUEST,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Reason::CircuitOpen

@@ -164,3 +164,61 @@ async fn a_client_sending_headers_too_slowly_is_cut_off() {
     assert_eq!(up.count(), 0);
     still_serving(&proxy, &up).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_heads_are_400_and_never_forwarded() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = Proxy::start_with(&sections(), &config(&up)).await;
+    for request in [
+        // Two Host headers: which one is meant?
+        &b"GET /api/x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n"[..],
+        b"GET /api/x HTTP/1.1\r\nHost: a.example\r\nHost: a.example\r\n\r\n",
+        // Bytes beyond ASCII in the target.
+        b"GET /api/caf\xc3\xa9 HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        b"GET /api/x?q=\xff HTTP/1.1\r\nHost: a.example\r\n\r\n",
+    ] {
+        let answer = exchange(proxy.addr, request).await;
+        assert_eq!(
+            status_of(&answer),
+            Some(400),
+            "{:?} got {answer:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert_eq!(up.count(), 0, "an ambiguous request reached the upstream");
+    still_serving(&proxy, &up).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_form_target_names_the_host_sent_upstream() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = Proxy::start_with(&sections(), &config(&up)).await;
+    let request = b"GET http://target.example:81/api/x HTTP/1.1\r\nHost: other.example\r\n\r\n";
+    let answer = exchange(proxy.addr, request).await;
+    assert_eq!(status_of(&answer), Some(200), "{answer:?}");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("host"),
+        Some("target.example:81"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[0].path, "/api/x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_is_the_clients_fault() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = Proxy::start_with(&sections(), &config(&up)).await;
+    let request =
+        b"POST /api/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
+    let answer = exchange(proxy.addr, request).await;
+    assert_eq!(status_of(&answer), Some(400), "{answer:?}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-palisade-reason: bad-request"),
+        "{answer:?}"
+    );
+    still_serving(&proxy, &up).await;
+}

@@ -19,6 +19,7 @@
 //! token nor a slot that a request which can be served needs.
 
 mod attempt;
+mod target;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,7 +113,8 @@ pub fn handle(
 ) -> Handled {
     let started = runtime.clock.now();
     client.waiting.busy();
-    let (head, body) = request.into_parts();
+    let (mut head, body) = request.into_parts();
+    let settled = target::settle(&mut head);
     let exchange = Exchange {
         runtime,
         client,
@@ -121,6 +123,9 @@ pub fn handle(
         in_flight: InFlight::enter(),
         raw_heads,
     };
+    if let Err(reason) = settled {
+        return Handled::Answered(exchange.malformed(reason));
+    }
     match exchange.admit(&body) {
         Err(reply) => Handled::Answered(reply),
         Ok(admitted) => {
@@ -167,6 +172,23 @@ impl Exchange {
         };
         self.checks(position, route, body)
             .map_err(|answer| self.answered(route, answer))
+    }
+
+    /// The answer to a request refused before routing (see `target`), recorded on its
+    /// route if one would take it.
+    fn malformed(&self, reason: Reason) -> Reply {
+        let answer = self.explained(reason);
+        match self.runtime.route_with_position(self.head.uri.path()) {
+            Some((_, route)) => self.answered(route, answer),
+            None => {
+                let (reply, reason) = answer;
+                self.runtime
+                    .unrouted
+                    .record(reply.response.status(), reason, self.took());
+                self.client.waiting.idle();
+                reply
+            }
+        }
     }
 
     /// The answer to a request no route takes (404), recorded.
@@ -443,7 +465,7 @@ impl Exchange {
     /// The refusal for `reason`, or the route's fallback if it has one.
     fn refuse(&self, route: &Route, reason: Reason, retry_after: Option<Duration>) -> Answer {
         let reply = match &route.fallback {
-            Some(fallback) if reason != Reason::BadDeadline && reason != Reason::BodyTooLarge => {
+            Some(fallback) if !reason.is_clients() => {
                 respond::fallback_reply(fallback, reason, self.raw_heads)
             }
             _ => respond::explained_reply(reason, reason.status(), retry_after, self.raw_heads),
@@ -486,14 +508,15 @@ async fn read_body(
             Some(Reason::BodyTooLarge),
         )),
         Err(error) => {
+            // The client's body broke its framing or its connection: the client's fault.
             tracing::debug!(%error, "client body failed");
             Err((
                 Reply::plain(respond::explained(
-                    Reason::UpstreamError,
-                    StatusCode::BAD_REQUEST,
+                    Reason::BadRequest,
+                    Reason::BadRequest.status(),
                     None,
                 )),
-                Some(Reason::UpstreamError),
+                Some(Reason::BadRequest),
             ))
         }
     }
