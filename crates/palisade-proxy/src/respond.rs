@@ -33,6 +33,8 @@ pub enum Reason {
     /// The client's request is malformed: an ambiguous head, or a body that breaks its
     /// framing (400).
     BadRequest,
+    /// The client stopped sending its request body for `listener.body_timeout` (408).
+    BodyTimeout,
     /// The body is over `max_body_bytes` (413).
     BodyTooLarge,
     /// Rate limited (429).
@@ -61,10 +63,11 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NoRoute,
         Reason::BadDeadline,
         Reason::BadRequest,
+        Reason::BodyTimeout,
         Reason::BodyTooLarge,
         Reason::RateLimited,
         Reason::CircuitOpen,
@@ -90,6 +93,7 @@ impl Reason {
             Reason::NoRoute => "no-route",
             Reason::BadDeadline => "bad-deadline",
             Reason::BadRequest => "bad-request",
+            Reason::BodyTimeout => "body-timeout",
             Reason::BodyTooLarge => "body-too-large",
             Reason::RateLimited => "rate-limited",
             Reason::CircuitOpen => "circuit-open",
@@ -110,7 +114,7 @@ impl Reason {
     pub const fn is_clients(self) -> bool {
         matches!(
             self,
-            Reason::BadDeadline | Reason::BadRequest | Reason::BodyTooLarge
+            Reason::BadDeadline | Reason::BadRequest | Reason::BodyTimeout | Reason::BodyTooLarge
         )
     }
 
@@ -119,6 +123,7 @@ impl Reason {
         match self {
             Reason::NoRoute => StatusCode::NOT_FOUND,
             Reason::BadDeadline | Reason::BadRequest => StatusCode::BAD_REQUEST,
+            Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Reason::CircuitOpen

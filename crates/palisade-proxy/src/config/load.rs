@@ -244,6 +244,12 @@ impl Checker<'_> {
                 "is 0; allowed: more than 0",
             );
         }
+        if config.listener.body_timeout.is_zero() {
+            self.problem(
+                &[key("listener"), key("body_timeout")],
+                "is 0; allowed: more than 0",
+            );
+        }
     }
 
     fn check_upstream(
@@ -411,6 +417,15 @@ impl Checker<'_> {
             self.problem(
                 &at("margin"),
                 format!("{:?} is out of range; allowed: less than per_try", t.margin),
+            );
+        }
+        if t.body_idle.is_zero() || t.body_idle > day {
+            self.problem(
+                &at("body_idle"),
+                format!(
+                    "{:?} is out of range; allowed: more than 0 and at most 1 day",
+                    t.body_idle
+                ),
             );
         }
     }

@@ -65,6 +65,10 @@ pub struct Listener {
     /// How long shutdown waits for in-flight requests. Default 30 s.
     #[serde(default = "defaults::drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Longest wait for the next piece of a client's request body (408 beyond): a
+    /// client that stalls mid-upload holds nothing for longer. Default 10 s.
+    #[serde(default = "defaults::body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
 }
 
 /// `[admin]`.
@@ -167,6 +171,11 @@ pub struct TimeoutSection {
     /// Subtracted from the remaining budget sent to the upstream. Default 5 ms.
     #[serde(default = "defaults::margin", with = "humantime_serde")]
     pub margin: Duration,
+    /// Longest wait for the next piece of a relayed response body: an upstream that
+    /// stalls mid-body is cut off (the client's response ends early, the connection is
+    /// not reused). Default 60 s, above the keep-alive comments of event streams.
+    #[serde(default = "defaults::body_idle", with = "humantime_serde")]
+    pub body_idle: Duration,
     /// Per-try timeout learned from observed latency, replacing `per_try` once enough
     /// samples exist (`per_try` is its fallback until then).
     #[serde(default)]
@@ -179,6 +188,7 @@ impl Default for TimeoutSection {
             total: defaults::total(),
             per_try: defaults::per_try(),
             margin: defaults::margin(),
+            body_idle: defaults::body_idle(),
             adaptive: None,
         }
     }
@@ -339,6 +349,12 @@ pub(crate) mod defaults {
     }
     pub(crate) fn drain_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    pub(crate) fn body_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub(crate) fn body_idle() -> Duration {
+        Duration::from_secs(60)
     }
     pub(crate) fn admin_address() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9901))

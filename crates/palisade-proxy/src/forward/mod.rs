@@ -2,7 +2,8 @@
 //! refusal.
 //!
 //! ```text
-//! route ─▶ deadline ─▶ fault ─▶ refusal ─▶ rate limit ─▶ bulkhead ─▶ total timeout ─▶ retry
+//! head settled ─▶ route ─▶ deadline ─▶ fault ─▶ refusal ─▶ throttle ─▶ rate limit ─▶ body read
+//!       ─▶ shed ─▶ adaptive limit ─▶ bulkhead ─▶ total timeout ─▶ retry
 //!       ─▶ [upstream breaker] ─▶ balancer (endpoint breaker, health) ─▶ per-try timeout ─▶ upstream
 //! ```
 //!
@@ -39,7 +40,7 @@ use palisade_http::body::{Prefixed, RequestBody};
 use palisade_http::classify::{HttpClassifier, Replay, TransportError};
 use tokio::time::Instant;
 
-use crate::body::{ClientBody, Guarded, boxed};
+use crate::body::{BodyIdle, ClientBody, Guarded, IdleTimeout, boxed};
 use crate::head_timeout::{IdleOnDrop, Waiting};
 use crate::respond::{self, Reason, Reply};
 use crate::runtime::{InFlight, Injected, PooledBody, Route, Runtime};
@@ -317,6 +318,13 @@ impl Exchange {
                 return self.refuse(route, Reason::RateLimited, Some(after));
             }
         }
+        // The body is read before any scarce slot is taken (and bounded by the listener's
+        // body timeout): a client trickling its upload holds no slot meanwhile.
+        let body_timeout = self.runtime.config.listener.body_timeout;
+        let body = match read_body(body, max_body, upstream.replay_body_bytes, body_timeout).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
         let _shed_slot = match &upstream.shedder {
             Some(shedder) => match shedder
                 .acquire::<TransportError>(palisade::criticality::current())
@@ -344,10 +352,6 @@ impl Exchange {
                 }
             },
             None => None,
-        };
-        let body = match read_body(body, max_body, upstream.replay_body_bytes).await {
-            Ok(body) => body,
-            Err(response) => return response,
         };
         // The key matters only for a method not replayed anyway.
         let keyed = !upstream.methods.contains(&self.head.method)
@@ -432,7 +436,7 @@ impl Exchange {
                     ),
                     _ => {
                         let idle = IdleOnDrop(self.client.waiting.clone());
-                        let mut reply = relay(*response, (slot, idle));
+                        let mut reply = relay(*response, upstream.body_idle, (slot, idle));
                         let attempts = attempt.attempts.load(Ordering::Relaxed);
                         reply
                             .response
@@ -487,14 +491,18 @@ fn attempts_value(attempts: u32) -> HeaderValue {
 /// The request body, ready to send once or many times.
 enum Outgoing {
     Buffered(bytes::Bytes),
-    Streaming(Mutex<Option<Prefixed<Limited<ClientBody>>>>),
+    Streaming(Mutex<Option<Prefixed<Limited<IdleTimeout<ClientBody>>>>>),
 }
 
+/// Reads `body` for replay, up to `replay_limit` bytes (a longer one streams), failing
+/// past `max_body` bytes or after `idle` without a piece.
 async fn read_body(
     body: ClientBody,
     max_body: u64,
     replay_limit: usize,
+    idle: Duration,
 ) -> Result<Outgoing, Answer> {
+    let body = IdleTimeout::new(body, idle);
     let limited = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX));
     match palisade_http::body::buffer(limited, replay_limit).await {
         Ok(RequestBody::Buffered(bytes)) => Ok(Outgoing::Buffered(bytes)),
@@ -506,6 +514,14 @@ async fn read_body(
                 None,
             )),
             Some(Reason::BodyTooLarge),
+        )),
+        Err(error) if error.is::<BodyIdle>() => Err((
+            Reply::plain(respond::explained(
+                Reason::BodyTimeout,
+                Reason::BodyTimeout.status(),
+                None,
+            )),
+            Some(Reason::BodyTimeout),
         )),
         Err(error) => {
             // The client's body broke its framing or its connection: the client's fault.
@@ -525,10 +541,11 @@ async fn read_body(
 /// The upstream's response, relayed: hop-by-hop headers stripped (its raw header lines,
 /// if kept, go with it), `guard` (the bulkhead slot, the connection's idle mark) held
 /// until the body is done.
-fn relay<G: Send + 'static>(response: Response<PooledBody>, guard: G) -> Reply {
+fn relay<G: Send + 'static>(response: Response<PooledBody>, idle: Duration, guard: G) -> Reply {
     let (mut parts, mut body) = response.into_parts();
     let head = body.take_raw();
     palisade_http::headers::strip_hop_by_hop(&mut parts.headers);
+    let body = IdleTimeout::new(body, idle);
     Reply {
         response: Response::from_parts(parts, boxed(Guarded::new(body, guard))),
         head,

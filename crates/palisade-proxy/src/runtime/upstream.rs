@@ -35,6 +35,8 @@ pub struct Upstream {
     pub per_try: Timeout,
     /// Subtracted from the budget sent to the upstream.
     pub margin: Duration,
+    /// Longest wait for the next piece of a relayed response body.
+    pub body_idle: Duration,
     /// Retries.
     pub retry: Retry,
     /// What is retried.
@@ -159,6 +161,7 @@ impl Upstream {
                 .after(config.timeout.per_try)
                 .build()?,
             margin: config.timeout.margin,
+            body_idle: config.timeout.body_idle,
             retry: retry.clone(),
             retry_on: policies.retry_on.clone(),
             methods: policies.methods.clone(),
