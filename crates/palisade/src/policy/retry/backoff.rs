@@ -6,7 +6,7 @@
 //! |---|---|
 //! | constant | `base` |
 //! | linear | `base · n` |
-//! | fibonacci | `base · F(n)`, F = 1, 1, 2, 3, 5, 8 … |
+//! | fibonacci | `base · F(n + 1)`: `base` × 1, 2, 3, 5, 8, 13 … (as resilience4j and Polly-contrib) |
 //! | exponential | `base · multiplier^(n−1)` |
 //! | decorrelated | `U(base, 3 · previous)`, previous starting at `base` (AWS's "decorrelated jitter") |
 //! | decorrelated-jitter-v2 | Polly's v2 curve around a median first delay of `base`: smooth, spread, no clustering |
@@ -28,7 +28,7 @@ pub enum BackoffKind {
     Constant,
     /// `base · n`.
     Linear,
-    /// `base · F(n)`.
+    /// `base · F(n + 1)`: `base` × 1, 2, 3, 5, 8 ….
     Fibonacci,
     /// `base · multiplier^(n−1)`.
     Exponential,
@@ -99,7 +99,7 @@ impl Backoff {
         match self.kind {
             BackoffKind::Constant => base,
             BackoffKind::Linear => base * f64::from(n),
-            BackoffKind::Fibonacci => base * fibonacci(n),
+            BackoffKind::Fibonacci => base * fibonacci(n.saturating_add(1)),
             BackoffKind::Exponential => {
                 base * self
                     .multiplier
@@ -146,7 +146,8 @@ impl Backoff {
     }
 }
 
-/// F(n) with F(1) = F(2) = 1, saturating in f64.
+/// F(n) with F(1) = F(2) = 1 (so F(n + 1) = 1, 2, 3, 5, 8 … for n = 1, 2, …), saturating
+/// in f64.
 fn fibonacci(n: u32) -> f64 {
     let (mut a, mut b) = (0.0f64, 1.0f64);
     for _ in 1..n.min(1500) {
@@ -185,10 +186,6 @@ mod tests {
     fn deterministic_curves() {
         assert_eq!(curve(BackoffKind::Constant), [100, 100, 100, 100, 100, 100]);
         assert_eq!(curve(BackoffKind::Linear), [100, 200, 300, 400, 500, 600]);
-        assert_eq!(
-            curve(BackoffKind::Fibonacci),
-            [100, 100, 200, 300, 500, 800]
-        );
         assert_eq!(
             curve(BackoffKind::Exponential),
             [100, 200, 400, 800, 1600, 3200]
@@ -279,6 +276,16 @@ mod tests {
                 "{jitter:?}: mean {observed}, theory {mean}"
             );
         }
+    }
+
+    /// Fibonacci waits `base` × 1, 2, 3, 5, 8, 13 … (F(n + 1)), as the seeds,
+    /// resilience4j and Polly-contrib do: the first retry waits `base`, the second twice it.
+    #[test]
+    fn fibonacci_is_base_times_one_two_three_five_eight() {
+        assert_eq!(
+            curve(BackoffKind::Fibonacci),
+            [100, 200, 300, 500, 800, 1300]
+        );
     }
 
     proptest::proptest! {
