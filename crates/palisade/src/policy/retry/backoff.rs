@@ -11,9 +11,18 @@
 //! | decorrelated | `U(base, 3 · previous)`, previous starting at `base` (AWS's "decorrelated jitter") |
 //! | decorrelated-jitter-v2 | Polly's v2 curve around a median first delay of `base`: smooth, spread, no clustering |
 //!
-//! Then jitter, with `d` the capped delay: none `d`; full `U(0, d)`; equal
-//! `d/2 + U(0, d/2)`; proportional `d · U(1 − f, 1 + f)`. The decorrelated kinds are
+//! Then jitter, with `d = min(curve, max_delay)`: none `d`; full `U(0, d)` (AWS's
+//! `random(0, min(cap, base · 2^n))`); equal `d/2 + U(0, d/2)`; proportional
+//! `c · U(1 − f, 1 + f)` with `c = min(d, max_delay / (1 + f))`. The decorrelated kinds are
 //! already random; use them with jitter `none`.
+//!
+//! **Invariant: no delay exceeds `max_delay`, whatever the kind, jitter, attempt or seed.**
+//! The jitter is drawn *within* the cap, never added on top of it. Full and equal jitter
+//! already stay within `[0, d]`. Proportional jitter would reach `d · (1 + f)`, so near
+//! the cap its centre moves down to `max_delay / (1 + f)`: the band keeps its shape
+//! (uniform, ±f around its centre) instead of being clipped, which would pile half the
+//! waits exactly on the cap and bring a herd back in step. (A `Retry-After` hint may
+//! still raise a wait up to `max_retry_after`; that is applied outside the backoff.)
 
 use std::time::Duration;
 
@@ -48,7 +57,8 @@ pub enum Jitter {
     Full,
     /// `d/2 + U(0, d/2)`: at least half the delay.
     Equal,
-    /// `d · U(1 − f, 1 + f)`.
+    /// `c · U(1 − f, 1 + f)`, centre `c = min(d, max_delay / (1 + f))` so it never
+    /// exceeds `max_delay`.
     Proportional,
 }
 
@@ -61,7 +71,7 @@ pub struct Backoff {
     pub base: Duration,
     /// Growth factor for exponential.
     pub multiplier: f64,
-    /// Cap on the curve, before jitter.
+    /// Cap on every delay, jitter included.
     pub max_delay: Duration,
     /// The spread.
     pub jitter: Jitter,
@@ -89,8 +99,11 @@ impl Backoff {
     ) -> Duration {
         let cap = self.max_delay.as_secs_f64();
         let curve = self.curve(n.max(1), state, rng).clamp(0.0, cap);
-        let jittered = self.spread(curve, rng);
-        Duration::try_from_secs_f64(jittered.max(0.0)).unwrap_or(self.max_delay)
+        let jittered = self.spread(curve, cap, rng).clamp(0.0, cap);
+        // The float round trip may land a nanosecond off; the cap holds exactly.
+        Duration::try_from_secs_f64(jittered)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
     }
 
     fn curve<R: Rng + ?Sized>(&self, n: u32, state: &mut BackoffState, rng: &mut R) -> f64 {
@@ -130,7 +143,8 @@ impl Backoff {
         }
     }
 
-    fn spread<R: Rng + ?Sized>(&self, d: f64, rng: &mut R) -> f64 {
+    /// Spreads `d` (already at most `cap`) so that the result stays within `[0, cap]`.
+    fn spread<R: Rng + ?Sized>(&self, d: f64, cap: f64, rng: &mut R) -> f64 {
         if d <= 0.0 {
             return 0.0;
         }
@@ -139,8 +153,14 @@ impl Backoff {
             Jitter::Full => rng.random_range(0.0..=d),
             Jitter::Equal => d / 2.0 + rng.random_range(0.0..=d / 2.0),
             Jitter::Proportional => {
-                let f = self.jitter_factor.clamp(0.0, 1.0);
-                d * rng.random_range((1.0 - f)..=(1.0 + f))
+                let f = if self.jitter_factor.is_nan() {
+                    0.0
+                } else {
+                    self.jitter_factor.clamp(0.0, 1.0)
+                };
+                // The band's top, centre · (1 + f), must not pass the cap.
+                let centre = d.min(cap / (1.0 + f));
+                centre * rng.random_range((1.0 - f)..=(1.0 + f))
             }
         }
     }
@@ -288,19 +308,63 @@ mod tests {
         );
     }
 
+    /// The reported case: exponential at its 1 s cap with proportional jitter ±20% once
+    /// waited 1.197 s. At the cap the whole ±f band is moved under it: every wait is in
+    /// `[cap · (1 − f)/(1 + f), cap]`, spread (never piled on the cap), mean `cap/(1 + f)`.
+    #[test]
+    fn proportional_jitter_at_the_cap_stays_under_it_and_spread() {
+        let b = Backoff {
+            max_delay: Duration::from_secs(1),
+            ..backoff(BackoffKind::Exponential, Jitter::Proportional)
+        };
+        let mut rng = SmallRng::seed_from_u64(3);
+        let samples: Vec<f64> = (0..20_000)
+            .map(|_| {
+                b.delay(30, &mut BackoffState::default(), &mut rng)
+                    .as_secs_f64()
+            })
+            .collect();
+        let (low, high) = (0.8 / 1.2, 1.0);
+        for s in &samples {
+            assert!(
+                *s >= low - 1e-9 && *s <= high,
+                "{s} outside [{low}, {high}]"
+            );
+        }
+        let at_cap = samples.iter().filter(|s| **s >= 1.0).count();
+        assert!(at_cap < 10, "{at_cap} waits piled on the cap");
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        assert!((mean - 1.0 / 1.2).abs() <= 0.01, "mean {mean}");
+    }
+
     proptest::proptest! {
+        /// Whatever the curve, the jitter, the attempt and the seed: no wait exceeds
+        /// `max_delay` (a `Retry-After` hint is the only thing that may, up to
+        /// `max_retry_after`, and it is applied outside the backoff).
         #[test]
-        fn delays_never_exceed_cap_without_proportional_jitter(
+        fn no_kind_or_jitter_ever_waits_longer_than_max_delay(
             kind in proptest::sample::select(vec![BackoffKind::Constant, BackoffKind::Linear, BackoffKind::Fibonacci, BackoffKind::Exponential, BackoffKind::Decorrelated, BackoffKind::DecorrelatedJitterV2]),
-            jitter in proptest::sample::select(vec![Jitter::None, Jitter::Full, Jitter::Equal]),
-            base_ms in 1u64..1000, cap_ms in 1000u64..20_000, seed in 0u64..1000, n in 1u32..64,
+            jitter in proptest::sample::select(vec![Jitter::None, Jitter::Full, Jitter::Equal, Jitter::Proportional]),
+            base_ns in 1u64..2_000_000_000,
+            cap_ns in 1u64..20_000_000_000,
+            multiplier in 1.0f64..100.0,
+            jitter_factor in 0.001f64..=1.0,
+            seed: u64,
+            n in 1u32..64,
         ) {
-            let b = Backoff { kind, base: Duration::from_millis(base_ms), multiplier: 3.0, max_delay: Duration::from_millis(cap_ms), jitter, jitter_factor: 0.5 };
+            let b = Backoff {
+                kind,
+                base: Duration::from_nanos(base_ns),
+                multiplier,
+                max_delay: Duration::from_nanos(cap_ns),
+                jitter,
+                jitter_factor,
+            };
             let mut rng = SmallRng::seed_from_u64(seed);
             let mut state = BackoffState::default();
             for i in 1..=n {
                 let d = b.delay(i, &mut state, &mut rng);
-                proptest::prop_assert!(d <= b.max_delay);
+                proptest::prop_assert!(d <= b.max_delay, "retry {i}: {d:?} > {:?}", b.max_delay);
             }
         }
     }

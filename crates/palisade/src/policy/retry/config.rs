@@ -38,7 +38,7 @@ pub struct RetryConfig {
     pub base: Duration,
     /// Growth factor for exponential backoff, 1 to 100.
     pub multiplier: f64,
-    /// Cap on the curve, at least `base`, at most 1 day.
+    /// Cap on every delay, jitter included; at least `base`, at most 1 day.
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
     /// The spread over the curve.
