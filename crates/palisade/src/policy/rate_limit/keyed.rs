@@ -1,16 +1,43 @@
 //! One GCRA bucket per key, with overrides and a hard bound on remembered keys.
 //!
 //! Keys live in 16 shards, each a `RwLock<HashMap>`; a known key is checked under its
-//! shard's read lock with the same compare-and-swap as the direct limiter. A new key takes
-//! the write lock once. Each shard holds at most `max_keys / 16` keys (rounded up): when
-//! it is full, keys whose bucket has refilled — which behave exactly like unknown keys —
-//! are dropped; if none has, the key closest to refilled among a sample of 32 is dropped.
-//! Memory is therefore bounded however many distinct keys arrive.
+//! shard's read lock with the same compare-and-swap as the direct limiter (the hot path
+//! touches no shared counter). A new key takes its shard's write lock once.
+//!
+//! **`max_keys` bounds the whole limiter.** One atomic count of remembered keys, shared by
+//! all shards, is reserved before a key is inserted and released after one is removed: at
+//! no moment are more than `max_keys` keys remembered, and below `max_keys` no key is
+//! forgotten.
+//!
+//! **Forgetting a key never hands it a fresh burst.** Only *idle* keys are forgotten: a
+//! key whose theoretical arrival time has passed (its bucket is full again) behaves
+//! exactly like a key never seen, so dropping it changes no decision. When the limiter is
+//! full, a new key sweeps every shard for idle keys. A sweep visits every key, so sweeps
+//! are rationed: one runs only once some key can have gone idle (the earliest arrival time
+//! the last sweep left, lowered by each insert), and at most once per `max_keys × 100 ns`
+//! (10 ms at 100,000 keys), which keeps sweeping a small share of the work however fast
+//! keys churn. Between two sweeps a full limiter treats new keys as below.
+//!
+//! **When every remembered key is still live**, no live key is dropped and the new key is
+//! not given a state of its own (that would be a fresh burst for a key that may just have
+//! been limited). Every key the limiter cannot remember is checked, with its own quota,
+//! against one shared *overflow* state: together they get what one key gets, as requests
+//! matching no descriptor share the default bucket of Envoy's local rate limit. So a new
+//! client is not locked out because others fill the table (refusing unremembered keys
+//! until a slot frees would refuse even a client's first call), the limiter admits at most
+//! about one quota more than its remembered keys do, and memory stays bounded. A key
+//! remembered later starts from the overflow state's arrival time, never fresher, so what
+//! it was admitted through the overflow still counts: every key is admitted at most
+//! `burst + rate × elapsed` in any interval, however keys come and go (the price: a key
+//! first remembered just after the overflow was busy starts with less than its burst).
+//! [`KeyedRateLimiter::overflowed`] counts the calls decided by the overflow state; a
+//! steady count means `max_keys` is too small for the clients that are active at once.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{self as std_atomic, AtomicUsize};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::Duration;
 
 use super::gcra::{self, Cell, Decision};
@@ -22,7 +49,9 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::{Error, Name};
 
 const SHARDS: usize = 16;
-const EVICTION_SAMPLE: usize = 32;
+/// Sweeps (which visit every key, some nanoseconds each) are at least this many
+/// nanoseconds per `max_keys` apart.
+const SWEEP_NANOS_PER_KEY: u64 = 100;
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -48,24 +77,49 @@ pub struct KeyedRateLimiter<K> {
 }
 
 struct Shared<K> {
+    /// Labels errors, events and metrics.
     name: Name,
+    /// The time source.
     clock: Clock,
+    /// Picks a key's shard.
     hasher: Hasher,
+    /// The default quota's cell, for keys without an override.
     default: CellSlot,
-    default_quota: std::sync::Mutex<Quota>,
+    /// The default quota as set.
+    default_quota: Mutex<Quota>,
+    /// Quotas of single keys, remembered or not; at most `max_keys`.
     overrides: RwLock<HashMap<K, Quota, Hasher>>,
+    /// The remembered keys, by hash.
     shards: Box<[RwLock<HashMap<K, Entry, Hasher>>]>,
-    per_shard: usize,
+    /// Keys remembered, plus slots reserved by inserts under way; at most `max_keys`.
+    len: AtomicUsize,
+    /// The most keys remembered at once.
     max_keys: usize,
+    /// Arrival time (ns) shared by every key that could not be remembered.
+    overflow: AtomicU64,
+    /// No remembered key goes idle before this (ns): a lower bound, lowered on insert.
+    idle_at: std_atomic::AtomicU64,
+    /// No sweep starts before this (ns).
+    sweep_after: std_atomic::AtomicU64,
+    /// Least time between two sweeps (ns).
+    sweep_every: Nanos,
+    /// Held by the one thread sweeping.
+    sweeping: Mutex<()>,
+    /// Longest wait for a slot (ns).
     max_wait: Nanos,
-    evicted: std::sync::atomic::AtomicU64,
+    /// Calls decided against the overflow state.
+    overflowed: std_atomic::AtomicU64,
+    /// Receives rejections.
     emitter: Emitter,
+    /// Decision metrics.
     counters: DecisionCounters,
 }
 
-/// One key's bucket; an `interval` of 0 means "use the default quota".
+/// One remembered key's bucket.
 struct Entry {
+    /// Theoretical arrival time (ns); it only grows.
     tat: AtomicU64,
+    /// The key's own quota, or `None` for the default.
     own: Option<CellSlot>,
 }
 
@@ -110,7 +164,8 @@ where
         self
     }
 
-    /// Sets the most keys remembered at once (default 100,000; 16 to 10,000,000).
+    /// Sets the most keys remembered at once, over all shards (default 100,000; 1 to
+    /// 10,000,000).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
         self
@@ -137,7 +192,7 @@ where
     /// Validates and builds.
     pub fn build(self) -> Result<KeyedRateLimiter<K>, ConfigError> {
         self.quota.validate()?;
-        in_range("max_keys", self.max_keys, SHARDS, 10_000_000)?;
+        in_range("max_keys", self.max_keys, 1, 10_000_000)?;
         if self.max_wait > ONE_DAY {
             return Err(ConfigError::new(
                 "max_wait",
@@ -146,7 +201,6 @@ where
             ));
         }
         let name: Name = self.name.as_str().into();
-        let per_shard = self.max_keys.div_ceil(SHARDS);
         let hasher = Hasher::default();
         Ok(KeyedRateLimiter {
             shared: Arc::new(Shared {
@@ -154,16 +208,21 @@ where
                 name,
                 clock: self.clock.unwrap_or_default(),
                 default: CellSlot::new(self.quota.cell()),
-                default_quota: std::sync::Mutex::new(self.quota),
+                default_quota: Mutex::new(self.quota),
                 overrides: RwLock::new(HashMap::with_hasher(hasher.clone())),
                 shards: (0..SHARDS)
                     .map(|_| RwLock::new(HashMap::with_hasher(hasher.clone())))
                     .collect(),
                 hasher,
-                per_shard,
+                len: AtomicUsize::new(0),
                 max_keys: self.max_keys,
+                overflow: AtomicU64::new(0),
+                idle_at: std_atomic::AtomicU64::new(Nanos::MAX),
+                sweep_after: std_atomic::AtomicU64::new(0),
+                sweep_every: (self.max_keys as u64).saturating_mul(SWEEP_NANOS_PER_KEY),
+                sweeping: Mutex::new(()),
                 max_wait: duration_to_nanos(self.max_wait),
-                evicted: std::sync::atomic::AtomicU64::new(0),
+                overflowed: std_atomic::AtomicU64::new(0),
                 emitter: Emitter::new(self.listener),
             }),
         })
@@ -290,7 +349,7 @@ where
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keys remembered now (never more than `max_keys` rounded up to a multiple of 16).
+    /// Keys remembered now (never more than `max_keys`).
     pub fn len(&self) -> usize {
         self.shared
             .shards
@@ -304,22 +363,20 @@ where
         self.len() == 0
     }
 
-    /// Keys dropped to stay within `max_keys` while their bucket was not yet full.
-    pub fn evictions(&self) -> u64 {
-        self.shared
-            .evicted
-            .load(std::sync::atomic::Ordering::Relaxed)
+    /// Calls decided against the shared overflow state, because `max_keys` keys were
+    /// remembered and none was idle (see the [module docs](self)).
+    pub fn overflowed(&self) -> u64 {
+        self.shared.overflowed.load(std_atomic::Ordering::Relaxed)
     }
 
     /// Drops every key whose bucket has refilled (they carry no state).
     pub fn forget_idle(&self) {
-        let now = self.shared.clock.now();
-        for shard in self.shared.shards.iter() {
-            shard
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, e| !gcra::is_idle(e.tat.load(Ordering::Relaxed), now));
-        }
+        let _sweeping = self
+            .shared
+            .sweeping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.sweep(self.shared.clock.now());
     }
 
     fn shard(&self, key: &K) -> &RwLock<HashMap<K, Entry, Hasher>> {
@@ -337,7 +394,7 @@ where
         };
         let decision = match decision {
             Some(decision) => decision,
-            None => self.insert_and_check(shard, key, now, max_wait),
+            None => self.remember_and_check(shard, key, now, max_wait),
         };
         match decision {
             Decision::Allowed => self.shared.counters.allowed.increment(1),
@@ -361,65 +418,163 @@ where
             Some(own) => own.load(),
             None => self.shared.default.load(),
         };
-        match gcra::check(&entry.tat, cell, now, max_wait) {
+        self.check_tat(&entry.tat, cell, now, max_wait)
+    }
+
+    #[inline]
+    fn check_tat(&self, tat: &AtomicU64, cell: Cell, now: Nanos, max_wait: Nanos) -> Decision {
+        match gcra::check(tat, cell, now, max_wait) {
             // A stale "now" (the thread was preempted) must not refuse the call: look again.
-            Decision::Limited(_) => {
-                gcra::check(&entry.tat, cell, self.shared.clock.now(), max_wait)
-            }
+            Decision::Limited(_) => gcra::check(tat, cell, self.shared.clock.now(), max_wait),
             admitted => admitted,
         }
     }
 
+    /// Remembers `key` if there is room (or room can be made by forgetting idle keys) and
+    /// checks it; otherwise checks it against the overflow state.
     #[cold]
-    fn insert_and_check(
+    fn remember_and_check(
         &self,
         shard: &RwLock<HashMap<K, Entry, Hasher>>,
         key: &K,
         now: Nanos,
         max_wait: Nanos,
     ) -> Decision {
-        let own = self
-            .shared
+        let shared = &self.shared;
+        let own = shared
             .overrides
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .map(|q| CellSlot::new(q.cell()));
-        let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
-        if !map.contains_key(key) {
-            if map.len() >= self.shared.per_shard {
-                self.make_room(&mut map, now);
-            }
-            map.insert(
-                key.clone(),
-                Entry {
-                    tat: AtomicU64::new(0),
-                    own,
-                },
-            );
+            .map(Quota::cell);
+        if !(self.reserve() || (self.make_room(now) && self.reserve())) {
+            return self.check_overflow(shard, key, own, now, max_wait);
         }
-        match map.get(key) {
-            Some(entry) => self.check_entry(entry, now, max_wait),
-            None => Decision::Allowed,
+        let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = map.get(key) {
+            // Another thread remembered it meanwhile.
+            self.release(1);
+            return self.check_entry(entry, now, max_wait);
+        }
+        // What the key was admitted through the overflow state (read under this shard's
+        // write lock, so none of it is missed) still counts: start from that state.
+        let entry = Entry {
+            tat: AtomicU64::new(shared.overflow.load(Ordering::Acquire)),
+            own: own.map(CellSlot::new),
+        };
+        let decision = self.check_entry(&entry, now, max_wait);
+        // Under the shard's lock, so a sweep under way either sees the key or this bound.
+        shared.idle_at.fetch_min(
+            entry.tat.load(Ordering::Relaxed),
+            std_atomic::Ordering::AcqRel,
+        );
+        map.insert(key.clone(), entry);
+        decision
+    }
+
+    /// Checks a key that could not be remembered against the shared overflow state.
+    #[cold]
+    fn check_overflow(
+        &self,
+        shard: &RwLock<HashMap<K, Entry, Hasher>>,
+        key: &K,
+        own: Option<Cell>,
+        now: Nanos,
+        max_wait: Nanos,
+    ) -> Decision {
+        // The read lock orders this check with the key's insertion, which reads the
+        // overflow state under the write lock.
+        let map = shard.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = map.get(key) {
+            return self.check_entry(entry, now, max_wait);
+        }
+        self.shared
+            .overflowed
+            .fetch_add(1, std_atomic::Ordering::Relaxed);
+        let cell = own.unwrap_or_else(|| self.shared.default.load());
+        self.check_tat(&self.shared.overflow, cell, now, max_wait)
+    }
+
+    /// Takes one of the `max_keys` slots, if one is free.
+    fn reserve(&self) -> bool {
+        let max = self.shared.max_keys;
+        self.shared
+            .len
+            .fetch_update(
+                std_atomic::Ordering::AcqRel,
+                std_atomic::Ordering::Acquire,
+                |n| (n < max).then_some(n + 1),
+            )
+            .is_ok()
+    }
+
+    /// Gives back `n` slots, after their keys were removed.
+    fn release(&self, n: usize) {
+        if n > 0 {
+            self.shared.len.fetch_sub(n, std_atomic::Ordering::AcqRel);
         }
     }
 
-    fn make_room(&self, map: &mut HashMap<K, Entry, Hasher>, now: Nanos) {
-        map.retain(|_, e| !gcra::is_idle(e.tat.load(Ordering::Relaxed), now));
-        if map.len() < self.shared.per_shard {
-            return;
+    /// Sweeps if a key can have gone idle and no sweep ran too recently; true if that
+    /// freed a slot.
+    fn make_room(&self, now: Nanos) -> bool {
+        let shared = &self.shared;
+        let due = || {
+            now >= shared.idle_at.load(std_atomic::Ordering::Acquire)
+                && now >= shared.sweep_after.load(std_atomic::Ordering::Acquire)
+        };
+        if !due() {
+            return false;
         }
-        let victim = map
-            .iter()
-            .take(EVICTION_SAMPLE)
-            .min_by_key(|(_, e)| e.tat.load(Ordering::Relaxed))
-            .map(|(k, _)| k.clone());
-        if let Some(key) = victim {
-            map.remove(&key);
-            self.shared
-                .evicted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _sweeping = match shared.sweeping.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            // Another thread is making room; this call is decided as if it found none.
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        // A sweep may have finished between the check and the lock.
+        due() && self.sweep(now) > 0
+    }
+
+    /// Drops every idle key and schedules the next sweep; the caller holds `sweeping`.
+    /// Returns how many keys were dropped.
+    fn sweep(&self, now: Nanos) -> usize {
+        let shared = &self.shared;
+        // Inserts from here on lower the bound themselves; keys already in a shard are
+        // seen below.
+        shared
+            .idle_at
+            .store(Nanos::MAX, std_atomic::Ordering::Release);
+        let mut removed = 0;
+        let mut earliest = Nanos::MAX;
+        for shard in shared.shards.iter() {
+            let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+            let before = map.len();
+            // Under the write lock no check is under way: each TAT read here is final.
+            map.retain(|_, entry| {
+                let tat = entry.tat.load(Ordering::Acquire);
+                let live = !gcra::is_idle(tat, now);
+                if live {
+                    earliest = earliest.min(tat);
+                }
+                live
+            });
+            removed += before - map.len();
+            // A shard that once held far more than its share gives the memory back.
+            let share = shared.max_keys.div_ceil(SHARDS).max(map.len());
+            if map.capacity() > 2 * share {
+                map.shrink_to(share);
+            }
         }
+        self.release(removed);
+        shared
+            .idle_at
+            .fetch_min(earliest, std_atomic::Ordering::AcqRel);
+        shared.sweep_after.store(
+            now.saturating_add(shared.sweep_every),
+            std_atomic::Ordering::Release,
+        );
+        removed
     }
 }
 

@@ -6,8 +6,10 @@
 //! `max_wait`, it reserves the next free slot within that wait and sleeps until then.
 //!
 //! [`KeyedRateLimiter`] keeps one limit per key (client, tenant, route) with per-key
-//! quota overrides, quota changes at run time, and a hard bound on the keys it remembers:
-//! idle keys (whose bucket is full again, and so carry no state) are evicted first.
+//! quota overrides, quota changes at run time, and a hard bound, `max_keys`, on the keys
+//! it remembers. Only idle keys (whose bucket is full again, and so carry no state) are
+//! forgotten; while every remembered key is live, the keys it cannot remember share one
+//! overflow state, so no key is ever given a fresh burst.
 //!
 //! ```
 //! use palisade::{Error, Policy};
