@@ -130,3 +130,57 @@ async fn a_breaker_opened_during_an_injected_delay_refuses_after_it() {
     let r = proxy.get("/api/x").await;
     assert_eq!(r.status, 200, "the refusal spent the rate's token: {r:?}");
 }
+
+/// Route faults are the library's fault injection: at most `max_concurrent` injected
+/// faults are in progress at once (beyond it requests pass untouched), and they are
+/// counted in the library's metric, labelled by the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_delays_are_capped_by_max_concurrent() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let fault = "[route.fault]\ndelay_percent = 100.0\ndelay = \"30s\"\nmax_concurrent = 1\n";
+    let proxy = std::sync::Arc::new(Proxy::start(&config(&up, fault)).await);
+
+    let delayed = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { proxy.get("/api/slow").await }
+    });
+    eventually("the first request's delay to start", secs(5), async || {
+        let m = proxy.metrics().await;
+        let started = sum(
+            &m,
+            "palisade_faults_injected_total",
+            &[("policy", "/api"), ("kind", "latency")],
+        );
+        (started >= 1.0).then_some(())
+    })
+    .await;
+    // The one fault slot is taken: this request is not delayed.
+    let r = proxy.get("/api/fast").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!delayed.is_finished(), "the delayed request ended first");
+    assert_eq!(
+        up.count(),
+        1,
+        "only the undelayed request reached the upstream"
+    );
+    delayed.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_section_with_a_bad_cap_is_a_config_error() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let fault = "[route.fault]\ndelay_percent = 100.0\nmax_concurrent = 0\n";
+    let text = config_text(
+        dead_addr(),
+        dead_addr(),
+        &Sections::default(),
+        &config(&up, fault),
+    );
+    let out = check(&text).await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("route[0].fault.max_concurrent: 0 is out of range"),
+        "{out:?}"
+    );
+}

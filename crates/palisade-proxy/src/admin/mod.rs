@@ -226,10 +226,12 @@ impl Admin {
             ?fault,
             "fault injection changed by the admin API"
         );
-        route.set_fault(fault.clone());
+        if let Err(refused) = route.set_fault(fault) {
+            return error(StatusCode::BAD_REQUEST, &refused.to_string());
+        }
         json(
             StatusCode::OK,
-            &serde_json::json!({"route": index, "fault": fault}),
+            &serde_json::json!({"route": index, "fault": route.fault()}),
         )
     }
 }

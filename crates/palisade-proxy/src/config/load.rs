@@ -529,6 +529,15 @@ impl Checker<'_> {
                         );
                     }
                 }
+                if !(1..=1_000_000).contains(&f.max_concurrent) {
+                    self.problem(
+                        &at_fault("max_concurrent"),
+                        format!(
+                            "{} is out of range; allowed: 1 to 1000000",
+                            f.max_concurrent
+                        ),
+                    );
+                }
                 if !super::FINAL_STATUSES.contains(&f.abort_status) {
                     self.problem(
                         &at_fault("abort_status"),

@@ -313,12 +313,30 @@ pub struct FaultSection {
     /// The injected delay.
     #[serde(default, with = "humantime_serde")]
     pub delay: Duration,
+    /// Injected faults in progress at once, 1 to 1,000,000; beyond it requests pass
+    /// untouched. Read when the config loads. Default 1000.
+    #[serde(default = "defaults::fault_max_concurrent")]
+    pub max_concurrent: usize,
 }
 
 impl FaultSection {
     /// True when either rate is above zero.
     pub fn is_active(&self) -> bool {
         self.abort_percent > 0.0 || self.delay_percent > 0.0
+    }
+
+    /// The library's fault injection settings these keys stand for (percentages as
+    /// rates), named `name`.
+    pub fn policy_config(&self, name: &str) -> palisade::policy::fault::FaultConfig {
+        palisade::policy::fault::FaultConfig {
+            name: name.to_owned(),
+            enabled: self.is_active(),
+            error_rate: self.abort_percent / 100.0,
+            latency_rate: self.delay_percent / 100.0,
+            latency: self.delay,
+            max_concurrent: self.max_concurrent,
+            seed: None,
+        }
     }
 }
 
@@ -329,6 +347,7 @@ impl Default for FaultSection {
             abort_status: defaults::abort_status(),
             delay_percent: 0.0,
             delay: Duration::ZERO,
+            max_concurrent: defaults::fault_max_concurrent(),
         }
     }
 }
@@ -349,6 +368,9 @@ pub(crate) mod defaults {
     }
     pub(crate) fn drain_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    pub(crate) fn fault_max_concurrent() -> usize {
+        1000
     }
     pub(crate) fn body_timeout() -> Duration {
         Duration::from_secs(10)

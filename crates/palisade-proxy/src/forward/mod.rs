@@ -36,6 +36,7 @@ use http_body_util::Limited;
 use palisade::Policy;
 use palisade::clock::{Clock, Nanos};
 use palisade::outcome::{Classify, classify_result};
+use palisade::policy::fault::FaultSlot;
 use palisade_http::body::{Prefixed, RequestBody};
 use palisade_http::classify::{HttpClassifier, Replay, TransportError};
 use tokio::time::Instant;
@@ -158,8 +159,8 @@ struct Admitted {
     budget: Option<Duration>,
     /// The budget's end.
     deadline: Option<Instant>,
-    /// An injected delay to wait first.
-    delay: Option<Duration>,
+    /// An injected delay to wait first, and its place among the faults in progress.
+    delay: Option<(Duration, FaultSlot)>,
 }
 
 // The answers go by value (see `Handled`).
@@ -237,7 +238,7 @@ impl Exchange {
                 ));
             }
             // The refusal is asked after the delay, when it is over.
-            Injected::Delay(delay) => Some(delay),
+            Injected::Delay(delay, slot) => Some((delay, slot)),
             Injected::None => {
                 self.refusal(route)?;
                 None
@@ -295,15 +296,19 @@ impl Exchange {
         let upstream = &route.upstream;
         let max_body = self.runtime.config.listener.max_body_bytes;
         let Admitted {
-            budget, deadline, ..
+            budget,
+            deadline,
+            delay,
+            ..
         } = admitted;
-        if let Some(delay) = admitted.delay {
+        if let Some((delay, slot)) = delay {
             let until = palisade::clock::instant_after(Instant::now(), delay);
             if deadline.is_some_and(|d| d <= until) {
                 tokio::time::sleep_until(deadline.unwrap_or(until)).await;
                 return self.refuse(route, Reason::DeadlineExceeded, None);
             }
             tokio::time::sleep_until(until).await;
+            drop(slot);
             if let Err(answer) = self.refusal(route) {
                 return answer;
             }

@@ -73,7 +73,7 @@ impl Runtime {
                         "a defined upstream",
                     )
                 })?;
-            routes.push(Route::new(index, route, upstream));
+            routes.push(Route::new(index, route, upstream)?);
         }
         routes.sort_by(|a, b| {
             b.path_prefix

@@ -1,13 +1,20 @@
 //! A route: a path prefix, its upstream, its fallback and its fault injection.
+//!
+//! Fault injection is the library's [`FaultInjection`]: `[route.fault]`'s percentages are
+//! mapped to its rates once, when the config loads (and when the admin API replaces
+//! them). The sidecar asks it for a decision ([`FaultInjection::roll`]) before a
+//! request's future exists, so an injected abort is answered at once, with the route's
+//! configured status.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
-use rand::Rng;
+use palisade::ConfigError;
+use palisade::policy::fault::{self, FaultInjection, FaultSlot};
 use serde::Serialize;
 
 use super::requests::RequestMetrics;
@@ -29,12 +36,12 @@ pub struct Route {
     pub criticality_header: Option<http::HeaderName>,
     /// Its request counters and latency histogram.
     pub requests: RequestMetrics,
+    /// The fault settings as last given (for `/admin/state`).
     fault: RwLock<FaultSection>,
-    /// True when either fault rate is above zero: the only thing a request reads when
-    /// fault injection is off.
-    faulty: AtomicBool,
-    faults_abort: metrics::Counter,
-    faults_delay: metrics::Counter,
+    /// The library's fault injection, from `fault`.
+    faults: FaultInjection<(), ()>,
+    /// The status of injected aborts.
+    abort_status: AtomicU16,
 }
 
 /// A fixed response.
@@ -88,14 +95,14 @@ fn fallback_headers(content_type: &str, reason: Reason) -> HeaderMap {
 }
 
 /// What fault injection decided for one request.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Injected {
     /// Nothing.
     None,
     /// Answer with this status, without calling the upstream.
     Abort(u16),
-    /// Wait this long first.
-    Delay(Duration),
+    /// Wait this long first, holding the slot (one of the faults in progress).
+    Delay(Duration, FaultSlot),
 }
 
 impl Route {
@@ -103,18 +110,14 @@ impl Route {
         index: usize,
         config: &crate::config::Route,
         upstream: Arc<Upstream>,
-    ) -> Self {
+    ) -> Result<Self, ConfigError> {
         let fault = config.fault.clone().unwrap_or_default();
-        let faulty = AtomicBool::new(fault.is_active());
+        let faults = FaultInjection::builder(fault.policy_config(&config.path_prefix))
+            // An injected outcome is answered by the sidecar itself (see `inject`).
+            .inject(|| Ok(()))
+            .build()?;
         let requests = RequestMetrics::new(&config.path_prefix, &upstream.name);
-        let counter = |kind: &'static str| {
-            metrics::counter!(
-                "palisade_faults_injected_total",
-                "route" => config.path_prefix.clone(),
-                "kind" => kind
-            )
-        };
-        Self {
+        Ok(Self {
             index,
             path_prefix: config.path_prefix.clone(),
             upstream,
@@ -124,11 +127,10 @@ impl Route {
                 .as_ref()
                 .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
             requests,
+            abort_status: AtomicU16::new(fault.abort_status),
             fault: RwLock::new(fault),
-            faulty,
-            faults_abort: counter("abort"),
-            faults_delay: counter("delay"),
-        }
+            faults,
+        })
     }
 
     /// A request's criticality: from the route's header, else `critical`.
@@ -146,29 +148,35 @@ impl Route {
         self.fault.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Replaces the fault settings (admin API).
-    pub fn set_fault(&self, fault: FaultSection) {
+    /// Replaces the fault settings (admin API). `max_concurrent` keeps its loaded value.
+    pub fn set_fault(&self, mut fault: FaultSection) -> Result<(), ConfigError> {
         let mut current = self.fault.write().unwrap_or_else(|e| e.into_inner());
-        self.faulty.store(fault.is_active(), Ordering::Relaxed);
+        self.faults.set_rates(
+            fault.abort_percent / 100.0,
+            fault.delay_percent / 100.0,
+            fault.delay,
+        )?;
+        self.abort_status
+            .store(fault.abort_status, Ordering::Relaxed);
+        if fault.is_active() {
+            self.faults.enable();
+        } else {
+            self.faults.disable();
+        }
+        fault.max_concurrent = current.max_concurrent;
         *current = fault;
+        Ok(())
     }
 
-    /// Rolls the dice for one request.
+    /// Rolls the dice for one request. Switched off, one relaxed load.
     pub fn inject(&self) -> Injected {
-        if !self.faulty.load(Ordering::Relaxed) {
-            return Injected::None;
+        match self.faults.roll() {
+            fault::Injected::None => Injected::None,
+            fault::Injected::Outcome(_slot) => {
+                Injected::Abort(self.abort_status.load(Ordering::Relaxed))
+            }
+            fault::Injected::Latency { delay, slot } => Injected::Delay(delay, slot),
         }
-        let fault = self.fault.read().unwrap_or_else(|e| e.into_inner());
-        let mut rng = rand::rng();
-        if fault.abort_percent > 0.0 && rng.random_range(0.0..100.0) < fault.abort_percent {
-            self.faults_abort.increment(1);
-            return Injected::Abort(fault.abort_status);
-        }
-        if fault.delay_percent > 0.0 && rng.random_range(0.0..100.0) < fault.delay_percent {
-            self.faults_delay.increment(1);
-            return Injected::Delay(fault.delay);
-        }
-        Injected::None
     }
 }
 

@@ -8,6 +8,11 @@
 //! a game day with [`enable`](FaultInjection::enable) and
 //! [`set_rates`](FaultInjection::set_rates).
 //!
+//! A caller that must decide before it has a future to wrap (the sidecar, which answers
+//! an injected abort without building the request's future) asks
+//! [`roll`](FaultInjection::roll) for the same decision `call` makes, and holds the
+//! [`FaultSlot`] it gets while the fault is in progress.
+//!
 //! ```
 //! use palisade::{Error, Policy};
 //! use palisade::policy::fault::{FaultConfig, FaultInjection};
@@ -55,7 +60,8 @@ struct Shared<T, E> {
     latency_rate: AtomicU64,
     latency_nanos: AtomicU64,
     max_concurrent: usize,
-    active: AtomicUsize,
+    /// Injected faults in progress; shared with their [`FaultSlot`]s.
+    active: Arc<AtomicUsize>,
     dice: Dice,
     inject: Option<Injector<T, E>>,
     emitter: Emitter,
@@ -108,7 +114,7 @@ impl<T, E> FaultInjectionBuilder<T, E> {
                 latency_rate: AtomicU64::new(config.latency_rate.to_bits()),
                 latency_nanos: AtomicU64::new(crate::clock::duration_to_nanos(config.latency)),
                 max_concurrent: config.max_concurrent,
-                active: AtomicUsize::new(0),
+                active: Arc::new(AtomicUsize::new(0)),
                 dice: Dice::new(config.seed),
                 inject: self.inject,
                 emitter: Emitter::new(self.listener),
@@ -190,7 +196,7 @@ impl<T, E> Shared<T, E> {
     }
 
     /// Takes one of the `max_concurrent` fault slots.
-    fn take_slot(&self) -> Option<Slot<'_, T, E>> {
+    fn take_slot(&self) -> Option<FaultSlot> {
         let mut active = self.active.load(Ordering::Relaxed);
         loop {
             if active >= self.max_concurrent {
@@ -202,7 +208,7 @@ impl<T, E> Shared<T, E> {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(Slot(self)),
+                Ok(_) => return Some(FaultSlot(self.active.clone())),
                 Err(seen) => active = seen,
             }
         }
@@ -218,12 +224,29 @@ impl<T, E> Shared<T, E> {
     }
 }
 
-/// A fault slot, given back when dropped.
-struct Slot<'a, T, E>(&'a Shared<T, E>);
+/// What the dice decided for one call (see [`FaultInjection::roll`]).
+#[derive(Debug)]
+pub enum Injected {
+    /// No fault: run the call as it is.
+    None,
+    /// Answer with the injected outcome instead of running the call.
+    Outcome(FaultSlot),
+    /// Wait `delay`, holding the slot, then run the call.
+    Latency {
+        /// The injected delay.
+        delay: Duration,
+        /// Counts the fault among those in progress until dropped.
+        slot: FaultSlot,
+    },
+}
 
-impl<T, E> Drop for Slot<'_, T, E> {
+/// One of the `max_concurrent` injected faults in progress, given back when dropped.
+#[derive(Debug)]
+pub struct FaultSlot(Arc<AtomicUsize>);
+
+impl Drop for FaultSlot {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -267,14 +290,37 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send,
     {
-        let shared = &self.shared;
-        if let Some(inject) = &shared.inject {
-            if shared.dice.roll() < Shared::<T, E>::rate(&shared.error_rate) {
-                if let Some(_slot) = shared.take_slot() {
-                    shared.injected_errors.increment(1);
-                    shared.report("outcome");
+        match self.roll() {
+            Injected::Outcome(_slot) => {
+                if let Some(inject) = &self.shared.inject {
                     return inject();
                 }
+            }
+            Injected::Latency { delay, slot } => {
+                tokio::time::sleep(delay).await;
+                drop(slot);
+            }
+            Injected::None => {}
+        }
+        operation().await
+    }
+}
+
+impl<T, E> FaultInjection<T, E> {
+    /// Rolls the dice for one call: the decision [`call`](Policy::call) makes, for a
+    /// caller that acts on it itself. Switched off, it is one relaxed load and
+    /// [`Injected::None`]. A fault beyond `max_concurrent` in progress is not injected.
+    pub fn roll(&self) -> Injected {
+        let shared = &self.shared;
+        if !shared.enabled.load(Ordering::Relaxed) {
+            return Injected::None;
+        }
+        if shared.inject.is_some() && shared.dice.roll() < Shared::<T, E>::rate(&shared.error_rate)
+        {
+            if let Some(slot) = shared.take_slot() {
+                shared.injected_errors.increment(1);
+                shared.report("outcome");
+                return Injected::Outcome(slot);
             }
         }
         if shared.dice.roll() < Shared::<T, E>::rate(&shared.latency_rate) {
@@ -282,11 +328,10 @@ where
                 shared.injected_delays.increment(1);
                 shared.report("latency");
                 let delay = Duration::from_nanos(shared.latency_nanos.load(Ordering::Relaxed));
-                tokio::time::sleep(delay).await;
-                drop(slot);
+                return Injected::Latency { delay, slot };
             }
         }
-        operation().await
+        Injected::None
     }
 }
 

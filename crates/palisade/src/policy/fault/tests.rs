@@ -158,3 +158,44 @@ fn an_error_rate_without_an_injection_is_refused() {
     .unwrap_err();
     assert_eq!(e.field, "latency_rate");
 }
+
+#[test]
+fn roll_decides_as_call_does_and_its_slots_count_until_dropped() {
+    let chaos = chaos(FaultConfig {
+        enabled: true,
+        latency_rate: 1.0,
+        latency: Duration::from_millis(40),
+        max_concurrent: 2,
+        seed: Some(3),
+        ..FaultConfig::default()
+    });
+    let first = chaos.roll();
+    let second = chaos.roll();
+    assert!(
+        matches!(&first, Injected::Latency { delay, .. } if *delay == Duration::from_millis(40)),
+        "{first:?}"
+    );
+    assert!(matches!(second, Injected::Latency { .. }));
+    assert!(
+        matches!(chaos.roll(), Injected::None),
+        "two faults in progress: the cap holds"
+    );
+    drop(first);
+    assert!(
+        matches!(chaos.roll(), Injected::Latency { .. }),
+        "a dropped slot is free again"
+    );
+    chaos.disable();
+    assert!(matches!(chaos.roll(), Injected::None));
+}
+
+#[test]
+fn roll_injects_outcomes_only_with_something_to_inject() {
+    let chaos = chaos(FaultConfig {
+        enabled: true,
+        error_rate: 1.0,
+        seed: Some(5),
+        ..FaultConfig::default()
+    });
+    assert!(matches!(chaos.roll(), Injected::Outcome(_)));
+}
