@@ -10,6 +10,7 @@ use palisade::clock::Clock;
 use palisade::policy::circuit_breaker::{CircuitState, OwnedPermit};
 use palisade_http::classify::{TransportError, TransportErrorKind};
 use rand::Rng;
+use rand::seq::SliceRandom;
 use smallvec::SmallVec;
 
 use super::endpoint::Endpoint;
@@ -75,34 +76,47 @@ impl Balancer {
     }
 
     /// Picks an endpoint for an attempt, preferring ones not in `tried` (a bit per index).
+    ///
+    /// Endpoints whose breaker certainly refuses (ejected, its open time not over; held
+    /// open) are not candidates: they are never offered, so they draw no picks from the
+    /// endpoints that can serve. When the chosen endpoint refuses all the same (its
+    /// half-open probe slots are taken), the rest are tried in the balancer's order again
+    /// (by load for p2c), never in list order.
     pub(crate) fn pick(&self, tried: u64) -> Result<Picked, Error<TransportError>> {
-        let mut refused: Option<Duration> = None;
-        let mut any_refusal = false;
+        let mut refused = Refused::default();
         for (group, offset) in [(&self.primaries, 0), (&self.backups, self.primaries.len())] {
             for avoid_tried in [true, false] {
                 if !avoid_tried && tried == 0 {
                     // Nothing tried yet: the first pass already offered every endpoint.
                     continue;
                 }
-                let order = self.order(group, offset, tried, avoid_tried);
-                for index in order {
+                let mut order = self.order(group, offset, tried, avoid_tried);
+                for position in 0..order.len() {
+                    let index = order[position];
                     let endpoint = &group[index - offset];
                     match endpoint.breaker.as_ref().map(|b| b.try_acquire_owned()) {
                         None => return Ok(self.picked(endpoint, index, None)),
                         Some(Ok(permit)) => return Ok(self.picked(endpoint, index, Some(permit))),
                         Some(Err(rejected)) => {
-                            any_refusal = true;
-                            if let Some(after) = rejected.retry_after {
-                                refused = Some(refused.map_or(after, |r| r.min(after)));
+                            refused.note(rejected.retry_after);
+                            if position == 0 {
+                                self.reorder_rest(group, offset, &mut order[1..]);
                             }
                         }
                     }
                 }
             }
         }
-        // Healthy endpoints held open by an operator are skipped above; they refuse too.
-        any_refusal |= self.all().any(|e| e.is_healthy() && is_held_open(e));
-        Err(self.refused(any_refusal, refused))
+        // The endpoints left out for a certain refusal refuse this request too.
+        for endpoint in self.all().filter(|e| e.is_healthy()) {
+            if is_held_open(endpoint) {
+                refused.note(None);
+            } else if let Some(rejected) = endpoint.breaker.as_ref().and_then(|b| b.refuse_early())
+            {
+                refused.note(rejected.retry_after);
+            }
+        }
+        Err(self.refused(refused.any, refused.soonest))
     }
 
     /// The error [`pick`](Self::pick) would give now for certain, found without picking:
@@ -175,7 +189,7 @@ impl Balancer {
         avoid_tried: bool,
     ) -> Candidates {
         let mut candidates: Candidates = (0..group.len())
-            .filter(|&i| group[i].is_candidate())
+            .filter(|&i| group[i].is_candidate() && !certainly_refuses(&group[i]))
             .map(|i| i + offset)
             .filter(|&i| !avoid_tried || i >= 64 || tried & (1 << i) == 0)
             .collect();
@@ -205,11 +219,52 @@ impl Balancer {
         }
         candidates
     }
+
+    /// Orders `rest` (global indexes into `group`, less `offset`) after the first choice
+    /// refused: by load for p2c, shuffled for random; round robin keeps its rotation.
+    #[cold]
+    fn reorder_rest(&self, group: &[Arc<Endpoint>], offset: usize, rest: &mut [usize]) {
+        match self.balance {
+            Balance::RoundRobin => {}
+            Balance::Random => rest.shuffle(&mut rand::rng()),
+            Balance::P2c => {
+                let cost = |i: &usize| group[*i - offset].cost(&self.clock);
+                rest.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
+            }
+        }
+    }
+}
+
+/// The refusals met while picking.
+#[derive(Default)]
+struct Refused {
+    /// Some breaker refused.
+    any: bool,
+    /// The soonest time one said it may take a request again.
+    soonest: Option<Duration>,
+}
+
+impl Refused {
+    fn note(&mut self, retry_after: Option<Duration>) {
+        self.any = true;
+        if let Some(after) = retry_after {
+            self.soonest = Some(self.soonest.map_or(after, |s| s.min(after)));
+        }
+    }
 }
 
 /// Held open by an operator (`POST /admin/upstream/{name}/circuit`).
 fn is_held_open(endpoint: &Endpoint) -> bool {
     endpoint.breaker_state() == CircuitState::ForcedOpen
+}
+
+/// Its breaker refuses any request now (ejected with its open time not over, or held
+/// open): asking it would take nothing.
+fn certainly_refuses(endpoint: &Endpoint) -> bool {
+    endpoint
+        .breaker
+        .as_ref()
+        .is_some_and(|breaker| breaker.would_refuse().is_some())
 }
 
 #[cfg(test)]
@@ -341,5 +396,60 @@ mod tests {
         // Cancelled (a timeout dropped its future): dropped without an answer.
         drop(second);
         assert_eq!(endpoint.in_flight(), 0);
+    }
+
+    fn primaries(breakers: &[CircuitBreaker]) -> Balancer {
+        let endpoints = breakers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| endpoint(20 + i as u16, Role::Primary, Some(b.clone())))
+            .collect();
+        with(endpoints, Vec::new())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ejected_endpoint_is_never_offered_and_the_others_share_the_load() {
+        let breakers = [breaker("a"), breaker("b"), breaker("c")];
+        let balancer = primaries(&breakers);
+        trip(&breakers[0]);
+        let mut picks = [0usize; 3];
+        for _ in 0..3000 {
+            let picked = balancer.pick(0).expect("two endpoints can serve");
+            picks[picked.index] += 1;
+        }
+        assert_eq!(picks[0], 0, "the ejected endpoint served");
+        assert_eq!(
+            breakers[0].state(),
+            CircuitState::Open,
+            "no probe was taken"
+        );
+        for (i, &n) in picks.iter().enumerate().skip(1) {
+            assert!(
+                (1300..=1700).contains(&n),
+                "endpoint {i} got {n} of 3000 picks: the load falls on one endpoint ({picks:?})"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_refusal_the_next_choice_is_by_load_not_list_order() {
+        let breakers = [breaker("a"), breaker("b"), breaker("c")];
+        let balancer = primaries(&breakers);
+        // Endpoint 0 is half-open with its one probe in flight: a candidate that refuses.
+        trip(&breakers[0]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _probe = breakers[0].try_acquire_owned().expect("the probe");
+        // Endpoint 1 is busy (cost 6), endpoint 2 less so (cost 2), endpoint 0 idle (1).
+        for _ in 0..5 {
+            balancer.primaries[1].start();
+        }
+        balancer.primaries[2].start();
+        for _ in 0..200 {
+            let picked = balancer.pick(0).expect("two endpoints can serve");
+            assert_eq!(
+                picked.index, 2,
+                "after endpoint 0 refused, the busier endpoint 1 was tried before 2"
+            );
+        }
     }
 }
