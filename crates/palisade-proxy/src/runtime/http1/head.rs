@@ -228,8 +228,10 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
         let value = trim(&line[colon + 1..]);
         if name == CONTENT_LENGTH {
             facts.length(value)?;
+            // Relayed once, as one number, below: not as the lines received.
+            continue;
         } else if name == TRANSFER_ENCODING {
-            facts.transfer_encoding(value);
+            facts.transfer_encoding(value)?;
         } else if name == CONNECTION {
             facts.connection(value);
         }
@@ -244,6 +246,9 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
         }
         headers.append(name, value);
     }
+    if let Some(length) = relayed_length(&facts, status) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
     let (framing, keep_alive) = facts.framing(status, head_request);
     Ok(ResponseHead {
         status,
@@ -255,6 +260,16 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
     })
 }
 
+/// The `Content-Length` to relay: the one declared (once, however many equal lines or
+/// list items carried it), unless a transfer coding frames the message or the status
+/// allows none (204, RFC 9110 §8.6).
+pub(super) fn relayed_length(facts: &Framed, status: StatusCode) -> Option<u64> {
+    if facts.has_transfer_encoding() || status == StatusCode::NO_CONTENT {
+        return None;
+    }
+    facts.declared_length()
+}
+
 /// What a response's headers say of its framing and its connection.
 pub(super) struct Framed {
     version: Version,
@@ -262,6 +277,8 @@ pub(super) struct Framed {
     length: Option<u64>,
     /// `Transfer-Encoding` seen: whether `chunked` is its last coding.
     chunked: Option<bool>,
+    /// A transfer coding other than `chunked` was named.
+    other_coding: bool,
 }
 
 impl Framed {
@@ -271,6 +288,7 @@ impl Framed {
             close: version == Version::HTTP_10,
             length: None,
             chunked: None,
+            other_coding: false,
         }
     }
 
@@ -284,9 +302,23 @@ impl Framed {
         Ok(())
     }
 
-    /// A `Transfer-Encoding` value.
-    pub(super) fn transfer_encoding(&mut self, value: &[u8]) {
+    /// A `Transfer-Encoding` value. A coding other than `chunked` (gzip, say) is not
+    /// relayed: `Transfer-Encoding` is hop-by-hop, so the client would get coded bytes
+    /// with nothing saying so; such a response fails the exchange (502).
+    pub(super) fn transfer_encoding(&mut self, value: &[u8]) -> Result<(), Error> {
         self.chunked = Some(last_token_is(value, b"chunked"));
+        self.other_coding |=
+            tokens(value).any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"));
+        if self.other_coding {
+            return Err(Error::Malformed("unsupported transfer coding"));
+        }
+        Ok(())
+    }
+
+    /// Whether a `Transfer-Encoding` was given: then a `Content-Length` beside it is not
+    /// relayed (RFC 9112 §6.1: the coding frames the message).
+    pub(super) fn has_transfer_encoding(&self) -> bool {
+        self.chunked.is_some()
     }
 
     /// A `Connection` value.

@@ -76,8 +76,9 @@ pub(super) enum Parsed {
     /// The buffer does not hold a whole head yet.
     Partial,
     /// The head needs the full parse instead: a line ending in a bare LF, a `Connection`
-    /// header naming other headers to remove, a second `Retry-After`, more headers than
-    /// allowed, or more skipped runs than kept inline. Nothing was taken off the buffer.
+    /// header naming other headers to remove, a second `Retry-After` or `Content-Length`,
+    /// a `Content-Length` not to relay, more headers than allowed, or more skipped runs
+    /// than kept inline. Nothing was taken off the buffer.
     Full,
 }
 
@@ -137,11 +138,15 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
                 true
             }
             Known::ContentLength => {
+                if facts.declared_length().is_some() || value.contains(&b',') {
+                    // A second one, or a list: the full parse relays one number.
+                    return Ok(Parsed::Full);
+                }
                 facts.length(value)?;
                 true
             }
             Known::TransferEncoding => {
-                facts.transfer_encoding(value);
+                facts.transfer_encoding(value)?;
                 false
             }
             Known::Connection => {
@@ -169,6 +174,11 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
         }
         at = next;
     };
+    if facts.declared_length().is_some() && head::relayed_length(&facts, status).is_none() {
+        // A length not to relay (beside a transfer coding, or on a 204): the full parse
+        // leaves it out.
+        return Ok(Parsed::Full);
+    }
     let head = buf.split_to(end).freeze();
     let mut headers = HeaderMap::new();
     if let Some(range) = retry_after {

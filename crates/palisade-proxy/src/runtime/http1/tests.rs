@@ -386,6 +386,102 @@ fn hop_by_hop_response_headers_are_dropped_unless_connection_names_others() {
     );
 }
 
+/// The header lines a parsed head relays, lower-cased names: its raw lines if kept, else
+/// its map.
+fn relayed(head: &super::head::ResponseHead) -> Vec<(String, String)> {
+    match &head.raw {
+        Some(raw) => {
+            let mut lines = Vec::new();
+            raw.write_to(&mut lines);
+            String::from_utf8_lossy(&lines)
+                .split("\r\n")
+                .filter_map(|line| line.split_once(':'))
+                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect()
+        }
+        None => head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+    }
+}
+
+fn lengths(head: &super::head::ResponseHead) -> Vec<String> {
+    relayed(head)
+        .into_iter()
+        .filter(|(n, _)| n == "content-length")
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[test]
+fn content_length_is_relayed_once_and_never_beside_a_coding_or_on_a_204() {
+    let cases: [(&[u8], &[&str]); 5] = [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", &["5"]),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nContent-Length: 5\r\n\r\n",
+            &["5"],
+        ),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n", &["5"]),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\ntransfer-encoding: chunked\r\n\r\n",
+            &[],
+        ),
+        (b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n", &[]),
+    ];
+    for (wire, expected) in cases {
+        for keep_raw in [false, true] {
+            let mut buf = BytesMut::from(wire);
+            let head = super::head::parse_response(&mut buf, false, keep_raw)
+                .expect("valid")
+                .expect("whole");
+            assert_eq!(
+                lengths(&head),
+                expected,
+                "{} (raw: {keep_raw})",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+    );
+    let head = super::head::parse_response(&mut buf, false, true)
+        .expect("valid")
+        .expect("whole");
+    assert_eq!(
+        head.framing,
+        Framing::chunked(),
+        "the coding frames the body"
+    );
+    assert!(
+        !head.keep_alive,
+        "an ambiguous message's connection is not reused"
+    );
+}
+
+#[test]
+fn a_transfer_coding_other_than_chunked_is_refused() {
+    for head in [
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
+    ] {
+        for keep_raw in [false, true] {
+            let mut buf = BytesMut::from(head);
+            assert!(
+                matches!(
+                    super::head::parse_response(&mut buf, false, keep_raw),
+                    Err(Error::Malformed(_))
+                ),
+                "{} (raw: {keep_raw})",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+}
+
 // === properties of the parsers: no input panics, framing round-trips ===
 
 /// Feeds `wire` to a chunked decoder in pieces of the given sizes; returns the body, or
