@@ -186,6 +186,10 @@ pub(super) fn parse_response(
     if lines > MAX_HEADERS + 1 {
         return Err(Error::Malformed("too many response headers"));
     }
+    if end > MAX_HEAD {
+        // Arrived whole in one read: as large as one that did not.
+        return Err(Error::Malformed("response head too large"));
+    }
     let head = buf.split_to(end).freeze();
     parse_head(&head, lines, head_request).map(Some)
 }

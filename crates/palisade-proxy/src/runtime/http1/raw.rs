@@ -174,6 +174,9 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
         }
         at = next;
     };
+    if end > head::MAX_HEAD {
+        return Err(Error::Malformed("response head too large"));
+    }
     if facts.declared_length().is_some() && head::relayed_length(&facts, status).is_none() {
         // A length not to relay (beside a transfer coding, or on a 204): the full parse
         // leaves it out.

@@ -462,6 +462,26 @@ fn content_length_is_relayed_once_and_never_beside_a_coding_or_on_a_204() {
 }
 
 #[test]
+fn a_head_over_the_limit_is_refused_even_when_it_arrived_whole() {
+    let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+    let line = format!("x-big: {}\r\n", "a".repeat(8 * 1024));
+    while wire.len() <= super::head::MAX_HEAD {
+        wire.extend_from_slice(line.as_bytes());
+    }
+    wire.extend_from_slice(b"content-length: 0\r\n\r\n");
+    for keep_raw in [false, true] {
+        let mut buf = BytesMut::from(&wire[..]);
+        assert!(
+            matches!(
+                super::head::parse_response(&mut buf, false, keep_raw),
+                Err(Error::Malformed(_))
+            ),
+            "raw: {keep_raw}"
+        );
+    }
+}
+
+#[test]
 fn a_transfer_coding_other_than_chunked_is_refused() {
     for head in [
         &b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"[..],
