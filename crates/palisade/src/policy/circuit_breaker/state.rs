@@ -111,14 +111,7 @@ mod tests {
 
     #[test]
     fn words_round_trip() {
-        for state in [
-            CircuitState::Closed,
-            CircuitState::Open,
-            CircuitState::HalfOpen,
-            CircuitState::ForcedOpen,
-            CircuitState::ForcedClosed,
-            CircuitState::Disabled,
-        ] {
+        for state in CircuitState::ALL {
             let w = Word::new(state, 41);
             assert_eq!(w.state(), state);
             assert_eq!(w.generation(), 41);

@@ -89,22 +89,17 @@ async fn the_unanswered_wait_counts_from_the_last_answer() {
     drop(second);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_success_that_brings_the_window_to_its_minimum_can_trip_it() {
-    let b = CircuitBreaker::builder()
-        .count_window(100)
-        .minimum_calls(10)
-        .failure_rate(0.5)
-        .build()
-        .unwrap();
+/// Five failures then five successes, with a minimum of ten calls and a 50% threshold:
+/// closed after nine calls, open after the tenth (a success).
+fn judged_at_the_tenth_call(b: &CircuitBreaker) {
     for _ in 0..5 {
-        fail(&b).unwrap();
+        fail(b).unwrap();
     }
     for _ in 0..4 {
-        succeed(&b).unwrap();
+        succeed(b).unwrap();
     }
     assert_eq!(b.state(), CircuitState::Closed, "9 calls < minimum of 10");
-    succeed(&b).unwrap();
+    succeed(b).unwrap();
     assert_eq!(
         b.state(),
         CircuitState::Open,
@@ -113,22 +108,13 @@ async fn a_success_that_brings_the_window_to_its_minimum_can_trip_it() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_time_window_is_judged_after_successes_too() {
-    let b = CircuitBreaker::builder()
-        .time_window(10, 10)
-        .minimum_calls(10)
-        .failure_rate(0.5)
-        .build()
-        .unwrap();
-    for _ in 0..5 {
-        fail(&b).unwrap();
+async fn a_success_that_brings_the_window_to_its_minimum_can_trip_it() {
+    let count = CircuitBreaker::builder().count_window(100);
+    let time = CircuitBreaker::builder().time_window(10, 10);
+    for builder in [count, time] {
+        let b = builder.minimum_calls(10).failure_rate(0.5).build().unwrap();
+        judged_at_the_tenth_call(&b);
     }
-    for _ in 0..4 {
-        succeed(&b).unwrap();
-    }
-    assert_eq!(b.state(), CircuitState::Closed);
-    succeed(&b).unwrap();
-    assert_eq!(b.state(), CircuitState::Open);
 }
 
 #[tokio::test(start_paused = true)]
