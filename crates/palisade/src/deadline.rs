@@ -7,6 +7,10 @@
 //! * a [`Timeout`](crate::policy::timeout::Timeout) fires at the earlier of its own
 //!   duration and the deadline, and reports `DeadlineExceeded` when the deadline was the
 //!   one that ran out;
+//! * a deadline belongs to whoever set it: a `Timeout`'s scope carries its own time, and
+//!   when that runs out the `Timeout` reports its own `Timeout` error, even if a timeout
+//!   inside it, for which it was a deadline, noticed first (see
+//!   [which error](crate::policy::timeout#which-error));
 //! * a [`Retry`](crate::policy::retry::Retry) does not start a retry whose backoff alone
 //!   would outlive the deadline;
 //! * a `Timeout` itself opens a deadline scope for what it wraps, so a total budget
@@ -35,7 +39,9 @@
 //! when a call starts: until what it wraps first waits, its scope carries a *budget*
 //! ("within 300 ms") rather than an instant, and readers that need an instant read the
 //! clock themselves. When the wrapped future first returns `Pending`, the timeout reads
-//! the clock once, arms its timer and fixes its scope to that instant. A call that
+//! the clock once, arms its timer and fixes its scope to that instant; timeouts around
+//! it that fix theirs in the same poll take that reading too, so a budget that an inner
+//! timeout took as its deadline is fixed to the same instant by both. A call that
 //! finishes on its first poll never reads the clock. The price: time the operation
 //! spends computing synchronously before it first waits is not counted against the
 //! timeout (it could not have been interrupted anyway). On tokio's paused clock, which
@@ -110,10 +116,13 @@ impl Deadline {
         matches!(self.0, Bound::At(_))
     }
 
-    /// This deadline as an instant, reading the clock if it is still a budget.
+    /// This deadline as an instant, a budget counted from `now`.
     #[inline]
-    pub(crate) fn fixed(self) -> Self {
-        Deadline(Bound::At(self.instant()))
+    pub(crate) fn fixed_at(self, now: Instant) -> Self {
+        match self.0 {
+            Bound::At(_) => self,
+            Bound::Within(budget) => Deadline(Bound::At(instant_after(now, budget))),
+        }
     }
 
     /// True if `self` ends no later than `other`. Two budgets compare without the

@@ -247,6 +247,35 @@ async fn listener_hears_the_timeout_with_the_duration_used() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_cut_through_a_timeout_inside_is_its_own_timeout_and_measured() {
+    use crate::policy::timeout::Timeout;
+    let t = builder()
+        .fallback(Duration::from_millis(40))
+        .build()
+        .unwrap();
+    // The per-try timeout inside sees the adaptive timeout's time as its deadline and
+    // notices first; the time that ran out is still the adaptive timeout's.
+    let per_try = Timeout::new(Duration::from_secs(1));
+    let r = t
+        .execute(&DefaultClassifier, || {
+            per_try.execute(&DefaultClassifier, || async {
+                sleep(Duration::from_secs(5)).await;
+                Ok::<_, Error<()>>(())
+            })
+        })
+        .await;
+    assert!(
+        matches!(r, Err(Error::Timeout { after }) if after == Duration::from_millis(40)),
+        "{r:?}"
+    );
+    assert_eq!(
+        t.samples(),
+        1,
+        "a cut-off call is a lower bound of the latency"
+    );
+}
+
 /// Spoils one field of a config.
 type Spoil = fn(&mut AdaptiveTimeoutConfig);
 

@@ -14,6 +14,15 @@
 //! none (between attempts, in a retry's backoff, or after the inner timeout ended). A
 //! reporting timeout dropped while pending (a `select!` that took another branch)
 //! withdraws the reports: the enclosing timeout then arms its own timer.
+//!
+//! The same report carries the clock reading at which the timeouts of this poll fixed
+//! their budgets (see [`deadline`](crate::deadline#budgets-whose-clock-has-not-started)):
+//! the first to wait reads the clock, and every timeout around it fixes its budget from
+//! that reading rather than its own. A budget that an inner timeout inherited as its
+//! deadline and the outer timeout that set it are then fixed to the same instant,
+//! whatever time the rest of the poll took: when the inner timeout reports the deadline
+//! exceeded, the outer one finds its own time spent, to the nanosecond, and reports its
+//! own timeout (see `Timeout::settle`).
 
 use std::cell::Cell;
 
@@ -49,30 +58,63 @@ impl Cover {
     }
 }
 
+/// What the timeouts polled so far in the current poll reported: their timers, and the
+/// clock reading they fixed their budgets at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Report {
+    /// The earliest timer.
+    pub(super) timer: Cover,
+    /// The clock as the first of them to fix a budget read it, if one did.
+    pub(super) now: Option<Instant>,
+}
+
+impl Report {
+    const NONE: Report = Report {
+        timer: Cover::None,
+        now: None,
+    };
+}
+
+/// The earlier of two clock readings of the same poll.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 thread_local! {
-    static REPORTED: Cell<Cover> = const { Cell::new(Cover::None) };
+    static REPORTED: Cell<Report> = const { Cell::new(Report::NONE) };
 }
 
 /// Starts polling an operation: its reports are collected apart. Returns the reports
 /// made before, for [`end`].
-pub(super) fn begin() -> Cover {
-    REPORTED.replace(Cover::None)
+pub(super) fn begin() -> Report {
+    REPORTED.replace(Report::NONE)
 }
 
 /// What the operation reported since [`begin`].
-pub(super) fn reported() -> Cover {
+pub(super) fn reported() -> Report {
     REPORTED.get()
 }
 
 /// Ends the poll: the reports made before, with `own` (the timeout's timer, or what
-/// covers it; [`Cover::None`] when it is done).
-pub(super) fn end(before: Cover, own: Cover) {
-    REPORTED.set(before.earliest(own));
+/// covers it; [`Cover::None`] when it is done) and `now` (the clock reading its budget
+/// was fixed at in this poll, or the one its operation reported).
+pub(super) fn end(before: Report, own: Cover, now: Option<Instant>) {
+    REPORTED.set(Report {
+        timer: before.timer.earliest(own),
+        now: earliest(before.now, now),
+    });
 }
 
-/// A timeout that reported is dropped while pending: what it reported may be gone.
+/// A timeout that reported is dropped while pending: what it reported may be gone (the
+/// clock reading stays true for this poll).
 pub(super) fn withdraw() {
-    REPORTED.set(Cover::Withdrawn);
+    REPORTED.set(Report {
+        timer: Cover::Withdrawn,
+        now: REPORTED.get().now,
+    });
 }
 
 #[cfg(test)]

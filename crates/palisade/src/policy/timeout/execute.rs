@@ -58,8 +58,8 @@ where
             this.running.set(Some(future));
         }
         match this.running.as_pin_mut() {
-            Some(running) => Poll::Ready(match ready!(running.poll(cx)) {
-                Ok(result) => result,
+            Some(mut running) => Poll::Ready(match ready!(running.as_mut().poll(cx)) {
+                Ok(result) => this.timeout.settle(result, running.limit()),
                 Err(limit) => Err(this.timeout.expired(limit)),
             }),
             // Unreachable: set above.

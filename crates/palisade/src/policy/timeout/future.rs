@@ -4,7 +4,8 @@
 //! timer (a tokio `Sleep`) is created only if the operation is still pending after a
 //! poll. An operation that completes on its first poll therefore never touches the timer
 //! wheel, the runtime handle or the clock — the common case for cached or in-memory
-//! work. When it first waits, its limit is fixed to an instant (one clock read) and the
+//! work. When it first waits, its limit is fixed to an instant (one clock read, or the
+//! reading of a timeout inside that fixed its own in the same poll; see `cover`) and the
 //! scope it runs in carries that instant from then on. While a nearer timer inside the
 //! operation wakes the task first (a per-try timeout inside a total one), no timer is
 //! armed at all (see `cover`).
@@ -14,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::Limit;
 use super::cover::{self, Cover};
@@ -54,6 +55,14 @@ impl<F: Future> TimeoutFuture<F> {
     }
 }
 
+impl<F> TimeoutFuture<F> {
+    /// The limit of the run: fixed to an instant once the operation has waited.
+    #[inline]
+    pub(crate) fn limit(&self) -> Limit {
+        self.limit
+    }
+}
+
 impl<F: Future> Future for TimeoutFuture<F> {
     type Output = Result<F::Output, Limit>;
 
@@ -65,20 +74,24 @@ impl<F: Future> Future for TimeoutFuture<F> {
         let inside = cover::reported();
         if let Poll::Ready(output) = polled {
             *this.reported = false;
-            cover::end(before, Cover::None);
+            cover::end(before, Cover::None, inside.now);
             return Poll::Ready(Ok(output));
         }
+        let mut now = inside.now;
         if !this.limit.deadline().is_fixed() {
-            let limit = this.limit.fixed();
+            // From the clock reading of the timeouts inside, if one fixed its budget in
+            // this poll: a budget inherited from this one is then fixed alike (see `cover`).
+            let reading = *now.get_or_insert_with(Instant::now);
+            let limit = this.limit.fixed_at(reading);
             *this.limit = limit;
             deadline::fix(this.inner.as_mut(), limit.deadline().instant());
         }
         let at = this.limit.deadline().instant();
         if this.sleep.is_none() {
-            if inside.covers(at) {
+            if inside.timer.covers(at) {
                 // A timer inside wakes the task first: none of our own yet.
                 *this.reported = true;
-                cover::end(before, inside);
+                cover::end(before, inside.timer, now);
                 return Poll::Pending;
             }
             this.sleep.set(Some(tokio::time::sleep_until(at)));
@@ -89,11 +102,11 @@ impl<F: Future> Future for TimeoutFuture<F> {
         };
         if elapsed {
             *this.reported = false;
-            cover::end(before, Cover::None);
+            cover::end(before, Cover::None, now);
             return Poll::Ready(Err(*this.limit));
         }
         *this.reported = true;
-        cover::end(before, Cover::At(at));
+        cover::end(before, Cover::At(at), now);
         Poll::Pending
     }
 }

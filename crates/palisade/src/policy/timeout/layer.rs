@@ -110,8 +110,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            ResponseProj::Running { inner, timeout } => match ready!(inner.poll(cx)) {
-                Ok(result) => Poll::Ready(result.map_err(IntoPolicyError::into_policy_error)),
+            ResponseProj::Running { mut inner, timeout } => match ready!(inner.as_mut().poll(cx)) {
+                Ok(result) => Poll::Ready(timeout.settle(
+                    result.map_err(IntoPolicyError::into_policy_error),
+                    inner.limit(),
+                )),
                 Err(limit) => Poll::Ready(Err(timeout.expired(limit))),
             },
             ResponseProj::Expired { error } => {

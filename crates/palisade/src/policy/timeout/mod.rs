@@ -8,6 +8,23 @@
 //! a retry stops the retry from starting attempts that cannot finish, and shortens every
 //! per-attempt timeout placed inside the retry.
 //!
+//! # Which error
+//!
+//! A deadline belongs to whoever set it. When a timeout's own duration runs out, it
+//! returns [`Error::Timeout`], counts it in `palisade_timeouts_total` and emits
+//! [`Event::TimedOut`] (so a [`Fallback`](crate::policy::fallback) on timeouts answers).
+//! That holds also when a timeout inside it noticed first: a per-try timeout that took
+//! the total timeout's remaining time as its deadline reports `DeadlineExceeded` to the
+//! total one, as does one started when none of that time is left, and the total timeout,
+//! whose own time is then spent, reports its own `Timeout` instead. Only a deadline
+//! nearer than the timeout's own duration — the caller's ([`deadline::scope`]), or one
+//! set inside the operation — is reported as `DeadlineExceeded`, with no event or
+//! metric: the timeout did not fire.
+//!
+//! Both must see the same instant for this to hold: the first timeout to wait in a poll
+//! reads the clock, and the ones around it fix their budgets from that reading (see
+//! `cover`), so a budget is never fixed to two instants, however long the poll took.
+//!
 //! ```
 //! use std::time::Duration;
 //! use palisade::{Error, Policy, policy::timeout::Timeout};
@@ -143,6 +160,42 @@ impl Timeout {
         })
     }
 
+    /// The result of a run whose operation ended under `limit`: the operation's own,
+    /// unless it is a `DeadlineExceeded` for a deadline this timeout set.
+    ///
+    /// A timeout inside this one (a per-try timeout inside a total one) takes this
+    /// timeout's time as its deadline when it is the nearer limit, and so may notice
+    /// first that it ran out: it reports `DeadlineExceeded`, as it must for a deadline
+    /// it did not set. So does one started when no time is left. The deadline is this
+    /// timeout's own when its limit is its own duration and that has passed: the run
+    /// then ended by this timeout's expiry, and is reported as such ([`Self::expired`]).
+    /// A deadline nearer than this timeout's (the caller's, or one set inside the
+    /// operation) passes through. Only the `DeadlineExceeded` error is looked at: the
+    /// success path pays one comparison.
+    #[inline(always)]
+    pub(crate) fn settle<T, E>(
+        &self,
+        result: Result<T, Error<E>>,
+        limit: Limit,
+    ) -> Result<T, Error<E>> {
+        match result {
+            Err(Error::DeadlineExceeded) => Err(self.deadline_exceeded(limit)),
+            result => result,
+        }
+    }
+
+    /// [`Self::settle`] for a `DeadlineExceeded`.
+    #[cold]
+    #[inline(never)]
+    fn deadline_exceeded<E>(&self, limit: Limit) -> Error<E> {
+        match limit {
+            // Fixed to an instant, the limit reads the clock here; a budget not yet
+            // fixed (the operation never waited) has passed only if it was zero.
+            Limit::Own(own) if own.is_spent() => self.expired(limit),
+            Limit::Own(_) | Limit::Deadline(_) => Error::DeadlineExceeded,
+        }
+    }
+
     /// The error for a run that hit `limit`, reported as an event.
     pub(crate) fn expired<E>(&self, limit: Limit) -> Error<E> {
         match limit {
@@ -172,12 +225,12 @@ impl Limit {
         }
     }
 
-    /// The same limit, fixed to an instant (reading the clock if it was a budget).
+    /// The same limit, fixed to an instant (a budget counted from `now`).
     #[inline]
-    pub(crate) fn fixed(self) -> Limit {
+    pub(crate) fn fixed_at(self, now: Instant) -> Limit {
         match self {
-            Limit::Own(at) => Limit::Own(at.fixed()),
-            Limit::Deadline(at) => Limit::Deadline(at.fixed()),
+            Limit::Own(at) => Limit::Own(at.fixed_at(now)),
+            Limit::Deadline(at) => Limit::Deadline(at.fixed_at(now)),
         }
     }
 }

@@ -129,8 +129,12 @@ async fn nested_timeouts_compose_before_either_reads_the_clock() {
             inner.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5)))
         })
         .await;
-    // The inner timeout took the outer budget as its deadline and reported it as such.
-    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    // The inner timeout took the outer budget as its deadline: it noticed first, but the
+    // time that ran out was the outer timeout's own.
+    assert!(
+        matches!(r, Err(Error::Timeout { after }) if after == Duration::from_millis(50)),
+        "{r:?}"
+    );
     assert_eq!(start.elapsed(), Duration::from_millis(50));
 
     let outer = Timeout::new(Duration::from_millis(100));
@@ -159,8 +163,95 @@ async fn an_inner_timeout_started_after_the_first_wait_sees_the_fixed_deadline()
                 .await
         })
         .await;
-    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Timeout { after }) if after == Duration::from_millis(100)),
+        "{r:?}"
+    );
     assert_eq!(start.elapsed(), Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_timeout_started_as_the_outer_time_runs_out_reports_the_outer_timeout() {
+    let outer = Timeout::new(Duration::from_millis(100));
+    let inner = Timeout::new(Duration::from_secs(1));
+    let started = std::sync::atomic::AtomicU32::new(0);
+    let r = outer
+        .execute(&crate::DefaultClassifier, || async {
+            // Ends as the outer timer is due: the inner timeout finds no time left.
+            sleep(Duration::from_millis(100)).await;
+            inner
+                .execute(&crate::DefaultClassifier, || {
+                    started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    sleepy(Duration::ZERO)
+                })
+                .await
+        })
+        .await;
+    assert!(
+        matches!(r, Err(Error::Timeout { after }) if after == Duration::from_millis(100)),
+        "{r:?}"
+    );
+    assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_set_inside_the_operation_is_not_the_timeout_s_own() {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    let outer = Timeout::builder()
+        .after(Duration::from_millis(200))
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let inner = Timeout::new(Duration::from_secs(1));
+    let start = Instant::now();
+    let r = outer
+        .execute(&crate::DefaultClassifier, || {
+            deadline::scope_for(Duration::from_millis(30), async {
+                inner
+                    .execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5)))
+                    .await
+            })
+        })
+        .await;
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert_eq!(start.elapsed(), Duration::from_millis(30));
+    assert!(heard.lock().unwrap().is_empty());
+}
+
+/// Polled once, moves the paused clock by `by` during that poll; then never ends.
+async fn stall(by: Duration) {
+    let mut advance = std::pin::pin!(tokio::time::advance(by));
+    let waker = std::task::Waker::noop();
+    let _ = advance
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker));
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_two_timeouts_share_is_fixed_once_though_the_clock_moves_mid_poll() {
+    let outer = Timeout::new(Duration::from_millis(50));
+    let inner = Timeout::new(Duration::from_secs(1));
+    let start = Instant::now();
+    let r = outer
+        .execute(&crate::DefaultClassifier, || async {
+            // The inner timeout fixes the outer budget when it first waits; the clock then
+            // moves 2 ms before the outer timeout fixes it too. Both must fix it alike.
+            let attempt =
+                inner.execute(&crate::DefaultClassifier, || sleepy(Duration::from_secs(5)));
+            tokio::select! {
+                biased;
+                r = attempt => r,
+                () = stall(Duration::from_millis(2)) => unreachable!(),
+            }
+        })
+        .await;
+    assert!(
+        matches!(r, Err(Error::Timeout { after }) if after == Duration::from_millis(50)),
+        "{r:?}"
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(50));
 }
 
 #[tokio::test(start_paused = true)]
