@@ -180,6 +180,22 @@ pub(crate) fn scoped_by<F: Future>(deadline: Deadline, future: F) -> Scoped<F> {
     context::Scoped::new(&DEADLINE, deadline, future)
 }
 
+/// A scope whose deadline is given by [`set`] before its first poll: for a future made
+/// before it runs (a tower response future), whose deadline is the one in effect where it
+/// is first polled.
+#[inline(always)]
+pub(crate) fn scoped_later<F: Future>(future: F) -> Scoped<F> {
+    // Replaced before it is read: a spent budget, were it ever read.
+    context::Scoped::new(&DEADLINE, Deadline::within(Duration::ZERO), future)
+}
+
+/// Sets the deadline of a scope made by [`scoped_later`], on its first poll: `deadline`
+/// must be no later than the one in effect there (a scope only shortens the budget).
+#[inline]
+pub(crate) fn set<F>(scope: Pin<&mut Scoped<F>>, deadline: Deadline) {
+    scope.set_value(deadline);
+}
+
 /// Fixes a scope's budget to an instant, once its future has waited.
 #[inline]
 pub(crate) fn fix<F>(scope: Pin<&mut Scoped<F>>, deadline: Instant) {

@@ -1,9 +1,12 @@
 //! A total timeout outside a retry, and per-try timeouts inside it: whichever timeout
 //! notices first, the total's own expiry is reported as the total's `Timeout` (with its
-//! event and metric); only a deadline the caller set is reported as `DeadlineExceeded`.
+//! event and metric), through the call API and through tower layers alike; only a
+//! deadline the caller set is reported as `DeadlineExceeded`. A tower timeout fixes its
+//! limit when its response future is first polled, where the budget around it is known.
 
 #![cfg(not(palisade_loom))]
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +17,7 @@ use palisade::policy::retry::{BackoffKind, Jitter, Retry};
 use palisade::policy::timeout::Timeout;
 use palisade::{Error, Pipeline, Policy, deadline};
 use tokio::time::Instant;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 const TOTAL: Duration = Duration::from_millis(200);
 const PER_TRY: Duration = Duration::from_secs(1);
@@ -148,4 +152,66 @@ async fn a_caller_deadline_nearer_than_the_total_is_still_reported_as_such() {
     assert_eq!(start.elapsed(), Duration::from_millis(30));
     assert!(heard.lock().unwrap().is_empty());
     assert_eq!(fired(&snapshotter, "total"), Some(DebugValue::Counter(0)));
+}
+
+/// A service that records the time left when it is polled, and never answers.
+fn recording(
+    seen: &Arc<Mutex<Vec<Option<Duration>>>>,
+) -> impl tower::Service<
+    (),
+    Response = (),
+    Error = Error<&'static str>,
+    Future = impl Future<Output = Result<(), Error<&'static str>>> + Send,
+> + Clone {
+    let seen = seen.clone();
+    service_fn(move |(): ()| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(deadline::remaining());
+            hangs().await.map_err(Error::Inner)
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tower_stack_gives_the_per_try_timeout_and_the_service_the_total_budget() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let heard = Heard::default();
+    let (total, per_try) = timeouts(&recorder, &heard);
+    let seen = Arc::default();
+    let mut svc = ServiceBuilder::new()
+        .layer(total.layer())
+        .layer(retry().layer())
+        .layer(per_try.layer())
+        .service(recording(&seen));
+    svc.ready().await.unwrap();
+    let response = svc.call(());
+    // Time passes between `call` and the first poll: the budgets start when polled.
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let start = Instant::now();
+    let r = response.await;
+    assert_eq!(start.elapsed(), TOTAL);
+    assert_eq!(*seen.lock().unwrap(), vec![Some(TOTAL)]);
+    assert_the_total_fired(&r, &heard, &snapshotter);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_pipeline_as_a_tower_layer_reports_the_same() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let heard = Heard::default();
+    let (total, per_try) = timeouts(&recorder, &heard);
+    let pipeline = Pipeline::builder()
+        .push(total)
+        .push(retry())
+        .push(per_try)
+        .build();
+    let seen = Arc::default();
+    let svc = pipeline.layer().layer(recording(&seen));
+    let start = Instant::now();
+    let r = svc.oneshot(()).await;
+    assert_eq!(start.elapsed(), TOTAL);
+    assert_eq!(*seen.lock().unwrap(), vec![Some(TOTAL)]);
+    assert_the_total_fired(&r, &heard, &snapshotter);
 }

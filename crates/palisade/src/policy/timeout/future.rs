@@ -13,13 +13,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::Limit;
 use super::cover::{self, Cover};
-use crate::deadline::{self, Scoped};
+use crate::deadline::{self, Deadline, Scoped};
 
 pin_project! {
     /// Resolves to `Ok(output)`, or `Err(limit)` when the limit passed first.
@@ -42,6 +43,8 @@ pin_project! {
     }
 }
 
+// === impl TimeoutFuture ===
+
 impl<F: Future> TimeoutFuture<F> {
     /// Runs `future` until `limit`.
     #[inline]
@@ -53,9 +56,31 @@ impl<F: Future> TimeoutFuture<F> {
             reported: false,
         }
     }
-}
 
-impl<F> TimeoutFuture<F> {
+    /// Runs `future` until a limit given by [`start`](Self::start) on the first poll:
+    /// for a future made before it runs (a tower response future), whose limit depends
+    /// on the deadline in effect where it is first polled.
+    #[inline]
+    pub(crate) fn unstarted(future: F) -> Self {
+        Self {
+            inner: deadline::scoped_later(future),
+            sleep: None,
+            // Replaced before the first poll.
+            limit: Limit::Own(Deadline::within(Duration::ZERO)),
+            reported: false,
+        }
+    }
+
+    /// Sets the limit of a future made by [`unstarted`](Self::unstarted), before its
+    /// first poll: `limit` is [`Timeout::limit`](super::Timeout) where it is polled, so
+    /// its deadline is already the earlier of the timeout's own and the one in effect.
+    #[inline]
+    pub(crate) fn start(self: Pin<&mut Self>, limit: Limit) {
+        let this = self.project();
+        *this.limit = limit;
+        deadline::set(this.inner, limit.deadline());
+    }
+
     /// The limit of the run: fixed to an instant once the operation has waited.
     #[inline]
     pub(crate) fn limit(&self) -> Limit {

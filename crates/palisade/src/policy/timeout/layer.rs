@@ -1,4 +1,12 @@
 //! The [`Timeout`] as a tower middleware.
+//!
+//! Tower runs `call` synchronously, before the response future is polled and outside any
+//! deadline scope that wraps it (`deadline::scope(at, svc.call(req))`, or the scope of a
+//! timeout layer further out, whose response future polls this one). So `call` only
+//! creates the inner service's future; the limit is taken on the first poll of the
+//! response future, where the deadline in effect is known, as the call API does. With no
+//! time left then, the inner future is never polled and the answer is
+//! `DeadlineExceeded`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,18 +34,14 @@ pub struct TimeoutService<S> {
 }
 
 pin_project! {
-    /// The response future of [`TimeoutService`].
-    #[project = ResponseProj]
-    #[allow(missing_docs)] // variants are documented; fields are internal
-    pub enum ResponseFuture<F, E> {
-        /// The inner call is running under its limit.
-        Running {
-            #[pin]
-            inner: TimeoutFuture<F>,
-            timeout: Timeout,
-        },
-        /// No time was left to start the call.
-        Expired { error: Option<Error<E>> },
+    /// The response future of [`TimeoutService`]: the inner call, under its limit from
+    /// the first poll.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: TimeoutFuture<F>,
+        timeout: Timeout,
+        // The first poll found time left and set the limit.
+        started: bool,
     }
 }
 
@@ -77,7 +81,7 @@ where
 {
     type Response = S::Response;
     type Error = Error<<S::Error as IntoPolicyError>::Inner>;
-    type Future = ResponseFuture<S::Future, <S::Error as IntoPolicyError>::Inner>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
@@ -87,39 +91,42 @@ where
 
     #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
-        let Some(limit) = self.timeout.limit() else {
-            return ResponseFuture::Expired {
-                error: Some(Error::DeadlineExceeded),
-            };
-        };
-        ResponseFuture::Running {
-            inner: TimeoutFuture::new(self.inner.call(request), limit),
+        // Not `self.timeout.limit()` here: the deadline in effect is the one where the
+        // response future is polled (see the module docs).
+        ResponseFuture {
+            inner: TimeoutFuture::unstarted(self.inner.call(request)),
             timeout: self.timeout.clone(),
+            started: false,
         }
     }
 }
 
 // === impl ResponseFuture ===
 
-impl<F, T, E, I> Future for ResponseFuture<F, I>
+impl<F, T, E, I> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<T, E>>,
     E: IntoPolicyError<Inner = I>,
 {
     type Output = Result<T, Error<I>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseProj::Running { mut inner, timeout } => match ready!(inner.as_mut().poll(cx)) {
-                Ok(result) => Poll::Ready(timeout.settle(
-                    result.map_err(IntoPolicyError::into_policy_error),
-                    inner.limit(),
-                )),
-                Err(limit) => Poll::Ready(Err(timeout.expired(limit))),
-            },
-            ResponseProj::Expired { error } => {
-                Poll::Ready(Err(error.take().unwrap_or(Error::DeadlineExceeded)))
-            }
+        let mut this = self.project();
+        if !*this.started {
+            let Some(limit) = this.timeout.limit() else {
+                // No time left: the inner future is dropped unpolled.
+                return Poll::Ready(Err(Error::DeadlineExceeded));
+            };
+            this.inner.as_mut().start(limit);
+            *this.started = true;
         }
+        Poll::Ready(match ready!(this.inner.as_mut().poll(cx)) {
+            Ok(result) => this.timeout.settle(
+                result.map_err(IntoPolicyError::into_policy_error),
+                this.inner.limit(),
+            ),
+            Err(limit) => Err(this.timeout.expired(limit)),
+        })
     }
 }

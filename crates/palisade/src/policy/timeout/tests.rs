@@ -315,3 +315,50 @@ async fn absurd_durations_do_not_panic() {
     let r = deadline::scope_for(Duration::MAX, async { deadline::remaining() }).await;
     assert!(r.is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tower_timeout_takes_the_deadline_around_its_response_future() {
+    use tower::{Service, ServiceExt, service_fn};
+    use tower_layer::Layer as _;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let mut svc = Timeout::new(Duration::from_secs(1))
+        .layer()
+        .layer(service_fn(move |d: u64| {
+            let record = record.clone();
+            async move {
+                *record.lock().unwrap() = deadline::remaining();
+                sleep(Duration::from_millis(d)).await;
+                Ok::<_, std::io::Error>(d)
+            }
+        }));
+    svc.ready().await.unwrap();
+    let start = Instant::now();
+    let at = start + Duration::from_millis(30);
+    let r = deadline::scope(at, svc.call(5000)).await;
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert_eq!(start.elapsed(), Duration::from_millis(30));
+    assert_eq!(*seen.lock().unwrap(), Some(Duration::from_millis(30)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tower_timeout_never_polls_the_service_once_the_deadline_passed() {
+    use tower::{Service, ServiceExt, service_fn};
+    use tower_layer::Layer as _;
+    let polled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = polled.clone();
+    let mut svc = Timeout::new(Duration::from_secs(1))
+        .layer()
+        .layer(service_fn(move |()| {
+            let flag = flag.clone();
+            async move {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, std::io::Error>(())
+            }
+        }));
+    svc.ready().await.unwrap();
+    let response = svc.call(());
+    let r = deadline::scope(Instant::now(), response).await;
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert!(!polled.load(std::sync::atomic::Ordering::SeqCst));
+}
