@@ -45,7 +45,7 @@ pub enum Reason {
     BulkheadFull,
     /// No endpoint can take the request (503).
     NoHealthyEndpoint,
-    /// An attempt timed out (504).
+    /// The route's per-try or total timeout ran out (504).
     Timeout,
     /// The caller's deadline passed (504).
     DeadlineExceeded,

@@ -154,9 +154,10 @@ async fn the_callers_budget_cuts_a_slow_call_short() {
     let r = proxy
         .send("GET", "/api/x", &[("x-request-timeout", "300")], "")
         .await;
-    assert_eq!(r.status, 504, "{r:?}");
-    assert!(
-        matches!(r.reason(), Some("timeout" | "deadline-exceeded")),
+    // The caller's deadline, nearer than the route's timeouts, is what ran out.
+    assert_eq!(
+        (r.status, r.reason()),
+        (504, Some("deadline-exceeded")),
         "{r:?}"
     );
     assert!(
@@ -166,4 +167,22 @@ async fn the_callers_budget_cuts_a_slow_call_short() {
     );
     assert!(r.elapsed < ms(1500), "a 300 ms budget took {:?}", r.elapsed);
     assert_eq!(up.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routes_total_timeout_is_a_timeout_whatever_budget_the_caller_sent() {
+    let up = Upstream::start("api", Behaviour::Hang).await;
+    let body = config(&up).replace(
+        "total = \"2s\"\nper_try = \"2s\"",
+        "total = \"200ms\"\nper_try = \"200ms\"",
+    );
+    let proxy = Proxy::start(&body).await;
+    // The per-try timeout takes what is left of the total as its deadline and notices
+    // first that it ran out; the time that ran out is the route's total timeout.
+    for headers in [&[][..], &[("x-request-timeout", "60000")][..]] {
+        let r = proxy.send("GET", "/api/x", headers, "").await;
+        assert_eq!((r.status, r.reason()), (504, Some("timeout")), "{r:?}");
+        assert!(r.elapsed < ms(1500), "a 200 ms total took {:?}", r.elapsed);
+    }
+    assert_eq!(up.count(), 2);
 }

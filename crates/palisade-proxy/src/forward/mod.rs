@@ -155,9 +155,7 @@ struct Exchange {
 struct Admitted {
     /// Its route's position in the runtime's routes.
     route: usize,
-    /// The caller's budget (deadline headers), if it sent one.
-    budget: Option<Duration>,
-    /// The budget's end.
+    /// The end of the caller's budget (deadline headers), if it sent one.
     deadline: Option<Instant>,
     /// An injected delay to wait first, and its place among the faults in progress.
     delay: Option<(Duration, FaultSlot)>,
@@ -246,7 +244,6 @@ impl Exchange {
         };
         Ok(Admitted {
             route: position,
-            budget,
             deadline,
             delay,
         })
@@ -296,10 +293,7 @@ impl Exchange {
         let upstream = &route.upstream;
         let max_body = self.runtime.config.listener.max_body_bytes;
         let Admitted {
-            budget,
-            deadline,
-            delay,
-            ..
+            deadline, delay, ..
         } = admitted;
         if let Some((delay, slot)) = delay {
             let until = palisade::clock::instant_after(Instant::now(), delay);
@@ -452,11 +446,10 @@ impl Exchange {
                 }
             }
             Err(error) => {
-                let (mut reason, after) = Reason::of(&error);
-                if reason == Reason::DeadlineExceeded && budget.is_none() {
-                    // Without a caller's deadline, the only deadline is the route's total timeout.
-                    reason = Reason::Timeout;
-                }
+                // The route's total timeout reports its own expiry as a timeout, also when
+                // the per-try timeout inside it noticed first: `DeadlineExceeded` is the
+                // caller's deadline.
+                let (reason, after) = Reason::of(&error);
                 tracing::debug!(%error, reason = reason.as_str(), "request failed");
                 self.refuse(route, reason, after)
             }
