@@ -236,7 +236,10 @@ mod tests {
                         Step::Sleep(s) => sleep(ms(s)).await,
                         Step::Race(d, s) => {
                             let inner = Timeout::new(ms(d));
+                            // Biased: on a tie (both fire at the same instant) the same
+                            // branch wins in both runs, so the runs compare.
                             tokio::select! {
+                                biased;
                                 r = inner.execute(&DefaultClassifier, std::future::pending::<Outcome>) => r?,
                                 () = sleep(ms(s)) => {}
                             }
