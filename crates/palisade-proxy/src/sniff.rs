@@ -4,17 +4,28 @@
 //! HTTP/1. The bytes are peeked, not read, so the chosen server reads them again from the
 //! socket: no rewinding wrapper sits under every later read, and each connection's task
 //! holds only the state of the one protocol it speaks.
+//!
+//! A client that has sent only the start of the preface is waited for, never polled: the
+//! sniffer sleeps until the socket has more to read or the client has closed, so a
+//! connection that trickles, stalls or closes mid-preface costs nothing while it waits.
+//! Its wait is bounded by the caller (the header timeout).
+//!
+//! The wait rests on tokio's readiness flag, which a peek leaves set (the bytes stay
+//! queued). It is cleared only by a non-blocking peek that finds nothing beyond the
+//! bytes already seen, run inside `TcpStream::try_io`: tokio clears the flag only if the
+//! driver has seen no new event since the flag was read, which was before that peek, so
+//! bytes that arrive after the peek always wake the wait again. The closed state is never
+//! cleared (it is final), so a client that has closed ends the wait at once.
 
-use std::time::Duration;
+use std::io;
+use std::mem::MaybeUninit;
 
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// The HTTP/2 connection preface (RFC 9113, section 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// How long to wait between peeks while the bytes so far are only the start of the
-/// preface (a client trickling its first bytes).
-const TRICKLE_PAUSE: Duration = Duration::from_millis(5);
 
 /// The protocol of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,14 +37,39 @@ pub enum Protocol {
 }
 
 /// Peeks at `stream` until its first bytes tell the protocol. The caller bounds the wait.
-pub async fn protocol(stream: &TcpStream) -> std::io::Result<Protocol> {
+///
+/// A client that closes after only part of the preface is an `UnexpectedEof` error: it
+/// can never send a request.
+pub async fn protocol(stream: &TcpStream) -> io::Result<Protocol> {
     let mut seen = [0u8; PREFACE.len()];
     loop {
         let n = stream.peek(&mut seen).await?;
-        match decide(&seen[..n]) {
-            Some(protocol) => return Ok(protocol),
-            None => tokio::time::sleep(TRICKLE_PAUSE).await,
+        if let Some(protocol) = decide(&seen[..n]) {
+            return Ok(protocol);
         }
+        // Only the start of the preface so far: clear the readiness unless more has
+        // come since (see the module's doc), then wait for more bytes or the close.
+        match stream.try_io(Interest::READABLE, || more_than(stream, n)) {
+            Ok(()) => continue,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+        if stream.ready(Interest::READABLE).await?.is_read_closed() {
+            // Everything the client sent is queued by now: one last look.
+            let n = stream.peek(&mut seen).await?;
+            return decide(&seen[..n]).ok_or_else(|| io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// `Ok` if the socket holds more than `seen` bytes now; `WouldBlock` if not, which tells
+/// `try_io` that the readiness it read is used up. A non-blocking peek of the count only.
+fn more_than(stream: &TcpStream, seen: usize) -> io::Result<()> {
+    let mut scratch = [MaybeUninit::<u8>::uninit(); PREFACE.len()];
+    if SockRef::from(stream).peek(&mut scratch)? > seen {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::WouldBlock.into())
     }
 }
 
@@ -51,6 +87,8 @@ fn decide(first: &[u8]) -> Option<Protocol> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -85,5 +123,43 @@ mod tests {
         let seen = tokio::time::timeout(Duration::from_secs(5), protocol(&server)).await;
         assert_eq!(seen.unwrap().unwrap(), Protocol::Http2);
         drop(writer.await.unwrap());
+    }
+
+    // Paused clock: a sniffer that sleeps between peeks advances the virtual clock to
+    // the timeout; one that waits for the socket sees the close at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_preface_then_a_close_ends_the_sniff_at_once() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(&PREFACE[..10]).await.unwrap();
+        drop(client);
+        let seen = tokio::time::timeout(Duration::from_secs(10), protocol(&server)).await;
+        let error = seen.expect("still sniffing 10 s after the client closed");
+        assert_eq!(
+            error.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::UnexpectedEof)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rest_of_the_preface_sent_with_the_close_is_recognised() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(&PREFACE[..10]).await.unwrap();
+        let sniffing = tokio::spawn(async move { (protocol(&server).await, server) });
+        tokio::task::yield_now().await;
+        client.write_all(&PREFACE[10..]).await.unwrap();
+        drop(client);
+        let (seen, _server) = tokio::time::timeout(Duration::from_secs(10), sniffing)
+            .await
+            .expect("sniffed")
+            .unwrap();
+        assert_eq!(seen.unwrap(), Protocol::Http2);
     }
 }
