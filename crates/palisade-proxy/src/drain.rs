@@ -211,6 +211,15 @@ impl<C: Graceful> Future for Watched<C> {
     }
 }
 
+impl<C: Graceful> Graceful for Watched<C> {
+    /// Tells the connection to finish now, stop or no stop (see `head_timeout`).
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        let this = self.project();
+        *this.shutting_down = true;
+        this.connection.graceful_shutdown();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;

@@ -5,7 +5,8 @@
 //!   to hyper's at the first request it does not take.
 //! * Malformed requests get 400 and oversized heads 431 from hyper; an HTTP/1 client that
 //!   does not send a whole request head within `header_timeout` of the connection opening,
-//!   or of its last response ending, is cut off (see `head_timeout`).
+//!   or of its last response ending, is cut off; an HTTP/2 connection with no request in
+//!   flight for as long gets a GOAWAY, and is closed (see `head_timeout`).
 //! * SIGTERM or SIGINT: stop accepting, let in-flight requests finish within
 //!   `drain_timeout`, exit.
 //! * SIGHUP: re-read the file; a valid config replaces the running one (connections stay
@@ -32,7 +33,7 @@ use crate::body::{ClientBody, ProxyBody};
 use crate::config::{self, Checked};
 use crate::drain::{Drain, Hyper, SelfDraining};
 use crate::forward::{self, Handled};
-use crate::head_timeout;
+use crate::head_timeout::{self, Counted, Streams};
 use crate::http1_server::{self, Served};
 use crate::runtime::Runtime;
 use crate::sniff::{self, Protocol};
@@ -318,20 +319,28 @@ async fn serve_connection(
             tokio::select! {
                 biased;
                 ended = connection => ended,
-                () = head_timeout::expired(&waiting, protocols.header_timeout) => {
+                () = head_timeout::expired(&*waiting, protocols.header_timeout) => {
                     // Dropping the connection closes it.
                     return tracing::debug!("no request head within the header timeout");
                 }
             }
         }
         Protocol::Http2 => {
+            // Requests are counted per connection (HTTP/2 serves several at once), and
+            // the wait that began at the accept goes on.
+            let streams = Arc::new(Streams::continuing(&service.client.waiting));
+            let service = Counted::new(service, streams.clone());
             let connection = protocols
                 .http2
                 .serve_connection(TokioIo::new(stream), service);
-            drain
-                .watch(Hyper::new(connection))
+            let connection = drain.watch(Hyper::new(connection));
+            match head_timeout::serve_while_used(connection, &streams, protocols.header_timeout)
                 .await
-                .map_err(Ended::Hyper)
+            {
+                Some(ended) => ended.map_err(Ended::Hyper),
+                // Dropping the connection closed it.
+                None => return tracing::debug!("HTTP/2 connection idle past the header timeout"),
+            }
         }
     };
     if let Err(error) = ended {
