@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod body;
+mod cap;
 pub mod config;
 pub mod demo;
 mod drain;

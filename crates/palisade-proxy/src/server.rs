@@ -7,6 +7,8 @@
 //!   does not send a whole request head within `header_timeout` of the connection opening,
 //!   or of its last response ending, is cut off; an HTTP/2 connection with no request in
 //!   flight for as long gets a GOAWAY, and is closed (see `head_timeout`).
+//! * At most `max_connections` client connections are open at once over all workers;
+//!   one more is closed as soon as it is accepted (see `cap`).
 //! * SIGTERM or SIGINT: stop accepting, let in-flight requests finish within
 //!   `drain_timeout`, exit.
 //! * SIGHUP: re-read the file; a valid config replaces the running one (connections stay
@@ -30,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
 use crate::body::{ClientBody, ProxyBody};
+use crate::cap::Cap;
 use crate::config::{self, Checked};
 use crate::drain::{Drain, Hyper, SelfDraining};
 use crate::forward::{self, Handled};
@@ -104,6 +107,8 @@ pub async fn start_with_workers(
         tokio::spawn(reload_on_hangup(file, runtime.clone()));
     }
     tokio::spawn(stop_on_signal(stop.clone()));
+    // One cap for the port, shared by every worker.
+    let cap = Cap::new(listener_config.max_connections, "proxy");
     let mut others = Vec::new();
     let mut first_worker = None;
     if workers > 1 {
@@ -122,6 +127,7 @@ pub async fn start_with_workers(
                 worker,
                 runtime.clone(),
                 listener_config.clone(),
+                cap.clone(),
                 stopped.clone(),
             )?);
         }
@@ -131,6 +137,7 @@ pub async fn start_with_workers(
         first_worker,
         runtime.clone(),
         listener_config,
+        cap,
         stopped,
     ));
     let done = tokio::spawn(async move {
@@ -157,6 +164,7 @@ fn spawn_worker(
     worker: Worker,
     runtime: Arc<ArcSwap<Runtime>>,
     config: config::Listener,
+    cap: Cap,
     stopped: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
     let (done, finished) = tokio::sync::oneshot::channel();
@@ -171,7 +179,7 @@ fn spawn_worker(
                 Ok(event_loop) => event_loop.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => {
-                            serve(listener, Some(worker), runtime, config, stopped).await;
+                            serve(listener, Some(worker), runtime, config, cap, stopped).await;
                         }
                         Err(error) => tracing::warn!(%error, index, "worker cannot listen"),
                     }
@@ -187,12 +195,14 @@ fn spawn_worker(
 type Worker = (Placement, mpsc::Receiver<Handed>);
 
 /// Accepts and serves connections until stopped, then drains them. With `worker`, the
-/// connections are balanced with the other workers (see `workers`).
+/// connections are balanced with the other workers (see `workers`); each connection
+/// served holds a place in `cap` until it ends.
 async fn serve(
     listener: TcpListener,
     worker: Option<Worker>,
     runtime: Arc<ArcSwap<Runtime>>,
     config: config::Listener,
+    cap: Cap,
     mut stopped: watch::Receiver<bool>,
 ) {
     let protocols = Arc::new(Protocols::new(&config));
@@ -223,6 +233,10 @@ async fn serve(
             },
             _ = stopped.changed() => break,
         };
+        // Over the cap: dropped, which closes it.
+        let Some(place) = cap.admit(client) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = Service {
             runtime: runtime.clone(),
@@ -232,7 +246,7 @@ async fn serve(
         let protocols = protocols.clone();
         tokio::spawn(async move {
             serve_connection(stream, service, protocols, drain).await;
-            drop(load);
+            drop((load, place));
         });
     }
     drop(listener);

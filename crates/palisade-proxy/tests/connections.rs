@@ -1,6 +1,7 @@
 //! Bounds on client connections: an HTTP/2 connection with no request in flight is
-//! closed after the header timeout (a GOAWAY first), one with requests in flight is not.
-//! Raw TCP (and hyper's HTTP/2 client) against the real binary.
+//! closed after the header timeout (a GOAWAY first), one with requests in flight is not;
+//! the port caps its open connections, closing one more at once and accepting again
+//! when one ends. Raw TCP (and hyper's HTTP/2 client) against the real binary.
 
 mod support;
 
@@ -140,6 +141,33 @@ async fn h2_get(
         .unwrap_or_else(|_| Err(format!("GET {path}: no answer within 10 s")))
 }
 
+/// The value of `palisade_connections_refused_total{port}` in a `/metrics` text.
+fn refused(metrics: &str, port: &str) -> f64 {
+    samples(metrics)
+        .iter()
+        .find(|s| {
+            s.name == "palisade_connections_refused_total"
+                && s.labels.get("port").map(String::as_str) == Some(port)
+        })
+        .map_or(0.0, |s| s.value)
+}
+
+/// Sends a request head on a new connection to `addr` and asserts that the connection
+/// is closed without an answer.
+async fn refused_at_once(addr: SocketAddr) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // The proxy may have closed it already: a failed write is a refusal too.
+    let _ = s
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let answer = read_to_close(&mut s).await;
+    assert!(
+        answer.is_empty(),
+        "a connection over the cap was answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_connection_without_requests_gets_a_goaway_and_is_closed() {
     let (proxy, _fast, _slow) = proxy_with(&short_header_timeout()).await;
@@ -182,4 +210,37 @@ async fn http2_requests_in_flight_keep_their_connection_which_closes_once_idle()
         .expect("the idle HTTP/2 connection is still open 5 s after its last response")
         .expect("connection task");
     drop(send);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_the_proxy_port_s_cap_is_closed_until_one_ends() {
+    let sections = Sections {
+        listener: "max_connections = 2".into(),
+        ..Sections::default()
+    };
+    let (proxy, _fast, _slow) = proxy_with(&sections).await;
+    let mut first = Conn::open(proxy.addr).await;
+    let mut second = Conn::open(proxy.addr).await;
+    assert_eq!(first.get("/fast/1").await.map(|r| r.status), Ok(200));
+    assert_eq!(second.get("/fast/2").await.map(|r| r.status), Ok(200));
+
+    refused_at_once(proxy.addr).await;
+    assert_eq!(
+        second.get("/fast/3").await.map(|r| r.status),
+        Ok(200),
+        "an open connection suffered from the refusal"
+    );
+
+    drop(first);
+    eventually(
+        "a connection accepted after one ended",
+        secs(5),
+        async || {
+            let mut third = Conn::open(proxy.addr).await;
+            third.get("/fast/4").await.ok().map(|r| r.status)
+        },
+    )
+    .await;
+    let metrics = proxy.admin_get("/metrics").await.text();
+    assert!(refused(&metrics, "proxy") >= 1.0, "{metrics}");
 }

@@ -194,6 +194,7 @@ impl Checker<'_> {
 
     fn check(&mut self, config: &Config) -> Vec<UpstreamPolicies> {
         self.check_admin(config);
+        self.check_connections(config);
         if config.upstream.is_empty() {
             self.problem(
                 &[key("upstream")],
@@ -248,6 +249,19 @@ impl Checker<'_> {
             self.problem(
                 &[key("listener"), key("body_timeout")],
                 "is 0; allowed: more than 0",
+            );
+        }
+    }
+
+    /// The bounds on the proxy port's connections.
+    fn check_connections(&mut self, config: &Config) {
+        if !(1..=1_000_000).contains(&config.listener.max_connections) {
+            self.problem(
+                &[key("listener"), key("max_connections")],
+                format!(
+                    "{} is out of range; allowed: 1 to 1000000",
+                    config.listener.max_connections
+                ),
             );
         }
     }

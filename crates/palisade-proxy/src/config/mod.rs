@@ -69,6 +69,10 @@ pub struct Listener {
     /// client that stalls mid-upload holds nothing for longer. Default 10 s.
     #[serde(default = "defaults::body_timeout", with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Most client connections open at once, over all workers (connections); one more
+    /// is closed as soon as it is accepted. Default 10,000.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
 }
 
 /// `[admin]`.
@@ -377,6 +381,9 @@ pub(crate) mod defaults {
     }
     pub(crate) fn body_idle() -> Duration {
         Duration::from_secs(60)
+    }
+    pub(crate) fn max_connections() -> usize {
+        10_000
     }
     pub(crate) fn admin_address() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9901))

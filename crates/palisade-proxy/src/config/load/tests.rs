@@ -205,3 +205,33 @@ fn informational_statuses_are_refused_for_fallbacks_and_aborts() {
         ]
     );
 }
+
+#[test]
+fn connection_bounds_out_of_range_are_refused() {
+    for (max, line) in [("0", "0"), ("1000001", "1000001")] {
+        let text = MINIMAL.replace(
+            "address = \"127.0.0.1:8080\"",
+            &format!("address = \"127.0.0.1:8080\"\nmax_connections = {max}"),
+        );
+        assert_eq!(
+            problems(&text),
+            [format!(
+                "c.toml:4: listener.max_connections: {line} is out of range; allowed: 1 to 1000000"
+            )]
+        );
+    }
+}
+
+#[test]
+fn connection_bounds_have_defaults_and_take_their_extremes() {
+    let checked = parse("c.toml", MINIMAL).unwrap();
+    assert_eq!(checked.config.listener.max_connections, 10_000);
+    for listener in [1, 1_000_000] {
+        let text = MINIMAL.replace(
+            "address = \"127.0.0.1:8080\"",
+            &format!("address = \"127.0.0.1:8080\"\nmax_connections = {listener}"),
+        );
+        let checked = parse("c.toml", &text).unwrap();
+        assert_eq!(checked.config.listener.max_connections, listener);
+    }
+}
