@@ -13,7 +13,7 @@
 //!   hyper can keep the timeout itself, but it arms a timer for every request head: a
 //!   boxed sleep, a clock read, and an insertion into tokio's timer wheel that is removed
 //!   again microseconds later, when the head arrives. The mark costs a store.
-//! * [`Streams`], HTTP/2: any number of requests at once, so the mark
+//! * [`Streams`], HTTP/2 and the admin port: any number of requests at once, so the mark
 //!   counts them. [`Counted`] wraps a connection's service and holds an [`Active`] guard
 //!   per request from the call until its response body ends or is dropped; the last
 //!   guard to go starts the wait. [`serve_while_used`] runs such a connection: idle past

@@ -8,7 +8,8 @@
 //!   or of its last response ending, is cut off; an HTTP/2 connection with no request in
 //!   flight for as long gets a GOAWAY, and is closed (see `head_timeout`).
 //! * At most `max_connections` client connections are open at once over all workers;
-//!   one more is closed as soon as it is accepted (see `cap`).
+//!   one more is closed as soon as it is accepted (see `cap`). The admin port has its
+//!   own timeout and cap (see `admin`).
 //! * SIGTERM or SIGINT: stop accepting, let in-flight requests finish within
 //!   `drain_timeout`, exit.
 //! * SIGHUP: re-read the file; a valid config replaces the running one (connections stay
@@ -102,7 +103,12 @@ pub async fn start_with_workers(
         runtime.clone(),
         checked.config.admin.token.clone(),
     ));
-    tokio::spawn(admin::serve(admin_listener, admin, stopped.clone()));
+    tokio::spawn(admin::serve(
+        admin_listener,
+        admin,
+        checked.config.admin.clone(),
+        stopped.clone(),
+    ));
     if let Some(file) = file {
         tokio::spawn(reload_on_hangup(file, runtime.clone()));
     }
@@ -437,10 +443,18 @@ async fn reload_on_hangup(file: PathBuf, runtime: Arc<ArcSwap<Runtime>>) {
 pub fn reload(file: &std::path::Path, runtime: &ArcSwap<Runtime>) -> Result<(), String> {
     let checked = config::load(file).map_err(|p| p.to_string())?;
     let current = runtime.load();
-    if checked.config.listener.address != current.config.listener.address
-        || checked.config.admin.address != current.config.admin.address
-    {
-        tracing::warn!("listener and admin addresses change only on restart");
+    let (next, running) = (&checked.config, &current.config);
+    // Only `max_body_bytes` and `body_timeout` are read from the running config; the
+    // rest was read at start.
+    let listener_changed = config::Listener {
+        max_body_bytes: running.listener.max_body_bytes,
+        body_timeout: running.listener.body_timeout,
+        ..next.listener.clone()
+    } != running.listener;
+    if listener_changed || next.admin != running.admin {
+        tracing::warn!(
+            "[listener] keys other than max_body_bytes and body_timeout, and [admin] keys, change only on restart"
+        );
     }
     let next = Runtime::build(&checked).map_err(|e| e.to_string())?;
     runtime.store(Arc::new(next));

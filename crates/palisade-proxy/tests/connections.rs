@@ -1,7 +1,8 @@
-//! Bounds on client connections: an HTTP/2 connection with no request in flight is
-//! closed after the header timeout (a GOAWAY first), one with requests in flight is not;
-//! the port caps its open connections, closing one more at once and accepting again
-//! when one ends. Raw TCP (and hyper's HTTP/2 client) against the real binary.
+//! Bounds on client connections, on both ports: an HTTP/2 connection with no request in
+//! flight is closed after the header timeout (a GOAWAY first), one with requests in flight
+//! is not; each port caps its open connections, closing one more at once and accepting
+//! again when one ends; the admin port times out idle and half-sent connections. Raw TCP
+//! (and hyper's HTTP/2 client) against the real binary.
 
 mod support;
 
@@ -243,4 +244,86 @@ async fn a_connection_over_the_proxy_port_s_cap_is_closed_until_one_ends() {
     .await;
     let metrics = proxy.admin_get("/metrics").await.text();
     assert!(refused(&metrics, "proxy") >= 1.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_closes_idle_and_half_sent_connections() {
+    let sections = Sections {
+        admin: "header_timeout = \"300ms\"".into(),
+        ..Sections::default()
+    };
+    let (proxy, _fast, _slow) = proxy_with(&sections).await;
+
+    let mut silent = TcpStream::connect(proxy.admin).await.expect("connect");
+    let mut half = TcpStream::connect(proxy.admin).await.expect("connect");
+    half.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut http2 = TcpStream::connect(proxy.admin).await.expect("connect");
+    http2.write_all(PREFACE).await.expect("preface");
+    http2.write_all(&SETTINGS).await.expect("settings");
+    let mut kept = Conn::open(proxy.admin).await;
+    assert_eq!(kept.get("/health/live").await.map(|r| r.status), Ok(200));
+
+    assert!(
+        read_to_close(&mut silent).await.is_empty(),
+        "a connection that sent nothing was answered"
+    );
+    assert!(
+        read_to_close(&mut half).await.is_empty(),
+        "half a request head was answered"
+    );
+    assert!(frame_types(&read_to_close(&mut http2).await).contains(&GOAWAY));
+    eventually(
+        "the idle keep-alive connection closed",
+        secs(5),
+        async || kept.is_closed().then_some(()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_the_admin_port_s_cap_is_closed_until_one_ends() {
+    let sections = Sections {
+        admin: "max_connections = 2".into(),
+        ..Sections::default()
+    };
+    let (mut proxy, _fast, _slow) = proxy_with(&sections).await;
+    // The harness's own client keeps the connection it polled readiness on: let it go.
+    proxy.http = Http::new();
+
+    let admin = proxy.admin;
+    let (first, mut second) = eventually("two admin connections served", secs(15), async || {
+        let mut first = Conn::open(admin).await;
+        let mut second = Conn::open(admin).await;
+        let served = first
+            .get("/health/live")
+            .await
+            .is_ok_and(|r| r.status == 200)
+            && second
+                .get("/health/live")
+                .await
+                .is_ok_and(|r| r.status == 200);
+        served.then_some((first, second))
+    })
+    .await;
+
+    refused_at_once(admin).await;
+
+    drop(first);
+    let metrics = eventually(
+        "a connection accepted after one ended",
+        secs(5),
+        async || {
+            let mut third = Conn::open(admin).await;
+            third.get("/metrics").await.ok().map(|r| r.text())
+        },
+    )
+    .await;
+    assert!(refused(&metrics, "admin") >= 1.0, "{metrics}");
+    assert_eq!(
+        second.get("/health/live").await.map(|r| r.status),
+        Ok(200),
+        "an open connection suffered from the refusal"
+    );
 }

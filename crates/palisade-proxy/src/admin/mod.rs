@@ -12,10 +12,20 @@
 //!
 //! POST endpoints need `Authorization: Bearer <token>` when `admin.token` is set (and it
 //! must be set when the admin address is not loopback).
+//!
+//! The port's connections are bounded as the proxy port's are, by their own keys: a
+//! connection with no request in flight for `admin.header_timeout` (from its opening, or
+//! since its last response ended) is told to close (HTTP/2: GOAWAY) and dropped after
+//! another such wait; an HTTP/1 request head must be whole within that time too; at
+//! most `admin.max_connections` are open at once, and one more is closed as soon as it
+//! is accepted. Its idle clients would otherwise spend the file descriptors the proxy
+//! port needs.
 
 mod state;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,9 +35,9 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use palisade::clock::Clock;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -35,7 +45,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::{ProxyBody, full};
-use crate::config::FaultSection;
+use crate::cap::Cap;
+use crate::config::{self, FaultSection};
+use crate::drain::Hyper;
+use crate::head_timeout::{self, Counted, Streams};
 use crate::runtime::Runtime;
 
 /// The admin service's state.
@@ -253,28 +266,66 @@ fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
     bool::from(given.ct_eq(token.as_bytes()))
 }
 
-/// Serves the admin port until `stopped` says so.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stopped: watch::Receiver<bool>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+/// Serves the admin port until `stopped` says so, its connections bounded by `config`'s
+/// `header_timeout` and `max_connections` (see the module's doc).
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    config: config::Admin,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let limit = config.header_timeout;
+    let cap = Cap::new(config.max_connections, "admin");
+    let clock = Clock::tokio();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limit);
     loop {
-        let stream = tokio::select! {
+        let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, typically: retried, not spun on.
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             },
             _ = stopped.changed() => return,
         };
-        let admin = admin.clone();
-        let service = service_fn(move |request| {
-            let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.handle(request).await) }
-        });
+        // Over the cap: dropped, which closes it.
+        let Some(place) = cap.admit(client) else {
+            continue;
+        };
+        let service = Service(admin.clone());
+        let streams = Arc::new(Streams::new(clock.clone()));
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(stream), Counted::new(service, streams.clone()))
             .into_owned();
         tokio::spawn(async move {
-            let _ = connection.await;
+            let _ = head_timeout::serve_while_used(Hyper::new(connection), &streams, limit).await;
+            drop(place);
         });
+    }
+}
+
+/// The admin port as a hyper service.
+#[derive(Clone)]
+struct Service(Arc<Admin>);
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    // A named future type, boxed as `Send`: with `service_fn`'s closure future inside
+    // it, rustc cannot prove the connection's task `Send` (a higher-ranked lifetime
+    // error about the body's boxed error type).
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let admin = self.0.clone();
+        Box::pin(async move { Ok(admin.handle(request).await) })
     }
 }
 

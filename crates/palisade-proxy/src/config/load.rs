@@ -253,7 +253,7 @@ impl Checker<'_> {
         }
     }
 
-    /// The bounds on the proxy port's connections.
+    /// The bounds on both ports' connections.
     fn check_connections(&mut self, config: &Config) {
         if !(1..=1_000_000).contains(&config.listener.max_connections) {
             self.problem(
@@ -261,6 +261,21 @@ impl Checker<'_> {
                 format!(
                     "{} is out of range; allowed: 1 to 1000000",
                     config.listener.max_connections
+                ),
+            );
+        }
+        if config.admin.header_timeout.is_zero() {
+            self.problem(
+                &[key("admin"), key("header_timeout")],
+                "is 0; allowed: more than 0",
+            );
+        }
+        if !(1..=10_000).contains(&config.admin.max_connections) {
+            self.problem(
+                &[key("admin"), key("max_connections")],
+                format!(
+                    "{} is out of range; allowed: 1 to 10000",
+                    config.admin.max_connections
                 ),
             );
         }

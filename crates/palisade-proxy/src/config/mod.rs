@@ -85,6 +85,14 @@ pub struct Admin {
     /// Bearer token required for POST endpoints; required when `address` is not loopback.
     #[serde(default)]
     pub token: Option<String>,
+    /// A client must start each request within this time of its connection opening or
+    /// of its previous response ending. Default 10 s.
+    #[serde(default = "defaults::header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Most admin connections open at once (connections); one more is closed as soon
+    /// as it is accepted. Default 64.
+    #[serde(default = "defaults::admin_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Admin {
@@ -92,6 +100,8 @@ impl Default for Admin {
         Self {
             address: defaults::admin_address(),
             token: None,
+            header_timeout: defaults::header_timeout(),
+            max_connections: defaults::admin_max_connections(),
         }
     }
 }
@@ -384,6 +394,9 @@ pub(crate) mod defaults {
     }
     pub(crate) fn max_connections() -> usize {
         10_000
+    }
+    pub(crate) fn admin_max_connections() -> usize {
+        64
     }
     pub(crate) fn admin_address() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9901))

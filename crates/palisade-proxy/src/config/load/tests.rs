@@ -235,3 +235,45 @@ fn connection_bounds_have_defaults_and_take_their_extremes() {
         assert_eq!(checked.config.listener.max_connections, listener);
     }
 }
+
+#[test]
+fn admin_connection_bounds_out_of_range_are_refused() {
+    let admin = |keys: &str| {
+        MINIMAL.replace(
+            "address = \"127.0.0.1:8080\"",
+            &format!("address = \"127.0.0.1:8080\"\n[admin]\n{keys}"),
+        )
+    };
+    assert_eq!(
+        problems(&admin("header_timeout = \"0s\"\nmax_connections = 10001")),
+        [
+            "c.toml:5: admin.header_timeout: is 0; allowed: more than 0",
+            "c.toml:6: admin.max_connections: 10001 is out of range; allowed: 1 to 10000",
+        ]
+    );
+    assert_eq!(
+        problems(&admin("max_connections = 0")),
+        ["c.toml:5: admin.max_connections: 0 is out of range; allowed: 1 to 10000"]
+    );
+}
+
+#[test]
+fn admin_connection_bounds_have_defaults_and_take_their_extremes() {
+    let checked = parse("c.toml", MINIMAL).unwrap();
+    assert_eq!(checked.config.admin.max_connections, 64);
+    assert_eq!(checked.config.admin.header_timeout, Duration::from_secs(10));
+    for max in [1, 10_000] {
+        let text = MINIMAL.replace(
+            "address = \"127.0.0.1:8080\"",
+            &format!(
+                "address = \"127.0.0.1:8080\"\n[admin]\nmax_connections = {max}\nheader_timeout = \"1ms\""
+            ),
+        );
+        let checked = parse("c.toml", &text).unwrap();
+        assert_eq!(checked.config.admin.max_connections, max);
+        assert_eq!(
+            checked.config.admin.header_timeout,
+            Duration::from_millis(1)
+        );
+    }
+}
