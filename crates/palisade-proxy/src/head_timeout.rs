@@ -21,6 +21,12 @@
 //!   another idle limit — a client that never acknowledges the GOAWAY — it is dropped,
 //!   which closes it. hyper's HTTP/2 server has no timeout of its own for this.
 //!
+//! An HTTP/1 connection has a send timeout as well: its socket is [`WriteWatched`], which
+//! notes since when a write has waited for the client, and [`write_stalled`] ends the
+//! connection when a write has waited `body_timeout` (a client that stopped reading
+//! would otherwise hold its response, and the bulkhead slot and upstream connection
+//! behind it, for ever).
+//!
 //! Marks read the clock they are given ([`Clock::fast`] on the proxy port); the timer is
 //! tokio's.
 
@@ -28,11 +34,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use palisade::clock::{Clock, Nanos};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use crate::body::{Guarded, ProxyBody, boxed};
@@ -40,6 +48,8 @@ use crate::drain::Graceful;
 
 /// The mark while a request is in flight.
 const BUSY: Nanos = Nanos::MAX;
+/// The write mark while no write waits.
+const NOT_BLOCKED: Nanos = 0;
 
 /// A connection's idleness, as [`expired`] reads it.
 pub trait Idleness {
@@ -67,6 +77,9 @@ pub struct Waiting {
     clock: Clock,
     /// [`BUSY`], or the clock's reading when the wait began (ns).
     since: AtomicU64,
+    /// [`NOT_BLOCKED`], or the clock's reading when a write began to wait for the
+    /// client (ns).
+    blocked: AtomicU64,
 }
 
 // === impl Waiting ===
@@ -75,7 +88,11 @@ impl Waiting {
     /// A connection that starts waiting now (it has just been accepted).
     pub fn new(clock: Clock) -> Self {
         let since = AtomicU64::new(clock.now());
-        Self { clock, since }
+        Self {
+            clock,
+            since,
+            blocked: AtomicU64::new(NOT_BLOCKED),
+        }
     }
 
     /// A request head has arrived: the connection is busy until its response ends.
@@ -87,6 +104,26 @@ impl Waiting {
     pub fn idle(&self) {
         self.since.store(self.clock.now(), Ordering::Relaxed);
     }
+
+    /// A write to the client waits (`pending`) or went through.
+    fn note_write(&self, pending: bool) {
+        let blocked = self.blocked.load(Ordering::Relaxed);
+        if pending && blocked == NOT_BLOCKED {
+            // A reading of 0 would read as "not blocked"; the clock is past it.
+            self.blocked
+                .store(self.clock.now().max(1), Ordering::Relaxed);
+        } else if !pending && blocked != NOT_BLOCKED {
+            self.blocked.store(NOT_BLOCKED, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the current write has waited for the client; `None` if none waits.
+    fn blocked_for(&self) -> Option<Duration> {
+        match self.blocked.load(Ordering::Relaxed) {
+            NOT_BLOCKED => None,
+            since => Some(self.clock.elapsed_since(since)),
+        }
+    }
 }
 
 impl Idleness for Waiting {
@@ -95,6 +132,91 @@ impl Idleness for Waiting {
             BUSY => None,
             since => Some(self.clock.elapsed_since(since)),
         }
+    }
+}
+
+/// Resolves once a write to the client has waited `limit` (a client that stopped
+/// reading its response): an HTTP/1 connection's send timeout. Only a write the socket
+/// cannot take counts; a response waiting for its upstream is bounded by the upstream's
+/// `body_idle`.
+pub async fn write_stalled(waiting: &Waiting, limit: Duration) {
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        let next = match waiting.blocked_for() {
+            Some(waited) if waited >= limit => return,
+            Some(waited) => limit - waited,
+            None => limit,
+        };
+        sleep.as_mut().reset(Instant::now() + next);
+        sleep.as_mut().await;
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client connection's socket that notes in its [`Waiting`] mark since when a
+    /// write has waited for the client to make room. A write the socket takes at once
+    /// costs one load; only a write that waits reads the clock.
+    pub struct WriteWatched<S> {
+        #[pin]
+        io: S,
+        waiting: Arc<Waiting>,
+    }
+}
+
+impl<S> WriteWatched<S> {
+    /// `io`, its writes noted in `waiting`.
+    pub fn new(io: S, waiting: Arc<Waiting>) -> Self {
+        Self { io, waiting }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for WriteWatched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for WriteWatched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let written = this.io.poll_write(cx, buf);
+        this.waiting.note_write(written.is_pending());
+        written
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let written = this.io.poll_write_vectored(cx, bufs);
+        this.waiting.note_write(written.is_pending());
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let flushed = this.io.poll_flush(cx);
+        this.waiting.note_write(flushed.is_pending());
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
     }
 }
 
@@ -420,5 +542,37 @@ mod tests {
     ) -> std::task::Poll<F::Output> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         future.poll(&mut cx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_waiting_past_the_limit_stalls_and_one_that_goes_through_does_not() {
+        let (clock, hand) = Clock::manual();
+        let waiting = Waiting::new(clock);
+        let limit = Duration::from_secs(10);
+        let watch = write_stalled(&waiting, limit);
+        tokio::pin!(watch);
+        // Writes that wait briefly, then go through: never a stall.
+        for _ in 0..5 {
+            waiting.note_write(true);
+            hand.advance(Duration::from_secs(9));
+            tokio::time::advance(Duration::from_secs(9)).await;
+            assert!(
+                futures_poll(watch.as_mut()).is_pending(),
+                "cut a write that went through"
+            );
+            waiting.note_write(false);
+        }
+        // A write that keeps waiting: a stall once it has waited the limit.
+        waiting.note_write(true);
+        hand.advance(Duration::from_secs(9));
+        waiting.note_write(true); // still waiting: its start stays
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(futures_poll(watch.as_mut()).is_pending());
+        hand.advance(Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(
+            futures_poll(watch.as_mut()).is_ready(),
+            "not cut after 10 s"
+        );
     }
 }

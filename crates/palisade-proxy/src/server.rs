@@ -37,7 +37,7 @@ use crate::cap::Cap;
 use crate::config::{self, Checked};
 use crate::drain::{Drain, Hyper, SelfDraining};
 use crate::forward::{self, Handled};
-use crate::head_timeout::{self, Counted, Streams};
+use crate::head_timeout::{self, Counted, Streams, WriteWatched};
 use crate::http1_server::{self, Served};
 use crate::runtime::Runtime;
 use crate::sniff::{self, Protocol};
@@ -270,6 +270,8 @@ struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     header_timeout: Duration,
+    /// Longest wait for a client to take the next piece of a response (HTTP/1).
+    body_timeout: Duration,
     /// The longest request head read.
     max_header_bytes: usize,
     /// Times connections' waits for request heads (see `head_timeout`).
@@ -296,6 +298,7 @@ impl Protocols {
             http1,
             http2,
             header_timeout: config.header_timeout,
+            body_timeout: config.body_timeout,
             max_header_bytes: config.max_header_bytes,
             clock: Clock::fast(),
         }
@@ -321,7 +324,7 @@ async fn serve_connection(
             let max_head = protocols.max_header_bytes;
             let connection = async {
                 let own = http1_server::serve(
-                    stream,
+                    WriteWatched::new(stream, waiting.clone()),
                     &service.runtime,
                     &service.client,
                     &drain,
@@ -342,6 +345,11 @@ async fn serve_connection(
                 () = head_timeout::expired(&*waiting, protocols.header_timeout) => {
                     // Dropping the connection closes it.
                     return tracing::debug!("no request head within the header timeout");
+                }
+                () = head_timeout::write_stalled(&waiting, protocols.body_timeout) => {
+                    // Its response (and what that holds: a bulkhead slot, an upstream
+                    // connection) is dropped with it.
+                    return tracing::debug!("the client took no response data within the body timeout");
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Slow bodies cannot lock an upstream out: a client that stalls mid-upload holds no
-//! bulkhead slot and is answered 408 after `listener.body_timeout`; an upstream that
-//! stalls mid-response is cut after `[upstream.timeout] body_idle`, freeing its slot.
-//! Real binary, loopback sockets.
+//! bulkhead slot and is answered 408 after `listener.body_timeout`; a client that stops
+//! reading its response is cut after the same time; an upstream that stalls
+//! mid-response is cut after `[upstream.timeout] body_idle`. Each frees its slot. Real
+//! binary, loopback sockets.
 
 mod support;
 
@@ -162,4 +163,46 @@ async fn an_upstream_stalling_mid_body_is_cut_and_frees_its_slot() {
         );
     }
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_and_frees_its_slot() {
+    // A response far larger than the socket buffers between client and proxy.
+    let big = "x".repeat(32 * 1024 * 1024);
+    let up = Upstream::start(
+        "api",
+        Behaviour::Respond {
+            status: 200,
+            headers: Vec::new(),
+            body: big,
+        },
+    )
+    .await;
+    let proxy = Proxy::start_with(&sections(), &config_with_one_slot(up.addr())).await;
+
+    let mut stalled = TcpStream::connect(proxy.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /api/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    up.wait_for(1, secs(5)).await;
+    // The stalled client holds the only slot until the proxy gives up on it.
+    let served = eventually(
+        "a request served after the stalled one",
+        secs(10),
+        async || {
+            let r = proxy.get("/api/x").await;
+            (r.status == 200).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(served.body.len(), 32 * 1024 * 1024);
+    assert!(
+        closed_within(&mut stalled, secs(5)).await,
+        "the stalled connection was not closed"
+    );
+}
+
+fn config_with_one_slot(endpoint: SocketAddr) -> String {
+    config(endpoint).replace("max_concurrent = 2", "max_concurrent = 1")
 }

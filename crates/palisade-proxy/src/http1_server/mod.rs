@@ -33,6 +33,10 @@ use tokio::net::TcpStream;
 
 pub(crate) use rewind::Rewind;
 
+/// A client's connection as the own server (and hyper, after a hand-over) reads and
+/// writes it: its writes timed for the send timeout (see `head_timeout`).
+pub(crate) type ClientStream = crate::head_timeout::WriteWatched<TcpStream>;
+
 use crate::body::ClientBody;
 use crate::drain::Drain;
 use crate::forward::{self, Client, Handled};
@@ -46,13 +50,13 @@ pub(crate) enum Served {
     /// It is closed (or to be closed).
     Closed,
     /// hyper serves it from here on, starting with the bytes read so far.
-    HandedOver(Rewind<TcpStream>),
+    HandedOver(Rewind<ClientStream>),
 }
 
 /// Serves `stream` until it closes or is handed over. `max_head`: the longest request
 /// head taken (a longer one is handed to hyper, which answers 431).
 pub(crate) async fn serve(
-    mut stream: TcpStream,
+    mut stream: ClientStream,
     runtime: &ArcSwap<Runtime>,
     client: &Arc<Client>,
     drain: &Drain,
@@ -99,7 +103,7 @@ pub(crate) async fn serve(
 }
 
 /// Hands the connection to hyper with `head` and the bytes after it put back.
-fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: TcpStream) -> Served {
+fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: ClientStream) -> Served {
     let mut prefix = BytesMut::with_capacity(head.len() + rest.len());
     prefix.extend_from_slice(&head);
     prefix.extend_from_slice(&rest);
@@ -109,7 +113,7 @@ fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: TcpStream) -> Served {
 /// Resolves when the client closes its side of the connection (or it fails). Bytes it
 /// sends meanwhile (a pipelined request) go to `read`, after which nothing more is
 /// watched.
-async fn closed(stream: &mut TcpStream, read: &mut BytesMut) {
+async fn closed(stream: &mut ClientStream, read: &mut BytesMut) {
     poll_fn(|cx| {
         if !read.is_empty() {
             return Poll::Pending;
@@ -125,7 +129,7 @@ async fn closed(stream: &mut TcpStream, read: &mut BytesMut) {
 /// Reads what the client has sent into `read`; 0 when it has closed, or when the server
 /// is stopping and no request has begun.
 async fn read_more(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     read: &mut BytesMut,
     drain: &Drain,
 ) -> io::Result<usize> {
@@ -142,7 +146,7 @@ async fn read_more(
 /// room given shows the socket drained, and tokio then waits for the next readiness
 /// event without first trying another `recv` that would fail with `EAGAIN`.
 fn poll_read(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     read: &mut BytesMut,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<io::Result<usize>> {

@@ -8,12 +8,12 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::UNIX_EPOCH;
 
+use super::ClientStream;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use palisade::clock::{Clock, Nanos};
 
@@ -42,7 +42,7 @@ enum Framing {
 /// connection may carry another request; `Ok(false)`: it must close (the body did not
 /// match its length, or failed).
 pub(super) async fn write(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     out: &mut Vec<u8>,
     reply: Reply,
     head_request: bool,
@@ -130,7 +130,7 @@ fn encode_head(
 /// Writes the body after the head already in `out`, gathering what is ready before each
 /// write.
 async fn write_body(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     out: &mut Vec<u8>,
     mut body: ProxyBody,
     framing: Framing,
@@ -202,7 +202,7 @@ impl Framing {
 }
 
 /// Adds `data` to what is gathered, or writes both when it is large.
-async fn push_data(stream: &mut TcpStream, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
+async fn push_data(stream: &mut ClientStream, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
     if out.len() + data.len() <= GATHER {
         out.extend_from_slice(&data);
         return Ok(());
@@ -213,7 +213,7 @@ async fn push_data(stream: &mut TcpStream, out: &mut Vec<u8>, data: Bytes) -> io
 }
 
 /// Adds `data` as one chunk.
-async fn push_chunk(stream: &mut TcpStream, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
+async fn push_chunk(stream: &mut ClientStream, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
     push_hex(out, data.len() as u64);
     out.extend_from_slice(b"\r\n");
     push_data(stream, out, data).await?;
