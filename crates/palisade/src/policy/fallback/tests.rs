@@ -120,3 +120,48 @@ async fn tower_layer_answers_with_the_fallback() {
     assert_eq!(svc.clone().oneshot(false).await.unwrap(), "fresh");
     assert_eq!(svc.oneshot(true).await.unwrap(), "cached");
 }
+
+/// A response that can be neither cloned nor shared between threads, as an HTTP
+/// response with a streaming body.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    _not_sync: std::cell::Cell<u8>,
+}
+
+fn degraded(error: &Error<&'static str>) -> Response {
+    Response {
+        status: if matches!(error, Error::Timeout { .. }) {
+            504
+        } else {
+            503
+        },
+        _not_sync: std::cell::Cell::new(0),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_computed_fallback_needs_no_clone_through_call_and_as_a_layer() {
+    let fallback = Fallback::<Response, &'static str>::builder()
+        .on(&[Trigger::Timeout, Trigger::CircuitOpen])
+        .compute(degraded)
+        .build()
+        .unwrap();
+    let answer = fallback
+        .execute(&crate::DefaultClassifier, || async {
+            timeout::<Response>()
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 504);
+
+    use tower::{Layer, ServiceExt, service_fn};
+    let service = fallback.layer().layer(service_fn(|_: ()| async {
+        Err::<Response, _>(Error::<&'static str>::CircuitOpen {
+            name: "db".into(),
+            retry_after: None,
+        })
+    }));
+    let answer = service.oneshot(()).await.unwrap();
+    assert_eq!(answer.status, 503);
+}
