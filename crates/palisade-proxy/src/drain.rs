@@ -132,6 +132,54 @@ impl<C: GracefulConnection> Graceful for Hyper<C> {
 }
 
 pin_project! {
+    /// A hyper HTTP/1 connection that can switch protocols, as a [`Graceful`] one.
+    pub(crate) struct Upgradeable<I, S>
+    where
+        S: hyper::service::HttpService<hyper::body::Incoming>,
+    {
+        #[pin]
+        connection: hyper::server::conn::http1::UpgradeableConnection<I, S>,
+    }
+}
+
+impl<I, S> Upgradeable<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+{
+    pub(crate) fn new(connection: hyper::server::conn::http1::UpgradeableConnection<I, S>) -> Self {
+        Self { connection }
+    }
+}
+
+impl<I, S, B> Future for Upgradeable<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = Result<(), hyper::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().connection.poll(cx)
+    }
+}
+
+impl<I, S, B> Graceful for Upgradeable<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.project().connection.graceful_shutdown();
+    }
+}
+
+pin_project! {
     /// A connection that reads [`Drain::is_draining`] itself each time its task wakes:
     /// the watch only wakes it on a stop.
     pub(crate) struct SelfDraining<F> {

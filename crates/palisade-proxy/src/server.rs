@@ -35,7 +35,7 @@ use crate::admin::{self, Admin};
 use crate::body::{ClientBody, ProxyBody};
 use crate::cap::Cap;
 use crate::config::{self, Checked};
-use crate::drain::{Drain, Hyper, SelfDraining};
+use crate::drain::{Drain, Hyper, SelfDraining, Upgradeable};
 use crate::forward::{self, Handled};
 use crate::head_timeout::{self, Counted, Streams, WriteWatched};
 use crate::http1_server::{self, Served};
@@ -333,8 +333,16 @@ async fn serve_connection(
                 match drain.watch(SelfDraining::new(own)).await {
                     Ok(Served::Closed) => Ok(()),
                     Ok(Served::HandedOver(io)) => {
-                        let hyper = protocols.http1.serve_connection(TokioIo::new(io), service);
-                        drain.watch(Hyper::new(hyper)).await.map_err(Ended::Hyper)
+                        // With upgrades: a request to switch protocols (see
+                        // `forward::tunnel`) gets its connection once answered 101.
+                        let hyper = protocols
+                            .http1
+                            .serve_connection(TokioIo::new(io), service)
+                            .with_upgrades();
+                        drain
+                            .watch(Upgradeable::new(hyper))
+                            .await
+                            .map_err(Ended::Hyper)
                     }
                     Err(error) => Err(Ended::Io(error)),
                 }

@@ -21,6 +21,7 @@
 
 mod attempt;
 mod target;
+mod tunnel;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -117,6 +118,10 @@ pub fn handle(
     client.waiting.busy();
     let (mut head, body) = request.into_parts();
     let settled = target::settle(&mut head);
+    // The client's side of a protocol switch, taken before the head is shared.
+    let upgrade = tunnel::is_upgrade(&head)
+        .then(|| head.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
     let exchange = Exchange {
         runtime,
         client,
@@ -130,7 +135,8 @@ pub fn handle(
     }
     match exchange.admit(&body) {
         Err(reply) => Handled::Answered(reply),
-        Ok(admitted) => {
+        Ok(mut admitted) => {
+            admitted.upgrade = upgrade;
             Handled::Forwarded(Box::pin(
                 async move { exchange.answer(admitted, body).await },
             ))
@@ -159,6 +165,8 @@ struct Admitted {
     deadline: Option<Instant>,
     /// An injected delay to wait first, and its place among the faults in progress.
     delay: Option<(Duration, FaultSlot)>,
+    /// For a request to switch protocols: the client's side of the switch.
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 // The answers go by value (see `Handled`).
@@ -246,6 +254,7 @@ impl Exchange {
             route: position,
             deadline,
             delay,
+            upgrade: None,
         })
     }
 
@@ -293,7 +302,10 @@ impl Exchange {
         let upstream = &route.upstream;
         let max_body = self.runtime.config.listener.max_body_bytes;
         let Admitted {
-            deadline, delay, ..
+            deadline,
+            delay,
+            upgrade,
+            ..
         } = admitted;
         if let Some((delay, slot)) = delay {
             let until = palisade::clock::instant_after(Instant::now(), delay);
@@ -316,6 +328,9 @@ impl Exchange {
             if let Err(after) = limiter.check() {
                 return self.refuse(route, Reason::RateLimited, Some(after));
             }
+        }
+        if tunnel::is_upgrade(&self.head) {
+            return self.tunnel(route, upgrade).await;
         }
         // The body is read before any scarce slot is taken (and bounded by the listener's
         // body timeout): a client trickling its upload holds no slot meanwhile.
@@ -452,6 +467,31 @@ impl Exchange {
                 let (reason, after) = Reason::of(&error);
                 tracing::debug!(%error, reason = reason.as_str(), "request failed");
                 self.refuse(route, reason, after)
+            }
+        }
+    }
+
+    /// Opens a tunnel for a request to switch protocols (see `tunnel`).
+    async fn tunnel(&self, route: &Route, upgrade: Option<hyper::upgrade::OnUpgrade>) -> Answer {
+        let opened = tunnel::open(
+            route,
+            &self.head,
+            upgrade,
+            self.client.forwarded_for.as_ref(),
+        )
+        .await;
+        match opened {
+            Ok(reply) => {
+                // Its answer has no body to wait for: the connection is idle (or, after a
+                // 101, no longer the server's).
+                self.client.waiting.idle();
+                (reply, None)
+            }
+            Err(tunnel::Failed::Refused(reason, after)) => self.refuse(route, reason, after),
+            Err(tunnel::Failed::Timeout) => self.refuse(route, Reason::Timeout, None),
+            Err(error @ tunnel::Failed::Upstream(_)) => {
+                tracing::debug!(%error, "upgrade failed");
+                self.refuse(route, Reason::UpstreamError, None)
             }
         }
     }

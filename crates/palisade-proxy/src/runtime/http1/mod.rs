@@ -12,7 +12,8 @@
 //! What it speaks: requests with no body, a `Content-Length` body (written with the head
 //! when small) or a chunked one; responses framed by `Content-Length`, chunked, or by the
 //! connection's close; `HEAD`, 204 and 304 without a body; interim 1xx responses skipped
-//! (101 refused: the sidecar does not relay upgrades). The request is written whole
+//! (101 refused: a pooled connection never switches protocols; upgrades go through
+//! `forward::tunnel` on a connection of their own). The request is written whole
 //! before the response is read.
 
 mod body;
