@@ -1,6 +1,7 @@
-//! Protocol upgrades (WebSocket): a request to switch protocols reaches the endpoint
+//! Protocol upgrades (WebSocket) and interim answers: a request to switch protocols reaches the endpoint
 //! with its upgrade headers, and once the endpoint agrees (101) the proxy joins the two
-//! connections. Real binary, raw loopback sockets.
+//! connections; `Expect: 100-continue` is answered before the body is sent. Real binary,
+//! raw loopback sockets.
 
 mod support;
 
@@ -145,4 +146,27 @@ async fn an_upgrade_to_an_endpoint_that_is_down_is_502() {
     client.write_all(UPGRADE).await.unwrap();
     let head = read_head(&mut client).await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head:?}");
+}
+
+/// `Expect: 100-continue`: the client is told to go on before it sends its body, and
+/// the body reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let up = Upstream::start("api", Behaviour::Echo).await;
+    let proxy = Proxy::start(&config(up.addr())).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(
+            b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let interim = read_head(&mut client).await;
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim:?}");
+    client.write_all(b"hello").await.unwrap();
+    let head = read_head(&mut client).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(&seen[0].body[..], b"hello");
 }
