@@ -192,25 +192,6 @@ impl<B> Classify<Response<B>, TransportError> for HttpClassifier {
     }
 }
 
-/// An in-process HTTP service (an axum `Router`, a `service_fn`) fails only through its
-/// responses: they are classified as a proxied upstream's are.
-impl<B> Classify<Response<B>, std::convert::Infallible> for HttpClassifier {
-    fn classify_ok(&self, response: &Response<B>) -> Outcome {
-        <Self as Classify<Response<B>, TransportError>>::classify_ok(self, response)
-    }
-
-    fn classify_err(&self, error: &std::convert::Infallible) -> Outcome {
-        match *error {}
-    }
-
-    fn classify_rejection(&self, error: &Error<std::convert::Infallible>) -> Outcome {
-        match error {
-            Error::Timeout { .. } if !(self.on.timeout && self.may_replay()) => Outcome::failure(),
-            other => classify_rejection(other),
-        }
-    }
-}
-
 /// A boxed response is classified as the response itself (a proxy boxes the responses
 /// its policies pass along, so that each step moves a pointer).
 impl<B> Classify<Box<Response<B>>, TransportError> for HttpClassifier {
@@ -281,9 +262,7 @@ mod tests {
         let timeout = Error::Timeout {
             after: Duration::from_secs(1),
         };
-        let o = <HttpClassifier as Classify<Response<()>, TransportError>>::classify_rejection(
-            &c, &timeout,
-        );
+        let o = <HttpClassifier as Classify<Response<()>, _>>::classify_rejection(&c, &timeout);
         assert!(o.is_failure() && !o.is_retryable());
     }
 

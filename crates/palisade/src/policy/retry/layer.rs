@@ -1,12 +1,5 @@
 //! The [`Retry`] as a tower middleware. Requests must be `Clone` to be replayed.
 //!
-//! An `http::Request` is `Clone` only when its body is, and a server's request body (an
-//! axum `Body`, hyper's `Incoming`) is a stream read once: the compiler then refuses the
-//! stack, saying that the request does not implement `Clone`. Put
-//! `palisade_http::replay::ReplayLayer` outside the retry: it buffers each body up to a
-//! bound into a body that clones, and answers 413 beyond it (see palisade-http's crate
-//! docs for an axum router behind a whole pipeline).
-//!
 //! A retry needs a service to send the request to again. Tower's own `Retry` clones the
 //! inner service into every response future, in case it is needed; for a stack of
 //! Palisade services that is one reference-count increment and decrement per policy
