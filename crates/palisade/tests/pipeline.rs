@@ -147,9 +147,8 @@ async fn the_pipeline_classifier_is_used_by_every_policy() {
         .push(b.clone())
         .classifier(not_found_is_fine)
         .build();
-    // Through `call`, the plain API: the pipeline's classifier, not the default one.
     let r = pipeline
-        .call(|| {
+        .run(|| {
             attempts.fetch_add(1, Ordering::SeqCst);
             async { Err::<(), _>("404") }
         })

@@ -128,27 +128,29 @@ impl<P, C> Pipeline<P, C> {
     pub fn classifier(&self) -> &C {
         &self.classifier
     }
+
+    /// Runs `operation` under every policy, classifying with the pipeline's classifier.
+    pub async fn run<T, E, F, Fut>(&self, operation: F) -> Result<T, Error<E>>
+    where
+        P: Policy<T, E>,
+        C: Classify<T, E> + Clone + 'static,
+        T: Send,
+        E: Send + fmt::Debug,
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        self.execute(&self.classifier, move || crate::policy::lift(operation()))
+            .await
+    }
 }
 
-/// `call` classifies with the pipeline's classifier; `call_with` with the one given; and
-/// `execute`, which an outer policy or pipeline calls, with the caller's.
 impl<T, E, P, C> Policy<T, E> for Pipeline<P, C>
 where
     T: Send,
     E: Send + fmt::Debug,
     P: Policy<T, E>,
-    C: Classify<T, E> + Clone + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
 {
-    /// Runs `operation` under every policy, classifying its results with the pipeline's
-    /// classifier (see [`PipelineBuilder::classifier`]).
-    fn call<F, Fut>(&self, operation: F) -> impl Future<Output = Result<T, Error<E>>> + Send
-    where
-        F: Fn() -> Fut + Send + Sync,
-        Fut: Future<Output = Result<T, E>> + Send,
-    {
-        self.call_with(&self.classifier, operation)
-    }
-
     async fn execute<C2, F, Fut>(&self, classifier: &C2, operation: F) -> Result<T, Error<E>>
     where
         C2: Classify<T, E> + ?Sized,

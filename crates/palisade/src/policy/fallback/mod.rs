@@ -14,10 +14,6 @@
 //! Keeping the last good value costs a lock and a clone per successful call; the other
 //! sources cost nothing until they are used.
 //!
-//! Only what must copy the value asks for `Clone`: a fixed value (cloned per use) and the
-//! last good value. A computed fallback works for any `T`, such as an
-//! `http::Response<Body>`, which cannot be cloned.
-//!
 //! ```
 //! use palisade::{Error, Policy};
 //! use palisade::policy::fallback::{Fallback, Trigger};
@@ -111,19 +107,11 @@ impl Trigger {
 type Compute<T, E> = Arc<dyn Fn(&Error<E>) -> T + Send + Sync>;
 type Predicate<E> = Arc<dyn Fn(&Error<E>) -> bool + Send + Sync>;
 
-/// Where the substitute comes from when there is no fresh last good value: a closure
-/// (a fixed value is one that clones it), or nothing.
+/// Where the substitute comes from when there is no fresh last good value.
 enum Source<T, E> {
+    Value(T),
     Compute(Compute<T, E>),
     Nothing,
-}
-
-/// The last good value's keeper: only a `T: Clone` can have one.
-trait Memory<T>: Send + Sync {
-    /// Keeps a copy of `value`, read at `now`.
-    fn remember(&self, value: &T, now: Nanos);
-    /// A copy of the value kept, if it is at most `max_age` old at `now`.
-    fn recall(&self, now: Nanos) -> Option<T>;
 }
 
 /// A fallback for operations yielding `Result<T, E>`; clones share the last good value.
@@ -136,27 +124,14 @@ struct Shared<T, E> {
     triggers: u16,
     predicate: Option<Predicate<E>>,
     source: Source<T, E>,
-    last_good: Option<Box<dyn Memory<T>>>,
+    last_good: Option<LastGood<T>>,
     clock: Clock,
     emitter: Emitter,
 }
 
-/// A [`Memory`] holding one value and when it was kept.
 struct LastGood<T> {
     max_age: Nanos,
     slot: Mutex<Option<(T, Nanos)>>,
-}
-
-impl<T: Clone + Send> Memory<T> for LastGood<T> {
-    fn remember(&self, value: &T, now: Nanos) {
-        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((value.clone(), now));
-    }
-
-    fn recall(&self, now: Nanos) -> Option<T> {
-        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        let (value, at) = slot.as_ref()?;
-        (now.saturating_sub(*at) <= self.max_age).then(|| value.clone())
-    }
 }
 
 /// Builds a [`Fallback`]. Triggers default to all of them.
@@ -165,46 +140,17 @@ pub struct FallbackBuilder<T, E> {
     triggers: u16,
     predicate: Option<Predicate<E>>,
     source: Source<T, E>,
-    last_good: Option<(Duration, MemoryMaker<T>)>,
+    last_good: Option<Duration>,
     clock: Option<Clock>,
     listener: Option<Listener>,
 }
-
-/// Makes the last good value's keeper for a maximum age (set by `last_good`, where
-/// `T: Clone` is known).
-type MemoryMaker<T> = fn(Nanos) -> Box<dyn Memory<T>>;
 
 // === impl FallbackBuilder ===
 
 impl<T, E> FallbackBuilder<T, E>
 where
     T: Clone + Send + Sync + 'static,
-    E: Send + 'static,
-{
-    /// Answers with a clone of `value`.
-    pub fn value(mut self, value: T) -> Self {
-        self.source = Source::Compute(Arc::new(move |_: &Error<E>| value.clone()));
-        self
-    }
-
-    /// Answers with the last successful value if it is younger than `max_age` (more
-    /// than 0, at most 1 day), before trying `value` or `compute`.
-    pub fn last_good(mut self, max_age: Duration) -> Self {
-        let keeper: MemoryMaker<T> = |max_age| {
-            Box::new(LastGood {
-                max_age,
-                slot: Mutex::new(None),
-            })
-        };
-        self.last_good = Some((max_age, keeper));
-        self
-    }
-}
-
-impl<T, E> FallbackBuilder<T, E>
-where
-    T: Send + 'static,
-    E: Send + 'static,
+    E: Send + Sync + 'static,
 {
     /// Sets the name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -224,9 +170,22 @@ where
         self
     }
 
-    /// Answers with what `compute` makes of the error. `T` need not be `Clone`.
+    /// Answers with a clone of `value`.
+    pub fn value(mut self, value: T) -> Self {
+        self.source = Source::Value(value);
+        self
+    }
+
+    /// Answers with what `compute` makes of the error.
     pub fn compute(mut self, compute: impl Fn(&Error<E>) -> T + Send + Sync + 'static) -> Self {
         self.source = Source::Compute(Arc::new(compute));
+        self
+    }
+
+    /// Answers with the last successful value if it is younger than `max_age` (more
+    /// than 0, at most 1 day), before trying `value` or `compute`.
+    pub fn last_good(mut self, max_age: Duration) -> Self {
+        self.last_good = Some(max_age);
         self
     }
 
@@ -259,9 +218,12 @@ where
             ));
         }
         let last_good = match self.last_good {
-            Some((age, keeper)) => {
+            Some(age) => {
                 positive_duration("last_good", age, ONE_DAY)?;
-                Some(keeper(duration_to_nanos(age)))
+                Some(LastGood {
+                    max_age: duration_to_nanos(age),
+                    slot: Mutex::new(None),
+                })
             }
             None => None,
         };
@@ -283,8 +245,8 @@ where
 
 impl<T, E> Fallback<T, E>
 where
-    T: Send + 'static,
-    E: Send + 'static,
+    T: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
 {
     /// A builder.
     pub fn builder() -> FallbackBuilder<T, E> {
@@ -318,7 +280,8 @@ where
     #[inline]
     fn remember(&self, value: &T) {
         if let Some(last) = &self.shared.last_good {
-            last.remember(value, self.shared.clock.now());
+            let now = self.shared.clock.now();
+            *last.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((value.clone(), now));
         }
     }
 
@@ -331,6 +294,7 @@ where
             return Err(error);
         }
         let substitute = self.fresh_last_good().or_else(|| match &shared.source {
+            Source::Value(value) => Some(value.clone()),
             Source::Compute(compute) => Some(compute(&error)),
             Source::Nothing => None,
         });
@@ -355,7 +319,10 @@ where
 
     fn fresh_last_good(&self) -> Option<T> {
         let last = self.shared.last_good.as_ref()?;
-        last.recall(self.shared.clock.now())
+        let slot = last.slot.lock().unwrap_or_else(|e| e.into_inner());
+        let (value, at) = slot.as_ref()?;
+        let age = self.shared.clock.now().saturating_sub(*at);
+        (age <= last.max_age).then(|| value.clone())
     }
 }
 
@@ -369,8 +336,8 @@ impl<T, E> Clone for Fallback<T, E> {
 
 impl<T, E> Policy<T, E> for Fallback<T, E>
 where
-    T: Send + 'static,
-    E: Send + fmt::Debug + 'static,
+    T: Clone + Send + Sync + 'static,
+    E: Send + Sync + fmt::Debug + 'static,
 {
     async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
     where
