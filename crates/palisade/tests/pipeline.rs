@@ -131,35 +131,78 @@ async fn fallback_outermost_answers_for_everything_inside() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_pipeline_classifier_is_used_by_every_policy() {
-    let b = breaker(1);
-    let not_found_is_fine = palisade::outcome::errors(|e: &&str| {
+/// "404" says nothing about the dependency: ignored, so neither retried nor counted.
+fn not_found_is_fine() -> impl palisade::Classify<(), &'static str> + Clone + 'static {
+    palisade::outcome::errors(|e: &&str| {
         if *e == "404" {
             palisade::Outcome::ignored()
         } else {
             palisade::Outcome::failure().retryable()
         }
-    });
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_classifies_with_the_pipeline_classifier() {
+    let b = breaker(1);
     let attempts = AtomicU32::new(0);
     let pipeline = Pipeline::builder()
         .push(retry(3))
         .push(b.clone())
-        .classifier(not_found_is_fine)
+        .classifier(not_found_is_fine())
         .build();
     let r = pipeline
-        .run(|| {
+        .call(|| {
             attempts.fetch_add(1, Ordering::SeqCst);
             async { Err::<(), _>("404") }
         })
         .await;
-    assert!(matches!(r, Err(Error::Inner("404"))));
+    assert!(matches!(r, Err(Error::Inner("404"))), "{r:?}");
     assert_eq!(
         attempts.load(Ordering::SeqCst),
         1,
         "ignored is not retryable"
     );
     assert_eq!(b.state(), CircuitState::Closed, "ignored does not count");
+    let window = b.snapshot();
+    assert_eq!(
+        (window.calls, window.failures),
+        (0, 0),
+        "the window holds no outcome"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_with_and_an_outer_pipeline_classify_with_their_own() {
+    let b = breaker(10);
+    let inner = Pipeline::builder()
+        .push(retry(3))
+        .push(b.clone())
+        .classifier(not_found_is_fine())
+        .build();
+    let attempts = AtomicU32::new(0);
+    let not_found = || {
+        attempts.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>("404") }
+    };
+    // An explicit classifier is the one used.
+    let r = inner
+        .call_with(&palisade::DefaultClassifier, not_found)
+        .await;
+    assert!(
+        matches!(r, Err(Error::RetriesExhausted { attempts: 3, .. })),
+        "{r:?}"
+    );
+    assert_eq!(b.snapshot().failures, 3);
+    // Nested in another pipeline, the outer pipeline's classifier is the one used.
+    let outer = Pipeline::builder().push(inner).build();
+    let r = outer.call(not_found).await;
+    assert!(
+        matches!(r, Err(Error::RetriesExhausted { attempts: 3, .. })),
+        "{r:?}"
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 6);
+    assert_eq!(b.snapshot().failures, 6);
 }
 
 #[tokio::test(start_paused = true)]

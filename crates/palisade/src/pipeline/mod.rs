@@ -17,7 +17,10 @@
 //!
 //! A pipeline runs plain async code through [`Pipeline::call`] (it implements
 //! [`Policy`]) and wraps tower services through [`Pipeline::layer`]; both run the same
-//! policy objects, so they share state with every other use of those policies.
+//! policy objects, so they share state with every other use of those policies, and both
+//! classify outcomes with the pipeline's one classifier
+//! ([`PipelineBuilder::classifier`]), so that a retry and a breaker never disagree about
+//! what a result says.
 //!
 //! ```
 //! use std::time::Duration;
@@ -128,29 +131,27 @@ impl<P, C> Pipeline<P, C> {
     pub fn classifier(&self) -> &C {
         &self.classifier
     }
-
-    /// Runs `operation` under every policy, classifying with the pipeline's classifier.
-    pub async fn run<T, E, F, Fut>(&self, operation: F) -> Result<T, Error<E>>
-    where
-        P: Policy<T, E>,
-        C: Classify<T, E> + Clone + 'static,
-        T: Send,
-        E: Send + fmt::Debug,
-        F: Fn() -> Fut + Send + Sync,
-        Fut: Future<Output = Result<T, E>> + Send,
-    {
-        self.execute(&self.classifier, move || crate::policy::lift(operation()))
-            .await
-    }
 }
 
+/// A pipeline is one policy. Its own classifier is the one [`call`](Policy::call) uses,
+/// as [`layer`](Pipeline::layer) does; [`call_with`](Policy::call_with) and
+/// [`execute`](Policy::execute) use the classifier they are given (so a pipeline nested
+/// in another is classified by the outer one).
 impl<T, E, P, C> Policy<T, E> for Pipeline<P, C>
 where
     T: Send,
     E: Send + fmt::Debug,
     P: Policy<T, E>,
-    C: Clone + Send + Sync + 'static,
+    C: Classify<T, E> + Clone + 'static,
 {
+    fn call<F, Fut>(&self, operation: F) -> impl Future<Output = Result<T, Error<E>>> + Send
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>> + Send,
+    {
+        self.call_with(&self.classifier, operation)
+    }
+
     async fn execute<C2, F, Fut>(&self, classifier: &C2, operation: F) -> Result<T, Error<E>>
     where
         C2: Classify<T, E> + ?Sized,

@@ -63,7 +63,9 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = Result<T, Error<E>>> + Send;
 
-    /// Runs `operation` with the [`DefaultClassifier`]: every `Err` is a retryable failure.
+    /// Runs `operation` with the policy's own classifier: a [`Pipeline`](crate::Pipeline)'s
+    /// (see [`PipelineBuilder::classifier`](crate::pipeline::PipelineBuilder::classifier)),
+    /// else the [`DefaultClassifier`], for which every `Err` is a retryable failure.
     ///
     /// ```
     /// use std::time::Duration;
