@@ -75,8 +75,6 @@ impl<S, T, E, Req> Service<Req> for FallbackService<S, T, E>
 where
     S: Service<Req, Response = T>,
     S::Error: IntoPolicyError<Inner = E>,
-    T: Clone + Send + Sync + 'static,
-    E: Send + Sync + 'static,
 {
     type Response = T;
     type Error = Error<E>;
@@ -101,8 +99,6 @@ impl<F, T, E, X> Future for ResponseFuture<F, T, E>
 where
     F: Future<Output = Result<T, X>>,
     X: IntoPolicyError<Inner = E>,
-    T: Clone + Send + Sync + 'static,
-    E: Send + Sync + 'static,
 {
     type Output = Result<T, Error<E>>;
 

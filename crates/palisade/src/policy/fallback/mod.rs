@@ -5,10 +5,17 @@
 //! open, bulkhead full, rate limited, timeout, retries exhausted, shed, deadline, or the
 //! operation's own error) and optionally by a predicate — and returns instead:
 //!
-//! * a fixed value ([`FallbackBuilder::value`]);
+//! * a fixed value ([`FallbackBuilder::value`]), cloned for every use;
 //! * the result of a closure given the error ([`FallbackBuilder::compute`]);
 //! * the last good value, if it is younger than a maximum age
 //!   ([`FallbackBuilder::last_good`]), else one of the above.
+//!
+//! Only the sources that copy a value ask for `T: Clone` (and a fixed value, shared by
+//! every thread, for `T: Sync`): a computed fallback makes a fresh value each time, so it
+//! works for any `T: Send`, such as an `http::Response` whose streaming body is neither
+//! `Clone` nor `Sync` — through [`Policy::call`] and as a tower layer alike. The bounds
+//! sit on those two builder methods only; the fallback keeps the clone function they
+//! were given, so nothing else needs them.
 //!
 //! Every use is counted (`palisade_fallbacks_total{reason}`) and reported as an event.
 //! Keeping the last good value costs a lock and a clone per successful call; the other
@@ -104,15 +111,11 @@ impl Trigger {
     }
 }
 
+/// Makes the substitute from the error: a closure, or the clone of a fixed value.
 type Compute<T, E> = Arc<dyn Fn(&Error<E>) -> T + Send + Sync>;
 type Predicate<E> = Arc<dyn Fn(&Error<E>) -> bool + Send + Sync>;
-
-/// Where the substitute comes from when there is no fresh last good value.
-enum Source<T, E> {
-    Value(T),
-    Compute(Compute<T, E>),
-    Nothing,
-}
+/// Copies a value to keep or to serve: `T::clone`, taken where `T: Clone` is known.
+type CloneFn<T> = fn(&T) -> T;
 
 /// A fallback for operations yielding `Result<T, E>`; clones share the last good value.
 pub struct Fallback<T, E> {
@@ -120,28 +123,46 @@ pub struct Fallback<T, E> {
 }
 
 struct Shared<T, E> {
+    /// The policy's name, for metrics and events.
     name: Name,
+    /// A bit per [`Trigger`] this fallback replaces.
     triggers: u16,
+    /// Narrows the triggers further, if set.
     predicate: Option<Predicate<E>>,
-    source: Source<T, E>,
+    /// Where the substitute comes from without a fresh last good value.
+    source: Option<Compute<T, E>>,
+    /// The last good value, if kept.
     last_good: Option<LastGood<T>>,
+    /// Ages the last good value.
     clock: Clock,
+    /// Reports each use.
     emitter: Emitter,
 }
 
 struct LastGood<T> {
+    /// The oldest a last good value may be and still be served.
     max_age: Nanos,
+    /// The last good value and when it was seen.
     slot: Mutex<Option<(T, Nanos)>>,
+    /// `T::clone`, given by [`FallbackBuilder::last_good`].
+    clone: CloneFn<T>,
 }
 
 /// Builds a [`Fallback`]. Triggers default to all of them.
 pub struct FallbackBuilder<T, E> {
+    /// See [`FallbackBuilder::name`].
     name: String,
+    /// See [`FallbackBuilder::on`].
     triggers: u16,
+    /// See [`FallbackBuilder::when`].
     predicate: Option<Predicate<E>>,
-    source: Source<T, E>,
-    last_good: Option<Duration>,
+    /// See [`FallbackBuilder::value`] and [`FallbackBuilder::compute`].
+    source: Option<Compute<T, E>>,
+    /// See [`FallbackBuilder::last_good`]: the maximum age, and `T::clone`.
+    last_good: Option<(Duration, CloneFn<T>)>,
+    /// See [`FallbackBuilder::clock`].
     clock: Option<Clock>,
+    /// See [`FallbackBuilder::on_event`].
     listener: Option<Listener>,
 }
 
@@ -150,8 +171,25 @@ pub struct FallbackBuilder<T, E> {
 impl<T, E> FallbackBuilder<T, E>
 where
     T: Clone + Send + Sync + 'static,
-    E: Send + Sync + 'static,
 {
+    /// Answers with a clone of `value`.
+    pub fn value(mut self, value: T) -> Self {
+        self.source = Some(Arc::new(move |_: &Error<E>| value.clone()));
+        self
+    }
+}
+
+impl<T: Clone, E> FallbackBuilder<T, E> {
+    /// Answers with the last successful value if it is younger than `max_age` (more
+    /// than 0, at most 1 day), before trying `value` or `compute`. Each success is kept
+    /// as a clone.
+    pub fn last_good(mut self, max_age: Duration) -> Self {
+        self.last_good = Some((max_age, T::clone));
+        self
+    }
+}
+
+impl<T, E> FallbackBuilder<T, E> {
     /// Sets the name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -170,22 +208,10 @@ where
         self
     }
 
-    /// Answers with a clone of `value`.
-    pub fn value(mut self, value: T) -> Self {
-        self.source = Source::Value(value);
-        self
-    }
-
-    /// Answers with what `compute` makes of the error.
+    /// Answers with what `compute` makes of the error: a new value each time, so `T`
+    /// need not be `Clone`.
     pub fn compute(mut self, compute: impl Fn(&Error<E>) -> T + Send + Sync + 'static) -> Self {
-        self.source = Source::Compute(Arc::new(compute));
-        self
-    }
-
-    /// Answers with the last successful value if it is younger than `max_age` (more
-    /// than 0, at most 1 day), before trying `value` or `compute`.
-    pub fn last_good(mut self, max_age: Duration) -> Self {
-        self.last_good = Some(max_age);
+        self.source = Some(Arc::new(compute));
         self
     }
 
@@ -203,7 +229,7 @@ where
 
     /// Validates and builds: a fallback needs a value, a closure or a last good value.
     pub fn build(self) -> Result<Fallback<T, E>, ConfigError> {
-        if matches!(self.source, Source::Nothing) && self.last_good.is_none() {
+        if self.source.is_none() && self.last_good.is_none() {
             return Err(ConfigError::new(
                 "source",
                 "no fallback value is set",
@@ -218,11 +244,12 @@ where
             ));
         }
         let last_good = match self.last_good {
-            Some(age) => {
+            Some((age, clone)) => {
                 positive_duration("last_good", age, ONE_DAY)?;
                 Some(LastGood {
                     max_age: duration_to_nanos(age),
                     slot: Mutex::new(None),
+                    clone,
                 })
             }
             None => None,
@@ -243,18 +270,14 @@ where
 
 // === impl Fallback ===
 
-impl<T, E> Fallback<T, E>
-where
-    T: Clone + Send + Sync + 'static,
-    E: Send + Sync + 'static,
-{
+impl<T, E> Fallback<T, E> {
     /// A builder.
     pub fn builder() -> FallbackBuilder<T, E> {
         FallbackBuilder {
             name: DEFAULT_NAME.to_owned(),
             triggers: Trigger::ALL.iter().fold(0, |bits, t| bits | t.bit()),
             predicate: None,
-            source: Source::Nothing,
+            source: None,
             last_good: None,
             clock: None,
             listener: None,
@@ -281,7 +304,7 @@ where
     fn remember(&self, value: &T) {
         if let Some(last) = &self.shared.last_good {
             let now = self.shared.clock.now();
-            *last.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((value.clone(), now));
+            *last.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(((last.clone)(value), now));
         }
     }
 
@@ -293,11 +316,9 @@ where
         if !covered {
             return Err(error);
         }
-        let substitute = self.fresh_last_good().or_else(|| match &shared.source {
-            Source::Value(value) => Some(value.clone()),
-            Source::Compute(compute) => Some(compute(&error)),
-            Source::Nothing => None,
-        });
+        let substitute = self
+            .fresh_last_good()
+            .or_else(|| shared.source.as_ref().map(|compute| compute(&error)));
         match substitute {
             Some(value) => {
                 let reason = error.reason();
@@ -322,7 +343,7 @@ where
         let slot = last.slot.lock().unwrap_or_else(|e| e.into_inner());
         let (value, at) = slot.as_ref()?;
         let age = self.shared.clock.now().saturating_sub(*at);
-        (age <= last.max_age).then(|| value.clone())
+        (age <= last.max_age).then(|| (last.clone)(value))
     }
 }
 
@@ -334,10 +355,13 @@ impl<T, E> Clone for Fallback<T, E> {
     }
 }
 
+/// Any `T: Send` will do: the fallback itself never clones a value unless
+/// [`value`](FallbackBuilder::value) or [`last_good`](FallbackBuilder::last_good) made it
+/// able to.
 impl<T, E> Policy<T, E> for Fallback<T, E>
 where
-    T: Clone + Send + Sync + 'static,
-    E: Send + Sync + fmt::Debug + 'static,
+    T: Send + 'static,
+    E: Send + fmt::Debug + 'static,
 {
     async fn execute<C, F, Fut>(&self, _classifier: &C, operation: F) -> Result<T, Error<E>>
     where

@@ -120,3 +120,49 @@ async fn tower_layer_answers_with_the_fallback() {
     assert_eq!(svc.clone().oneshot(false).await.unwrap(), "fresh");
     assert_eq!(svc.oneshot(true).await.unwrap(), "cached");
 }
+
+/// A response such as `http::Response<axum::body::Body>`: neither `Clone` nor `Sync`.
+#[derive(Debug, PartialEq)]
+struct Page {
+    body: String,
+    /// Makes it `!Sync`, as a streaming body is.
+    _unsync: std::marker::PhantomData<std::cell::Cell<()>>,
+}
+
+fn page(body: &str) -> Page {
+    Page {
+        body: body.to_owned(),
+        _unsync: std::marker::PhantomData,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_computed_fallback_needs_no_clone_through_call() {
+    let f = Fallback::<Page, &str>::builder()
+        .compute(|e| page(&format!("degraded: {}", e.reason())))
+        .build()
+        .unwrap();
+    let answer = f.call(|| async { Err("down") }).await.unwrap();
+    assert_eq!(answer, page("degraded: inner"));
+    let answer = f.call(|| async { Ok(page("fresh")) }).await.unwrap();
+    assert_eq!(answer, page("fresh"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_computed_fallback_needs_no_clone_as_a_layer() {
+    use tower::{Layer, ServiceExt, service_fn};
+    let f = Fallback::<Page, std::io::Error>::builder()
+        .on(&[Trigger::Inner])
+        .compute(|_| page("degraded"))
+        .build()
+        .unwrap();
+    let svc = f.layer().layer(service_fn(|fail: bool| async move {
+        if fail {
+            Err(std::io::Error::other("down"))
+        } else {
+            Ok(page("fresh"))
+        }
+    }));
+    assert_eq!(svc.clone().oneshot(false).await.unwrap(), page("fresh"));
+    assert_eq!(svc.oneshot(true).await.unwrap(), page("degraded"));
+}
