@@ -1,4 +1,5 @@
-//! The [`Retry`] as a tower middleware. Requests must be `Clone` to be replayed.
+//! The [`Retry`] as a tower middleware. Requests must be [`Replayable`] (every `Clone`
+//! type is) to be sent again.
 //!
 //! A retry needs a service to send the request to again. Tower's own `Retry` clones the
 //! inner service into every response future, in case it is needed; for a stack of
@@ -8,6 +9,12 @@
 //! kept, with the policy and the classifier, behind one `Arc` shared by every clone of
 //! the [`RetryService`]. A response future holds that one `Arc`, and clones the template
 //! only when it retries (and drives the clone ready before calling it).
+//!
+//! An HTTP request with a streaming body (`http::Request<axum::body::Body>`, hyper's
+//! `Incoming`) is not `Clone`, so this layer cannot retry it; `palisade_http::retry`
+//! has the retry for those, which buffers the body up to a bound. [`Replayable`] exists
+//! so that the compiler says so, rather than only that some `Service` bound deep in a
+//! stack is not met.
 
 use std::fmt;
 use std::future::Future;
@@ -66,6 +73,42 @@ pin_project! {
     }
 }
 
+/// A request a retry can send again: every `Clone` type, by cloning it.
+///
+/// Implement it for a request type of your own that can be copied for another attempt
+/// some other way. A request that is neither is refused at compile time, with a note
+/// that says why and what to use for HTTP:
+///
+/// ```compile_fail,E0277
+/// use palisade::policy::retry::Retry;
+/// use tower::{Layer, Service, service_fn};
+///
+/// struct Upload; // a request with a body that streams: not `Clone`
+/// fn serve<S: Service<Upload>>(_: S) {}
+///
+/// let retry = Retry::builder().build().unwrap();
+/// serve(retry.layer().layer(service_fn(|_: Upload| async { Ok::<_, std::io::Error>(()) })));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be retried: a request must be `Clone` to be sent again",
+    label = "a retry sends this request again, so it must be `Clone`",
+    note = "an HTTP request with a streaming body (such as `http::Request<axum::body::Body>`) is not `Clone`: use `palisade_http::retry::BufferedRetry` in place of `Retry`; it buffers the body up to a bound, and sends a larger one once, without retries"
+)]
+pub trait Replayable {
+    /// A copy of this request for another attempt.
+    fn replay(&self) -> Self;
+}
+
+// Not recommended, so that the compiler reports the note above for a request that is
+// not `Clone`, not just that `Clone` is missing.
+#[diagnostic::do_not_recommend]
+impl<T: Clone> Replayable for T {
+    #[inline(always)]
+    fn replay(&self) -> Self {
+        self.clone()
+    }
+}
+
 // === impl RetryLayer ===
 
 impl Retry {
@@ -106,7 +149,7 @@ where
     S::Error: IntoPolicyError,
     <S::Error as IntoPolicyError>::Inner: fmt::Debug,
     C: Classify<S::Response, <S::Error as IntoPolicyError>::Inner>,
-    Req: Clone,
+    Req: Replayable,
 {
     type Response = S::Response;
     type Error = Error<<S::Error as IntoPolicyError>::Inner>;
@@ -121,7 +164,7 @@ where
     #[inline(always)] // see `crate::layer`: built in place, not copied out
     fn call(&mut self, request: Req) -> Self::Future {
         let started = self.replay.retry.start();
-        let attempt = self.inner.call(request.clone());
+        let attempt = self.inner.call(request.replay());
         ResponseFuture {
             replay: Arc::clone(&self.replay),
             request,
@@ -142,7 +185,7 @@ where
     E: IntoPolicyError<Inner = I>,
     I: fmt::Debug,
     C: Classify<T, I>,
-    Req: Clone,
+    Req: Replayable,
 {
     type Output = Result<T, Error<I>>;
 
@@ -173,7 +216,7 @@ where
             if let Err(e) = ready!(service.poll_ready(cx)) {
                 return Poll::Ready(Err(e.into_policy_error()));
             }
-            let attempt = service.call(this.request.clone());
+            let attempt = service.call(this.request.replay());
             this.attempt.set(Some(attempt));
         }
     }

@@ -44,7 +44,7 @@ mod layer;
 pub use backoff::{Backoff, BackoffKind, BackoffState, Jitter};
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use config::{RetryBuilder, RetryConfig};
-pub use layer::{RetryLayer, RetryService};
+pub use layer::{Replayable, RetryLayer, RetryService};
 
 use future::Execute;
 
