@@ -7,7 +7,8 @@
 //! * [`deadline`] — reading a caller's time budget from `X-Request-Timeout`,
 //!   `X-Request-Deadline` and `grpc-timeout`, and writing the remaining budget on;
 //! * [`headers`] — hop-by-hop headers that a proxy must not forward;
-//! * [`body`] — request bodies buffered up to a bound so that they can be replayed.
+//! * [`body`] — request bodies buffered up to a bound so that they can be replayed;
+//! * [`status`] — the HTTP status (and response) that answers a policy's error.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, clippy::disallowed_methods, clippy::disallowed_types)]
@@ -19,4 +20,5 @@ pub mod classify;
 pub mod deadline;
 pub mod headers;
 pub mod retry_after;
+pub mod status;
 pub mod wall;

@@ -6,13 +6,16 @@
 //! Policies that nest pass inner rejections through unchanged, so a pipeline of five
 //! policies still returns a flat `Error<E>`.
 //!
+//! An HTTP service answers them with statuses; `palisade_http::status` holds the one
+//! mapping (this, with `RetriesExhausted` judged by its last error):
+//!
 //! ```
 //! use palisade::Error;
 //! fn react(e: &Error<std::io::Error>) -> &'static str {
 //!     match e {
-//!         Error::Inner(_) => "the dependency failed",
-//!         Error::CircuitOpen { .. } => "serve from cache",
-//!         Error::RateLimited { .. } | Error::BulkheadFull { .. } | Error::Shed { .. } => "429",
+//!         Error::Inner(_) => "502",
+//!         Error::RateLimited { .. } => "429",
+//!         Error::CircuitOpen { .. } | Error::BulkheadFull { .. } | Error::Shed { .. } => "503",
 //!         Error::Timeout { .. } | Error::DeadlineExceeded => "504",
 //!         Error::RetriesExhausted { .. } => "502",
 //!         _ => "500",
