@@ -4,6 +4,12 @@
 //! at most `limit` bytes (the proxy's default: 64 KiB), so every attempt can send a
 //! copy. A larger body is never held: what was read of it is put back in front of the
 //! rest of the stream ([`Prefixed`]) and it is sent once, without retries.
+//!
+//! [`ReplayBody`] is the body each attempt of a
+//! [`BufferedRetry`](crate::retry::BufferedRetry) sends: a copy of the buffered bytes,
+//! or the one stream of a larger body. No byte is lost either way: a body that failed
+//! while it was being read is handed on as a body failing with that error, so the
+//! service sees what it would have seen without the retry.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -60,6 +66,69 @@ where
         }
     }
     Ok(RequestBody::Buffered(read.freeze()))
+}
+
+/// The body an attempt sends; see the [module docs](self).
+#[derive(Debug)]
+pub enum ReplayBody<B: Body> {
+    /// A copy of a buffered body; `None` once sent.
+    Buffered(Option<Bytes>),
+    /// A body too large to buffer, sent once.
+    Streaming(Prefixed<B>),
+    /// A body that failed while it was being buffered: yields its error, once.
+    Failed(Option<B::Error>),
+}
+
+impl<B: Body> ReplayBody<B> {
+    /// A copy of `bytes`.
+    pub fn buffered(bytes: Bytes) -> Self {
+        ReplayBody::Buffered(Some(bytes))
+    }
+}
+
+// The error is only ever moved out, never pinned: the body is as movable as `B` is.
+impl<B: Body + Unpin> Unpin for ReplayBody<B> {}
+
+impl<B> Body for ReplayBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.get_mut() {
+            ReplayBody::Buffered(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            ReplayBody::Streaming(body) => Pin::new(body).poll_frame(cx),
+            ReplayBody::Failed(error) => Poll::Ready(error.take().map(Err)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReplayBody::Buffered(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            ReplayBody::Streaming(body) => body.is_end_stream(),
+            ReplayBody::Failed(error) => error.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReplayBody::Buffered(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ReplayBody::Streaming(body) => body.size_hint(),
+            ReplayBody::Failed(_) => SizeHint::default(),
+        }
+    }
 }
 
 impl<B> Body for Prefixed<B>
@@ -119,6 +188,23 @@ mod tests {
         };
         assert!(p.prefix.is_none());
         assert_eq!(p.collect().await.unwrap().to_bytes().len(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_replay_body_sends_its_copy_or_its_stream_or_its_error() {
+        let copy = ReplayBody::<Full<Bytes>>::buffered(Bytes::from_static(b"hello"));
+        assert_eq!(copy.size_hint().exact(), Some(5));
+        assert_eq!(copy.collect().await.unwrap().to_bytes(), "hello");
+        let RequestBody::Streaming(rest) = buffer(Full::new(Bytes::from(vec![7u8; 20])), 10)
+            .await
+            .unwrap()
+        else {
+            panic!("must stream")
+        };
+        let stream = ReplayBody::Streaming(rest);
+        assert_eq!(stream.collect().await.unwrap().to_bytes(), vec![7u8; 20]);
+        let failed = ReplayBody::<Full<Bytes>>::Failed(None);
+        assert!(failed.is_end_stream());
     }
 
     #[tokio::test]

@@ -12,6 +12,10 @@
 //!
 //! "May be replayed" is the request's own property ([`Replay`]): an idempotent method
 //! or an `Idempotency-Key`, and a body small enough to have been buffered.
+//!
+//! [`HttpClassifier`] judges one proxied request's exchange (its transport errors
+//! included). [`StatusClassifier`] judges responses alone, for any error type: a
+//! server's handlers, such as an axum `Router`'s, answer every failure with a status.
 
 use http::{Method, Response, StatusCode};
 use palisade::Error;
@@ -150,23 +154,27 @@ impl HttpClassifier {
     }
 }
 
+/// A response's outcome, per the [module docs](self)' table.
+fn classify_response<B>(on: &RetryOn, may_replay: bool, response: &Response<B>) -> Outcome {
+    let status = response.status();
+    let base = if status.is_server_error() {
+        Outcome::failure()
+    } else if status.is_client_error() {
+        Outcome::ignored()
+    } else {
+        return Outcome::success();
+    };
+    let retryable = on.status(status) && (may_replay || status == StatusCode::TOO_MANY_REQUESTS);
+    match (retryable, retry_after::parse(response.headers())) {
+        (false, _) => base,
+        (true, Some(after)) => base.retry_after(after),
+        (true, None) => base.retryable(),
+    }
+}
+
 impl<B> Classify<Response<B>, TransportError> for HttpClassifier {
     fn classify_ok(&self, response: &Response<B>) -> Outcome {
-        let status = response.status();
-        let base = if status.is_server_error() {
-            Outcome::failure()
-        } else if status.is_client_error() {
-            Outcome::ignored()
-        } else {
-            return Outcome::success();
-        };
-        let retryable = self.on.status(status)
-            && (self.may_replay() || status == StatusCode::TOO_MANY_REQUESTS);
-        match (retryable, retry_after::parse(response.headers())) {
-            (false, _) => base,
-            (true, Some(after)) => base.retry_after(after),
-            (true, None) => base.retryable(),
-        }
+        classify_response(&self.on, self.may_replay(), response)
     }
 
     fn classify_err(&self, error: &TransportError) -> Outcome {
@@ -187,6 +195,49 @@ impl<B> Classify<Response<B>, TransportError> for HttpClassifier {
     fn classify_rejection(&self, error: &Error<TransportError>) -> Outcome {
         match error {
             Error::Timeout { .. } if !(self.on.timeout && self.may_replay()) => Outcome::failure(),
+            other => classify_rejection(other),
+        }
+    }
+}
+
+/// Classifies responses by their status alone, for any error type; see the
+/// [module docs](self).
+///
+/// Every response may be retried when its status is listed: the request is taken to be
+/// replayable, as a [`BufferedRetry`](crate::retry::BufferedRetry) makes it (a body over
+/// its bound is sent once whatever the classifier says). A timeout is retried when
+/// `"timeout"` is listed; the service's own errors are retryable failures.
+///
+/// ```
+/// use palisade::outcome::Classify;
+/// use palisade_http::classify::{RetryOn, StatusClassifier};
+///
+/// let classifier = StatusClassifier::new(RetryOn::parse(&["503"]).unwrap());
+/// let busy = http::Response::builder().status(503).body(()).unwrap();
+/// let outcome = <_ as Classify<_, std::convert::Infallible>>::classify_ok(&classifier, &busy);
+/// assert!(outcome.is_failure() && outcome.is_retryable());
+/// ```
+#[derive(Clone, Debug)]
+pub struct StatusClassifier {
+    /// The statuses (and `"timeout"`) that are retried.
+    on: RetryOn,
+}
+
+impl StatusClassifier {
+    /// Retries what `on` lists.
+    pub fn new(on: RetryOn) -> Self {
+        Self { on }
+    }
+}
+
+impl<B, E> Classify<Response<B>, E> for StatusClassifier {
+    fn classify_ok(&self, response: &Response<B>) -> Outcome {
+        classify_response(&self.on, true, response)
+    }
+
+    fn classify_rejection(&self, error: &Error<E>) -> Outcome {
+        match error {
+            Error::Timeout { .. } if !self.on.timeout => Outcome::failure(),
             other => classify_rejection(other),
         }
     }
@@ -264,6 +315,26 @@ mod tests {
         };
         let o = <HttpClassifier as Classify<Response<()>, _>>::classify_rejection(&c, &timeout);
         assert!(o.is_failure() && !o.is_retryable());
+    }
+
+    #[test]
+    fn a_status_classifier_judges_responses_for_any_error_type() {
+        let c = StatusClassifier::new(RetryOn::parse(&["503"]).unwrap());
+        let ok =
+            |r: &Response<()>| <_ as Classify<_, std::convert::Infallible>>::classify_ok(&c, r);
+        assert!(ok(&response(200, None)).is_success());
+        assert!(ok(&response(404, None)).is_ignored());
+        assert_eq!(
+            ok(&response(503, Some("3"))).delay_hint(),
+            Some(Duration::from_secs(3))
+        );
+        let o = ok(&response(500, None));
+        assert!(o.is_failure() && !o.is_retryable(), "500 not listed");
+        let timeout: Error<&str> = Error::Timeout {
+            after: Duration::from_secs(1),
+        };
+        let o = <_ as Classify<Response<()>, _>>::classify_rejection(&c, &timeout);
+        assert!(o.is_failure() && !o.is_retryable(), "timeout not listed");
     }
 
     #[test]
