@@ -118,10 +118,13 @@ pub fn handle(
     client.waiting.busy();
     let (mut head, body) = request.into_parts();
     let settled = target::settle(&mut head);
-    // The client's side of a protocol switch, taken before the head is shared.
-    let upgrade = tunnel::is_upgrade(&head)
-        .then(|| head.extensions.remove::<hyper::upgrade::OnUpgrade>())
-        .flatten();
+    // The client's side of a protocol switch, taken before the head is shared. Only a
+    // server that can switch puts one in (hyper's HTTP/1, with upgrades): for other
+    // requests this is one look at an empty extension map.
+    let upgrade = head
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .filter(|_| tunnel::is_upgrade(&head));
     let exchange = Exchange {
         runtime,
         client,
@@ -329,8 +332,8 @@ impl Exchange {
                 return self.refuse(route, Reason::RateLimited, Some(after));
             }
         }
-        if tunnel::is_upgrade(&self.head) {
-            return self.tunnel(route, upgrade).await;
+        if let Some(client) = upgrade {
+            return self.tunnel(route, client).await;
         }
         // The body is read before any scarce slot is taken (and bounded by the listener's
         // body timeout): a client trickling its upload holds no slot meanwhile.
@@ -472,7 +475,7 @@ impl Exchange {
     }
 
     /// Opens a tunnel for a request to switch protocols (see `tunnel`).
-    async fn tunnel(&self, route: &Route, upgrade: Option<hyper::upgrade::OnUpgrade>) -> Answer {
+    async fn tunnel(&self, route: &Route, upgrade: hyper::upgrade::OnUpgrade) -> Answer {
         let opened = tunnel::open(
             route,
             &self.head,

@@ -70,7 +70,7 @@ pub(super) enum Failed {
 pub(super) async fn open(
     route: &Route,
     head: &Parts,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: OnUpgrade,
     forwarded_for: Option<&HeaderValue>,
 ) -> Result<Reply, Failed> {
     let upstream = &route.upstream;
@@ -114,16 +114,7 @@ pub(super) async fn open(
         },
     );
     if switching {
-        match client_upgrade {
-            Some(client) => {
-                tokio::spawn(join(client, Rewind::new(rest, stream)));
-            }
-            None => {
-                return Err(Failed::Upstream(
-                    "the client's connection cannot be upgraded".into(),
-                ));
-            }
-        }
+        tokio::spawn(join(client_upgrade, Rewind::new(rest, stream)));
     }
     Ok(Reply::plain(answer))
 }
