@@ -1,0 +1,265 @@
+//! One saga's driver: runs the steps forward, compensates backward, and commits each
+//! state change before the next action.
+//!
+//! | state, cursor | does | then |
+//! |---|---|---|
+//! | running, `i < n` | action `i`, key `{id}/{step}` | ok: output `i`, cursor `i+1`; definitive: compensating from `i−1`; unknown, cancel, deadline: compensating from `i` |
+//! | running, `i = n` | — | completed |
+//! | compensating, `j ≥ 0` | compensation `j`, key `{id}/{step}/compensate` | ok: cursor `j−1`; unknown: retry after backoff; definitive or attempts used up: parked |
+//! | compensating, `−1` | — | compensated |
+//!
+//! A cancel or a passed deadline between steps compensates from `i−1`; during action `i`,
+//! the action is dropped and its outcome is unknown, so from `i`. After a crash, the log
+//! says where the saga is: an action in flight is run again with the same key.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use palisade::policy::retry::BackoffState;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::Inner;
+use crate::definition::{SagaDefinition, StepContext, StepError};
+use crate::error::StoreError;
+use crate::store::{SagaRow, SagaState};
+
+enum Ran {
+    Done(Result<Value, StepError>),
+    Cancelled,
+    Deadline,
+}
+
+pub(crate) async fn drive(
+    inner: &Arc<Inner>,
+    mut row: SagaRow,
+    def: SagaDefinition,
+    mut cancel: watch::Receiver<bool>,
+    state: watch::Sender<SagaState>,
+) {
+    let steps = def.steps();
+    let n = i64::try_from(steps.len()).unwrap_or(i64::MAX);
+    let name = def.name().to_owned();
+    let saga_id: Arc<str> = Arc::from(row.id.as_str());
+    let input = Arc::new(row.input.clone());
+    let _ = state.send(row.state);
+    loop {
+        let committed = match row.state {
+            SagaState::Running => {
+                let i = row.cursor.clamp(0, n);
+                let deadline = row
+                    .deadline_ms
+                    .map(|d| Instant::now() + ms_until(inner.wall.now_ms(), d));
+                let cancel_now = row.cancel_requested || *cancel.borrow();
+                if cancel_now || deadline.is_some_and(|d| d <= Instant::now()) {
+                    let kind = if cancel_now { "cancelled" } else { "deadline" };
+                    to_compensating(&mut row, i, i - 1, kind.to_owned());
+                    commit(inner, &mut row, kind, Some(i), 0, None).await
+                } else if i >= n {
+                    row.state = SagaState::Completed;
+                    commit(inner, &mut row, "completed", None, 0, None).await
+                } else {
+                    let index = usize::try_from(i).unwrap_or(0);
+                    let step = &steps[index];
+                    let cx = StepContext {
+                        saga_id: Arc::clone(&saga_id),
+                        step: Arc::clone(&step.name),
+                        index,
+                        idempotency_key: format!("{saga_id}/{}", step.name),
+                        input: Arc::clone(&input),
+                        previous: Arc::new(row.outputs[..index].to_vec()),
+                        output: None,
+                    };
+                    let started = Instant::now();
+                    let ran = tokio::select! {
+                        r = step.run_action(cx) => Ran::Done(r),
+                        () = cancelled(&mut cancel) => Ran::Cancelled,
+                        () = sleep_until(deadline) => Ran::Deadline,
+                    };
+                    let took = started.elapsed();
+                    crate::metrics::step(&name, &step.name, "action", took);
+                    let detail = Some(format!("{} ms", took.as_millis()));
+                    match ran {
+                        Ran::Done(Ok(output)) => {
+                            row.outputs[index] = output;
+                            row.cursor = i + 1;
+                            commit(inner, &mut row, "step_done", Some(i), 1, detail).await
+                        }
+                        Ran::Done(Err(e)) => {
+                            let from = if e.is_unknown() { i } else { i - 1 };
+                            to_compensating(&mut row, i, from, e.to_string());
+                            commit(
+                                inner,
+                                &mut row,
+                                "step_failed",
+                                Some(i),
+                                1,
+                                Some(e.to_string()),
+                            )
+                            .await
+                        }
+                        Ran::Cancelled => {
+                            to_compensating(&mut row, i, i, "cancelled".into());
+                            commit(inner, &mut row, "cancelled", Some(i), 1, detail).await
+                        }
+                        Ran::Deadline => {
+                            to_compensating(&mut row, i, i, "deadline exceeded".into());
+                            commit(inner, &mut row, "deadline", Some(i), 1, detail).await
+                        }
+                    }
+                }
+            }
+            SagaState::Compensating => {
+                let j = row.cursor.min(n - 1);
+                if j < 0 {
+                    row.state = SagaState::Compensated;
+                    commit(inner, &mut row, "compensated", None, 0, None).await
+                } else {
+                    let index = usize::try_from(j).unwrap_or(0);
+                    let step = &steps[index];
+                    let completed = row.failed_step.is_none_or(|f| j < f);
+                    let cx = StepContext {
+                        saga_id: Arc::clone(&saga_id),
+                        step: Arc::clone(&step.name),
+                        index,
+                        idempotency_key: format!("{saga_id}/{}/compensate", step.name),
+                        input: Arc::clone(&input),
+                        previous: Arc::new(row.outputs[..index].to_vec()),
+                        output: completed.then(|| row.outputs[index].clone()),
+                    };
+                    let started = Instant::now();
+                    let result = step.run_compensation(cx).await;
+                    crate::metrics::step(&name, &step.name, "compensation", started.elapsed());
+                    let attempt = row.attempt + 1;
+                    match result {
+                        Ok(_) => {
+                            row.cursor = j - 1;
+                            row.attempt = 0;
+                            commit(inner, &mut row, "compensation_done", Some(j), attempt, None)
+                                .await
+                        }
+                        Err(e) => {
+                            let retry = def.compensation_retry();
+                            if e.is_unknown() && attempt < retry.max_attempts {
+                                row.attempt = attempt;
+                                let r = commit(
+                                    inner,
+                                    &mut row,
+                                    "compensation_failed",
+                                    Some(j),
+                                    attempt,
+                                    Some(e.to_string()),
+                                )
+                                .await;
+                                if r.is_ok() {
+                                    let delay = backoff_delay(inner, &def, attempt);
+                                    tokio::time::sleep(delay).await;
+                                }
+                                r
+                            } else {
+                                let reason = format!(
+                                    "compensation_failed: step {} after {attempt} attempts: {e}",
+                                    step.name
+                                );
+                                row.parked_from = Some(SagaState::Compensating);
+                                row.state = SagaState::Parked;
+                                row.attempt = attempt;
+                                row.reason = Some(reason.clone());
+                                let r = commit(
+                                    inner,
+                                    &mut row,
+                                    "parked",
+                                    Some(j),
+                                    attempt,
+                                    Some(reason.clone()),
+                                )
+                                .await;
+                                if r.is_ok() {
+                                    crate::metrics::parked(&name, &reason);
+                                }
+                                r
+                            }
+                        }
+                    }
+                }
+            }
+            _ => return,
+        };
+        match committed {
+            Ok(()) => {
+                let _ = state.send(row.state);
+                match row.state {
+                    SagaState::Completed => crate::metrics::completed(&name),
+                    SagaState::Compensated => crate::metrics::compensated(&name),
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                tracing::info!(saga = %row.id, error = %e, "saga driver stops");
+                return;
+            }
+        }
+    }
+}
+
+fn to_compensating(row: &mut SagaRow, failed: i64, from: i64, failure: String) {
+    row.state = SagaState::Compensating;
+    row.failed_step = Some(failed);
+    row.cursor = from;
+    row.attempt = 0;
+    row.failure = Some(failure);
+    row.cancel_requested = false;
+}
+
+/// Commits the row's new state with one event; a backend failure is retried (the state
+/// change must be durable before anything else happens), a fenced write is final.
+async fn commit(
+    inner: &Inner,
+    row: &mut SagaRow,
+    kind: &str,
+    step: Option<i64>,
+    attempt: u32,
+    detail: Option<String>,
+) -> Result<(), StoreError> {
+    row.updated_ms = inner.wall.now_ms();
+    let event = inner.event(row, row.seq, kind, step, attempt, detail);
+    row.seq += 1;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match inner.store.commit(row.clone(), event.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e @ (StoreError::Fenced(_) | StoreError::Closed)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(saga = %row.id, error = %e, "saga commit failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn backoff_delay(inner: &Inner, def: &SagaDefinition, attempt: u32) -> Duration {
+    let mut rng = inner.rng.lock().unwrap_or_else(PoisonError::into_inner);
+    def.compensation_retry()
+        .backoff()
+        .delay(attempt, &mut BackoffState::default(), &mut *rng)
+}
+
+fn ms_until(now_ms: i64, at_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms)).unwrap_or(0))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when a cancel is signalled; never if the signal's sender is gone.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

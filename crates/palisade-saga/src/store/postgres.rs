@@ -1,0 +1,308 @@
+//! The PostgreSQL store, for a fleet of runners sharing one database: the same schema as
+//! SQLite, one transaction per batch (PostgreSQL's default `synchronous_commit = on`: a
+//! commit is flushed before it answers), claims with `FOR UPDATE SKIP LOCKED` so runners
+//! claiming at once take different sagas, and every commit fenced by the saga's epoch.
+//!
+//! The client is the synchronous `postgres` crate (tokio-postgres underneath), called on
+//! tokio's blocking pool like SQLite, so a batch never blocks the executor.
+
+use postgres::{Client, NoTls, Row, Transaction};
+
+use super::sqlite::{limit_i64, op_id};
+use super::{Backend, EventRow, Op, Reply, SagaRow, Store, schema};
+use crate::error::StoreError;
+
+/// The PostgreSQL backend.
+pub struct Postgres {
+    client: Option<Client>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres").finish_non_exhaustive()
+    }
+}
+
+/// Connects (a libpq-style string or a `postgres://` URL) and creates the schema if
+/// missing. Must be called inside a tokio runtime (it spawns the writer).
+pub async fn open(url: &str) -> Result<Store, StoreError> {
+    let url = url.to_owned();
+    let backend = tokio::task::spawn_blocking(move || Postgres::connect(&url))
+        .await
+        .map_err(|e| StoreError::Open(e.to_string()))??;
+    Ok(Store::from_backend(backend, "postgres"))
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+// === impl Postgres ===
+
+impl Postgres {
+    /// Connects and prepares the schema; blocking.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let open = |e: postgres::Error| StoreError::Open(e.to_string());
+        let mut client = Client::connect(url, NoTls).map_err(open)?;
+        for ddl in schema::DDL {
+            client.batch_execute(ddl).map_err(open)?;
+        }
+        Ok(Self {
+            client: Some(client),
+        })
+    }
+
+    fn transaction(
+        client: &mut Client,
+        ops: &[Op],
+    ) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+        let mut tx = client.transaction()?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(match one(&mut tx, op)? {
+                Reply::Done(false) if matches!(op, Op::Commit { .. }) => {
+                    Err(StoreError::Fenced(op_id(op)))
+                }
+                reply => Ok(reply),
+            });
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // The client owns a small runtime, which may not be dropped on an async thread.
+        if let Some(client) = self.client.take() {
+            let _ = std::thread::Builder::new()
+                .name("saga-pg-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
+impl Backend for Postgres {
+    const BLOCKING: bool = true;
+    const SINGLE_PROCESS: bool = false;
+
+    fn apply(&mut self, ops: &[Op]) -> Vec<Result<Reply, StoreError>> {
+        let result = match self.client.as_mut() {
+            Some(client) => Self::transaction(client, ops),
+            None => Err(StoreError::Closed),
+        };
+        match result {
+            Ok(results) => results,
+            Err(e) => ops.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
+
+fn one(tx: &mut Transaction<'_>, op: &Op) -> Result<Reply, StoreError> {
+    match op {
+        Op::Create { row, event } => {
+            let parked_from = row.parked_from.map(|s| s.as_str());
+            let n = tx.execute(
+                schema::INSERT,
+                &[
+                    &row.id,
+                    &row.definition,
+                    &i64::from(row.version),
+                    &row.state.as_str(),
+                    &row.cursor,
+                    &i64::from(row.attempt),
+                    &row.input.to_string(),
+                    &row.outputs_json(),
+                    &row.failed_step,
+                    &row.failure,
+                    &row.reason,
+                    &parked_from,
+                    &row.deadline_ms,
+                    &i64::from(row.cancel_requested),
+                    &row.owner,
+                    &row.epoch,
+                    &row.lease_until_ms,
+                    &row.created_ms,
+                    &row.updated_ms,
+                    &row.seq,
+                ],
+            )?;
+            if n == 0 {
+                return Ok(match load(tx, &row.id)? {
+                    Some(existing) => Reply::Exists(Box::new(existing)),
+                    None => Reply::Created,
+                });
+            }
+            event_insert(tx, event)?;
+            Ok(Reply::Created)
+        }
+        Op::Commit { row, event } => {
+            let parked_from = row.parked_from.map(|s| s.as_str());
+            let n = tx.execute(
+                schema::COMMIT,
+                &[
+                    &row.id,
+                    &row.state.as_str(),
+                    &row.cursor,
+                    &i64::from(row.attempt),
+                    &row.outputs_json(),
+                    &row.failed_step,
+                    &row.failure,
+                    &row.reason,
+                    &parked_from,
+                    &row.deadline_ms,
+                    &row.updated_ms,
+                    &row.seq,
+                    &row.epoch,
+                ],
+            )?;
+            if n == 0 {
+                return Ok(Reply::Done(false));
+            }
+            event_insert(tx, event)?;
+            Ok(Reply::Done(true))
+        }
+        Op::Claim {
+            owner,
+            now_ms,
+            lease_until_ms,
+            limit,
+            mode,
+        } => {
+            let rows = tx.query(
+                &schema::claim("FOR UPDATE SKIP LOCKED"),
+                &[
+                    owner,
+                    now_ms,
+                    lease_until_ms,
+                    &(*mode as i64),
+                    &limit_i64(*limit),
+                ],
+            )?;
+            Ok(Reply::Rows(
+                rows.iter().map(decode).collect::<Result<_, _>>()?,
+            ))
+        }
+        Op::ClaimOne {
+            id,
+            owner,
+            now_ms,
+            lease_until_ms,
+        } => {
+            let rows = tx.query(&schema::claim_one(), &[id, owner, now_ms, lease_until_ms])?;
+            match rows.first() {
+                Some(row) => Ok(Reply::Row(Some(Box::new(decode(row)?)))),
+                None => Ok(Reply::Row(load(tx, id)?.map(Box::new))),
+            }
+        }
+        Op::Renew {
+            owner,
+            lease_until_ms,
+        } => {
+            let rows = tx.query(schema::RENEW, &[owner, lease_until_ms])?;
+            Ok(Reply::Ids(
+                rows.iter()
+                    .filter(|r| r.get::<_, i64>(1) != 0)
+                    .map(|r| r.get::<_, String>(0))
+                    .collect(),
+            ))
+        }
+        Op::RequestCancel { id } => Ok(Reply::Done(tx.execute(schema::REQUEST_CANCEL, &[id])? > 0)),
+        Op::Load { id } => Ok(Reply::Row(load(tx, id)?.map(Box::new))),
+        Op::Events { id, limit } => {
+            let rows = tx.query(schema::events(), &[id, &limit_i64(*limit)])?;
+            Ok(Reply::Events(
+                rows.iter()
+                    .map(|r| EventRow {
+                        saga_id: r.get(0),
+                        seq: r.get(1),
+                        at_ms: r.get(2),
+                        step: r.get(3),
+                        kind: r.get(4),
+                        attempt: u32::try_from(r.get::<_, i64>(5)).unwrap_or(u32::MAX),
+                        detail: r.get(6),
+                    })
+                    .collect(),
+            ))
+        }
+        Op::List { state, limit } => {
+            let rows = match state {
+                Some(s) => tx.query(&schema::list(true), &[&s.as_str(), &limit_i64(*limit)])?,
+                None => tx.query(&schema::list(false), &[&limit_i64(*limit)])?,
+            };
+            Ok(Reply::Rows(
+                rows.iter().map(decode).collect::<Result<_, _>>()?,
+            ))
+        }
+        Op::Prune { before_ms, limit } => {
+            let limit = limit_i64(*limit);
+            tx.execute(schema::PRUNE_EVENTS, &[before_ms, &limit])?;
+            Ok(Reply::Count(
+                tx.execute(schema::PRUNE_SAGAS, &[before_ms, &limit])?,
+            ))
+        }
+    }
+}
+
+fn load(tx: &mut Transaction<'_>, id: &str) -> Result<Option<SagaRow>, StoreError> {
+    tx.query_opt(&schema::load(), &[&id])?
+        .as_ref()
+        .map(decode)
+        .transpose()
+}
+
+fn event_insert(tx: &mut Transaction<'_>, e: &EventRow) -> Result<(), postgres::Error> {
+    tx.execute(
+        schema::INSERT_EVENT,
+        &[
+            &e.saga_id,
+            &e.seq,
+            &e.at_ms,
+            &e.step,
+            &e.kind,
+            &i64::from(e.attempt),
+            &e.detail,
+        ],
+    )?;
+    Ok(())
+}
+
+fn decode(r: &Row) -> Result<SagaRow, StoreError> {
+    decode_row(r)
+}
+
+fn decode_row(r: &Row) -> Result<SagaRow, StoreError> {
+    let get = |i: usize| -> Result<i64, StoreError> { Ok(r.try_get::<_, i64>(i)?) };
+    let _ = get;
+    let id: String = r.get(0);
+    let state: String = r.get(3);
+    let input: String = r.get(6);
+    let outputs: String = r.get(7);
+    let parked_from: Option<String> = r.get(11);
+    Ok(SagaRow {
+        definition: r.get(1),
+        version: u32::try_from(r.get::<_, i64>(2)).unwrap_or(u32::MAX),
+        state: SagaRow::decode_state(&id, &state)?,
+        cursor: r.get(4),
+        attempt: u32::try_from(r.get::<_, i64>(5)).unwrap_or(u32::MAX),
+        input: SagaRow::decode_input(&id, &input)?,
+        outputs: SagaRow::decode_outputs(&id, &outputs)?,
+        failed_step: r.get(8),
+        failure: r.get(9),
+        reason: r.get(10),
+        parked_from: parked_from
+            .map(|s| SagaRow::decode_state(&id, &s))
+            .transpose()?,
+        deadline_ms: r.get(12),
+        cancel_requested: r.get::<_, i64>(13) != 0,
+        owner: r.get(14),
+        epoch: r.get(15),
+        lease_until_ms: r.get(16),
+        created_ms: r.get(17),
+        updated_ms: r.get(18),
+        seq: r.get(19),
+        id,
+    })
+}
