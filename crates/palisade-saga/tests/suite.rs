@@ -37,10 +37,12 @@ async fn completes_every_step(kind: Kind) {
     let row = runner.wait(&id, WAIT).await.unwrap();
     assert_eq!(row.state, SagaState::Completed);
     assert_eq!(row.outputs[2], json!({"step": 2, "key": "o-1/s2"}));
-    let g = l.lock().unwrap();
-    assert_eq!(g.actions, ["o-1/s0", "o-1/s1", "o-1/s2"]);
-    assert_eq!(g.outstanding(), [0, 1, 2]);
-    assert!(g.compensations.is_empty());
+    {
+        let g = l.lock().unwrap();
+        assert_eq!(g.actions, ["o-1/s0", "o-1/s1", "o-1/s2"]);
+        assert_eq!(g.outstanding(), [0, 1, 2]);
+        assert!(g.compensations.is_empty());
+    }
     let view = runner.get(&id).await.unwrap().unwrap();
     let kinds: Vec<&str> = view.timeline.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
@@ -236,9 +238,10 @@ async fn retry_runs_the_failed_step_again(kind: Kind) {
     assert_eq!(runner.retry(&id).await.unwrap(), SagaState::Running);
     let row = runner.wait(&id, WAIT).await.unwrap();
     assert_eq!(row.state, SagaState::Completed);
-    let g = l.lock().unwrap();
-    assert_eq!(g.actions, ["r-1/s0", "r-1/s1", "r-1/s1", "r-1/s2"]);
-    drop(g);
+    assert_eq!(
+        l.lock().unwrap().actions,
+        ["r-1/s0", "r-1/s1", "r-1/s1", "r-1/s2"]
+    );
     // Nothing to retry or resume any more.
     assert!(matches!(
         runner.retry(&id).await,
@@ -355,16 +358,17 @@ async fn recovery_compensates_where_it_stopped(kind: Kind) {
         .unwrap();
     let row = b.wait(&id, WAIT).await.unwrap();
     assert_eq!(row.state, SagaState::Compensated);
-    let g = l.lock().unwrap();
-    assert_eq!(g.undone, [2, 1, 0]);
-    assert_eq!(
-        g.compensations
-            .iter()
-            .filter(|c| *c == "rc-1/s2/compensate")
-            .count(),
-        1
-    );
-    drop(g);
+    {
+        let g = l.lock().unwrap();
+        assert_eq!(g.undone, [2, 1, 0]);
+        assert_eq!(
+            g.compensations
+                .iter()
+                .filter(|c| *c == "rc-1/s2/compensate")
+                .count(),
+            1
+        );
+    }
     b.shutdown();
 }
 

@@ -43,6 +43,7 @@ pub(crate) async fn drive(
     let name = def.name().to_owned();
     let saga_id: Arc<str> = Arc::from(row.id.as_str());
     let input = Arc::new(row.input.clone());
+    row.outputs.resize(steps.len(), Value::Null);
     let _ = state.send(row.state);
     loop {
         let committed = match row.state {
