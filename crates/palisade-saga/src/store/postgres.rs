@@ -35,7 +35,18 @@ pub async fn open(url: &str) -> Result<Store, StoreError> {
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::Backend(describe(&e))
+    }
+}
+
+/// The server's message when there is one (`postgres::Error` alone says "db error").
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -44,11 +55,16 @@ impl From<postgres::Error> for StoreError {
 impl Postgres {
     /// Connects and prepares the schema; blocking.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let open = |e: postgres::Error| StoreError::Open(e.to_string());
+        let open = |e: postgres::Error| StoreError::Open(describe(&e));
         let mut client = Client::connect(url, NoTls).map_err(open)?;
+        // `CREATE … IF NOT EXISTS` races with itself: runners starting at once take turns.
+        let mut tx = client.transaction().map_err(open)?;
+        tx.batch_execute("SELECT pg_advisory_xact_lock(7261001)")
+            .map_err(open)?;
         for ddl in schema::DDL {
-            client.batch_execute(ddl).map_err(open)?;
+            tx.batch_execute(ddl).map_err(open)?;
         }
+        tx.commit().map_err(open)?;
         Ok(Self {
             client: Some(client),
         })

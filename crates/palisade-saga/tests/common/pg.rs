@@ -42,3 +42,21 @@ pub fn fresh_url() -> Option<String> {
         }
     }
 }
+
+/// Drops the schema a [`fresh_url`] created.
+pub fn drop_schema(url: &str) {
+    let Some(schema) = url
+        .split("search_path=")
+        .nth(1)
+        .map(|s| s.trim_end_matches('\'').to_owned())
+    else {
+        return;
+    };
+    let base = std::env::var("PALISADE_SAGA_PG").unwrap_or_else(|_| BASE.to_owned());
+    let _ = std::thread::spawn(move || {
+        if let Ok(mut c) = postgres::Client::connect(&base, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    })
+    .join();
+}
