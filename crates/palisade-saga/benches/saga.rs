@@ -81,6 +81,7 @@ fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("palisade-saga-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temp dir");
     let mut stores: Vec<(&str, Store)> = Vec::new();
+    let pg = pg_url();
     rt.block_on(async {
         stores.push((
             "sqlite",
@@ -88,7 +89,7 @@ fn bench(c: &mut Criterion) {
                 .await
                 .expect("sqlite"),
         ));
-        if let Some(url) = pg_url() {
+        if let Some(url) = pg {
             stores.push((
                 "postgres",
                 palisade_saga::store::postgres::open(&url)
