@@ -89,21 +89,27 @@ impl Runner {
 
     /// Asks a running saga to compensate; answers whether it was running.
     pub async fn cancel(&self, id: &str) -> Result<bool, SagaError> {
-        if let Some(local) = self
-            .inner
-            .local
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-        {
-            let _ = local.cancel.send(true);
+        // Durable first (a crash before the owner acts still compensates), then the
+        // owner's signal: at once here, at its next lease renewal elsewhere.
+        let running = matches!(
+            self.inner
+                .store
+                .call(Op::RequestCancel { id: id.to_owned() })
+                .await?,
+            crate::store::Reply::Done(true)
+        );
+        if running {
+            if let Some(local) = self
+                .inner
+                .local
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+            {
+                let _ = local.cancel.send(true);
+            }
         }
-        Ok(self
-            .inner
-            .store
-            .call(Op::RequestCancel { id: id.to_owned() })
-            .await
-            .map(|r| matches!(r, crate::store::Reply::Done(true)))?)
+        Ok(running)
     }
 
     /// Continues a parked saga where it stopped, with a fresh compensation budget.

@@ -18,6 +18,7 @@
 
 mod batch;
 pub mod memory;
+mod pg_batch;
 pub mod postgres;
 mod row;
 pub(crate) mod schema;

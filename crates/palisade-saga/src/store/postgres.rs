@@ -6,10 +6,12 @@
 //! The client is the synchronous `postgres` crate (tokio-postgres underneath), called on
 //! tokio's blocking pool like SQLite, so a batch never blocks the executor.
 
+use std::collections::HashSet;
+
 use postgres::{Client, NoTls, Row, Transaction};
 
 use super::sqlite::{limit_i64, op_id};
-use super::{Backend, EventRow, Op, Reply, SagaRow, Store, schema};
+use super::{Backend, EventRow, Op, Reply, SagaRow, Store, pg_batch, schema};
 use crate::error::StoreError;
 
 /// The PostgreSQL backend.
@@ -70,7 +72,103 @@ impl Postgres {
         })
     }
 
+    /// Creates and commits go as one statement each (see `pg_batch`); a batch of only
+    /// one kind is that one statement (its own transaction); anything else runs in one
+    /// transaction.
     fn transaction(
+        client: &mut Client,
+        ops: &[Op],
+    ) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+        let mut creates = Vec::new();
+        let mut commits = Vec::new();
+        let mut others = false;
+        let mut ids = HashSet::new();
+        let mut duplicate = false;
+        for op in ops {
+            match op {
+                Op::Create { row, event } => {
+                    duplicate |= !ids.insert(row.id.as_str());
+                    creates.push((row, event));
+                }
+                Op::Commit { row, event } => {
+                    duplicate |= !ids.insert(row.id.as_str());
+                    commits.push((row, event));
+                }
+                _ => others = true,
+            }
+        }
+        if duplicate {
+            return Self::one_by_one(client, ops);
+        }
+        let single = !others && (creates.is_empty() || commits.is_empty());
+        let (created, committed) = if single {
+            let created = if creates.is_empty() {
+                HashSet::new()
+            } else {
+                pg_batch::creates(client, &creates)?
+            };
+            let committed = if commits.is_empty() {
+                HashSet::new()
+            } else {
+                pg_batch::commits(client, &commits)?
+            };
+            (created, committed)
+        } else {
+            let mut tx = client.transaction()?;
+            let created = if creates.is_empty() {
+                HashSet::new()
+            } else {
+                pg_batch::creates(&mut tx, &creates)?
+            };
+            let committed = if commits.is_empty() {
+                HashSet::new()
+            } else {
+                pg_batch::commits(&mut tx, &commits)?
+            };
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                results.push(Self::answer(&mut tx, op, &created, &committed)?);
+            }
+            tx.commit()?;
+            return Ok(results);
+        };
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(match op {
+                Op::Create { row, .. } if !created.contains(&row.id) => {
+                    // The id was taken: answer that saga (a read after the insert).
+                    let mut tx = client.transaction()?;
+                    let existing = load(&mut tx, &row.id)?;
+                    tx.commit()?;
+                    Ok(existing.map_or(Reply::Created, |r| Reply::Exists(Box::new(r))))
+                }
+                Op::Create { .. } => Ok(Reply::Created),
+                Op::Commit { row, .. } if committed.contains(&row.id) => Ok(Reply::Done(true)),
+                _ => Err(StoreError::Fenced(op_id(op))),
+            });
+        }
+        Ok(results)
+    }
+
+    fn answer(
+        tx: &mut Transaction<'_>,
+        op: &Op,
+        created: &HashSet<String>,
+        committed: &HashSet<String>,
+    ) -> Result<Result<Reply, StoreError>, StoreError> {
+        Ok(match op {
+            Op::Create { row, .. } if created.contains(&row.id) => Ok(Reply::Created),
+            Op::Create { row, .. } => {
+                Ok(load(tx, &row.id)?.map_or(Reply::Created, |r| Reply::Exists(Box::new(r))))
+            }
+            Op::Commit { row, .. } if committed.contains(&row.id) => Ok(Reply::Done(true)),
+            Op::Commit { .. } => Err(StoreError::Fenced(op_id(op))),
+            other => Ok(one(tx, other)?),
+        })
+    }
+
+    /// The plain path: one statement per op, in one transaction.
+    fn one_by_one(
         client: &mut Client,
         ops: &[Op],
     ) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
