@@ -14,7 +14,7 @@ async fn a_dead_runners_sagas_are_taken_over_within_the_lease_plus_a_second() {
     let Some(url) = common::pg::fresh_url() else {
         return;
     };
-    let kind = common::Kind::Postgres(url);
+    let kind = common::Kind::Postgres(url.clone());
     let l = ledger();
     script_act(&l, 1, &[Act::Hang; 5]);
     let lease = Duration::from_secs(2);
@@ -61,6 +61,7 @@ async fn a_dead_runners_sagas_are_taken_over_within_the_lease_plus_a_second() {
         );
     }
     b.shutdown();
+    common::pg::drop_schema(&url);
 }
 
 async fn futures_ids(runner: &Runner, n: usize) -> Vec<String> {

@@ -542,7 +542,10 @@ macro_rules! suite {
             async fn $name() {
                 let kind: Option<Kind> = $kind;
                 if let Some(kind) = kind {
-                    super::$name(kind).await;
+                    super::$name(kind.clone()).await;
+                    if let Kind::Postgres(url) = &kind {
+                        common::pg::drop_schema(url);
+                    }
                 }
             }
         )*
