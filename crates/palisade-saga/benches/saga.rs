@@ -9,6 +9,8 @@
 //! loopback (`PALISADE_SAGA_PG`, default `host=127.0.0.1 user=postgres dbname=test`; a
 //! fresh schema; skipped with a message when unreachable).
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
