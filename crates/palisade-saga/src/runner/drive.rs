@@ -85,7 +85,14 @@ pub(crate) async fn drive(
                         Ran::Done(Ok(output)) => {
                             row.outputs[index] = output;
                             row.cursor = i + 1;
-                            commit(inner, &mut row, "step_done", Some(i), 1, detail).await
+                            // The last step's end is the saga's end: one write.
+                            let last = i + 1 >= n;
+                            if last {
+                                row.state = SagaState::Completed;
+                            }
+                            let then = last.then_some("completed");
+                            commit_then(inner, &mut row, ("step_done", Some(i), 1, detail), then)
+                                .await
                         }
                         Ran::Done(Err(e)) => {
                             let from = if e.is_unknown() { i } else { i - 1 };
@@ -137,8 +144,14 @@ pub(crate) async fn drive(
                         Ok(_) => {
                             row.cursor = j - 1;
                             row.attempt = 0;
-                            commit(inner, &mut row, "compensation_done", Some(j), attempt, None)
-                                .await
+                            // The last compensation's end is the saga's end: one write.
+                            let last = j == 0;
+                            if last {
+                                row.state = SagaState::Compensated;
+                            }
+                            let then = last.then_some("compensated");
+                            let event = ("compensation_done", Some(j), attempt, None);
+                            commit_then(inner, &mut row, event, then).await
                         }
                         Err(e) => {
                             let retry = def.compensation_retry();
@@ -223,12 +236,26 @@ async fn commit(
     attempt: u32,
     detail: Option<String>,
 ) -> Result<(), StoreError> {
+    commit_then(inner, row, (kind, step, attempt, detail), None).await
+}
+
+/// [`commit`] with a second event (`completed`, `compensated`) in the same write.
+async fn commit_then(
+    inner: &Inner,
+    row: &mut SagaRow,
+    (kind, step, attempt, detail): (&str, Option<i64>, u32, Option<String>),
+    then: Option<&str>,
+) -> Result<(), StoreError> {
     row.updated_ms = inner.wall.now_ms();
-    let event = inner.event(row, row.seq, kind, step, attempt, detail);
+    let mut events = vec![inner.event(row, row.seq, kind, step, attempt, detail)];
     row.seq += 1;
+    if let Some(then) = then {
+        events.push(inner.event(row, row.seq, then, None, 0, None));
+        row.seq += 1;
+    }
     let mut wait = Duration::from_millis(50);
     loop {
-        match inner.store.commit(row.clone(), event.clone()).await {
+        match inner.store.commit_all(row.clone(), events.clone()).await {
             Ok(()) => return Ok(()),
             Err(e @ (StoreError::Fenced(_) | StoreError::Closed)) => return Err(e),
             Err(e) => {

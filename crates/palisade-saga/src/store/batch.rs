@@ -73,7 +73,12 @@ impl Store {
 
     /// Commits a state change under `row.epoch`; [`StoreError::Fenced`] if it moved on.
     pub async fn commit(&self, row: SagaRow, event: EventRow) -> Result<(), StoreError> {
-        self.call(Op::Commit { row, event }).await.map(|_| ())
+        self.commit_all(row, vec![event]).await
+    }
+
+    /// Commits a state change recorded by several events, in one write.
+    pub async fn commit_all(&self, row: SagaRow, events: Vec<EventRow>) -> Result<(), StoreError> {
+        self.call(Op::Commit { row, events }).await.map(|_| ())
     }
 
     /// Reads one saga.

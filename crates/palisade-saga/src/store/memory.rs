@@ -41,15 +41,15 @@ impl Memory {
                     .insert(event.seq, event.clone());
                 Ok(Reply::Created)
             }
-            Op::Commit { row, event } => match self.sagas.get_mut(&row.id) {
+            Op::Commit { row, events } => match self.sagas.get_mut(&row.id) {
                 Some(stored) if stored.epoch == row.epoch => {
                     let cancel = stored.cancel_requested && row.state == super::SagaState::Running;
                     *stored = row.clone();
                     stored.cancel_requested = cancel;
-                    self.events
-                        .entry(row.id.clone())
-                        .or_default()
-                        .insert(event.seq, event.clone());
+                    let log = self.events.entry(row.id.clone()).or_default();
+                    for event in events {
+                        log.insert(event.seq, event.clone());
+                    }
                     Ok(Reply::Done(true))
                 }
                 _ => Err(StoreError::Fenced(row.id.clone())),

@@ -39,12 +39,13 @@ pub enum Op {
         /// Its first event.
         event: EventRow,
     },
-    /// Writes the saga's new state if its epoch is still `row.epoch`, and appends `event`.
+    /// Writes the saga's new state if its epoch is still `row.epoch`, and appends `events`.
     Commit {
         /// The whole row as it is now.
         row: SagaRow,
-        /// The event recording the change.
-        event: EventRow,
+        /// The events recording the change (one, or two when a step's end also ends the
+        /// saga).
+        events: Vec<EventRow>,
     },
     /// Claims unfinished (running or compensating) sagas as `mode` says; bumps each epoch.
     Claim {

@@ -90,9 +90,9 @@ impl Postgres {
                     duplicate |= !ids.insert(row.id.as_str());
                     creates.push((row, event));
                 }
-                Op::Commit { row, event } => {
+                Op::Commit { row, events } => {
                     duplicate |= !ids.insert(row.id.as_str());
-                    commits.push((row, event));
+                    commits.push((row, events.as_slice()));
                 }
                 _ => others = true,
             }
@@ -252,7 +252,7 @@ fn one(tx: &mut Transaction<'_>, op: &Op) -> Result<Reply, StoreError> {
             event_insert(tx, event)?;
             Ok(Reply::Created)
         }
-        Op::Commit { row, event } => {
+        Op::Commit { row, events } => {
             let parked_from = row.parked_from.map(|s| s.as_str());
             let n = tx.execute(
                 schema::COMMIT,
@@ -275,7 +275,9 @@ fn one(tx: &mut Transaction<'_>, op: &Op) -> Result<Reply, StoreError> {
             if n == 0 {
                 return Ok(Reply::Done(false));
             }
-            event_insert(tx, event)?;
+            for event in events {
+                event_insert(tx, event)?;
+            }
             Ok(Reply::Done(true))
         }
         Op::Claim {

@@ -95,7 +95,7 @@ impl Sqlite {
                 self.event(event)?;
                 Ok(Reply::Created)
             }
-            Op::Commit { row, event } => {
+            Op::Commit { row, events } => {
                 let n = c.prepare_cached(&sql(schema::COMMIT))?.execute(params![
                     row.id,
                     row.state.as_str(),
@@ -114,7 +114,9 @@ impl Sqlite {
                 if n == 0 {
                     return Ok(Reply::Done(false));
                 }
-                self.event(event)?;
+                for event in events {
+                    self.event(event)?;
+                }
                 Ok(Reply::Done(true))
             }
             Op::Claim {
