@@ -97,7 +97,10 @@ pub(crate) fn commits<C: GenericClient>(
             &ev_text(&|e| e.detail.clone()),
         ],
     )?;
-    Ok(result.iter().map(|r| r.get::<_, String>(0)).collect())
+    result
+        .iter()
+        .map(|r| super::postgres::col::<String>(r, 0))
+        .collect()
 }
 
 /// Inserts every new saga whose id is free; answers the ids inserted.
@@ -135,5 +138,7 @@ pub(crate) fn creates<C: GenericClient>(
             &texts(items, |_, e| e.detail.clone()),
         ],
     )?;
-    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    rows.iter()
+        .map(|r| super::postgres::col::<String>(r, 0))
+        .collect()
 }

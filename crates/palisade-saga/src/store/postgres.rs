@@ -320,8 +320,11 @@ fn one(tx: &mut Transaction<'_>, op: &Op) -> Result<Reply, StoreError> {
             let rows = tx.query(schema::RENEW, &[owner, lease_until_ms])?;
             Ok(Reply::Ids(
                 rows.iter()
-                    .filter(|r| r.get::<_, i64>(1) != 0)
-                    .map(|r| r.get::<_, String>(0))
+                    .map(|r| Ok((col::<i64>(r, 1)?, col::<String>(r, 0)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?
+                    .into_iter()
+                    .filter(|(cancel, _)| *cancel != 0)
+                    .map(|(_, id)| id)
                     .collect(),
             ))
         }
@@ -331,16 +334,18 @@ fn one(tx: &mut Transaction<'_>, op: &Op) -> Result<Reply, StoreError> {
             let rows = tx.query(schema::events(), &[id, &limit_i64(*limit)])?;
             Ok(Reply::Events(
                 rows.iter()
-                    .map(|r| EventRow {
-                        saga_id: r.get(0),
-                        seq: r.get(1),
-                        at_ms: r.get(2),
-                        step: r.get(3),
-                        kind: r.get(4),
-                        attempt: u32::try_from(r.get::<_, i64>(5)).unwrap_or(u32::MAX),
-                        detail: r.get(6),
+                    .map(|r| -> Result<EventRow, StoreError> {
+                        Ok(EventRow {
+                            saga_id: col(r, 0)?,
+                            seq: col(r, 1)?,
+                            at_ms: col(r, 2)?,
+                            step: col(r, 3)?,
+                            kind: col(r, 4)?,
+                            attempt: u32::try_from(col::<i64>(r, 5)?).unwrap_or(u32::MAX),
+                            detail: col(r, 6)?,
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_, _>>()?,
             ))
         }
         Op::List { state, limit } => {
@@ -390,35 +395,41 @@ fn decode(r: &Row) -> Result<SagaRow, StoreError> {
 }
 
 fn decode_row(r: &Row) -> Result<SagaRow, StoreError> {
-    let get = |i: usize| -> Result<i64, StoreError> { Ok(r.try_get::<_, i64>(i)?) };
-    let _ = get;
-    let id: String = r.get(0);
-    let state: String = r.get(3);
-    let input: String = r.get(6);
-    let outputs: String = r.get(7);
-    let parked_from: Option<String> = r.get(11);
+    let id: String = col(r, 0)?;
+    let state: String = col(r, 3)?;
+    let input: String = col(r, 6)?;
+    let outputs: String = col(r, 7)?;
+    let parked_from: Option<String> = col(r, 11)?;
     Ok(SagaRow {
-        definition: r.get(1),
-        version: u32::try_from(r.get::<_, i64>(2)).unwrap_or(u32::MAX),
+        definition: col(r, 1)?,
+        version: u32::try_from(col::<i64>(r, 2)?).unwrap_or(u32::MAX),
         state: SagaRow::decode_state(&id, &state)?,
-        cursor: r.get(4),
-        attempt: u32::try_from(r.get::<_, i64>(5)).unwrap_or(u32::MAX),
+        cursor: col(r, 4)?,
+        attempt: u32::try_from(col::<i64>(r, 5)?).unwrap_or(u32::MAX),
         input: SagaRow::decode_input(&id, &input)?,
         outputs: SagaRow::decode_outputs(&id, &outputs)?,
-        failed_step: r.get(8),
-        failure: r.get(9),
-        reason: r.get(10),
+        failed_step: col(r, 8)?,
+        failure: col(r, 9)?,
+        reason: col(r, 10)?,
         parked_from: parked_from
             .map(|s| SagaRow::decode_state(&id, &s))
             .transpose()?,
-        deadline_ms: r.get(12),
-        cancel_requested: r.get::<_, i64>(13) != 0,
-        owner: r.get(14),
-        epoch: r.get(15),
-        lease_until_ms: r.get(16),
-        created_ms: r.get(17),
-        updated_ms: r.get(18),
-        seq: r.get(19),
+        deadline_ms: col(r, 12)?,
+        cancel_requested: col::<i64>(r, 13)? != 0,
+        owner: col(r, 14)?,
+        epoch: col(r, 15)?,
+        lease_until_ms: col(r, 16)?,
+        created_ms: col(r, 17)?,
+        updated_ms: col(r, 18)?,
+        seq: col(r, 19)?,
         id,
     })
+}
+
+/// One column, typed; a mismatch (a table not made by this schema) is an error, not a panic.
+pub(crate) fn col<'a, T: postgres::types::FromSql<'a>>(
+    r: &'a Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    Ok(r.try_get(i)?)
 }
