@@ -25,6 +25,28 @@ pub(crate) mod schema;
 pub mod sqlite;
 
 pub use batch::Store;
+
+/// Opens the store a URL names: `sqlite://relative/path.db`, `sqlite:///absolute/path.db`,
+/// `postgres://user@host:port/db` (or `postgresql://`, or a libpq `host=… dbname=…`
+/// string after `postgres:`), or `memory://`. Must be called inside a tokio runtime.
+pub async fn open(url: &str) -> Result<Store, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(StoreError::Open(format!("{url}: no path")));
+        }
+        sqlite::open(path).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        postgres::open(url).await
+    } else if let Some(conn) = url.strip_prefix("postgres:") {
+        postgres::open(conn).await
+    } else if url == "memory://" || url == "memory:" {
+        Ok(memory::open())
+    } else {
+        Err(StoreError::Open(format!(
+            "unsupported store URL {url:?}: use sqlite://PATH, postgres://… or memory://"
+        )))
+    }
+}
 pub use row::{EventRow, SagaRow, SagaState};
 
 use crate::error::StoreError;

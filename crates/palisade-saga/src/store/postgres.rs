@@ -17,6 +17,7 @@ use crate::error::StoreError;
 /// The PostgreSQL backend.
 pub struct Postgres {
     client: Option<Client>,
+    url: String,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -69,6 +70,7 @@ impl Postgres {
         tx.commit().map_err(open)?;
         Ok(Self {
             client: Some(client),
+            url: url.to_owned(),
         })
     }
 
@@ -202,7 +204,19 @@ impl Backend for Postgres {
     const BLOCKING: bool = true;
     const SINGLE_PROCESS: bool = false;
 
+    /// A lost connection (server restarted, connection killed) is dropped and made again
+    /// on the next batch; meanwhile every op answers the error and the drivers retry.
     fn apply(&mut self, ops: &[Op]) -> Vec<Result<Reply, StoreError>> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            match Self::connect(&self.url) {
+                Ok(mut fresh) => self.client = fresh.client.take(),
+                Err(e) => {
+                    let e = StoreError::Backend(format!("reconnecting: {e}"));
+                    return ops.iter().map(|_| Err(e.clone())).collect();
+                }
+            }
+        }
         let result = match self.client.as_mut() {
             Some(client) => Self::transaction(client, ops),
             None => Err(StoreError::Closed),
