@@ -7,6 +7,9 @@
 //! `PALISADE_SAGA_CRASH_RUNS` sets the number of seeded runs on SQLite (default 200);
 //! `PALISADE_SAGA_CRASH_PG_RUNS` on PostgreSQL (default 200). The child is this test binary
 //! itself, run with `PALISADE_SAGA_CRASH_CHILD` set and filtered to `child_entry`.
+//!
+//! Also on PostgreSQL: a runner SIGSTOPped mid-saga while another takes its sagas over,
+//! then SIGCONTed (`PALISADE_SAGA_SIGSTOP_RUNS`, default 8): its late writes are fenced.
 
 mod common;
 
@@ -40,7 +43,22 @@ struct Entry {
     undo_attempts: u32,
 }
 
-type Ledger = Arc<Mutex<HashMap<String, Entry>>>;
+/// The upstream's ledger by idempotency key, and the harness's tallies.
+#[derive(Default)]
+struct Books {
+    entries: Mutex<HashMap<String, Entry>>,
+    states: Mutex<Vec<SagaState>>,
+    kills: AtomicUsize,
+    kills_mid_saga: AtomicUsize,
+}
+
+impl Books {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap()
+    }
+}
+
+type Ledger = Arc<Books>;
 
 fn decide(key: &str) -> u64 {
     // FNV-1a: the same key always gets the same behaviour, whoever asks and how often.
@@ -57,10 +75,14 @@ async fn handle(
     let h = decide(&path);
     tokio::time::sleep(Duration::from_millis(h % 15)).await;
     let status = if let Some(key) = path.strip_prefix("/do/") {
-        let mut l = ledger.lock().unwrap();
+        let mut l = ledger.lock();
         let e = l.entry(key.to_owned()).or_default();
         if e.applied {
             StatusCode::OK // replay of a key: the effect happened once
+        } else if e.undone {
+            // A late action (from a runner killed or stopped mid-request) after its
+            // compensation: the tombstone keeps it from taking effect.
+            StatusCode::CONFLICT
         } else {
             match h % 20 {
                 0 | 1 => StatusCode::BAD_REQUEST, // definitive, nothing applied
@@ -79,15 +101,13 @@ async fn handle(
         .strip_prefix("/undo/")
         .and_then(|k| k.strip_suffix("/compensate"))
     {
-        let mut l = ledger.lock().unwrap();
+        let mut l = ledger.lock();
         let e = l.entry(key.to_owned()).or_default();
         e.undo_attempts += 1;
         if u64::from(e.undo_attempts) <= h % 3 {
             StatusCode::SERVICE_UNAVAILABLE // a flaky compensation, retried with backoff
         } else {
-            if e.applied {
-                e.undone = true;
-            }
+            e.undone = true; // also a tombstone when nothing was applied
             StatusCode::OK
         }
     } else {
@@ -191,7 +211,7 @@ async fn child_entry() {
     let run = std::env::var("PALISADE_SAGA_CRASH_RUN").unwrap();
     let store = open_store(&store_url).await;
     let runner = Runner::builder(store)
-        .runner_id("child")
+        .runner_id(std::env::var("PALISADE_SAGA_CRASH_RUNNER").unwrap_or_else(|_| "child".into()))
         .lease(Duration::from_secs(1))
         .register(crash_definition(&upstream))
         .start()
@@ -200,21 +220,29 @@ async fn child_entry() {
     let mut ids = Vec::new();
     for i in 0..SAGAS {
         let id = format!("r{run}-{i}");
-        runner
-            .start_saga(
-                "crash",
-                json!({ "i": i }),
-                StartOptions {
-                    id: Some(id.clone()),
-                    version: None,
-                },
-            )
+        // A client retries a start that failed for the store's sake, with the same id.
+        let options = StartOptions {
+            id: Some(id.clone()),
+            version: None,
+        };
+        let mut tries = 0;
+        while let Err(e) = runner
+            .start_saga("crash", json!({ "i": i }), options.clone())
             .await
-            .unwrap();
+        {
+            tries += 1;
+            assert!(tries < 100, "cannot start {id}: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         ids.push(id);
     }
     for id in &ids {
-        runner.wait(id, Duration::from_secs(60)).await.unwrap();
+        let mut tries = 0;
+        while let Err(e) = runner.wait(id, Duration::from_secs(60)).await {
+            tries += 1;
+            assert!(tries < 100, "saga {id}: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     runner.shutdown();
 }
@@ -258,11 +286,11 @@ async fn one_run(
             tokio::time::sleep(Duration::from_millis(rng.random_range(5..120))).await;
             let _ = child.start_kill(); // SIGKILL
             let _ = child.wait().await;
-            KILLS.fetch_add(1, Ordering::Relaxed);
+            ledger.kills.fetch_add(1, Ordering::Relaxed);
             let store = open_store(&store_url).await;
             let rows = store.list(None, 1000).await.unwrap_or_default();
             if rows.iter().any(|r| r.state.is_active()) {
-                KILLS_MID_SAGA.fetch_add(1, Ordering::Relaxed);
+                ledger.kills_mid_saga.fetch_add(1, Ordering::Relaxed);
             }
         } else {
             let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await;
@@ -283,9 +311,6 @@ async fn one_run(
 
 /// Each saga completed with every effect applied, compensated with every applied effect
 /// undone, or parked with a reason; none unfinished.
-static STATES: Mutex<Vec<SagaState>> = Mutex::new(Vec::new());
-static KILLS: AtomicUsize = AtomicUsize::new(0);
-static KILLS_MID_SAGA: AtomicUsize = AtomicUsize::new(0);
 
 async fn check(run: u64, store_url: &str, ledger: &Ledger) -> Result<(), String> {
     let store = open_store(store_url).await;
@@ -297,9 +322,9 @@ async fn check(run: u64, store_url: &str, ledger: &Ledger) -> Result<(), String>
     if rows.len() != SAGAS {
         return Err(format!("run {run}: {} sagas, not {SAGAS}", rows.len()));
     }
-    let l = ledger.lock().unwrap();
+    let l = ledger.lock();
     for row in rows {
-        STATES.lock().unwrap().push(row.state);
+        ledger.states.lock().unwrap().push(row.state);
         let effect = |i: usize| {
             l.get(&format!("{}/s{i}", row.id))
                 .map_or((false, false), |e| (e.applied, e.undone))
@@ -343,7 +368,7 @@ async fn harness(runs: u64, mut fresh_store: impl FnMut(u64) -> String) {
             Ok(Ok(())) => {}
         }
     }
-    let states = std::mem::take(&mut *STATES.lock().unwrap());
+    let states = std::mem::take(&mut *ledger.states.lock().unwrap());
     let count = |s: SagaState| states.iter().filter(|x| **x == s).count();
     eprintln!(
         "crash harness: {runs} runs in {:?}: {} inconsistent; sagas completed {}, compensated {}, parked {}; SIGKILLs {} ({} with sagas unfinished)",
@@ -352,8 +377,8 @@ async fn harness(runs: u64, mut fresh_store: impl FnMut(u64) -> String) {
         count(SagaState::Completed),
         count(SagaState::Compensated),
         count(SagaState::Parked),
-        KILLS.swap(0, Ordering::Relaxed),
-        KILLS_MID_SAGA.swap(0, Ordering::Relaxed),
+        ledger.kills.load(Ordering::Relaxed),
+        ledger.kills_mid_saga.load(Ordering::Relaxed),
     );
     assert!(failures.is_empty(), "{failures:#?}");
 }
@@ -396,4 +421,118 @@ async fn postgres_survives_sigkill() {
     for url in &urls {
         common::pg::drop_schema(url);
     }
+}
+
+/// A runner SIGSTOPped mid-saga while another takes its sagas over (lease 1 s), then
+/// SIGCONTed: its late writes are fenced, and every saga ends consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sigstopped_runner_is_taken_over() {
+    if std::env::var_os("PALISADE_SAGA_CRASH_CHILD").is_some() {
+        return;
+    }
+    let runs = runs("PALISADE_SAGA_SIGSTOP_RUNS", 8);
+    let (addr, ledger) = upstream().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut urls = Vec::new();
+    for run in 0..runs {
+        let Some(url) = common::pg::fresh_url() else {
+            return;
+        };
+        urls.push(url.clone());
+        tasks.spawn(stop_run(10_000 + run, url, addr, Arc::clone(&ledger)));
+    }
+    let mut failures = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(format!("a run panicked: {e}")),
+            Ok(Ok(())) => {}
+        }
+    }
+    eprintln!(
+        "sigstop harness: {runs} runs: {} inconsistent; {} sagas started by the stopped runner finished by the other",
+        failures.len(),
+        TAKEN_OVER.load(Ordering::Relaxed)
+    );
+    for url in &urls {
+        common::pg::drop_schema(url);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+static TAKEN_OVER: AtomicUsize = AtomicUsize::new(0);
+
+fn child(runner: &str, store_url: &str, upstream: SocketAddr, run: u64) -> tokio::process::Child {
+    tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env("PALISADE_SAGA_CRASH_CHILD", store_url)
+        .env("PALISADE_SAGA_CRASH_UPSTREAM", upstream.to_string())
+        .env("PALISADE_SAGA_CRASH_RUN", run.to_string())
+        .env("PALISADE_SAGA_CRASH_RUNNER", runner)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &tokio::process::Child, sig: &str) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status();
+    }
+}
+
+async fn stop_run(
+    run: u64,
+    store_url: String,
+    upstream: SocketAddr,
+    ledger: Ledger,
+) -> Result<(), String> {
+    let mut rng = SmallRng::seed_from_u64(run);
+    let first = child("c1", &store_url, upstream, run);
+    // Stop it mid-saga: once its sagas are in the store, at a seeded instant.
+    let store = open_store(&store_url).await;
+    for _ in 0..500 {
+        if !store.list(None, 1).await.unwrap_or_default().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
+    signal(&first, "-STOP");
+    let second = child("c2", &store_url, upstream, run);
+    let out = tokio::time::timeout(Duration::from_secs(60), second.wait_with_output()).await;
+    let ok = matches!(&out, Ok(Ok(o)) if o.status.success());
+    signal(&first, "-CONT");
+    if !ok {
+        return Err(format!(
+            "run {run}: the second runner did not finish: {out:?}"
+        ));
+    }
+    match tokio::time::timeout(Duration::from_secs(60), first.wait_with_output()).await {
+        Ok(Ok(o)) if o.status.success() => {
+            for row in store.list(None, 100).await.unwrap_or_default() {
+                let events = store.events(&row.id, 1).await.unwrap_or_default();
+                let started_by_c1 = events.first().and_then(|e| e.detail.as_deref()) == Some("c1");
+                if started_by_c1 && row.owner.as_deref() == Some("c2") {
+                    TAKEN_OVER.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "run {run}: the stopped runner did not finish: {other:?}"
+            ));
+        }
+    }
+    check(run, &store_url, &ledger).await
 }

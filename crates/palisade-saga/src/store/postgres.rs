@@ -60,6 +60,12 @@ impl Postgres {
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let open = |e: postgres::Error| StoreError::Open(describe(&e));
         let mut client = Client::connect(url, NoTls).map_err(open)?;
+        // Our transactions never wait on the client between statements; one that does
+        // belongs to a runner that stopped (SIGSTOP, a long GC-like pause) while holding
+        // row locks. The server ends it, so the others are not blocked behind it.
+        client
+            .batch_execute("SET idle_in_transaction_session_timeout = '2s'")
+            .map_err(open)?;
         // `CREATE … IF NOT EXISTS` races with itself: runners starting at once take turns.
         let mut tx = client.transaction().map_err(open)?;
         tx.batch_execute("SELECT pg_advisory_xact_lock(7261001)")
