@@ -311,7 +311,6 @@ async fn one_run(
 
 /// Each saga completed with every effect applied, compensated with every applied effect
 /// undone, or parked with a reason; none unfinished.
-
 async fn check(run: u64, store_url: &str, ledger: &Ledger) -> Result<(), String> {
     let store = open_store(store_url).await;
     let rows = store.list(None, 1000).await.map_err(|e| e.to_string())?;
