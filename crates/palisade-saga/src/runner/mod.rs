@@ -307,6 +307,17 @@ impl Runner {
     }
 }
 
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("runner_id", &self.inner.config.runner_id)
+            .field("store", &self.inner.store.kind())
+            .field("definitions", &self.inner.definitions.len())
+            .field("running", &self.running())
+            .finish()
+    }
+}
+
 fn generate_id(inner: &Inner) -> String {
     use rand::Rng;
     let n: u64 = inner
