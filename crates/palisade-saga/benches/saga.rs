@@ -122,6 +122,20 @@ fn bench(c: &mut Criterion) {
         runner.shutdown();
     }
     let _ = std::fs::remove_dir_all(&dir);
+    drop(rt); // closes the stores' connections before their schema goes
+    drop_schema();
+}
+
+fn drop_schema() {
+    let base = std::env::var("PALISADE_SAGA_PG").unwrap_or_else(|_| {
+        "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3".into()
+    });
+    if let Ok(mut client) = postgres::Client::connect(&base, postgres::NoTls) {
+        let _ = client.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS saga_bench_{} CASCADE",
+            std::process::id()
+        ));
+    }
 }
 
 criterion_group!(benches, bench);

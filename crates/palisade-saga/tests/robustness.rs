@@ -72,7 +72,7 @@ async fn a_lost_postgres_connection_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let killed = std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(common::pg::BASE, postgres::NoTls).unwrap();
+        let mut c = postgres::Client::connect(&common::pg::base(), postgres::NoTls).unwrap();
         c.query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
             &[&app],

@@ -6,12 +6,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const BASE: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3";
 
+/// The server to test against: `PALISADE_SAGA_PG`, or [`BASE`].
+pub fn base() -> String {
+    std::env::var("PALISADE_SAGA_PG").unwrap_or_else(|_| BASE.to_owned())
+}
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A connection string whose search_path is a new, empty schema; `None` (after a loud
 /// message) when PostgreSQL is unreachable outside CI.
 pub fn fresh_url() -> Option<String> {
-    let base = std::env::var("PALISADE_SAGA_PG").unwrap_or_else(|_| BASE.to_owned());
+    let base = base();
     let schema = format!(
         "saga_t_{}_{}_{}",
         std::process::id(),
@@ -52,7 +57,7 @@ pub fn drop_schema(url: &str) {
     else {
         return;
     };
-    let base = std::env::var("PALISADE_SAGA_PG").unwrap_or_else(|_| BASE.to_owned());
+    let base = base();
     let _ = std::thread::spawn(move || {
         if let Ok(mut c) = postgres::Client::connect(&base, postgres::NoTls) {
             let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
