@@ -149,6 +149,9 @@ proptest! {
             prop::collection::vec(prop_oneof![4 => Just(0u32), 2 => 1u32..MAX_ATTEMPTS, 1 => Just(MAX_ATTEMPTS)], n),
         ))
     ) {
-        run(&common::temp_sqlite(), &acts, &comp_failures)?;
+        let kind = common::temp_sqlite();
+        let result = run(&kind, &acts, &comp_failures);
+        common::discard(&kind);
+        result?;
     }
 }

@@ -543,9 +543,7 @@ macro_rules! suite {
                 let kind: Option<Kind> = $kind;
                 if let Some(kind) = kind {
                     super::$name(kind.clone()).await;
-                    if let Kind::Postgres(url) = &kind {
-                        common::pg::drop_schema(url);
-                    }
+                    common::discard(&kind);
                 }
             }
         )*

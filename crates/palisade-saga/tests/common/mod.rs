@@ -195,3 +195,18 @@ pub fn temp_sqlite() -> Kind {
     let _ = std::fs::remove_file(&path);
     Kind::Sqlite(path)
 }
+
+/// Removes what a test's store left: the SQLite file (and its WAL), or the schema.
+pub fn discard(kind: &Kind) {
+    match kind {
+        Kind::Sqlite(path) => {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Kind::Postgres(url) => pg::drop_schema(url),
+        Kind::Memory => {}
+    }
+}
