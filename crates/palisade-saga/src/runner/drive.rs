@@ -54,8 +54,12 @@ pub(crate) async fn drive(
                     .map(|d| Instant::now() + ms_until(inner.wall.now_ms(), d));
                 let cancel_now = row.cancel_requested || *cancel.borrow();
                 if cancel_now || deadline.is_some_and(|d| d <= Instant::now()) {
-                    let kind = if cancel_now { "cancelled" } else { "deadline" };
-                    to_compensating(&mut row, i, i - 1, kind.to_owned());
+                    let (kind, failure) = if cancel_now {
+                        ("cancelled", "cancelled")
+                    } else {
+                        ("deadline", "deadline exceeded")
+                    };
+                    to_compensating(&mut row, i, i - 1, failure.to_owned());
                     commit(inner, &mut row, kind, Some(i), 0, None).await
                 } else if i >= n {
                     row.state = SagaState::Completed;
