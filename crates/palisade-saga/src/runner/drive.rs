@@ -9,7 +9,9 @@
 //! | compensating, `−1` | — | compensated |
 //!
 //! A cancel or a passed deadline between steps compensates from `i−1`; during action `i`,
-//! the action is dropped and its outcome is unknown, so from `i`. After a crash, the log
+//! the action is dropped and its outcome is unknown, so from `i` — and from `i` too when
+//! the saga came from the log (a restart, a take-over) and this driver has not run step
+//! `i` yet, since the last driver may have sent it. After a crash, the log
 //! says where the saga is: an action in flight is run again with the same key.
 
 use std::sync::{Arc, PoisonError};
@@ -37,6 +39,7 @@ pub(crate) async fn drive(
     def: SagaDefinition,
     mut cancel: watch::Receiver<bool>,
     state: watch::Sender<SagaState>,
+    resumed: bool,
 ) {
     let steps = def.steps();
     let n = i64::try_from(steps.len()).unwrap_or(i64::MAX);
@@ -45,6 +48,10 @@ pub(crate) async fn drive(
     let input = Arc::new(row.input.clone());
     row.outputs.resize(steps.len(), Value::Null);
     let _ = state.send(row.state);
+    // A saga taken from the log (recovery, take-over, an operator) may have had the action
+    // at its cursor in flight when its last driver stopped: until this driver runs that
+    // step itself, a cancel or deadline treats its outcome as unknown.
+    let mut uncertain = (resumed && row.state == SagaState::Running).then_some(row.cursor);
     loop {
         let committed = match row.state {
             SagaState::Running => {
@@ -59,7 +66,8 @@ pub(crate) async fn drive(
                     } else {
                         ("deadline", "deadline exceeded")
                     };
-                    to_compensating(&mut row, i, i - 1, failure.to_owned());
+                    let from = if uncertain == Some(i) { i } else { i - 1 };
+                    to_compensating(&mut row, i, from, failure.to_owned());
                     commit(inner, &mut row, kind, Some(i), 0, None).await
                 } else if i >= n {
                     row.state = SagaState::Completed;
@@ -82,6 +90,7 @@ pub(crate) async fn drive(
                         () = cancelled(&mut cancel) => Ran::Cancelled,
                         () = sleep_until(deadline) => Ran::Deadline,
                     };
+                    uncertain = None;
                     let took = started.elapsed();
                     crate::metrics::step(&name, &step.name, "action", took);
                     let detail = Some(format!("{} ms", took.as_millis()));

@@ -409,7 +409,7 @@ impl Inner {
                     Some(format!("{} epoch {}", self.config.runner_id, row.epoch)),
                 );
                 match self.store.commit(row.clone(), event).await {
-                    Ok(()) => self.spawn_with(row, def, permit, slot),
+                    Ok(()) => self.spawn_with(row, def, permit, slot, true),
                     Err(e) => {
                         tracing::warn!(saga = %row.id, error = %e, "claimed saga not adopted")
                     }
@@ -434,8 +434,9 @@ impl Inner {
         }
     }
 
+    /// Drives a saga just created: nothing of it has run.
     fn spawn(self: &Arc<Self>, row: SagaRow, def: SagaDefinition, permit: OwnedSemaphorePermit) {
-        self.spawn_with(row, def, permit, None);
+        self.spawn_with(row, def, permit, None, false);
     }
 
     fn spawn_with(
@@ -444,6 +445,7 @@ impl Inner {
         def: SagaDefinition,
         permit: OwnedSemaphorePermit,
         slot: Option<OwnedSemaphorePermit>,
+        resumed: bool,
     ) {
         let (cancel_tx, cancel_rx) = watch::channel(row.cancel_requested);
         let (state_tx, state_rx) = watch::channel(row.state);
@@ -453,7 +455,7 @@ impl Inner {
         let inner = Arc::clone(self);
         let task = tokio::spawn(async move {
             let id = row.id.clone();
-            drive::drive(&inner, row, def, cancel_rx, state_tx).await;
+            drive::drive(&inner, row, def, cancel_rx, state_tx, resumed).await;
             drop((permit, slot));
             let mut local = inner.local.lock().unwrap_or_else(PoisonError::into_inner);
             if local.get(&id).is_some_and(|l| l.epoch == epoch) {

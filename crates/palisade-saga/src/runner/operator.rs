@@ -256,7 +256,7 @@ impl Runner {
         row.seq += 1;
         inner.store.commit(row.clone(), event).await?;
         if let (Some(def), Some(permit)) = (def, permit) {
-            inner.spawn(row.clone(), def, permit);
+            inner.spawn_with(row.clone(), def, permit, None, true);
         }
         Ok(row.state)
     }
