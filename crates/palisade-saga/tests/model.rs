@@ -155,3 +155,20 @@ proptest! {
         result?;
     }
 }
+
+proptest! {
+    #![proptest_config(config(16))]
+    #[test]
+    fn postgres_matches_the_model(
+        (acts, comp_failures) in (1usize..=5).prop_flat_map(|n| (
+            prop::collection::vec(act(), n),
+            prop::collection::vec(prop_oneof![4 => Just(0u32), 2 => 1u32..MAX_ATTEMPTS, 1 => Just(MAX_ATTEMPTS)], n),
+        ))
+    ) {
+        let Some(url) = common::pg::fresh_url() else { return Ok(()) };
+        let kind = Kind::Postgres(url);
+        let result = run(&kind, &acts, &comp_failures);
+        common::discard(&kind);
+        result?;
+    }
+}
