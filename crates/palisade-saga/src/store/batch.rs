@@ -113,11 +113,7 @@ impl Store {
     }
 
     /// Sends an op answered with rows (a claim, a list).
-    pub async fn rows_public(&self, op: Op) -> Result<Vec<SagaRow>, StoreError> {
-        self.rows(op).await
-    }
-
-    pub(crate) async fn rows(&self, op: Op) -> Result<Vec<SagaRow>, StoreError> {
+    pub async fn rows(&self, op: Op) -> Result<Vec<SagaRow>, StoreError> {
         rows(self.call(op).await?)
     }
 

@@ -212,7 +212,7 @@ pub(crate) async fn fenced_writes_are_refused(kind: Kind) {
     let old = store.load(&id).await.unwrap().unwrap();
     // Another runner claims it (as after a lease expiry): epoch moves on.
     let claimed = store
-        .rows_public(Op::Claim {
+        .rows(Op::Claim {
             owner: "b".into(),
             now_ms: i64::MAX,
             lease_until_ms: i64::MAX,
