@@ -42,6 +42,17 @@
 //! # runner.shutdown(); let _ = std::fs::remove_dir_all(&dir); Ok(()) }
 //! ```
 //!
+//! **Serving sagas (the sidecar's face).** Everything an HTTP face needs is here:
+//! [`store::open`] takes the configured URL (`sqlite://…`, `postgres://…`); a definition
+//! is built from data — a name, a version, named [`Step`]s whose closures capture the
+//! upstream to call, a deadline, a [`CompensationRetry`] (serde, humantime durations);
+//! [`Runner::start_saga`] takes the client's `Idempotency-Key` as the saga id (a repeat
+//! answers the same saga); [`Runner::wait`] with the client's budget answers the settled
+//! [`SagaRow`] (completed: `outputs`; compensated: `failure`) or
+//! [`SagaError::StillRunning`]; [`Runner::get`] (a [`SagaView`], serde, with the timeline),
+//! [`Runner::list`], [`Runner::resume`], [`Runner::retry`] and [`Runner::abort`] serve
+//! the admin API. Saga ids are 1–200 bytes without `/`.
+//!
 //! See `docs/SAGAS.md` for the log's schema, durability settings and the recovery and
 //! lease rules.
 
