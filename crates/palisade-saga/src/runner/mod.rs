@@ -2,7 +2,7 @@
 //! unfinished sagas, and answers operators.
 //!
 //! **What.** [`Runner::start_saga`] writes the saga's first row and spawns its driver
-//! ([`drive`]); [`RunnerBuilder::start`] first claims every unfinished saga the store
+//! (`drive.rs`); [`RunnerBuilder::start`] first claims every unfinished saga the store
 //! holds for this runner and drives them again from where their log stands. Background
 //! tasks renew this runner's leases, take over sagas whose lease ended, and prune
 //! finished sagas.
@@ -34,7 +34,7 @@ use crate::store::{ClaimMode, EventRow, Op, SagaRow, SagaState, Store};
 use crate::wall::{WallClock, millis};
 
 pub use config::RunnerConfig;
-pub use operator::SagaView;
+pub use operator::{MAX_EVENTS, SagaView};
 
 /// Drives sagas on a store; cheap to clone (clones share one runner).
 #[derive(Clone)]
