@@ -34,13 +34,31 @@ async fn renew(inner: Arc<Inner>) {
             lease_until_ms: inner.lease_until(),
         };
         match inner.store.call(op).await {
-            Ok(Reply::Ids(ids)) => {
-                let local = inner.local.lock().unwrap_or_else(PoisonError::into_inner);
-                for id in ids {
-                    if let Some(l) = local.get(&id) {
-                        let _ = l.cancel.send(true);
+            Ok(Reply::Renewed(renewed)) => {
+                // Not driven, not queued and unchanged for a lease: an orphan.
+                let stale = inner
+                    .wall
+                    .now_ms()
+                    .saturating_sub(crate::wall::millis(inner.config.lease));
+                let mut orphans = Vec::new();
+                {
+                    let local = inner.local.lock().unwrap_or_else(PoisonError::into_inner);
+                    let queued = inner.queued.lock().unwrap_or_else(PoisonError::into_inner);
+                    for r in renewed {
+                        match local.get(&r.id) {
+                            Some(l) if r.cancel_requested => {
+                                let _ = l.cancel.send(true);
+                            }
+                            Some(_) => {}
+                            None if !queued.contains(&r.id) && r.updated_ms < stale => {
+                                orphans.push(r.id)
+                            }
+                            None => {}
+                        }
                     }
                 }
+                orphans.truncate(inner.config.recovery_concurrency);
+                inner.adopt_orphans(orphans).await;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "saga lease renewal failed"),

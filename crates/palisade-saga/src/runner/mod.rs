@@ -19,7 +19,7 @@ mod config;
 mod drive;
 mod operator;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::SeedableRng;
@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     config: RunnerConfig,
     wall: WallClock,
     local: Mutex<HashMap<String, Local>>,
+    /// Claimed sagas waiting for a slot to be driven (at most `RECOVERY_LIMIT` per pass).
+    queued: Mutex<HashSet<String>>,
     permits: Arc<Semaphore>,
     recovery: Arc<Semaphore>,
     rng: Mutex<SmallRng>,
@@ -165,6 +167,7 @@ impl RunnerBuilder {
             config: self.config,
             wall: self.wall.unwrap_or_default(),
             local: Mutex::new(HashMap::new()),
+            queued: Mutex::new(HashSet::new()),
             rng: Mutex::new(rng),
             background: Mutex::new(Vec::new()),
         });
@@ -371,16 +374,48 @@ impl Inner {
     fn recover(self: &Arc<Self>, rows: Vec<SagaRow>) {
         for row in rows {
             let inner = Arc::clone(self);
+            self.queued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(row.id.clone());
             let handle = tokio::spawn(async move {
-                let Ok(slot) = Arc::clone(&inner.recovery).acquire_owned().await else {
-                    return;
-                };
-                let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else {
-                    return;
-                };
-                inner.adopt(row, permit, Some(slot)).await;
+                let id = row.id.clone();
+                let slot = Arc::clone(&inner.recovery).acquire_owned().await;
+                let permit = Arc::clone(&inner.permits).acquire_owned().await;
+                if let (Ok(slot), Ok(permit)) = (slot, permit) {
+                    inner.adopt(row, permit, Some(slot)).await;
+                }
+                inner
+                    .queued
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
             });
             drop(handle);
+        }
+    }
+
+    /// Sagas this runner owns in the store but neither drives nor has queued (a start
+    /// whose answer was lost after its commit): claimed again and driven.
+    async fn adopt_orphans(self: &Arc<Self>, ids: Vec<String>) {
+        for id in ids {
+            let op = Op::ClaimOne {
+                id,
+                owner: self.config.runner_id.clone(),
+                now_ms: self.wall.now_ms(),
+                lease_until_ms: self.lease_until(),
+            };
+            match self.store.row(op).await {
+                Ok(Some(row))
+                    if row.state.is_active()
+                        && row.owner.as_deref() == Some(&self.config.runner_id) =>
+                {
+                    tracing::warn!(saga = %row.id, "orphaned saga adopted");
+                    self.recover(vec![row]);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "orphaned saga not adopted"),
+            }
         }
     }
 

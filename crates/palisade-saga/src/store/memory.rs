@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Backend, ClaimMode, EventRow, Op, Reply, SagaRow, Store};
+use super::{Backend, ClaimMode, EventRow, Op, Renewed, Reply, SagaRow, Store};
 use crate::error::StoreError;
 
 /// The in-memory backend.
@@ -103,16 +103,18 @@ impl Memory {
                 owner,
                 lease_until_ms,
             } => {
-                let mut cancels = Vec::new();
+                let mut renewed = Vec::new();
                 for row in self.sagas.values_mut() {
                     if row.state.is_active() && row.owner.as_deref() == Some(owner) {
                         row.lease_until_ms = *lease_until_ms;
-                        if row.cancel_requested {
-                            cancels.push(row.id.clone());
-                        }
+                        renewed.push(Renewed {
+                            id: row.id.clone(),
+                            cancel_requested: row.cancel_requested,
+                            updated_ms: row.updated_ms,
+                        });
                     }
                 }
-                Ok(Reply::Ids(cancels))
+                Ok(Reply::Renewed(renewed))
             }
             Op::RequestCancel { id } => Ok(Reply::Done(match self.sagas.get_mut(id) {
                 Some(row) if row.state == super::SagaState::Running => {

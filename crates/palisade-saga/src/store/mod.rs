@@ -94,8 +94,7 @@ pub enum Op {
         /// The new lease's end.
         lease_until_ms: i64,
     },
-    /// Extends the leases of every unfinished saga `owner` holds; answers the ids whose
-    /// cancellation was requested.
+    /// Extends the leases of every unfinished saga `owner` holds; answers them.
     Renew {
         /// The runner.
         owner: String,
@@ -161,10 +160,21 @@ pub enum Reply {
     Row(Option<Box<SagaRow>>),
     /// Events.
     Events(Vec<EventRow>),
-    /// Renew: ids with a cancellation request.
-    Ids(Vec<String>),
+    /// Renew: every saga whose lease was extended.
+    Renewed(Vec<Renewed>),
     /// Prune: sagas deleted.
     Count(u64),
+}
+
+/// One saga whose lease a renewal extended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewed {
+    /// The saga.
+    pub id: String,
+    /// A cancellation was asked for.
+    pub cancel_requested: bool,
+    /// Last changed at (ms since the Unix epoch).
+    pub updated_ms: i64,
 }
 
 /// A store's engine: applies a batch of ops in one transaction.

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use postgres::{Client, NoTls, Row, Transaction};
 
 use super::sqlite::{limit_i64, op_id};
-use super::{Backend, EventRow, Op, Reply, SagaRow, Store, pg_batch, schema};
+use super::{Backend, EventRow, Op, Renewed, Reply, SagaRow, Store, pg_batch, schema};
 use crate::error::StoreError;
 
 /// The PostgreSQL backend.
@@ -338,14 +338,16 @@ fn one(tx: &mut Transaction<'_>, op: &Op) -> Result<Reply, StoreError> {
             lease_until_ms,
         } => {
             let rows = tx.query(schema::RENEW, &[owner, lease_until_ms])?;
-            Ok(Reply::Ids(
+            Ok(Reply::Renewed(
                 rows.iter()
-                    .map(|r| Ok((col::<i64>(r, 1)?, col::<String>(r, 0)?)))
-                    .collect::<Result<Vec<_>, StoreError>>()?
-                    .into_iter()
-                    .filter(|(cancel, _)| *cancel != 0)
-                    .map(|(_, id)| id)
-                    .collect(),
+                    .map(|r| {
+                        Ok(Renewed {
+                            id: col(r, 0)?,
+                            cancel_requested: col::<i64>(r, 1)? != 0,
+                            updated_ms: col(r, 2)?,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?,
             ))
         }
         Op::RequestCancel { id } => Ok(Reply::Done(tx.execute(schema::REQUEST_CANCEL, &[id])? > 0)),

@@ -62,7 +62,8 @@ pub(crate) const COMMIT: &str = "UPDATE palisade_sagas SET state = $2, step_curs
     WHERE id = $1 AND epoch = $13";
 
 pub(crate) const RENEW: &str = "UPDATE palisade_sagas SET lease_until_ms = $2 \
-    WHERE owner = $1 AND state IN ('running', 'compensating') RETURNING id, cancel_requested";
+    WHERE owner = $1 AND state IN ('running', 'compensating') \
+    RETURNING id, cancel_requested, updated_ms";
 
 pub(crate) const REQUEST_CANCEL: &str =
     "UPDATE palisade_sagas SET cancel_requested = 1 WHERE id = $1 AND state = 'running'";

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Backend, EventRow, Op, Reply, SagaRow, Store, schema};
+use super::{Backend, EventRow, Op, Renewed, Reply, SagaRow, Store, schema};
 use crate::error::StoreError;
 
 /// The SQLite backend.
@@ -160,16 +160,13 @@ impl Sqlite {
             } => {
                 let mut stmt = c.prepare_cached(&sql(schema::RENEW))?;
                 let rows = stmt.query_map(params![owner, lease_until_ms], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    Ok(Renewed {
+                        id: r.get(0)?,
+                        cancel_requested: r.get::<_, i64>(1)? != 0,
+                        updated_ms: r.get(2)?,
+                    })
                 })?;
-                let mut ids = Vec::new();
-                for row in rows {
-                    let (id, cancel) = row?;
-                    if cancel != 0 {
-                        ids.push(id);
-                    }
-                }
-                Ok(Reply::Ids(ids))
+                Ok(Reply::Renewed(rows.collect::<Result<_, _>>()?))
             }
             Op::RequestCancel { id } => Ok(Reply::Done(
                 c.prepare_cached(&sql(schema::REQUEST_CANCEL))?

@@ -326,3 +326,63 @@ pub(crate) async fn deadline_passed_while_down_compensates(kind: Kind) {
     );
     b.shutdown();
 }
+
+/// A saga this runner owns in the store but does not drive (its start's answer was lost
+/// after the commit) is adopted at a lease renewal and finished.
+pub(crate) async fn an_orphaned_saga_is_adopted(kind: Kind) {
+    let l = ledger();
+    let wall = WallClock::new();
+    let runner = Runner::builder(open(&kind).await)
+        .runner_id("a")
+        .lease(Duration::from_secs(3))
+        .wall_clock(wall.clone())
+        .register(definition("order", 1, 2, &l, quick_retry()))
+        .start()
+        .await
+        .unwrap();
+    let now = wall.now_ms();
+    let row = palisade_saga::SagaRow {
+        id: "orphan-1".into(),
+        definition: "order".into(),
+        version: 1,
+        state: SagaState::Running,
+        cursor: 0,
+        attempt: 0,
+        input: json!(null),
+        outputs: vec![json!(null); 2],
+        failed_step: None,
+        failure: None,
+        reason: None,
+        parked_from: None,
+        deadline_ms: None,
+        cancel_requested: false,
+        owner: Some("a".into()),
+        epoch: 1,
+        lease_until_ms: now + 3000,
+        created_ms: now,
+        updated_ms: now,
+        seq: 1,
+    };
+    let event = palisade_saga::store::EventRow {
+        saga_id: "orphan-1".into(),
+        seq: 0,
+        at_ms: now,
+        step: None,
+        kind: "started".into(),
+        attempt: 0,
+        detail: Some("a".into()),
+    };
+    runner.store().create(row, event).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let row = runner.wait("orphan-1", WAIT).await.unwrap();
+    assert_eq!(row.state, SagaState::Completed);
+    // Unchanged for a lease, then noticed at the next renewal (every lease / 3).
+    assert!(
+        started.elapsed()
+            <= Duration::from_secs(3) + Duration::from_secs(1) + Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(row.epoch > 1);
+    runner.shutdown();
+}
