@@ -11,7 +11,8 @@ pub struct RunnerConfig {
     /// back at once. Default: `runner-{pid}`.
     pub runner_id: String,
     /// Sagas driven at once, at most; a start beyond it is refused
-    /// ([`SagaError::Full`](crate::SagaError::Full)). Default 1024.
+    /// ([`SagaError::Full`](crate::SagaError::Full)). A saga sleeping between compensation
+    /// attempts gives its slot back (up to `max_running` of them). Default 1024.
     pub max_running: usize,
     /// Recovered (or taken-over) sagas driven at once, at most. Default 64.
     pub recovery_concurrency: usize,

@@ -14,12 +14,13 @@
 //! `i` yet, since the last driver may have sent it. After a crash, the log
 //! says where the saga is: an action in flight is run again with the same key.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use palisade::policy::retry::BackoffState;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use super::Inner;
@@ -40,6 +41,7 @@ pub(crate) async fn drive(
     mut cancel: watch::Receiver<bool>,
     state: watch::Sender<SagaState>,
     resumed: bool,
+    slots: &mut Slots,
 ) {
     let steps = def.steps();
     let n = i64::try_from(steps.len()).unwrap_or(i64::MAX);
@@ -181,7 +183,7 @@ pub(crate) async fn drive(
                                 .await;
                                 if r.is_ok() {
                                     let delay = backoff_delay(inner, &def, attempt);
-                                    tokio::time::sleep(delay).await;
+                                    back_off(inner, slots, delay).await;
                                 }
                                 r
                             } else {
@@ -277,6 +279,44 @@ async fn commit_then(
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// The slots a driver holds: one of `max_running`, and (for a recovered saga) one of
+/// `recovery_concurrency`.
+pub(crate) struct Slots {
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    pub(crate) recovery: Option<OwnedSemaphorePermit>,
+}
+
+/// Sleeps between compensation attempts. A saga waiting out a long backoff (a dependency
+/// down for an hour) gives its slots back, so it does not keep new sagas or recovery out;
+/// it takes a running slot again before its next attempt. At most `max_running` drivers
+/// sleep without a slot; beyond that, they keep theirs.
+async fn back_off(inner: &Inner, slots: &mut Slots, delay: Duration) {
+    slots.recovery = None;
+    let max = inner.config.max_running;
+    let released = inner
+        .backing_off
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok();
+    if !released {
+        tokio::time::sleep(delay).await;
+        return;
+    }
+    let _counted = BackingOff(&inner.backing_off); // uncounted however the sleep ends
+    slots.permit = None;
+    tokio::time::sleep(delay).await;
+    slots.permit = Arc::clone(&inner.permits).acquire_owned().await.ok();
+}
+
+struct BackingOff<'a>(&'a AtomicUsize);
+
+impl Drop for BackingOff<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

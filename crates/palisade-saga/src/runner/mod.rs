@@ -50,6 +50,9 @@ pub(crate) struct Inner {
     local: Mutex<HashMap<String, Local>>,
     /// Claimed sagas waiting for a slot to be driven (at most `RECOVERY_LIMIT` per pass).
     queued: Mutex<HashSet<String>>,
+    /// Drivers sleeping between compensation attempts without a slot (at most
+    /// `max_running`).
+    backing_off: std::sync::atomic::AtomicUsize,
     permits: Arc<Semaphore>,
     recovery: Arc<Semaphore>,
     rng: Mutex<SmallRng>,
@@ -168,6 +171,7 @@ impl RunnerBuilder {
             wall: self.wall.unwrap_or_default(),
             local: Mutex::new(HashMap::new()),
             queued: Mutex::new(HashSet::new()),
+            backing_off: std::sync::atomic::AtomicUsize::new(0),
             rng: Mutex::new(rng),
             background: Mutex::new(Vec::new()),
         });
@@ -490,8 +494,12 @@ impl Inner {
         let inner = Arc::clone(self);
         let task = tokio::spawn(async move {
             let id = row.id.clone();
-            drive::drive(&inner, row, def, cancel_rx, state_tx, resumed).await;
-            drop((permit, slot));
+            let mut slots = drive::Slots {
+                permit: Some(permit),
+                recovery: slot,
+            };
+            drive::drive(&inner, row, def, cancel_rx, state_tx, resumed, &mut slots).await;
+            drop(slots);
             let mut local = inner.local.lock().unwrap_or_else(PoisonError::into_inner);
             if local.get(&id).is_some_and(|l| l.epoch == epoch) {
                 local.remove(&id);

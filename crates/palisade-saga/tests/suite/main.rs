@@ -37,7 +37,8 @@ macro_rules! suite {
         mod $store {
             use super::*;
             suite!(@tests $kind; semantics::completes_every_step, semantics::definitive_failure_compensates_earlier_steps, semantics::unknown_outcome_compensates_the_failed_step_too, semantics::cancel_during_a_step_compensates_it, semantics::passed_deadline_compensates, semantics::failing_compensation_parks_then_resumes, semantics::retry_runs_the_failed_step_again, semantics::abort_ends_a_parked_saga, recovery::recovery_runs_the_step_in_flight_again, recovery::recovery_compensates_where_it_stopped, recovery::unregistered_version_is_parked, recovery::same_id_starts_once, recovery::bounded_running_and_pruned, recovery::fenced_writes_are_refused, recovery::cancel_while_down_compensates_the_step_in_flight, recovery::deadline_passed_while_down_compensates,
-                recovery::an_orphaned_saga_is_adopted);
+                recovery::an_orphaned_saga_is_adopted,
+                recovery::backoff_gives_its_slot_back);
         }
     };
     (@tests $kind:expr; $($module:ident::$name:ident),*) => {

@@ -386,3 +386,42 @@ pub(crate) async fn an_orphaned_saga_is_adopted(kind: Kind) {
     assert!(row.epoch > 1);
     runner.shutdown();
 }
+
+/// A saga waiting out a compensation backoff gives its slot back: with `max_running` 1,
+/// another saga starts and completes meanwhile.
+pub(crate) async fn backoff_gives_its_slot_back(kind: Kind) {
+    let l = ledger();
+    script_act(&l, 1, &[Act::Definitive]);
+    script_comp(&l, 0, &[Comp::Unknown; 3]);
+    let retry = palisade_saga::CompensationRetry {
+        max_attempts: 10,
+        base: Duration::from_secs(60),
+        max_delay: Duration::from_secs(600),
+        ..quick_retry()
+    };
+    let runner = Runner::builder(open(&kind).await)
+        .register(definition("order", 1, 2, &l, retry))
+        .max_running(1)
+        .recovery_concurrency(1)
+        .start()
+        .await
+        .unwrap();
+    let slow = runner
+        .start_saga("order", json!(null), opts("slot-1"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await; // slot-1 now sleeps between attempts
+    let quick = runner
+        .start_saga("order", json!(null), opts("slot-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        runner.wait(&quick, WAIT).await.unwrap().state,
+        SagaState::Completed
+    );
+    assert_eq!(
+        runner.wait(&slow, WAIT).await.unwrap().state,
+        SagaState::Compensated
+    );
+    runner.shutdown();
+}
