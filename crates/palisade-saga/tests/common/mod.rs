@@ -189,9 +189,9 @@ static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 
 pub fn temp_sqlite() -> Kind {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("palisade-saga-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join("palisade-saga-tests");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("t{n}.db"));
+    let path = dir.join(format!("t{}-{n}.db", std::process::id()));
     let _ = std::fs::remove_file(&path);
     Kind::Sqlite(path)
 }
