@@ -48,6 +48,14 @@ pub enum SagaError {
     /// The id is empty, too long, or holds a `/`.
     #[error("invalid saga id {0:?}: 1 to 200 bytes, no '/'")]
     InvalidId(String),
+    /// The id names a saga of another definition.
+    #[error("saga id {id:?} is taken by a saga of {definition:?}")]
+    IdTaken {
+        /// The id.
+        id: String,
+        /// The definition of the saga holding it.
+        definition: String,
+    },
     /// The operation does not apply in the saga's state.
     #[error("saga {id} is {state}; cannot {action}")]
     InvalidState {

@@ -205,7 +205,8 @@ impl Runner {
     }
 
     /// Starts a saga of definition `name` with `input`; answers its id. An id that exists
-    /// answers that saga's id and starts nothing.
+    /// answers that saga's id and starts nothing ([`SagaError::IdTaken`] if that saga is
+    /// of another definition).
     pub async fn start_saga(
         &self,
         name: &str,
@@ -264,7 +265,13 @@ impl Runner {
             0,
             Some(inner.config.runner_id.clone()),
         );
-        if inner.store.create(row.clone(), event).await?.is_some() {
+        if let Some(existing) = inner.store.create(row.clone(), event).await? {
+            if existing.definition != def.name() {
+                return Err(SagaError::IdTaken {
+                    id,
+                    definition: existing.definition,
+                });
+            }
             return Ok(id);
         }
         crate::metrics::started(def.name());

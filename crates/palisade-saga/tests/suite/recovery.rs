@@ -127,6 +127,7 @@ pub(crate) async fn same_id_starts_once(kind: Kind) {
     let l = ledger();
     let runner = Runner::builder(open(&kind).await)
         .register(definition("order", 1, 2, &l, quick_retry()))
+        .register(definition("refund", 1, 1, &l, quick_retry()))
         .start()
         .await
         .unwrap();
@@ -141,6 +142,10 @@ pub(crate) async fn same_id_starts_once(kind: Kind) {
         .unwrap();
     assert_eq!(a, b);
     assert_eq!(l.lock().unwrap().actions.len(), 2);
+    assert!(matches!(
+        runner.start_saga("refund", json!(1), opts("same")).await,
+        Err(SagaError::IdTaken { .. })
+    ));
     assert!(matches!(
         runner.start_saga("order", json!(1), opts("a/b")).await,
         Err(SagaError::InvalidId(_))
