@@ -194,6 +194,21 @@ pub(super) fn parse_response(
     parse_head(&head, lines, head_request).map(Some)
 }
 
+/// The status and length of the response head at the start of `buf`, if `buf` holds it
+/// all; an error if its status line is not one. Consumes nothing: for a look at what an
+/// endpoint sent while the request body is still going out.
+pub(super) fn peek_status(buf: &[u8]) -> Result<Option<(StatusCode, usize)>, Error> {
+    let Some((end, _)) = find_end(buf) else {
+        return Ok(None);
+    };
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(end);
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
+    let (_, status) = parse_status_line(line)?;
+    Ok(Some((status, end)))
+}
+
 /// The length of the head (through its empty line) and its number of lines before the
 /// empty one, if `buf` holds it all.
 fn find_end(buf: &[u8]) -> Option<(usize, usize)> {

@@ -13,8 +13,10 @@
 //! when small) or a chunked one; responses framed by `Content-Length`, chunked, or by the
 //! connection's close; `HEAD`, 204 and 304 without a body; interim 1xx responses skipped
 //! (101 refused: a pooled connection never switches protocols; upgrades go through
-//! `forward::tunnel` on a connection of their own). The request is written whole
-//! before the response is read.
+//! `forward::tunnel` on a connection of their own). A body that streams is written while
+//! the connection is watched: an endpoint that gives its final answer before the body is
+//! all sent (a 413, say) stops the sending, and its answer is relayed (the connection is
+//! then not reused); interim answers (100 Continue) meanwhile are skipped.
 
 mod body;
 mod head;
@@ -135,6 +137,9 @@ impl Connection {
             }
         };
         head::encode_request(&mut self.write, head, authority, framing);
+        // Whether the request went out whole: a connection whose request was cut short by
+        // an early answer is not reused.
+        let mut whole = true;
         match framing {
             RequestFraming::None | RequestFraming::Length(0) => {
                 self.io.write_all(&self.write).await?;
@@ -157,26 +162,35 @@ impl Connection {
             }
             RequestFraming::Length(n) => {
                 self.io.write_all(&self.write).await?;
-                self.stream_body(&mut body, Some(n)).await?;
+                whole = self.stream_body(&mut body, Some(n)).await? == Sent::Whole;
             }
             RequestFraming::Chunked => {
                 self.io.write_all(&self.write).await?;
-                self.stream_body(&mut body, None).await?;
+                whole = self.stream_body(&mut body, None).await? == Sent::Whole;
             }
         }
         drop(body);
-        self.read_response(*head.method == Method::HEAD, head.raw_response, wrap)
+        self.read_response(*head.method == Method::HEAD, head.raw_response, whole, wrap)
             .await
     }
 
-    /// Writes a body frame by frame: `length` bytes, or chunked when `None`.
+    /// Writes a body frame by frame: `length` bytes, or chunked when `None`, watching
+    /// the connection meanwhile for an early final answer.
     async fn stream_body(
         &mut self,
         body: &mut ProxyBody,
         length: Option<u64>,
-    ) -> Result<(), Error> {
+    ) -> Result<Sent, Error> {
+        let Connection { io, read, write } = self;
+        let (mut reader, mut writer) = io.split();
         let mut sent = 0u64;
-        while let Some(frame) = body.frame().await {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                answered = answered_early(&mut reader, read) => return answered,
+                frame = body.frame() => frame,
+            };
+            let Some(frame) = frame else { break };
             let Ok(data) = frame.map_err(Error::Body)?.into_data() else {
                 continue; // trailers are not forwarded
             };
@@ -184,23 +198,30 @@ impl Connection {
                 continue;
             }
             sent += data.len() as u64;
+            write.clear();
             match length {
                 Some(n) if sent > n => return Err(Error::BodyLength),
-                Some(_) => self.io.write_all(&data).await?,
+                Some(_) => write.extend_from_slice(&data),
                 None => {
-                    self.write.clear();
-                    crate::wire::push_hex(&mut self.write, data.len() as u64);
-                    self.write.extend_from_slice(b"\r\n");
-                    self.io.write_all(&self.write).await?;
-                    self.io.write_all(&data).await?;
-                    self.io.write_all(b"\r\n").await?;
+                    crate::wire::push_hex(write, data.len() as u64);
+                    write.extend_from_slice(b"\r\n");
+                    write.extend_from_slice(&data);
+                    write.extend_from_slice(b"\r\n");
                 }
+            }
+            tokio::select! {
+                biased;
+                answered = answered_early(&mut reader, read) => return answered,
+                written = writer.write_all(write) => written?,
             }
         }
         match length {
             Some(n) if sent != n => Err(Error::BodyLength),
-            Some(_) => Ok(()),
-            None => Ok(self.io.write_all(b"0\r\n\r\n").await?),
+            Some(_) => Ok(Sent::Whole),
+            None => {
+                writer.write_all(b"0\r\n\r\n").await?;
+                Ok(Sent::Whole)
+            }
         }
     }
 
@@ -211,6 +232,7 @@ impl Connection {
         mut self: Box<Self>,
         head_request: bool,
         keep_raw: bool,
+        reusable: bool,
         wrap: impl FnOnce(Body) -> B,
     ) -> Result<Box<Response<B>>, Error> {
         loop {
@@ -225,7 +247,7 @@ impl Connection {
                     let mut response = Box::new(Response::new(wrap(Body::new(
                         self,
                         head.framing,
-                        head.keep_alive,
+                        head.keep_alive && reusable,
                         head.raw,
                     ))));
                     *response.status_mut() = head.status;
@@ -244,6 +266,43 @@ impl Connection {
                     Error::Incomplete
                 });
             }
+        }
+    }
+}
+
+/// How sending a request body ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// All of it went out.
+    Whole,
+    /// The endpoint gave its final answer first; the rest was not sent.
+    Early,
+}
+
+/// Resolves when the endpoint has given a final answer while the request body is still
+/// going out (its head then waits in `read`), or has closed the connection. Interim
+/// answers (100 Continue) are dropped from `read` as they come; without a final one this
+/// never resolves.
+async fn answered_early(
+    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+    read: &mut BytesMut,
+) -> Result<Sent, Error> {
+    loop {
+        while let Some((status, end)) = head::peek_status(read)? {
+            if !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS {
+                return Ok(Sent::Early);
+            }
+            let _interim = read.split_to(end);
+        }
+        if read.capacity() - read.len() < 1024 {
+            read.reserve(READ_BUFFER);
+        }
+        if reader.read_buf(read).await? == 0 {
+            return Err(if read.is_empty() {
+                Error::Closed
+            } else {
+                Error::Incomplete
+            });
         }
     }
 }

@@ -567,3 +567,48 @@ proptest::proptest! {
         proptest::prop_assert_eq!(body, chunks.concat());
     }
 }
+
+/// A body that sends `first`, then never ends (a client still uploading).
+struct Endless(Option<&'static str>);
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.0.take() {
+            Some(first) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(
+                Bytes::from_static(first.as_bytes()),
+            )))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_early_final_answer_stops_the_body_and_is_relayed() {
+    // The endpoint answers as soon as the head is in, without reading the body.
+    let (conn, _server) = serve_once(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!",
+        0,
+    )
+    .await;
+    let request = Request::post("/upload")
+        .body(boxed(Endless(Some("the first piece"))))
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(5), send(conn, request))
+        .await
+        .expect("the early answer came before the body ended")
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let mut body = response.into_body();
+    let bytes = (&mut body).collect().await.expect("body").to_bytes();
+    assert_eq!(&bytes[..], b"big!");
+    assert!(
+        body.take_connection().is_none(),
+        "a connection whose request was cut short is not reused"
+    );
+}
