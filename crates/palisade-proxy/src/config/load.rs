@@ -291,6 +291,15 @@ impl Checker<'_> {
         if upstream.name.is_empty() {
             self.problem(&at("name"), "is empty; allowed: a name routes can refer to");
         }
+        if upstream.slow_start > Duration::from_secs(3600) {
+            self.problem(
+                &at("slow_start"),
+                format!(
+                    "{:?} is out of range; allowed: 0 (off) to 1 hour",
+                    upstream.slow_start
+                ),
+            );
+        }
         if config.upstream[..i].iter().any(|u| u.name == upstream.name) {
             self.problem(
                 &at("name"),

@@ -144,6 +144,11 @@ pub struct Upstream {
     /// Load balancing.
     #[serde(default)]
     pub balance: Balance,
+    /// After an endpoint's breaker closes, its share of p2c's picks ramps up over this
+    /// long (from a tenth), so a recovered endpoint is not handed a whole backlog at
+    /// once. Default 0 (off).
+    #[serde(default, with = "humantime_serde")]
+    pub slow_start: Duration,
     /// Protocol to the endpoints.
     #[serde(default)]
     pub protocol: Protocol,

@@ -45,6 +45,8 @@ pub(crate) struct Balancer {
     pub(crate) backups: Vec<Arc<Endpoint>>,
     next: AtomicUsize,
     clock: Clock,
+    /// How long a recovered endpoint's share of picks ramps up (zero: off).
+    slow_start: Duration,
 }
 
 impl Balancer {
@@ -62,7 +64,14 @@ impl Balancer {
             backups,
             next: AtomicUsize::new(0),
             clock,
+            slow_start: Duration::ZERO,
         }
+    }
+
+    /// Ramps a recovered endpoint's share of picks up over `window` (see [`weight`]).
+    pub(crate) fn slow_start(mut self, window: Duration) -> Self {
+        self.slow_start = window;
+        self
     }
 
     /// The clock attempts are timed by (peak-EWMA latency).
@@ -212,7 +221,7 @@ impl Balancer {
                 if b >= a {
                     b += 1;
                 }
-                let cost = |i: usize| group[candidates[i] - offset].cost(&self.clock);
+                let cost = |i: usize| self.cost(&group[candidates[i] - offset]);
                 let first = if cost(a) <= cost(b) { a } else { b };
                 candidates.swap(0, first);
             }
@@ -228,11 +237,37 @@ impl Balancer {
             Balance::RoundRobin => {}
             Balance::Random => rest.shuffle(&mut rand::rng()),
             Balance::P2c => {
-                let cost = |i: &usize| group[*i - offset].cost(&self.clock);
+                let cost = |i: &usize| self.cost(&group[*i - offset]);
                 rest.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
             }
         }
     }
+}
+
+impl Balancer {
+    /// An endpoint's cost to p2c: its load estimate, divided by its slow-start weight.
+    fn cost(&self, endpoint: &Endpoint) -> f64 {
+        let cost = endpoint.cost(&self.clock);
+        if self.slow_start.is_zero() {
+            return cost;
+        }
+        cost / weight(endpoint, self.slow_start)
+    }
+}
+
+/// An endpoint's share of picks while it ramps up after its breaker closed: from a tenth
+/// to all of it, linearly over `window`; 1 otherwise, and without a breaker. (Endpoints
+/// built together ramp together, which changes no choice between them.)
+fn weight(endpoint: &Endpoint, window: Duration) -> f64 {
+    const FLOOR: f64 = 0.1;
+    let Some(breaker) = endpoint.breaker.as_ref() else {
+        return 1.0;
+    };
+    if breaker.state() != CircuitState::Closed {
+        return 1.0;
+    }
+    let ramped = breaker.time_in_state().as_secs_f64() / window.as_secs_f64();
+    ramped.clamp(FLOOR, 1.0)
 }
 
 /// The refusals met while picking.
@@ -451,5 +486,42 @@ mod tests {
                 "after endpoint 0 refused, the busier endpoint 1 was tried before 2"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recovered_endpoint_s_share_ramps_up_over_the_slow_start() {
+        let breakers = [breaker("a"), breaker("b")];
+        let balancer = primaries(&breakers).slow_start(Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        // Endpoint 0 trips, waits out its open time and closes again through a probe.
+        trip(&breakers[0]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..3 {
+            breakers[0]
+                .try_acquire()
+                .expect("a probe")
+                .record(&palisade::outcome::Outcome::success());
+        }
+        assert_eq!(breakers[0].state(), CircuitState::Closed);
+        let share = |balancer: &Balancer| {
+            let picks = 2000;
+            let to_first = (0..picks)
+                .filter(|_| balancer.pick(0).expect("picked").index == 0)
+                .count();
+            to_first as f64 / picks as f64
+        };
+        let at_first = share(&balancer);
+        assert!(
+            at_first < 0.2,
+            "just closed, it got {at_first} of the picks"
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let after = share(&balancer);
+        assert!(
+            (0.4..=0.6).contains(&after),
+            "ramped up, it got {after} of the picks"
+        );
+        let without = primaries(&breakers);
+        assert!((0.4..=0.6).contains(&share(&without)), "off by default");
     }
 }

@@ -151,7 +151,8 @@ impl Upstream {
                 primaries,
                 backups,
                 clock.clone(),
-            ),
+            )
+            .slow_start(config.slow_start),
             total: Timeout::builder()
                 .name(format!("{}/total", config.name))
                 .after(config.timeout.total)

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     max_half_open: Nanos,
     word: AtomicU64,
     open_until: AtomicU64,
+    /// When the current state was entered (clock nanoseconds).
+    entered_at: AtomicU64,
     window: FailureWindow,
     control: Mutex<Control>,
     emitter: Emitter,
@@ -136,6 +138,7 @@ impl Shared {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_os_rng(),
         };
+        let built_at = clock.now();
         let gauge = metrics::gauge!(names::CIRCUIT_STATE, "policy" => name.to_string());
         gauge.set(initial.gauge());
         Self {
@@ -161,6 +164,7 @@ impl Shared {
             max_half_open: duration_to_nanos(config.max_half_open),
             word: AtomicU64::new(Word::new(initial, 0).0),
             open_until: AtomicU64::new(0),
+            entered_at: AtomicU64::new(built_at),
             window: FailureWindow::new(config),
             control: Mutex::new(Control {
                 consecutive_trips: 0,
@@ -453,6 +457,7 @@ impl Shared {
     /// Publishes `to`, reports it, and wakes the state timer. Call under the lock.
     fn transition(&self, from: Word, to: CircuitState) -> Word {
         let next = from.next(to);
+        self.entered_at.store(self.clock.now(), Ordering::Relaxed);
         self.word.store(next.0, Ordering::Release);
         self.gauge.set(to.gauge());
         metrics::counter!(
@@ -519,6 +524,12 @@ impl Shared {
 
     pub(crate) fn window_counts(&self) -> crate::window::Counts {
         self.window.counts(&self.clock)
+    }
+
+    /// How long the breaker has been in its current state.
+    pub(crate) fn time_in_state(&self) -> Duration {
+        self.clock
+            .elapsed_since(self.entered_at.load(Ordering::Relaxed))
     }
 
     pub(crate) fn consecutive_trips(&self) -> u32 {

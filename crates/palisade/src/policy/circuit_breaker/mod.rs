@@ -115,6 +115,9 @@ pub struct CircuitBreakerSnapshot {
     /// Time until an open breaker admits a probe.
     #[serde(with = "humantime_serde")]
     pub retry_after: Option<Duration>,
+    /// How long it has been in its state.
+    #[serde(with = "humantime_serde")]
+    pub in_state_for: Duration,
 }
 
 // === impl CircuitBreaker ===
@@ -145,6 +148,13 @@ impl CircuitBreaker {
     /// The breaker's name.
     pub fn name(&self) -> &Name {
         &self.shared.name
+    }
+
+    /// How long the breaker has been in its current state (since it was built, before
+    /// its first transition): a balancer's slow start after a close, a dashboard's "open
+    /// for 12 s".
+    pub fn time_in_state(&self) -> Duration {
+        self.shared.time_in_state()
     }
 
     /// The current state (as of the last call or timer tick).
@@ -214,6 +224,7 @@ impl CircuitBreaker {
             },
             consecutive_trips: self.shared.consecutive_trips(),
             retry_after,
+            in_state_for: self.shared.time_in_state(),
         }
     }
 

@@ -133,3 +133,18 @@ async fn a_window_below_the_threshold_stays_closed_through_successes() {
     }
     assert_eq!(b.state(), CircuitState::Closed, "4 in 10 is below 50%");
 }
+
+#[tokio::test(start_paused = true)]
+async fn time_in_state_restarts_at_each_transition() {
+    let b = breaker();
+    advance(Duration::from_secs(3)).await;
+    assert_eq!(
+        b.time_in_state(),
+        Duration::from_secs(3),
+        "closed since built"
+    );
+    super::trip(&b);
+    assert_eq!(b.time_in_state(), Duration::ZERO);
+    advance(Duration::from_millis(400)).await;
+    assert_eq!(b.snapshot().in_state_for, Duration::from_millis(400));
+}
