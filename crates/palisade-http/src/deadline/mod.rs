@@ -15,6 +15,13 @@
 //! Outbound, every attempt carries the remaining budget minus a safety margin as
 //! `X-Request-Timeout` (and `grpc-timeout` for gRPC requests); an inbound
 //! `X-Request-Deadline` is not forwarded, since the next host's clock may differ.
+//!
+//! In a Rust service, [`InboundDeadlineLayer`] reads the inbound budget and runs the
+//! handler inside Palisade's deadline scope (504 at once when it is spent).
+
+mod layer;
+
+pub use layer::{InboundDeadline, InboundDeadlineLayer, ResponseFuture};
 
 use std::time::Duration;
 
