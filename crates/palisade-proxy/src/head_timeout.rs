@@ -140,16 +140,16 @@ impl Idleness for Waiting {
 /// cannot take counts; a response waiting for its upstream is bounded by the upstream's
 /// `body_idle`.
 pub async fn write_stalled(waiting: &Waiting, limit: Duration) {
-    let sleep = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(sleep);
-    loop {
-        let next = match waiting.blocked_for() {
-            Some(waited) if waited >= limit => return,
-            Some(waited) => limit - waited,
-            None => limit,
-        };
-        sleep.as_mut().reset(Instant::now() + next);
-        sleep.as_mut().await;
+    expired(&Blocked(waiting), limit).await
+}
+
+/// A connection's writes, read as [`expired`] reads a wait: how long the current write
+/// has waited for the client.
+struct Blocked<'a>(&'a Waiting);
+
+impl Idleness for Blocked<'_> {
+    fn waited(&self) -> Option<Duration> {
+        self.0.blocked_for()
     }
 }
 

@@ -117,15 +117,8 @@ impl Balancer {
             }
         }
         // The endpoints left out for a certain refusal refuse this request too.
-        for endpoint in self.all().filter(|e| e.is_healthy()) {
-            if is_held_open(endpoint) {
-                refused.note(None);
-            } else if let Some(rejected) = endpoint.breaker.as_ref().and_then(|b| b.refuse_early())
-            {
-                refused.note(rejected.retry_after);
-            }
-        }
-        Err(self.refused(refused.any, refused.soonest))
+        self.note_certain_refusals(&mut refused);
+        Err(self.refused(refused))
     }
 
     /// The error [`pick`](Self::pick) would give now for certain, found without picking:
@@ -134,37 +127,35 @@ impl Balancer {
     /// `None`: some endpoint might take it (`pick` decides, and counts).
     pub(crate) fn refusal(&self) -> Option<Error<TransportError>> {
         // Without counting first: an endpoint that might take the request ends it.
-        let might_take = |e: &Arc<Endpoint>| {
-            e.is_healthy()
-                && e.breaker
-                    .as_ref()
-                    .is_none_or(|breaker| breaker.would_refuse().is_none())
-        };
-        if self.all().any(might_take) {
+        if self.all().any(|e| e.is_healthy() && !certainly_refuses(e)) {
             return None;
         }
-        let mut refused: Option<Duration> = None;
-        let mut any_refusal = false;
+        let mut refused = Refused::default();
+        self.note_certain_refusals(&mut refused);
+        Some(self.refused(refused))
+    }
+
+    /// Notes, and counts on their breakers, the refusals of the healthy endpoints that
+    /// certainly refuse (held open, or open with their open time not over): the ones
+    /// `pick` leaves out.
+    fn note_certain_refusals(&self, refused: &mut Refused) {
         for endpoint in self.all().filter(|e| e.is_healthy()) {
-            any_refusal = true;
             if is_held_open(endpoint) {
-                continue; // `pick` skips it without asking
-            }
-            let rejected = endpoint.breaker.as_ref()?.refuse_early()?;
-            if let Some(after) = rejected.retry_after {
-                refused = Some(refused.map_or(after, |r| r.min(after)));
+                refused.note(None);
+            } else if let Some(rejected) = endpoint.breaker.as_ref().and_then(|b| b.refuse_early())
+            {
+                refused.note(rejected.retry_after);
             }
         }
-        Some(self.refused(any_refusal, refused))
     }
 
     /// No endpoint took the request: a breaker's refusal if any refused (with the
     /// soonest time one may take a request again), else no healthy endpoint.
-    fn refused(&self, any_refusal: bool, retry_after: Option<Duration>) -> Error<TransportError> {
-        if any_refusal {
+    fn refused(&self, refused: Refused) -> Error<TransportError> {
+        if refused.any {
             return Error::CircuitOpen {
                 name: self.name.clone(),
-                retry_after,
+                retry_after: refused.soonest,
             };
         }
         Error::Inner(TransportError {
