@@ -47,6 +47,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod policy;
 pub(crate) mod random;
+pub mod settings;
 pub(crate) mod sync;
 pub(crate) mod window;
 

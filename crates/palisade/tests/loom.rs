@@ -127,14 +127,19 @@ fn bulkhead_never_over_admits_and_never_leaks() {
 /// clones racing for a limit of one never both get in.
 #[test]
 fn adaptive_limiter_clones_never_over_admit() {
-    use palisade::policy::adaptive_concurrency::{AdaptiveConcurrency, AdaptiveConcurrencyConfig};
+    use palisade::policy::adaptive_concurrency::{
+        AdaptiveConcurrencyBuilder, AdaptiveConcurrencyConfig,
+    };
     loom::model(|| {
         let (clock, _hand) = Clock::manual();
         let config = AdaptiveConcurrencyConfig {
             initial_limit: 1,
             ..Default::default()
         };
-        let limiter = AdaptiveConcurrency::with(config, clock, None).unwrap();
+        let limiter = AdaptiveConcurrencyBuilder::from_config(config)
+            .clock(clock)
+            .build()
+            .unwrap();
         let inside = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
         let threads: Vec<_> = (0..2)
             .map(|_| {

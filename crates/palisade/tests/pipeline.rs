@@ -308,3 +308,54 @@ async fn metrics_report_calls_breaker_state_and_retries() {
         matches!(find("palisade_call_duration_seconds", &[p]), Some(DebugValue::Histogram(h)) if h.len() == 2)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_absent_policy_runs_the_operation_as_it_is_and_a_present_one_applies() {
+    let calls = AtomicU32::new(0);
+    let count = || {
+        calls.fetch_add(1, Ordering::Relaxed);
+        always_fails()
+    };
+    let absent: Option<Retry> = None;
+    assert!(absent.call(count).await.is_err());
+    assert_eq!(calls.load(Ordering::Relaxed), 1, "no retry ran");
+    let present = Some(retry(3));
+    assert!(present.call(count).await.is_err());
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        4,
+        "the retry made 3 attempts"
+    );
+    // In a pipeline, an absent policy keeps the pipeline's shape.
+    let pipeline = Pipeline::builder()
+        .push(None::<Timeout>)
+        .push(Some(retry(2)))
+        .build();
+    assert!(pipeline.call(count).await.is_err());
+    assert_eq!(calls.load(Ordering::Relaxed), 6);
+}
+
+#[test]
+fn settings_give_every_policy_one_name_and_clock() {
+    use palisade::clock::Clock;
+    use palisade::policy::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerConfig};
+    use palisade::policy::throttle::{AdaptiveThrottleBuilder, ThrottleConfig};
+    use palisade::settings::Settings;
+
+    let (clock, hand) = Clock::manual();
+    let settings = Settings::named("payments").clock(clock);
+    let breaker = CircuitBreakerBuilder::from_config(CircuitBreakerConfig::default())
+        .settings(&settings.part("breaker"))
+        .build()
+        .unwrap();
+    assert_eq!(breaker.name().as_ref(), "payments/breaker");
+    let throttle = AdaptiveThrottleBuilder::from_config(ThrottleConfig::default())
+        .settings(&settings)
+        .build()
+        .unwrap();
+    assert_eq!(throttle.name().as_ref(), "payments");
+    // The breaker reads the manual clock: its time in state follows the hand, not tokio.
+    let before = breaker.time_in_state();
+    hand.advance(Duration::from_secs(7));
+    assert_eq!(breaker.time_in_state() - before, Duration::from_secs(7));
+}

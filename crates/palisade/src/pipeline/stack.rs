@@ -83,3 +83,26 @@ where
             .await
     }
 }
+
+/// A policy that may be absent: `Some(policy)` runs the operation under it, `None`
+/// runs it as it is. So a pipeline built from a config, where each policy is switched on
+/// or off, keeps one shape whatever is on.
+impl<T, E, P> Policy<T, E> for Option<P>
+where
+    T: Send,
+    E: Send + fmt::Debug,
+    P: Policy<T, E>,
+{
+    #[inline]
+    async fn execute<C, F, Fut>(&self, classifier: &C, operation: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E> + ?Sized,
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, Error<E>>> + Send,
+    {
+        match self {
+            Some(policy) => policy.execute(classifier, operation).await,
+            None => operation().await,
+        }
+    }
+}

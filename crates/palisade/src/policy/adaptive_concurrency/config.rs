@@ -159,3 +159,56 @@ impl AdaptiveConcurrencyConfig {
         Ok(())
     }
 }
+
+/// Builds a [`AdaptiveConcurrency`](super::AdaptiveConcurrency) step by step; see [`AdaptiveConcurrencyConfig`] for defaults.
+#[derive(Clone, Default)]
+pub struct AdaptiveConcurrencyBuilder {
+    config: AdaptiveConcurrencyConfig,
+    clock: Option<crate::clock::Clock>,
+    listener: Option<crate::events::Listener>,
+}
+
+// === impl AdaptiveConcurrencyBuilder ===
+
+impl AdaptiveConcurrencyBuilder {
+    /// Starts from a config.
+    pub fn from_config(config: AdaptiveConcurrencyConfig) -> Self {
+        Self {
+            config,
+            clock: None,
+            listener: None,
+        }
+    }
+
+    /// Sets the name used in events and metrics.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Reads time from `clock` (default: tokio's).
+    #[must_use]
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Receives the limiter's events.
+    #[must_use]
+    pub fn on_event(
+        mut self,
+        listener: impl Fn(&crate::events::Event) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(std::sync::Arc::new(listener));
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<super::AdaptiveConcurrency, ConfigError> {
+        let clock = self.clock.unwrap_or_else(crate::clock::Clock::tokio);
+        super::AdaptiveConcurrency::from_parts(self.config, clock, self.listener)
+    }
+}
+
+crate::settings::settings_method!(AdaptiveConcurrencyBuilder);

@@ -30,7 +30,7 @@ pub mod algorithm;
 mod config;
 
 pub use algorithm::{AlgorithmConfig, Sample};
-pub use config::{AdaptiveConcurrencyConfig, PartitionConfig};
+pub use config::{AdaptiveConcurrencyBuilder, AdaptiveConcurrencyConfig, PartitionConfig};
 
 use std::fmt;
 use std::future::Future;
@@ -92,11 +92,16 @@ pub struct LimitPermit<'a> {
 impl AdaptiveConcurrency {
     /// A limiter on tokio's clock.
     pub fn new(config: AdaptiveConcurrencyConfig) -> Result<Self, ConfigError> {
-        Self::with(config, Clock::tokio(), None)
+        AdaptiveConcurrencyBuilder::from_config(config).build()
+    }
+
+    /// A builder from the default config.
+    pub fn builder() -> AdaptiveConcurrencyBuilder {
+        AdaptiveConcurrencyBuilder::default()
     }
 
     /// A limiter on `clock`, reporting limit changes to `listener`.
-    pub fn with(
+    pub(crate) fn from_parts(
         config: AdaptiveConcurrencyConfig,
         clock: Clock,
         listener: Option<Listener>,

@@ -6,7 +6,10 @@ use crate::clock::Clock;
 fn limiter(config: AdaptiveConcurrencyConfig) -> (AdaptiveConcurrency, crate::clock::ManualClock) {
     let (clock, hand) = Clock::manual();
     (
-        AdaptiveConcurrency::with(config, clock, None).unwrap(),
+        AdaptiveConcurrencyBuilder::from_config(config)
+            .clock(clock)
+            .build()
+            .unwrap(),
         hand,
     )
 }

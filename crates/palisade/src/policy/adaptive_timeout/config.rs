@@ -195,3 +195,5 @@ impl AdaptiveTimeoutBuilder {
         ))
     }
 }
+
+crate::settings::settings_method!(AdaptiveTimeoutBuilder);

@@ -118,3 +118,5 @@ impl BulkheadBuilder {
         Ok(Bulkhead::from_builder(self))
     }
 }
+
+crate::settings::settings_method!(BulkheadBuilder);

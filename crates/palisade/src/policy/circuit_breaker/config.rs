@@ -311,3 +311,5 @@ impl CircuitBreakerBuilder {
         Ok(CircuitBreaker::from_builder(self))
     }
 }
+
+crate::settings::settings_method!(CircuitBreakerBuilder);

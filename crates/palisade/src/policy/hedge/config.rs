@@ -199,3 +199,5 @@ impl HedgeBuilder {
         ))
     }
 }
+
+crate::settings::settings_method!(HedgeBuilder);

@@ -127,3 +127,5 @@ impl RateLimiterBuilder {
         Ok(RateLimiter::from_builder(self))
     }
 }
+
+crate::settings::settings_method!(RateLimiterBuilder);

@@ -239,3 +239,5 @@ impl RetryBuilder {
         Ok(Retry::from_parts(self.config, budget, clock, self.listener))
     }
 }
+
+crate::settings::settings_method!(RetryBuilder);

@@ -62,3 +62,69 @@ impl ShedConfig {
         })
     }
 }
+
+/// Builds a [`LoadShedder`](super::LoadShedder) step by step; see [`ShedConfig`] for defaults.
+#[derive(Clone, Default)]
+pub struct LoadShedderBuilder {
+    config: ShedConfig,
+    limit: Option<crate::policy::adaptive_concurrency::AdaptiveConcurrency>,
+    clock: Option<crate::clock::Clock>,
+    listener: Option<crate::events::Listener>,
+}
+
+// === impl LoadShedderBuilder ===
+
+impl LoadShedderBuilder {
+    /// Starts from a config.
+    pub fn from_config(config: ShedConfig) -> Self {
+        Self {
+            config,
+            limit: None,
+            clock: None,
+            listener: None,
+        }
+    }
+
+    /// Sets the name used in events and metrics.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Reads time from `clock` (default: tokio's).
+    #[must_use]
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Receives the shedder's events.
+    #[must_use]
+    pub fn on_event(
+        mut self,
+        listener: impl Fn(&crate::events::Event) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(std::sync::Arc::new(listener));
+        self
+    }
+
+    /// Follows `limit`'s adaptive concurrency limit as its capacity instead of
+    /// `max_concurrent` (default: its own fixed capacity).
+    #[must_use]
+    pub fn following(
+        mut self,
+        limit: Option<crate::policy::adaptive_concurrency::AdaptiveConcurrency>,
+    ) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<super::LoadShedder, ConfigError> {
+        let clock = self.clock.unwrap_or_else(crate::clock::Clock::tokio);
+        super::LoadShedder::from_parts(self.config, self.limit, clock, self.listener)
+    }
+}
+
+crate::settings::settings_method!(LoadShedderBuilder);

@@ -36,7 +36,7 @@
 mod config;
 mod queue;
 
-pub use config::ShedConfig;
+pub use config::{LoadShedderBuilder, ShedConfig};
 
 use std::fmt;
 use std::future::Future;
@@ -84,11 +84,16 @@ pub struct ShedPermit<'a> {
 impl LoadShedder {
     /// A shedder on tokio's clock.
     pub fn new(config: ShedConfig) -> Result<Self, ConfigError> {
-        Self::with(config, None, Clock::tokio(), None)
+        LoadShedderBuilder::from_config(config).build()
+    }
+
+    /// A builder from the default config.
+    pub fn builder() -> LoadShedderBuilder {
+        LoadShedderBuilder::default()
     }
 
     /// A shedder whose capacity follows `limit` (when given) instead of `max_concurrent`.
-    pub fn with(
+    pub(crate) fn from_parts(
         config: ShedConfig,
         limit: Option<AdaptiveConcurrency>,
         clock: Clock,

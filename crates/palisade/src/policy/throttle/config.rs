@@ -60,3 +60,56 @@ impl ThrottleConfig {
         in_range("max_rejection", self.max_rejection, 0.0, 1.0)
     }
 }
+
+/// Builds a [`AdaptiveThrottle`](super::AdaptiveThrottle) step by step; see [`ThrottleConfig`] for defaults.
+#[derive(Clone, Default)]
+pub struct AdaptiveThrottleBuilder {
+    config: ThrottleConfig,
+    clock: Option<crate::clock::Clock>,
+    listener: Option<crate::events::Listener>,
+}
+
+// === impl AdaptiveThrottleBuilder ===
+
+impl AdaptiveThrottleBuilder {
+    /// Starts from a config.
+    pub fn from_config(config: ThrottleConfig) -> Self {
+        Self {
+            config,
+            clock: None,
+            listener: None,
+        }
+    }
+
+    /// Sets the name used in events and metrics.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Reads time from `clock` (default: tokio's).
+    #[must_use]
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Receives the throttle's events.
+    #[must_use]
+    pub fn on_event(
+        mut self,
+        listener: impl Fn(&crate::events::Event) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(std::sync::Arc::new(listener));
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<super::AdaptiveThrottle, ConfigError> {
+        let clock = self.clock.unwrap_or_else(crate::clock::Clock::tokio);
+        super::AdaptiveThrottle::from_parts(self.config, clock, self.listener)
+    }
+}
+
+crate::settings::settings_method!(AdaptiveThrottleBuilder);

@@ -37,7 +37,7 @@
 
 mod config;
 
-pub use config::ThrottleConfig;
+pub use config::{AdaptiveThrottleBuilder, ThrottleConfig};
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -88,11 +88,16 @@ const CLOCK_EVERY: u64 = 64;
 impl AdaptiveThrottle {
     /// A throttle on tokio's clock.
     pub fn new(config: ThrottleConfig) -> Result<Self, ConfigError> {
-        Self::with(config, Clock::tokio(), None)
+        AdaptiveThrottleBuilder::from_config(config).build()
+    }
+
+    /// A builder from the default config.
+    pub fn builder() -> AdaptiveThrottleBuilder {
+        AdaptiveThrottleBuilder::default()
     }
 
     /// A throttle on `clock`, reporting to `listener`.
-    pub fn with(
+    pub(crate) fn from_parts(
         config: ThrottleConfig,
         clock: Clock,
         listener: Option<Listener>,

@@ -11,7 +11,13 @@ fn throttle(k: f64, seed: u64) -> (AdaptiveThrottle, crate::clock::ManualClock) 
         seed: Some(seed),
         ..Default::default()
     };
-    (AdaptiveThrottle::with(config, clock, None).unwrap(), hand)
+    (
+        AdaptiveThrottleBuilder::from_config(config)
+            .clock(clock)
+            .build()
+            .unwrap(),
+        hand,
+    )
 }
 
 #[test]

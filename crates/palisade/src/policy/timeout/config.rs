@@ -62,6 +62,26 @@ pub struct TimeoutBuilder {
 }
 
 impl TimeoutBuilder {
+    /// Starts from a config.
+    pub fn from_config(config: TimeoutConfig) -> Self {
+        Self {
+            config,
+            listener: None,
+        }
+    }
+
+    /// Takes the name and listener from `settings` (see
+    /// [`Settings`](crate::settings::Settings)). A timeout waits on tokio's timer, which
+    /// tokio's paused clock drives in tests; it reads no other clock.
+    #[must_use]
+    pub fn settings(mut self, settings: &crate::settings::Settings) -> Self {
+        self.config.name.clone_from(&settings.name);
+        if settings.listener.is_some() {
+            self.listener.clone_from(&settings.listener);
+        }
+        self
+    }
+
     /// Sets the name used in events and metrics.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = name.into();
