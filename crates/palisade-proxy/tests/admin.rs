@@ -174,3 +174,93 @@ async fn a_token_guards_post_endpoints() {
     assert_eq!(proxy.admin_get("/admin/state").await.status, 200);
     assert_eq!(proxy.admin_get("/metrics").await.status, 200);
 }
+
+/// `/admin/state` prints each upstream's policies in the order a request meets them —
+/// the order `runtime/pipeline.rs` declares — with only the policies its config turns on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_prints_each_upstreams_pipeline_in_order() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let every = format!(
+        r#"
+[[upstream]]
+name = "every"
+endpoints = [{endpoints}]
+[upstream.throttle]
+k = 2.0
+[upstream.rate_limit]
+per_second = 1000
+burst = 100
+[upstream.load_shedding]
+max_concurrent = 10
+[upstream.adaptive_concurrency]
+initial_limit = 5
+[upstream.bulkhead]
+max_concurrent = 10
+[upstream.hedge]
+delay = "50ms"
+learn = false
+
+[[upstream]]
+name = "plain"
+endpoints = [{endpoints}]
+[upstream.circuit_breaker]
+scope = "upstream"
+[upstream.timeout.adaptive]
+percentile = 0.99
+
+[[route]]
+path_prefix = "/every"
+upstream = "every"
+
+[[route]]
+path_prefix = "/plain"
+upstream = "plain"
+"#,
+        endpoints = list(&[&up])
+    );
+    let proxy = Proxy::start(&every).await;
+    let state = proxy.state().await;
+    let order = |name: &str| -> Vec<String> {
+        let upstream = state["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap_or_else(|| panic!("no upstream {name}: {state}"));
+        serde_json::from_value(upstream["pipeline"].clone()).unwrap()
+    };
+    assert_eq!(
+        order("every"),
+        [
+            "route_fault",
+            "certain_refusal",
+            "throttle",
+            "rate_limit",
+            "read_body",
+            "load_shedding",
+            "adaptive_concurrency",
+            "bulkhead",
+            "total_timeout",
+            "retry",
+            "hedge",
+            "balancer_with_endpoint_breakers",
+            "per_try_timeout",
+        ]
+    );
+    assert_eq!(
+        order("plain"),
+        [
+            "route_fault",
+            "certain_refusal",
+            "read_body",
+            "total_timeout",
+            "retry",
+            "upstream_breaker",
+            "balancer",
+            "adaptive_per_try_timeout",
+        ]
+    );
+    // The order is what requests meet: both upstreams serve.
+    assert_eq!(proxy.get("/every/x").await.status, 200);
+    assert_eq!(proxy.get("/plain/x").await.status, 200);
+}

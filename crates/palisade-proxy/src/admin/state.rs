@@ -44,10 +44,11 @@ fn upstream(u: &Upstream) -> Value {
     json!({
         "name": &*u.name,
         "available": u.has_available_endpoint(),
-        "breaker": u.breaker.as_ref().map(|b| b.snapshot()),
-        "bulkhead": u.bulkhead.as_ref().map(|b| b.snapshot()),
-        "rate_limit": u.rate_limit.as_ref().map(|l| l.quota()),
-        "retry_budget_available": u.retry.budget().map(|b| b.available()),
+        "pipeline": u.pipeline.order(),
+        "breaker": u.pipeline.breaker().map(|b| b.snapshot()),
+        "bulkhead": u.pipeline.bulkhead().map(|b| b.snapshot()),
+        "rate_limit": u.pipeline.rate_limit().map(|l| l.quota()),
+        "retry_budget_available": u.pipeline.retry().budget().map(|b| b.available()),
         "endpoints": endpoints,
     })
 }

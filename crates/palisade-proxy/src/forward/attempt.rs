@@ -42,29 +42,10 @@ pub(super) struct Attempt<'a> {
 pub(super) type Attempted = Result<Box<Response<PooledBody>>, Error<TransportError>>;
 
 impl Attempt<'_> {
-    /// One attempt, hedged when the upstream hedges and the request may be replayed.
-    pub(super) async fn hedged(&self, classifier: &HttpClassifier, replayable: bool) -> Attempted {
-        match &self.upstream.hedge {
-            // Boxed: hedging holds two attempts at once, and an unboxed hedge would make
-            // every request's future (and every copy of it) that much larger.
-            Some(hedge) if replayable => {
-                Box::pin(palisade::policy::hedge::idempotent(
-                    hedge.execute(classifier, || self.run(classifier)),
-                ))
-                .await
-            }
-            _ => self.run(classifier).await,
-        }
-    }
-
-    async fn run(&self, classifier: &HttpClassifier) -> Attempted {
-        match &self.upstream.breaker {
-            Some(breaker) => breaker.execute(classifier, || self.once(classifier)).await,
-            None => self.once(classifier).await,
-        }
-    }
-
-    async fn once(&self, classifier: &HttpClassifier) -> Attempted {
+    /// One attempt: an endpoint from the balancer (its breaker's permit with it), the
+    /// exchange under the per-try timeout. The policies around it are the upstream's
+    /// `Calls`.
+    pub(super) async fn once(&self, classifier: &HttpClassifier) -> Attempted {
         let balancer = &self.upstream.balancer;
         let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut picked = match first {
@@ -77,15 +58,12 @@ impl Attempt<'_> {
         }
         let started = balancer.clock().now();
         let endpoint = &*picked.endpoint;
-        let result = match &self.upstream.adaptive_timeout {
-            Some(timeout) => timeout.execute(classifier, || self.send(endpoint)).await,
-            None => {
-                self.upstream
-                    .per_try
-                    .execute(classifier, || self.send(endpoint))
-                    .await
-            }
-        };
+        let result = self
+            .upstream
+            .pipeline
+            .per_try
+            .execute(classifier, || self.send(endpoint))
+            .await;
         let finished = balancer.clock().now();
         let took = Duration::from_nanos(finished.saturating_sub(started));
         picked.endpoint.observe(finished, took);

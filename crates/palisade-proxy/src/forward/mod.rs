@@ -2,22 +2,21 @@
 //! refusal.
 //!
 //! ```text
-//! head settled ─▶ route ─▶ deadline ─▶ fault ─▶ refusal ─▶ throttle ─▶ rate limit ─▶ body read
-//!       ─▶ shed ─▶ adaptive limit ─▶ bulkhead ─▶ total timeout ─▶ retry
-//!       ─▶ [upstream breaker] ─▶ balancer (endpoint breaker, health) ─▶ per-try timeout ─▶ upstream
+//! head settled ─▶ route ─▶ deadline ─▶ the upstream's pipeline ─▶ upstream
 //! ```
 //!
-//! Every policy here is the library's: `Timeout`, `Retry`, `CircuitBreaker`, `Bulkhead`,
-//! `RateLimiter`, run with the HTTP classifier of `palisade-http`.
+//! The upstream's pipeline is its policies in their declared order (see
+//! `runtime::pipeline`, which says why that order): route's faults, certain refusal,
+//! throttle, rate limit, body read, shedding, adaptive limit, bulkhead, total timeout,
+//! retry, hedge, upstream breaker, balancer (endpoint breakers, health), per-try timeout.
+//! Every policy is the library's, run with the HTTP classifier of `palisade-http`.
 //!
-//! The steps up to the refusal need no waiting and are taken before the request's
-//! future exists (see [`handle`]): a request they answer (no route, a spent deadline, an
-//! injected abort, an open breaker) is answered there and then, without the future, its
-//! allocation and its policies. The refusal is the breakers' verdict when it is certain
-//! without asking them for a call (see `CircuitBreaker::refuse_early`): held open, or open
-//! with their open time not over. Taken before the rate limiter and the bulkhead, as
-//! resilience4j orders its breaker outside them, a refused request spends neither a
-//! token nor a slot that a request which can be served needs.
+//! The steps up to the certain refusal need no waiting and are taken before the
+//! request's future exists (see [`handle`]): a request they answer (no route, a spent
+//! deadline, an injected abort, an open breaker) is answered there and then, without the
+//! future, its allocation and its policies. The admission steps after them run in
+//! `Exchange::admission`, in the list's order; the policies around each attempt in
+//! `Calls::execute`; the balancer and per-try timeout in `Attempt::once`.
 
 mod attempt;
 mod target;
@@ -34,7 +33,6 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Limited;
-use palisade::Policy;
 use palisade::clock::{Clock, Nanos};
 use palisade::outcome::{Classify, classify_result};
 use palisade::policy::fault::FaultSlot;
@@ -45,8 +43,13 @@ use tokio::time::Instant;
 use crate::body::{BodyIdle, ClientBody, Guarded, IdleTimeout, boxed};
 use crate::head_timeout::{IdleOnDrop, Waiting};
 use crate::respond::{self, Reason, Reply};
-use crate::runtime::{InFlight, Injected, PooledBody, Route, Runtime};
+use crate::runtime::{
+    Admission, InFlight, Injected, Pipeline, PooledBody, Route, Runtime, Upstream,
+};
 use attempt::Attempt;
+use palisade::policy::adaptive_concurrency::LimitPermit;
+use palisade::policy::bulkhead::OwnedBulkheadPermit;
+use palisade::policy::shed::ShedPermit;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -303,7 +306,6 @@ impl Exchange {
     /// Forwards the request on `route` through every policy of its upstream.
     async fn forward(&self, route: &Route, admitted: Admitted, body: ClientBody) -> Answer {
         let upstream = &route.upstream;
-        let max_body = self.runtime.config.listener.max_body_bytes;
         let Admitted {
             deadline,
             delay,
@@ -322,53 +324,10 @@ impl Exchange {
                 return answer;
             }
         }
-        if let Some(throttle) = &upstream.throttle {
-            if !throttle.admit() {
-                return self.refuse(route, Reason::Throttled, None);
-            }
-        }
-        if let Some(limiter) = &upstream.rate_limit {
-            if let Err(after) = limiter.check() {
-                return self.refuse(route, Reason::RateLimited, Some(after));
-            }
-        }
-        if let Some(client) = upgrade {
-            return self.tunnel(route, client).await;
-        }
-        // The body is read before any scarce slot is taken (and bounded by the listener's
-        // body timeout): a client trickling its upload holds no slot meanwhile.
-        let body_timeout = self.runtime.config.listener.body_timeout;
-        let body = match read_body(body, max_body, upstream.replay_body_bytes, body_timeout).await {
+        let mut held = Held::default();
+        let body = match self.admission(route, &mut held, body, upgrade).await {
             Ok(body) => body,
-            Err(response) => return response,
-        };
-        let _shed_slot = match &upstream.shedder {
-            Some(shedder) => match shedder
-                .acquire::<TransportError>(palisade::criticality::current())
-                .await
-            {
-                Ok(permit) => Some(permit),
-                Err(_) => return self.refuse(route, Reason::Shed, None),
-            },
-            None => None,
-        };
-        let limit_permit = match &upstream.adaptive {
-            Some(limiter) => match limiter.acquire::<TransportError>().await {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    return self.refuse(route, Reason::BulkheadFull, None);
-                }
-            },
-            None => None,
-        };
-        let slot = match &upstream.bulkhead {
-            Some(bulkhead) => match bulkhead.acquire_owned::<TransportError>().await {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    return self.refuse(route, Reason::BulkheadFull, None);
-                }
-            },
-            None => None,
+            Err(answer) => return answer,
         };
         // The key matters only for a method not replayed anyway.
         let keyed = !upstream.methods.contains(&self.head.method)
@@ -384,7 +343,7 @@ impl Exchange {
         // up around it: when no endpoint takes the request (every breaker open, none
         // healthy), it is refused at once, as it would be after them (a refusal is never
         // retried), without their cost. With an upstream-wide breaker, that decides first.
-        let (first, refused) = match upstream.breaker {
+        let (first, refused) = match upstream.pipeline.breaker() {
             None => match upstream.balancer.pick(0) {
                 Ok(picked) => (Some(picked), None),
                 Err(refused) => (None, Some(refused)),
@@ -414,16 +373,22 @@ impl Exchange {
         let result = match refused {
             Some(refused) => Err(refused),
             None => {
-                let hedged = replay == Replay::Safe;
                 // Each attempt's future is boxed: it is most of a request's state (the
                 // endpoint breaker, the per-try timeout and the upstream exchange, nested),
                 // and boxed once here it is not also copied with, and does not enlarge,
                 // every future above it.
-                let run = upstream.total.execute(&classifier, || {
-                    upstream.retry.execute(&classifier, || {
-                        Box::pin(attempt.hedged(&classifier, hedged))
-                    })
-                });
+                let calls = &upstream.pipeline.calls;
+                let run = async {
+                    let attempt = || Box::pin(attempt.once(&classifier));
+                    // A hedge sends a second attempt only of a request that may be
+                    // repeated: one marked idempotent.
+                    if replay == Replay::Safe && upstream.pipeline.hedge().is_some() {
+                        palisade::policy::hedge::idempotent(calls.execute(&classifier, attempt))
+                            .await
+                    } else {
+                        calls.execute(&classifier, attempt).await
+                    }
+                };
                 match deadline {
                     Some(at) => palisade::deadline::scope(at, run).await,
                     None => run.await,
@@ -431,14 +396,7 @@ impl Exchange {
             }
         };
         let outcome = classify_result(&classifier, &result);
-        if let Some(permit) = limit_permit {
-            permit.record(&outcome);
-        }
-        if let Some(throttle) = &upstream.throttle {
-            if palisade::policy::throttle::backend_accepted(&classifier, &result) {
-                throttle.accepted();
-            }
-        }
+        held.settle(&upstream.pipeline, &classifier, &result, &outcome);
         match result {
             Ok(response) => {
                 let failed = <HttpClassifier as Classify<
@@ -453,7 +411,7 @@ impl Exchange {
                     ),
                     _ => {
                         let idle = IdleOnDrop(self.client.waiting.clone());
-                        let mut reply = relay(*response, upstream.body_idle, (slot, idle));
+                        let mut reply = relay(*response, upstream.body_idle, (held.slot, idle));
                         let attempts = attempt.attempts.load(Ordering::Relaxed);
                         reply
                             .response
@@ -472,6 +430,80 @@ impl Exchange {
                 self.refuse(route, reason, after)
             }
         }
+    }
+
+    /// Runs the upstream's admission steps in their declared order (see `Pipeline`),
+    /// keeping in `held` what they took; the request's body, read where the order says.
+    /// `Err`: the request was answered here — refused by a step, or, for a request
+    /// switching protocols, through its tunnel.
+    async fn admission<'u>(
+        &self,
+        route: &'u Route,
+        held: &mut Held<'u>,
+        body: ClientBody,
+        mut upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Outgoing, Answer> {
+        let mut unread = Some(body);
+        let mut outgoing = None;
+        for step in &route.upstream.pipeline.admission {
+            match step {
+                Admission::Throttle(throttle) => {
+                    if !throttle.admit() {
+                        return Err(self.refuse(route, Reason::Throttled, None));
+                    }
+                }
+                Admission::RateLimit(limiter) => {
+                    if let Err(after) = limiter.check() {
+                        return Err(self.refuse(route, Reason::RateLimited, Some(after)));
+                    }
+                }
+                Admission::ReadBody => {
+                    if let Some(client) = upgrade.take() {
+                        return Err(self.tunnel(route, client).await);
+                    }
+                    if let Some(body) = unread.take() {
+                        outgoing = Some(self.read(&route.upstream, body).await?);
+                    }
+                }
+                Admission::Shed(shedder) => {
+                    let class = palisade::criticality::current();
+                    match shedder.acquire::<TransportError>(class).await {
+                        Ok(permit) => held.shed = Some(permit),
+                        Err(_) => return Err(self.refuse(route, Reason::Shed, None)),
+                    }
+                }
+                Admission::AdaptiveLimit(limiter) => {
+                    match limiter.acquire::<TransportError>().await {
+                        Ok(permit) => held.limit = Some(permit),
+                        Err(_) => return Err(self.refuse(route, Reason::BulkheadFull, None)),
+                    }
+                }
+                Admission::Bulkhead(bulkhead) => {
+                    match bulkhead.acquire_owned::<TransportError>().await {
+                        Ok(permit) => held.slot = Some(permit),
+                        Err(_) => return Err(self.refuse(route, Reason::BulkheadFull, None)),
+                    }
+                }
+            }
+        }
+        match (outgoing, unread) {
+            (Some(outgoing), _) => Ok(outgoing),
+            (None, Some(body)) => self.read(&route.upstream, body).await,
+            // Not reached: the body is taken only where it is read.
+            (None, None) => Ok(Outgoing::Buffered(bytes::Bytes::new())),
+        }
+    }
+
+    /// Reads the request body for replay (see [`read_body`]), by the listener's limits.
+    async fn read(&self, upstream: &Upstream, body: ClientBody) -> Result<Outgoing, Answer> {
+        let listener = &self.runtime.config.listener;
+        read_body(
+            body,
+            listener.max_body_bytes,
+            upstream.replay_body_bytes,
+            listener.body_timeout,
+        )
+        .await
     }
 
     /// Opens a tunnel for a request to switch protocols (see `tunnel`).
@@ -516,6 +548,42 @@ impl Exchange {
             _ => respond::explained_reply(reason, reason.status(), retry_after, self.raw_heads),
         };
         (reply, Some(reason))
+    }
+}
+
+/// What a request's admission steps took, held while it runs (see `Exchange::admission`).
+#[derive(Default)]
+struct Held<'u> {
+    /// A load shedder's slot.
+    shed: Option<ShedPermit<'u>>,
+    /// An adaptive limiter's slot, which learns from the request's outcome.
+    limit: Option<LimitPermit<'u>>,
+    /// A bulkhead's slot, held until the relayed response body ends.
+    slot: Option<OwnedBulkheadPermit>,
+}
+
+impl Held<'_> {
+    /// Tells the steps that learn from outcomes (the adaptive limit, the throttle) how the
+    /// request went.
+    fn settle<T>(
+        &mut self,
+        pipeline: &Pipeline,
+        classifier: &HttpClassifier,
+        result: &Result<T, palisade::Error<TransportError>>,
+        outcome: &palisade::Outcome,
+    ) where
+        HttpClassifier: Classify<T, TransportError>,
+    {
+        if let Some(permit) = self.limit.take() {
+            permit.record(outcome);
+        }
+        for step in &pipeline.admission {
+            if let Admission::Throttle(throttle) = step {
+                if palisade::policy::throttle::backend_accepted(classifier, result) {
+                    throttle.accepted();
+                }
+            }
+        }
     }
 }
 

@@ -78,7 +78,7 @@ pub(super) async fn open(
         let (reason, after) = Reason::of(&error);
         Failed::Refused(reason, after)
     })?;
-    let limit = upstream.total.after();
+    let limit = upstream.pipeline.total().after();
     let established = tokio::time::timeout(limit, async {
         let mut stream = TcpStream::connect(picked.endpoint.address.as_str())
             .await

@@ -1,26 +1,20 @@
-//! An upstream: its endpoints and balancer, its policies (the library's), its client.
+//! An upstream: its endpoints and balancer, its policies (the library's, in the order
+//! [`Pipeline`] declares), its client.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
 use palisade::clock::Clock;
-use palisade::policy::adaptive_concurrency::AdaptiveConcurrency;
-use palisade::policy::adaptive_timeout::{AdaptiveTimeout, AdaptiveTimeoutBuilder};
-use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder};
-use palisade::policy::hedge::{Hedge, HedgeBuilder};
-use palisade::policy::rate_limit::{RateLimiter, RateLimiterBuilder};
-use palisade::policy::retry::{Retry, RetryBuilder};
-use palisade::policy::shed::LoadShedder;
-use palisade::policy::throttle::AdaptiveThrottle;
-use palisade::policy::timeout::Timeout;
+use palisade::settings::Settings;
 use palisade::{ConfigError, Error};
 use palisade_http::classify::{RetryOn, TransportError};
 
 use super::balance::Balancer;
 use super::endpoint::{Endpoint, Role};
 use super::health;
+use super::pipeline::Pipeline;
 use crate::config::BreakerScope;
 use crate::config::load::UpstreamPolicies;
 
@@ -29,42 +23,23 @@ pub struct Upstream {
     /// Its name.
     pub name: Arc<str>,
     pub(crate) balancer: Balancer,
-    /// The whole request's time limit.
-    pub total: Timeout,
-    /// One attempt's time limit.
-    pub per_try: Timeout,
+    /// Its policies, in the order a request meets them.
+    pub pipeline: Pipeline,
     /// Subtracted from the budget sent to the upstream.
     pub margin: Duration,
     /// Longest wait for the next piece of a relayed response body.
     pub body_idle: Duration,
-    /// Retries.
-    pub retry: Retry,
     /// What is retried.
     pub retry_on: RetryOn,
     /// Methods that may be replayed.
     pub methods: Vec<Method>,
     /// Largest body kept for replay.
     pub replay_body_bytes: usize,
-    /// One breaker for the whole upstream (scope = "upstream").
-    pub breaker: Option<CircuitBreaker>,
-    /// Concurrency limit.
-    pub bulkhead: Option<Bulkhead>,
-    /// Rate limit.
-    pub rate_limit: Option<RateLimiter>,
-    /// Adaptive concurrency limit.
-    pub adaptive: Option<AdaptiveConcurrency>,
-    /// Client-side throttling.
-    pub throttle: Option<AdaptiveThrottle>,
-    /// Criticality-aware load shedding.
-    pub shedder: Option<LoadShedder>,
-    /// Hedging of slow idempotent requests.
-    pub hedge: Option<Hedge>,
-    /// A per-try timeout learned from latency (replaces `per_try` when set).
-    pub adaptive_timeout: Option<AdaptiveTimeout>,
 }
 
 impl Upstream {
-    /// Builds the upstream's policies, all reading `clock` (see [`Runtime::build`]).
+    /// Builds the upstream's endpoints and policies, all reading `clock` (see
+    /// [`Runtime::build`]).
     ///
     /// [`Runtime::build`]: super::Runtime::build
     pub(crate) fn build(
@@ -73,17 +48,16 @@ impl Upstream {
         clock: &Clock,
     ) -> Result<Self, ConfigError> {
         let name: Arc<str> = config.name.as_str().into();
-        let scope = config.circuit_breaker.scope;
-        let breaker_for = |label: &str| -> Result<CircuitBreaker, ConfigError> {
-            let mut breaker = policies.breaker.clone();
-            breaker.name = label.to_owned();
-            CircuitBreakerBuilder::from_config(breaker)
-                .clock(clock.clone())
+        let settings = Settings::named(config.name.clone()).clock(clock.clone());
+        let breaker_for = |settings: &Settings| {
+            CircuitBreakerBuilder::from_config(policies.breaker.clone())
+                .settings(settings)
                 .build()
         };
+        let scope = config.circuit_breaker.scope;
         let endpoint = |address: &String, role: Role| -> Result<Arc<Endpoint>, ConfigError> {
             let breaker = match scope {
-                BreakerScope::Endpoint => Some(breaker_for(&format!("{}/{address}", config.name))?),
+                BreakerScope::Endpoint => Some(breaker_for(&settings.part(address))?),
                 BreakerScope::Upstream => None,
             };
             Ok(Arc::new(Endpoint::new(
@@ -111,39 +85,10 @@ impl Upstream {
                 health::spawn(e, check.clone());
             }
         }
-        let mut retry_config = policies.retry.clone();
-        retry_config.name = config.name.clone();
-        let retry = RetryBuilder::from_config(retry_config)
-            .clock(clock.clone())
-            .build()?;
-        let adaptive = config
-            .adaptive_concurrency
-            .as_ref()
-            .map(|a| {
-                let mut a = a.clone();
-                a.name = config.name.clone();
-                AdaptiveConcurrency::new(a)
-            })
-            .transpose()?;
-        let throttle = config
-            .throttle
-            .as_ref()
-            .map(|t| {
-                let mut t = t.clone();
-                t.name = config.name.clone();
-                AdaptiveThrottle::new(t)
-            })
-            .transpose()?;
-        let shedder = config
-            .load_shedding
-            .as_ref()
-            .map(|s| {
-                let mut s = s.clone();
-                s.name = config.name.clone();
-                // With an adaptive limit too, shedding follows that limit.
-                LoadShedder::with(s, adaptive.clone(), clock.clone(), None)
-            })
-            .transpose()?;
+        let breaker = match scope {
+            BreakerScope::Upstream => Some(breaker_for(&settings)?),
+            BreakerScope::Endpoint => None,
+        };
         Ok(Self {
             balancer: Balancer::new(
                 name.clone(),
@@ -153,74 +98,12 @@ impl Upstream {
                 clock.clone(),
             )
             .slow_start(config.slow_start),
-            total: Timeout::builder()
-                .name(format!("{}/total", config.name))
-                .after(config.timeout.total)
-                .build()?,
-            per_try: Timeout::builder()
-                .name(format!("{}/per_try", config.name))
-                .after(config.timeout.per_try)
-                .build()?,
+            pipeline: Pipeline::build(config, policies, &settings, breaker)?,
             margin: config.timeout.margin,
             body_idle: config.timeout.body_idle,
-            retry: retry.clone(),
             retry_on: policies.retry_on.clone(),
             methods: policies.methods.clone(),
             replay_body_bytes: config.retry.replay_body_bytes,
-            breaker: match scope {
-                BreakerScope::Upstream => Some(breaker_for(&config.name)?),
-                BreakerScope::Endpoint => None,
-            },
-            bulkhead: config
-                .bulkhead
-                .as_ref()
-                .map(|b| {
-                    BulkheadBuilder::from_config(b.clone())
-                        .name(config.name.clone())
-                        .clock(clock.clone())
-                        .build()
-                })
-                .transpose()?,
-            rate_limit: config
-                .rate_limit
-                .as_ref()
-                .map(|r| {
-                    RateLimiterBuilder::from_config(r.clone())
-                        .name(config.name.clone())
-                        .clock(clock.clone())
-                        .build()
-                })
-                .transpose()?,
-            hedge: config
-                .hedge
-                .as_ref()
-                .map(|h| {
-                    let mut h = h.clone();
-                    h.name = config.name.clone();
-                    // Hedges are charged to the retries' budget too, when there is one.
-                    let builder = HedgeBuilder::from_config(h).clock(clock.clone());
-                    match retry.budget() {
-                        Some(budget) => builder.budget(budget.clone()).build(),
-                        None => builder.build(),
-                    }
-                })
-                .transpose()?,
-            adaptive_timeout: config
-                .timeout
-                .adaptive
-                .as_ref()
-                .map(|a| {
-                    let mut a = a.clone();
-                    a.name = format!("{}/per_try", config.name);
-                    a.fallback = a.fallback.or(Some(config.timeout.per_try));
-                    AdaptiveTimeoutBuilder::from_config(a)
-                        .clock(clock.clone())
-                        .build()
-                })
-                .transpose()?,
-            adaptive,
-            throttle,
-            shedder,
             name,
         })
     }
@@ -232,7 +115,7 @@ impl Upstream {
 
     /// True if at least one endpoint (primary or backup) can take requests now.
     pub fn has_available_endpoint(&self) -> bool {
-        let breaker_open = self.breaker.as_ref().is_some_and(|b| {
+        let breaker_open = self.pipeline.breaker().is_some_and(|b| {
             matches!(
                 b.state(),
                 palisade::policy::circuit_breaker::CircuitState::ForcedOpen
@@ -247,7 +130,7 @@ impl Upstream {
     /// `Balancer::refusal`). `None`: the request goes on through the policies, which
     /// decide (a half-open breaker's probe among them).
     pub(crate) fn refusal(&self) -> Option<Error<TransportError>> {
-        match &self.breaker {
+        match self.pipeline.breaker() {
             Some(breaker) => breaker.refuse_early().map(|rejected| Error::CircuitOpen {
                 name: breaker.name().clone(),
                 retry_after: rejected.retry_after,
@@ -258,7 +141,7 @@ impl Upstream {
 
     /// Every breaker of the upstream: its own, or its endpoints'.
     pub fn breakers(&self) -> Vec<CircuitBreaker> {
-        match &self.breaker {
+        match self.pipeline.breaker() {
             Some(b) => vec![b.clone()],
             None => self.endpoints().filter_map(|e| e.breaker.clone()).collect(),
         }
