@@ -11,17 +11,13 @@
 
 pub mod admin;
 pub mod body;
-mod cap;
 pub mod config;
 pub mod demo;
-mod drain;
 pub mod forward;
-pub mod head_timeout;
-mod http1_server;
+mod h1;
 pub mod respond;
+pub mod route;
 pub mod runtime;
-pub mod server;
-pub mod sniff;
+pub mod serve;
 pub mod telemetry;
-mod wire;
-mod workers;
+pub mod upstream;

@@ -88,7 +88,7 @@ fn run(path: PathBuf) -> ExitCode {
     runtime.block_on(async move {
         palisade_proxy::telemetry::install_logs();
         palisade_proxy::telemetry::install_metrics();
-        match palisade_proxy::server::start_with_workers(checked, Some(path), workers).await {
+        match palisade_proxy::serve::start_with_workers(checked, Some(path), workers).await {
             Ok(running) => {
                 running.wait().await;
                 ExitCode::SUCCESS

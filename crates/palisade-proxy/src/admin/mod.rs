@@ -45,11 +45,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::{ProxyBody, full};
-use crate::cap::Cap;
 use crate::config::{self, FaultSection};
-use crate::drain::Hyper;
-use crate::head_timeout::{self, Counted, Streams};
 use crate::runtime::Runtime;
+use crate::serve::cap::Cap;
+use crate::serve::drain::Hyper;
+use crate::serve::head_timeout::{self, Counted, Streams};
 
 /// The admin service's state.
 pub struct Admin {

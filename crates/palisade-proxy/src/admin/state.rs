@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::runtime::{Runtime, Upstream};
+use crate::runtime::Runtime;
+use crate::upstream::Upstream;
 
 /// Every upstream, endpoint, breaker, bulkhead, limiter and route.
 pub(crate) fn of(runtime: &Runtime) -> Value {

@@ -149,15 +149,15 @@ pub(crate) async fn drive(
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned)
                     };
-                    let reason = header("x-palisade-reason");
+                    let reason = header(crate::respond::REASON.as_str());
                     let ending = Ending {
                         status: Some(response.status().as_u16()),
-                        fallback: header("x-palisade-fallback").is_some(),
+                        fallback: header(crate::respond::FALLBACK.as_str()).is_some(),
                         rejected: matches!(
                             reason.as_deref(),
                             Some("circuit-open" | "bulkhead-full" | "rate-limited")
                         ),
-                        attempts: header("x-palisade-attempts")
+                        attempts: header(crate::respond::ATTEMPTS.as_str())
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(1),
                     };

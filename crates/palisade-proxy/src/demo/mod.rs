@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config;
-use crate::server;
+use crate::serve;
 use load::{Path, Tallies};
 use upstreams::{Mood, Simulated};
 
@@ -163,7 +163,7 @@ pub async fn run(length: Duration) -> Result<(), String> {
     let stuck = Simulated::start("stuck", stuck, length).await.map_err(io)?;
     let text = embedded_config(&steady, &flaky, &replica, &stuck);
     let checked = config::parse("<embedded demo config>", &text).map_err(|p| p.to_string())?;
-    let running = server::start(checked, None).await.map_err(io)?;
+    let running = serve::start(checked, None).await.map_err(io)?;
     table::intro(length, running.address, running.admin_address);
 
     let tallies = Tallies::default();

@@ -17,7 +17,8 @@ use palisade_http::classify::{HttpClassifier, TransportError, TransportErrorKind
 
 use super::{ADDED_HEADERS, Client, Outgoing, X_FORWARDED_FOR};
 use crate::body::{BoxError, ProxyBody, boxed, empty, full};
-use crate::runtime::{Endpoint, Picked, PooledBody, RequestHead, SendError, Upstream};
+use crate::h1::client::RequestHead;
+use crate::upstream::{Endpoint, Picked, PooledBody, SendError, Upstream};
 
 /// One request's attempts.
 pub(super) struct Attempt<'a> {

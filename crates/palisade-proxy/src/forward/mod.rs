@@ -21,6 +21,7 @@
 mod attempt;
 mod target;
 mod tunnel;
+mod turn;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,23 +42,22 @@ use palisade_http::classify::{HttpClassifier, Replay, TransportError};
 use tokio::time::Instant;
 
 use crate::body::{BodyIdle, ClientBody, Guarded, IdleTimeout, boxed};
-use crate::head_timeout::{IdleOnDrop, Waiting};
 use crate::respond::{self, Reason, Reply};
-use crate::runtime::{
-    Admission, InFlight, Injected, Pipeline, PooledBody, Route, Runtime, Upstream,
-};
+use crate::route::{Injected, Route};
+use crate::runtime::Runtime;
+use crate::serve::head_timeout::{IdleOnDrop, Waiting};
+use crate::upstream::{Admission, Pipeline, PooledBody, Upstream};
 use attempt::Attempt;
 use palisade::policy::adaptive_concurrency::LimitPermit;
 use palisade::policy::bulkhead::OwnedBulkheadPermit;
 use palisade::policy::shed::ShedPermit;
+use turn::InFlight;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// Headers the proxy may add to a request it forwards: `Host`, `X-Forwarded-For`,
 /// `X-Request-Timeout` and `grpc-timeout`.
 const ADDED_HEADERS: usize = 4;
-/// `x-palisade-attempts`: how many attempts a relayed response took.
-pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-palisade-attempts");
 
 /// The client at the other end of a connection, as every request on it forwards it.
 pub struct Client {
@@ -416,7 +416,7 @@ impl Exchange {
                         reply
                             .response
                             .headers_mut()
-                            .insert(ATTEMPTS, attempts_value(attempts));
+                            .insert(respond::ATTEMPTS, respond::attempts_value(attempts));
                         (reply, None)
                     }
                 }
@@ -584,16 +584,6 @@ impl Held<'_> {
                 }
             }
         }
-    }
-}
-
-/// The value of `x-palisade-attempts`.
-fn attempts_value(attempts: u32) -> HeaderValue {
-    match attempts {
-        1 => HeaderValue::from_static("1"),
-        2 => HeaderValue::from_static("2"),
-        3 => HeaderValue::from_static("3"),
-        n => HeaderValue::from(n),
     }
 }
 

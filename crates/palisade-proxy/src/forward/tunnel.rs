@@ -30,9 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::empty;
-use crate::http1_server::Rewind;
+use crate::h1::rewind::Rewind;
 use crate::respond::{Reason, Reply};
-use crate::runtime::Route;
+use crate::route::Route;
 
 /// The longest answer head read from an endpoint.
 const MAX_HEAD: usize = 64 * 1024;
@@ -120,7 +120,7 @@ pub(super) async fn open(
 }
 
 /// The breaker's verdict on the endpoint's answer.
-fn record(picked: &mut crate::runtime::Picked, outcome: Outcome) {
+fn record(picked: &mut crate::upstream::Picked, outcome: Outcome) {
     if let Some(permit) = picked.permit.take() {
         permit.record(&outcome);
     }
@@ -158,17 +158,17 @@ fn encode(head: &Parts, address: &str, forwarded_for: Option<&HeaderValue>) -> V
             chain.extend_from_slice(value.as_bytes());
             continue;
         }
-        crate::wire::push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        crate::h1::wire::push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !head.headers.contains_key(HOST) {
-        crate::wire::push_header(&mut out, b"host", address.as_bytes());
+        crate::h1::wire::push_header(&mut out, b"host", address.as_bytes());
     }
     if let Some(value) = forwarded_for {
         if !chain.is_empty() {
             chain.extend_from_slice(b", ");
         }
         chain.extend_from_slice(value.as_bytes());
-        crate::wire::push_header(&mut out, b"x-forwarded-for", &chain);
+        crate::h1::wire::push_header(&mut out, b"x-forwarded-for", &chain);
     }
     out.extend_from_slice(b"\r\n");
     out

@@ -1,5 +1,7 @@
 //! A route: a path prefix, its upstream, its fallback and its fault injection.
 //!
+//! `requests` holds a route's request counters and latency histogram.
+//!
 //! Fault injection is the library's [`FaultInjection`]: `[route.fault]`'s percentages are
 //! mapped to its rates once, when the config loads (and when the admin API replaces
 //! them). The sidecar asks it for a decision ([`FaultInjection::roll`]) before a
@@ -10,17 +12,16 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue};
 use palisade::ConfigError;
 use palisade::policy::fault::{self, FaultInjection, FaultSlot};
-use serde::Serialize;
 
-use super::requests::RequestMetrics;
-use super::upstream::Upstream;
-use crate::config::{FallbackSection, FaultSection};
-use crate::respond::{self, Reason};
+mod requests;
+
+pub use requests::RequestMetrics;
+
+use crate::config::FaultSection;
+use crate::respond::Fallback;
+use crate::upstream::Upstream;
 
 /// A route, ready to serve.
 pub struct Route {
@@ -42,56 +43,6 @@ pub struct Route {
     faults: FaultInjection<(), ()>,
     /// The status of injected aborts.
     abort_status: AtomicU16,
-}
-
-/// A fixed response.
-#[derive(Clone, Debug, Serialize)]
-pub struct Fallback {
-    /// Its status.
-    pub status: u16,
-    /// Its body.
-    #[serde(skip)]
-    pub body: Bytes,
-    /// Its `Content-Type`.
-    pub content_type: String,
-    /// Its headers for each reason (indexed by [`Reason::index`]), built once.
-    #[serde(skip)]
-    headers: Box<[HeaderMap]>,
-    /// The same, as header lines (see [`Fallback::lines`]).
-    #[serde(skip)]
-    lines: Box<[Bytes]>,
-}
-
-impl Fallback {
-    /// The headers of this fallback answering for `reason`: `x-palisade-fallback: 1`,
-    /// `x-palisade-reason` and its `Content-Type`.
-    pub fn headers(&self, reason: Reason) -> HeaderMap {
-        match self.headers.get(reason.index()) {
-            Some(headers) => headers.clone(),
-            None => fallback_headers(&self.content_type, reason),
-        }
-    }
-}
-
-impl Fallback {
-    /// [`Fallback::headers`] as header lines, for a connection that writes them as they
-    /// are (see `http1_server`).
-    pub fn lines(&self, reason: Reason) -> Bytes {
-        match self.lines.get(reason.index()) {
-            Some(lines) => lines.clone(),
-            None => respond::lines(&fallback_headers(&self.content_type, reason)),
-        }
-    }
-}
-
-fn fallback_headers(content_type: &str, reason: Reason) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(3);
-    headers.insert(respond::FALLBACK, HeaderValue::from_static("1"));
-    headers.insert(respond::REASON, HeaderValue::from_static(reason.as_str()));
-    if let Ok(content_type) = HeaderValue::from_str(content_type) {
-        headers.insert(CONTENT_TYPE, content_type);
-    }
-    headers
 }
 
 /// What fault injection decided for one request.
@@ -176,24 +127,6 @@ impl Route {
                 Injected::Abort(self.abort_status.load(Ordering::Relaxed))
             }
             fault::Injected::Latency { delay, slot } => Injected::Delay(delay, slot),
-        }
-    }
-}
-
-impl From<&FallbackSection> for Fallback {
-    fn from(section: &FallbackSection) -> Self {
-        Self {
-            status: section.status,
-            body: Bytes::from(section.body.clone()),
-            content_type: section.content_type.clone(),
-            headers: Reason::ALL
-                .iter()
-                .map(|&reason| fallback_headers(&section.content_type, reason))
-                .collect(),
-            lines: Reason::ALL
-                .iter()
-                .map(|&reason| respond::lines(&fallback_headers(&section.content_type, reason)))
-                .collect(),
         }
     }
 }

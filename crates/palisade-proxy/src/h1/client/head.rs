@@ -13,7 +13,7 @@ use palisade_http::deadline::{GRPC_TIMEOUT, X_REQUEST_DEADLINE, X_REQUEST_TIMEOU
 use super::Error;
 use super::body::Framing;
 use super::raw::{self, RawHead};
-use crate::wire::{push_decimal, push_header};
+use crate::h1::wire::{push_decimal, push_header};
 
 /// The longest response head accepted.
 pub(super) const MAX_HEAD: usize = 256 * 1024;

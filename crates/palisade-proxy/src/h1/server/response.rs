@@ -18,9 +18,9 @@ use tokio::io::AsyncWriteExt;
 use palisade::clock::{Clock, Nanos};
 
 use crate::body::ProxyBody;
+use crate::h1::client::RawHead;
+use crate::h1::wire::{push_decimal, push_header, push_hex};
 use crate::respond::Reply;
-use crate::runtime::RawHead;
-use crate::wire::{push_decimal, push_header, push_hex};
 
 /// Body bytes gathered before they are written.
 const GATHER: usize = 64 * 1024;

@@ -6,7 +6,7 @@
 //!
 //! * a request finds its connections without hashing a pool key or taking a global lock;
 //! * an HTTP/1.1 connection is not a task: the request's own task writes the request and
-//!   reads the response on it (see [`http1`](super::http1)), and it goes back to its pool
+//!   reads the response on it (see `h1::client`), and it goes back to its pool
 //!   the moment its response body ends (with a small body, as soon as the head is read);
 //! * an idle connection the server has closed is found closed when it is taken (its
 //!   socket has become readable), and is passed over: a request is never written to it,
@@ -36,9 +36,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use palisade::clock::{Clock, Nanos};
 use tokio::net::TcpStream;
 
-use super::http1;
 use crate::body::{BoxError, ProxyBody};
 use crate::config::Protocol;
+use crate::h1::client as http1;
 
 /// Idle HTTP/1.1 connections kept per endpoint.
 const MAX_IDLE: usize = 256;

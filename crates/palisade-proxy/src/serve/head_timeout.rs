@@ -44,7 +44,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use crate::body::{Guarded, ProxyBody, boxed};
-use crate::drain::Graceful;
+use crate::serve::drain::Graceful;
 
 /// The mark while a request is in flight.
 const BUSY: Nanos = Nanos::MAX;

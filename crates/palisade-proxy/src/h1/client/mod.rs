@@ -203,7 +203,7 @@ impl Connection {
                 Some(n) if sent > n => return Err(Error::BodyLength),
                 Some(_) => write.extend_from_slice(&data),
                 None => {
-                    crate::wire::push_hex(write, data.len() as u64);
+                    crate::h1::wire::push_hex(write, data.len() as u64);
                     write.extend_from_slice(b"\r\n");
                     write.extend_from_slice(&data);
                     write.extend_from_slice(b"\r\n");

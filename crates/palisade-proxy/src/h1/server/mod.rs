@@ -17,7 +17,6 @@
 
 mod request;
 mod response;
-mod rewind;
 
 use std::future::Future as _;
 use std::future::poll_fn;
@@ -31,16 +30,16 @@ use http::{Method, Request};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
-pub(crate) use rewind::Rewind;
+use crate::h1::rewind::Rewind;
 
 /// A client's connection as the own server (and hyper, after a hand-over) reads and
 /// writes it: its writes timed for the send timeout (see `head_timeout`).
-pub(crate) type ClientStream = crate::head_timeout::WriteWatched<TcpStream>;
+pub(crate) type ClientStream = crate::serve::head_timeout::WriteWatched<TcpStream>;
 
 use crate::body::ClientBody;
-use crate::drain::Drain;
 use crate::forward::{self, Client, Handled};
 use crate::runtime::Runtime;
+use crate::serve::drain::Drain;
 
 /// Room made in the read buffer when it runs low.
 const READ_BUFFER: usize = 4 * 1024;

@@ -16,6 +16,12 @@
 //!   open, requests in flight finish on the old one); an invalid one is logged and
 //!   refused, and the old one keeps serving.
 
+pub(crate) mod cap;
+pub(crate) mod drain;
+pub mod head_timeout;
+pub mod sniff;
+mod workers;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,15 +39,15 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
 use crate::body::{ClientBody, ProxyBody};
-use crate::cap::Cap;
 use crate::config::{self, Checked};
-use crate::drain::{Drain, Hyper, SelfDraining, Upgradeable};
 use crate::forward::{self, Handled};
-use crate::head_timeout::{self, Counted, Streams, WriteWatched};
-use crate::http1_server::{self, Served};
+use crate::h1::server::{self as h1_server, Served};
 use crate::runtime::Runtime;
-use crate::sniff::{self, Protocol};
-use crate::workers::{self, Handed, Placement, Workers};
+use cap::Cap;
+use drain::{Drain, Hyper, SelfDraining, Upgradeable};
+use head_timeout::{Counted, Streams, WriteWatched};
+use sniff::Protocol;
+use workers::{Handed, Placement, Workers};
 
 /// The future answering one request, boxed (see `serve`).
 type ResponseFuture = std::pin::Pin<
@@ -89,8 +95,8 @@ pub async fn start_with_workers(
     file: Option<PathBuf>,
     workers: usize,
 ) -> std::io::Result<Running> {
-    crate::runtime::set_workers(workers);
-    crate::runtime::set_worker(0);
+    crate::upstream::set_workers(workers);
+    crate::upstream::set_worker(0);
     let runtime = Runtime::build(&checked).map_err(|e| std::io::Error::other(e.to_string()))?;
     let listener_config = checked.config.listener.clone();
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
@@ -177,7 +183,7 @@ fn spawn_worker(
     std::thread::Builder::new()
         .name(format!("palisade-worker-{index}"))
         .spawn(move || {
-            crate::runtime::set_worker(index);
+            crate::upstream::set_worker(index);
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -323,7 +329,7 @@ async fn serve_connection(
             let waiting = service.client.waiting.clone();
             let max_head = protocols.max_header_bytes;
             let connection = async {
-                let own = http1_server::serve(
+                let own = h1_server::serve(
                     WriteWatched::new(stream, waiting.clone()),
                     &service.runtime,
                     &service.client,

@@ -1,6 +1,17 @@
 //! An upstream: its endpoints and balancer, its policies (the library's, in the order
 //! [`Pipeline`] declares), its client.
 
+mod balance;
+mod endpoint;
+mod health;
+mod pipeline;
+mod pool;
+
+pub(crate) use balance::{Balancer, Picked};
+pub use endpoint::{CheckStatus, Endpoint, Role};
+pub(crate) use pipeline::{Admission, Pipeline};
+pub(crate) use pool::{PooledBody, SendError, set_worker, set_workers};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +22,6 @@ use palisade::settings::Settings;
 use palisade::{ConfigError, Error};
 use palisade_http::classify::{RetryOn, TransportError};
 
-use super::balance::Balancer;
-use super::endpoint::{Endpoint, Role};
-use super::health;
-use super::pipeline::Pipeline;
 use crate::config::BreakerScope;
 use crate::config::load::UpstreamPolicies;
 
@@ -41,7 +48,7 @@ impl Upstream {
     /// Builds the upstream's endpoints and policies, all reading `clock` (see
     /// [`Runtime::build`]).
     ///
-    /// [`Runtime::build`]: super::Runtime::build
+    /// [`Runtime::build`]: crate::runtime::Runtime::build
     pub(crate) fn build(
         config: &crate::config::Upstream,
         policies: &UpstreamPolicies,

@@ -3,27 +3,6 @@
 //! A [`Runtime`] is built from a checked config and swapped whole on reload; requests in
 //! flight keep the runtime they started with.
 
-mod balance;
-mod endpoint;
-mod health;
-mod http1;
-mod pipeline;
-mod pool;
-mod requests;
-mod route;
-mod turn;
-mod upstream;
-
-pub(crate) use balance::Picked;
-pub use endpoint::{CheckStatus, Endpoint, Role};
-pub(crate) use http1::{RawHead, RequestHead};
-pub(crate) use pipeline::{Admission, Pipeline};
-pub(crate) use pool::{PooledBody, SendError, set_worker, set_workers};
-pub use requests::RequestMetrics;
-pub use route::{Fallback, Injected, Route};
-pub(crate) use turn::InFlight;
-pub use upstream::Upstream;
-
 use std::sync::Arc;
 
 use palisade::ConfigError;
@@ -31,6 +10,8 @@ use palisade::clock::Clock;
 
 use crate::config::Config;
 use crate::config::load::Checked;
+use crate::route::{RequestMetrics, Route};
+use crate::upstream::Upstream;
 
 /// Everything a request needs, built from one config.
 pub struct Runtime {

@@ -4,6 +4,10 @@
 //! where a wait would help, `Retry-After`. A route's fallback replaces them and carries
 //! `x-palisade-fallback: 1`.
 
+mod fallback;
+
+pub use fallback::Fallback;
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -15,12 +19,14 @@ use palisade::Error;
 use palisade_http::classify::{TransportError, TransportErrorKind};
 
 use crate::body::{ProxyBody, full};
-use crate::runtime::{Fallback, RawHead};
+use crate::h1::client::RawHead;
 
 /// `x-palisade-reason`.
 pub const REASON: HeaderName = HeaderName::from_static("x-palisade-reason");
 /// `x-palisade-fallback`.
 pub const FALLBACK: HeaderName = HeaderName::from_static("x-palisade-fallback");
+/// `x-palisade-attempts`: how many attempts a relayed response took.
+pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-palisade-attempts");
 
 /// Why the proxy answered itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,7 +220,7 @@ impl Reply {
 pub fn lines(headers: &HeaderMap) -> Bytes {
     let mut out = Vec::new();
     for (name, value) in headers {
-        crate::wire::push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        crate::h1::wire::push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     Bytes::from(out)
 }
@@ -306,6 +312,16 @@ pub fn fallback(fallback: &Fallback, reason: Reason) -> Response<ProxyBody> {
     // Built when the config was loaded: a copy, no header parsed or hashed here.
     *response.headers_mut() = fallback.headers(reason);
     response
+}
+
+/// The value of `x-palisade-attempts`.
+pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
+    match attempts {
+        1 => HeaderValue::from_static("1"),
+        2 => HeaderValue::from_static("2"),
+        3 => HeaderValue::from_static("3"),
+        n => HeaderValue::from(n),
+    }
 }
 
 #[cfg(test)]

@@ -299,7 +299,7 @@ mod tests {
     use palisade::policy::circuit_breaker::CircuitBreaker;
 
     use crate::config::Protocol;
-    use crate::runtime::Role;
+    use crate::upstream::Role;
 
     fn endpoint(port: u16, role: Role, breaker: Option<CircuitBreaker>) -> Arc<Endpoint> {
         let endpoint = Endpoint::new(
