@@ -160,7 +160,7 @@ where
 }
 
 /// A client's request body: hyper's, or none at all (a request read by the sidecar's own
-/// HTTP/1 server, which takes only requests without a body; see `http1_server`).
+/// HTTP/1 server, which takes only requests without a body; see `h1::server`).
 pub enum ClientBody {
     /// The body as hyper's server reads it.
     Incoming(hyper::body::Incoming),

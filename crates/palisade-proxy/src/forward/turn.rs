@@ -5,23 +5,21 @@
 //! upstream's process: on a shared core the scheduler often switches to it at once, it
 //! answers that one request, sleeps, and the proxy is switched back in for the next
 //! request — a context switch pair per request, and each side's caches cooled by the
-//! other's. Measured with the upstream on the proxy's core (bench/proxy, pinned layout):
-//! the proxy was preempted about once per two requests and the upstream spent 30–40%
-//! more CPU per request than behind HAProxy, whose event loop reads every ready connection
-//! before it writes to any server.
+//! other's (bench/proxy's pinned layout shows it; docs/BENCHMARKS.md has the figures).
+//! HAProxy's event loop, likewise, reads every ready connection before it writes to any
+//! server.
 //!
 //! So, while the worker has other requests in flight, a request yields once before it
 //! enters its upstream's policies (`forward`: after the refusals that need no upstream,
 //! before the timeouts, retries and the write, so that the yield re-polls as little as
 //! possible): the event loop reads and parses the rest of the turn's requests first, and
-//! the writes leave together; the upstream wakes once for the batch. The yield costs
-//! about 1.5 k instructions per request under load (callgrind, 32 connections), far
+//! the writes leave together; the upstream wakes once for the batch. The yield costs far
 //! less than the switches it saves. A lone request (in flight alone on its worker)
 //! writes at once: holding it would only add a turn of the event loop to its latency.
 //! A request that arrives alone while others are in flight (say, slow ones) pays that
 //! turn: the yield, one `epoll_wait` that does not block, and the re-poll.
 //!
-//! The count is per worker thread: each worker runs its own event loop (see `server`).
+//! The count is per worker thread: each worker runs its own event loop (see `serve`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -41,7 +41,7 @@ impl Fallback {
 
 impl Fallback {
     /// [`Fallback::headers`] as header lines, for a connection that writes them as they
-    /// are (see `http1_server`).
+    /// are (see `h1::server`).
     pub fn lines(&self, reason: Reason) -> Bytes {
         match self.lines.get(reason.index()) {
             Some(lines) => lines.clone(),

@@ -3,7 +3,7 @@
 //!
 //! hyper-util's `GracefulShutdown` does the same by polling a `watch` channel's
 //! `changed()` future beside the connection on every wake-up of the connection's task,
-//! two or three times per request (about 160 instructions each). Here a connection reads
+//! two or three times per request. Here a connection reads
 //! one atomic flag per wake-up; its task's waker is registered once (again only if the
 //! task's waker changes), and the stop wakes every registered connection.
 

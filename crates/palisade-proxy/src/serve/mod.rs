@@ -1,7 +1,7 @@
 //! Listening: the proxy port and the admin port, graceful shutdown and reload.
 //!
 //! * HTTP/1.1 (keep-alive) and HTTP/2 (h2c, prior knowledge) on one port. HTTP/1
-//!   connections start on the sidecar's own server (`http1_server`), which hands them
+//!   connections start on the sidecar's own server (`h1::server`), which hands them
 //!   to hyper's at the first request it does not take.
 //! * Malformed requests get 400 and oversized heads 431 from hyper; an HTTP/1 client that
 //!   does not send a whole request head within `header_timeout` of the connection opening,

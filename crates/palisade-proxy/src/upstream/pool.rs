@@ -12,7 +12,7 @@
 //!   socket has become readable), and is passed over: a request is never written to it,
 //!   so this is safe for any method.
 //!
-//! With one runtime per worker thread (see `server`), each worker keeps its own idle
+//! With one runtime per worker thread (see `serve`), each worker keeps its own idle
 //! connections: a connection is registered with the event loop of the thread that opened
 //! it, and is only ever used by that thread's requests.
 //!

@@ -6,9 +6,9 @@
 //! then on.
 //!
 //! Why: a response relayed through hyper's server has its upstream's head parsed into a
-//! `HeaderMap` only to be encoded back from it, and goes through hyper's dispatcher;
-//! together about a fifth of a proxied request's instructions. Here an upstream's header
-//! lines are written through as they came (`runtime::RawHead`), the proxy's own headers
+//! `HeaderMap` only to be encoded back from it, and goes through hyper's dispatcher (see
+//! docs/BENCHMARKS.md for the share of a request that is). Here an upstream's header
+//! lines are written through as they came (`h1::client::RawHead`), the proxy's own headers
 //! after them, and a body that arrived with its head leaves in the same write.
 //!
 //! The rest is as with hyper: requests on a connection are answered in order (pipelined
