@@ -308,10 +308,16 @@ async fn a_request_with_a_body_hands_the_connection_to_hyper_without_losing_a_by
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_disconnects_cancels_its_request_and_frees_its_slot() {
+async fn with_abort_on_close_a_client_that_disconnects_cancels_its_request_and_frees_its_slot() {
     let upstream = Upstream::start("api", Behaviour::Hang).await;
-    let proxy = Proxy::start(&format!(
-        r#"
+    let sections = Sections {
+        listener: "abort_on_close = true".to_owned(),
+        ..Sections::default()
+    };
+    let proxy = Proxy::start_with(
+        &sections,
+        &format!(
+            r#"
 [[upstream]]
 name = "api"
 endpoints = ["{}"]
@@ -326,8 +332,9 @@ max_queue = 0
 path_prefix = "/"
 upstream = "api"
 "#,
-        upstream.addr()
-    ))
+            upstream.addr()
+        ),
+    )
     .await;
     let mut first = TcpStream::connect(proxy.addr).await.expect("connect");
     first
@@ -385,4 +392,33 @@ async fn the_response_in_flight_at_a_stop_says_connection_close_and_the_connecti
     assert_eq!(body, b"ok from api");
     assert!(closed_within(&mut client, secs(5)).await);
     assert!(proxy.wait_exit(secs(10)).await.success());
+}
+
+/// A client that half-closes after its request (`shutdown(Write)`) still gets its answer
+/// (HAProxy's default; `listener.abort_on_close` cancels instead): on the own server (a
+/// bodiless GET) and on hyper's (a POST with a body, which the own server hands over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_after_its_request_is_answered() {
+    let upstream = Upstream::start("api", Behaviour::Gate).await;
+    let proxy = Proxy::start(&route_to(upstream.addr())).await;
+    let requests: [&[u8]; 2] = [
+        b"GET /own HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"POST /hyper HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi",
+    ];
+    for (n, request) in requests.into_iter().enumerate() {
+        let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+        client.write_all(request).await.expect("write");
+        // The request reaches the upstream, which holds it while the client half-closes.
+        upstream.wait_for(n + 1, secs(10)).await;
+        client.shutdown().await.expect("half-close");
+        upstream.open_gate();
+        let mut answer = Vec::new();
+        timeout(secs(10), client.read_to_end(&mut answer))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 200"), "request {n}: {text}");
+        upstream.close_gate();
+    }
 }

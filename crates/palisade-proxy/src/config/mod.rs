@@ -73,6 +73,13 @@ pub struct Listener {
     /// is closed as soon as it is accepted. Default 10,000.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// Whether a client closing its side of the connection while its request is in
+    /// flight cancels the request (HAProxy's `option abortonclose`, Envoy's and nginx's
+    /// default). Default false: a client may half-close after sending its request and
+    /// still gets its answer (HAProxy's default); a client that went away entirely is
+    /// noticed when the answer is written.
+    #[serde(default)]
+    pub abort_on_close: bool,
 }
 
 /// `[admin]`.

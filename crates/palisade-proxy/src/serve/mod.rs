@@ -280,6 +280,8 @@ struct Protocols {
     body_timeout: Duration,
     /// The longest request head read.
     max_header_bytes: usize,
+    /// A client's close cancels its request in flight (`listener.abort_on_close`).
+    abort_on_close: bool,
     /// Times connections' waits for request heads (see `head_timeout`).
     clock: Clock,
 }
@@ -295,6 +297,9 @@ impl Protocols {
             // A response head and a small body go out in one contiguous write (one copy
             // into the head's buffer) rather than a two-part vectored write.
             .writev(false)
+            // A client that half-closes after its request is answered, unless its close
+            // is to cancel the request.
+            .half_close(!config.abort_on_close)
             .keep_alive(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
@@ -306,6 +311,7 @@ impl Protocols {
             header_timeout: config.header_timeout,
             body_timeout: config.body_timeout,
             max_header_bytes: config.max_header_bytes,
+            abort_on_close: config.abort_on_close,
             clock: Clock::fast(),
         }
     }
@@ -328,6 +334,7 @@ async fn serve_connection(
         Protocol::Http1 => {
             let waiting = service.client.waiting.clone();
             let max_head = protocols.max_header_bytes;
+            let abort_on_close = protocols.abort_on_close;
             let connection = async {
                 let own = h1_server::serve(
                     WriteWatched::new(stream, waiting.clone()),
@@ -335,6 +342,7 @@ async fn serve_connection(
                     &service.client,
                     &drain,
                     max_head,
+                    abort_on_close,
                 );
                 match drain.watch(SelfDraining::new(own)).await {
                     Ok(Served::Closed) => Ok(()),

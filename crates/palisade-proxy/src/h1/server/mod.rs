@@ -53,13 +53,16 @@ pub(crate) enum Served {
 }
 
 /// Serves `stream` until it closes or is handed over. `max_head`: the longest request
-/// head taken (a longer one is handed to hyper, which answers 431).
+/// head taken (a longer one is handed to hyper, which answers 431). `abort_on_close`:
+/// the client's closing its side cancels its request in flight (else it is answered,
+/// as a client that half-closes after its request expects).
 pub(crate) async fn serve(
     mut stream: ClientStream,
     runtime: &ArcSwap<Runtime>,
     client: &Arc<Client>,
     drain: &Drain,
     max_head: usize,
+    abort_on_close: bool,
 ) -> io::Result<Served> {
     let mut read = BytesMut::new();
     let mut out = Vec::new();
@@ -85,13 +88,17 @@ pub(crate) async fn serve(
         let request = Request::from_parts(parts, ClientBody::Empty);
         let reply = match forward::handle(runtime.load_full(), request, client.clone(), true) {
             Handled::Answered(reply) => reply,
-            // As hyper does: a client that closes its connection while its request is in
-            // flight cancels the request (its upstream call, its bulkhead slot).
-            Handled::Forwarded(answer) => tokio::select! {
+            // As hyper does with `half_close(false)`: a client that closes its side while
+            // its request is in flight cancels the request (its upstream call, its
+            // bulkhead slot).
+            Handled::Forwarded(answer) if abort_on_close => tokio::select! {
                 biased;
                 reply = answer => reply,
                 () = closed(&mut stream, &mut read) => return Ok(Served::Closed),
             },
+            // Answered whatever the client's read side does; the next read finds its
+            // close (or the next request).
+            Handled::Forwarded(answer) => answer.await,
         };
         let last = drain.is_draining();
         let reusable = response::write(&mut stream, &mut out, reply, head_request, last).await?;
