@@ -1,18 +1,38 @@
-//! Hop-by-hop headers: meaningful for one connection only, never forwarded (RFC 9110 §7.6.1).
+//! Hop-by-hop headers: meaningful for one connection only, never forwarded (RFC 9110 §7.6.1);
+//! and trailer fields: which a relay passes on after a body, and which it may not.
 
 use http::header::{self, Entry, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
-/// Headers that always describe only the connection they arrive on.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that always describe only the connection they arrive on. `Trailer` is not one:
+/// it announces the trailer fields of the message, end to end (RFC 9110 §6.6.2; RFC 2616's
+/// "Trailers" in this list was `TE: trailers`).
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::UPGRADE,
+];
+
+/// Fields a sender must not put in trailers, or a recipient may not act on there (RFC
+/// 9110 §6.5.1): framing, routing, request modifiers, authentication, caching and the
+/// content's own metadata. A relay drops them from the trailers it passes on.
+const NOT_IN_TRAILERS: [HeaderName; 12] = [
+    header::AUTHORIZATION,
+    header::CACHE_CONTROL,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CONTENT_RANGE,
+    header::CONTENT_TYPE,
+    header::EXPECT,
+    header::HOST,
+    header::MAX_FORWARDS,
+    header::SET_COOKIE,
+    header::TRAILER,
+    header::WWW_AUTHENTICATE,
 ];
 
 /// Removes hop-by-hop headers, including any named in `Connection`, and
@@ -65,6 +85,29 @@ pub fn names_headers(connection: &HeaderValue) -> bool {
     })
 }
 
+/// Whether `name` may be passed on as a trailer field: not a hop-by-hop field and not one
+/// RFC 9110 §6.5.1 keeps out of trailers.
+pub fn is_trailer_field(name: &HeaderName) -> bool {
+    !is_hop_by_hop(name) && !NOT_IN_TRAILERS.contains(name)
+}
+
+/// Whether a request's `TE` says its sender takes trailer fields (`TE: trailers`), so that
+/// a relay which passes trailers on may ask the next hop for them.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .any(accepts_trailers_value)
+}
+
+/// Whether one `TE` value lists `trailers`.
+pub fn accepts_trailers_value(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +153,35 @@ mod tests {
         let before = clean.clone();
         strip_hop_by_hop(&mut clean);
         assert_eq!(clean, before);
+    }
+
+    #[test]
+    fn trailer_is_end_to_end_and_trailer_fields_exclude_framing_and_routing() {
+        assert!(!is_hop_by_hop(&header::TRAILER));
+        let mut h = HeaderMap::new();
+        h.insert(header::TRAILER, "x-checksum".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(h.contains_key(header::TRAILER));
+
+        assert!(is_trailer_field(&HeaderName::from_static("x-checksum")));
+        assert!(is_trailer_field(&HeaderName::from_static("grpc-status")));
+        for name in [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::HOST,
+            header::TE,
+        ] {
+            assert!(!is_trailer_field(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn te_trailers_is_read_from_any_token_of_any_line() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_trailers(&h));
+        h.append(header::TE, "gzip".parse().unwrap());
+        assert!(!accepts_trailers(&h));
+        h.append(header::TE, "deflate, Trailers".parse().unwrap());
+        assert!(accepts_trailers(&h));
     }
 }

@@ -422,3 +422,60 @@ async fn a_client_that_half_closes_after_its_request_is_answered() {
         upstream.close_gate();
     }
 }
+
+/// An upstream's chunked answer with trailers reaches a client that takes them (`TE:
+/// trailers`) with its trailers, on the own server (a GET) and on hyper's (a POST, which
+/// the own server hands over); the client's `TE: trailers` is passed upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_are_relayed_after_a_chunked_body() {
+    let upstream = Scripted::start(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: grpc-status\r\n\r\n\
+          2\r\nok\r\n0\r\ngrpc-status: 0\r\n\r\n",
+    )
+    .await;
+    let proxy = Proxy::start(&route_to(upstream.address)).await;
+    let requests: [&[u8]; 2] = [
+        b"GET /own HTTP/1.1\r\nhost: x\r\nte: trailers\r\n\r\n",
+        b"POST /hyper HTTP/1.1\r\nhost: x\r\nte: trailers\r\ncontent-length: 2\r\n\r\nhi",
+    ];
+    for request in requests {
+        let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+        client.write_all(request).await.expect("write");
+        client.shutdown().await.expect("half-close");
+        let mut answer = Vec::new();
+        timeout(secs(10), client.read_to_end(&mut answer))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{text}");
+        assert!(text.contains("\r\ntrailer: grpc-status\r\n"), "{text}");
+        assert!(
+            text.ends_with("\r\n2\r\nok\r\n0\r\ngrpc-status: 0\r\n\r\n"),
+            "{text}"
+        );
+    }
+    // The client's `TE: trailers` goes upstream (hyper's server sends trailers only to a
+    // client that asked; so does a gRPC server).
+    let echo = Upstream::start("api", Behaviour::Echo).await;
+    let proxy = Proxy::start(&route_to(echo.addr())).await;
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nte: gzip, trailers\r\n\r\n")
+        .await
+        .expect("write");
+    client.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    timeout(secs(10), client.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let received = echo.requests();
+    let te: Vec<_> = received[0]
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "te")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(te, ["trailers"], "{:?}", received[0].headers);
+}

@@ -173,6 +173,10 @@ impl Attempt<'_> {
         *request.headers_mut() = copy;
         let headers = request.headers_mut();
         palisade_http::headers::strip_hop_by_hop(headers);
+        // The relay passes trailers on: a client that takes them may have them asked for.
+        if palisade_http::headers::accepts_trailers(&self.parts.headers) {
+            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
         if !headers.contains_key(HOST) {
             if let Some(authority) = self.parts.uri.authority() {
                 if let Ok(host) = HeaderValue::from_str(authority.as_str()) {

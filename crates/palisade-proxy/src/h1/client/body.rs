@@ -6,6 +6,7 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 
@@ -14,6 +15,8 @@ use super::{Connection, Error};
 
 /// The longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
+/// The most trailer lines read after a chunked body (those not passed on included).
+const MAX_TRAILERS: usize = 100;
 
 /// How a response body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub(crate) enum Chunk {
 pub(crate) enum Decoded {
     /// Body bytes.
     Data(Bytes),
+    /// A trailer line after the last chunk (not empty, without its line end).
+    Trailer(BytesMut),
     /// The body has ended.
     End,
     /// More bytes must be read first.
@@ -127,9 +132,10 @@ impl Framing {
                         let Some(line) = line(buf)? else {
                             return more(eof);
                         };
-                        // Trailers are dropped: the next hop frames the body anew.
                         if line.is_empty() {
                             *self = Framing::Length(0);
+                        } else {
+                            return Ok(Decoded::Trailer(line));
                         }
                     }
                 },
@@ -211,6 +217,17 @@ pub(crate) struct Body {
     ready: Option<Bytes>,
     /// The response's header lines as received, when kept raw (see `raw`).
     raw: Option<RawHead>,
+    /// The trailers read so far: boxed, as most bodies have none.
+    trailers: Option<Box<Trailers>>,
+}
+
+/// A chunked body's trailer section as it is read.
+#[derive(Debug, Default)]
+struct Trailers {
+    /// The fields that may be passed on.
+    fields: HeaderMap,
+    /// Lines read, those dropped included.
+    lines: usize,
 }
 
 impl Body {
@@ -236,6 +253,7 @@ impl Body {
             eof: false,
             ready,
             raw,
+            trailers: None,
         }
     }
 
@@ -256,6 +274,31 @@ impl Body {
     /// Every byte of the body has been read from the connection.
     pub(crate) fn is_read(&self) -> bool {
         self.framing.is_done()
+    }
+
+    /// Takes a trailer line: a field that may be passed on (see
+    /// `palisade_http::headers::is_trailer_field`) is kept, others are dropped; a line
+    /// that is not a field, or one too many, fails the body.
+    fn trailer(&mut self, line: &[u8]) -> Result<(), Error> {
+        let trailers = self.trailers.get_or_insert_default();
+        trailers.lines += 1;
+        if trailers.lines > MAX_TRAILERS {
+            return Err(Error::Malformed("too many trailer fields"));
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err(Error::Malformed("folded trailer field"));
+        }
+        let colon = memchr::memchr(b':', line).ok_or(Error::Malformed("invalid trailer field"))?;
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            return Err(Error::Malformed("invalid trailer field"));
+        };
+        if palisade_http::headers::is_trailer_field(&name) {
+            trailers.fields.append(name, value);
+        }
+        Ok(())
     }
 
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -293,7 +336,16 @@ impl http_body::Body for Body {
             };
             match decoded {
                 Ok(Decoded::Data(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
-                Ok(Decoded::End) => return Poll::Ready(None),
+                Ok(Decoded::Trailer(line)) => {
+                    if let Err(error) = this.trailer(&line) {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                }
+                Ok(Decoded::End) => {
+                    let trailers = this.trailers.take().filter(|t| !t.fields.is_empty());
+                    return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t.fields))));
+                }
                 Ok(Decoded::More) => {
                     if let Err(error) = ready!(this.poll_read_more(cx)) {
                         this.conn = None;
@@ -309,7 +361,7 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ready.is_none() && self.framing.is_done()
+        self.ready.is_none() && self.framing.is_done() && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

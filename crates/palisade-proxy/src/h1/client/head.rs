@@ -5,7 +5,7 @@
 //! once, and every header value is a slice of that one buffer (no copy per header).
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING};
 use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use palisade_http::deadline::{GRPC_TIMEOUT, X_REQUEST_DEADLINE, X_REQUEST_TIMEOUT};
@@ -100,7 +100,8 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Writes the request line and headers into `out`. `Content-Length` and
 /// `Transfer-Encoding` are the framing's, whatever the request carried; `Host` is the
-/// endpoint's when neither the request nor `head.host` gives one.
+/// endpoint's when neither the request nor `head.host` gives one; `TE: trailers` goes on
+/// when the client's `TE` asks for trailers (the relay passes them on).
 pub(super) fn encode_request(
     out: &mut Vec<u8>,
     head: &RequestHead<'_>,
@@ -114,8 +115,10 @@ pub(super) fn encode_request(
     out.extend_from_slice(if head.path.is_empty() { "/" } else { head.path }.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
+    let mut trailers = false;
     for (name, value) in head.headers {
         if head.skips(name) {
+            trailers |= name == TE && palisade_http::headers::accepts_trailers_value(value);
             continue;
         }
         has_host |= name == HOST;
@@ -127,6 +130,9 @@ pub(super) fn encode_request(
     }
     if let Some(value) = head.forwarded_for {
         push_header(out, b"x-forwarded-for", value.as_bytes());
+    }
+    if trailers {
+        out.extend_from_slice(b"te: trailers\r\n");
     }
     if let Some((ms, grpc)) = &head.timeout {
         out.extend_from_slice(b"x-request-timeout: ");

@@ -192,7 +192,7 @@ impl Connection {
             };
             let Some(frame) = frame else { break };
             let Ok(data) = frame.map_err(Error::Body)?.into_data() else {
-                continue; // trailers are not forwarded
+                continue; // a request body's trailers are not forwarded
             };
             if data.is_empty() {
                 continue;

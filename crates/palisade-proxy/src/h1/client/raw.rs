@@ -294,7 +294,7 @@ impl Known {
         match name.len() {
             2 if is(b"te") => Known::HopByHop,
             4 if is(b"date") => Known::Date,
-            7 if is(b"trailer") || is(b"upgrade") => Known::HopByHop,
+            7 if is(b"upgrade") => Known::HopByHop,
             10 if is(b"connection") => Known::Connection,
             10 if is(b"keep-alive") => Known::HopByHop,
             11 if is(b"retry-after") => Known::RetryAfter,

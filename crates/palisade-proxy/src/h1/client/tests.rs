@@ -158,10 +158,16 @@ async fn a_chunked_answer_streams_and_then_frees_its_connection() {
     );
     let mut body = response.into_body();
     let mut read = Vec::new();
+    let mut trailers = None;
     while let Some(frame) = body.frame().await {
-        read.extend_from_slice(&frame.expect("frame").into_data().expect("data"));
+        match frame.expect("frame").into_data() {
+            Ok(data) => read.extend_from_slice(&data),
+            Err(frame) => trailers = Some(frame.into_trailers().expect("trailers")),
+        }
     }
     assert_eq!(read, b"wikipedia");
+    let trailers = trailers.expect("the trailer is passed on after the data");
+    assert_eq!(trailers.get("x-trailer").expect("x-trailer"), "t");
     assert!(
         body.take_connection().is_some(),
         "reusable after the last chunk"
@@ -350,10 +356,11 @@ async fn the_proxy_headers_replace_the_clients_and_hop_by_hop_ones_are_not_sent(
         .expect("response");
     drop(response);
     let seen = String::from_utf8(server.await.expect("server")).expect("ascii");
+    // `te: trailers` is the proxy's own: it passes trailers on.
     assert_eq!(
         seen,
         "GET /a HTTP/1.1\r\naccept: */*\r\nhost: client.example\r\n\
-         x-forwarded-for: 10.0.0.1, 127.0.0.1\r\nx-request-timeout: 250\r\n\r\n"
+         x-forwarded-for: 10.0.0.1, 127.0.0.1\r\nte: trailers\r\nx-request-timeout: 250\r\n\r\n"
     );
     headers.insert(
         "connection",
@@ -524,6 +531,7 @@ fn decode_chunked_in_pieces(wire: &[u8], pieces: &[usize]) -> Result<Vec<u8>, Er
         loop {
             match framing.decode(&mut buf, rest.is_empty())? {
                 Decoded::Data(data) => body.extend_from_slice(&data),
+                Decoded::Trailer(_) => {}
                 Decoded::End => return Ok(body),
                 Decoded::More => break,
             }
@@ -611,4 +619,71 @@ async fn an_early_final_answer_stops_the_body_and_is_relayed() {
         body.take_connection().is_none(),
         "a connection whose request was cut short is not reused"
     );
+}
+
+/// The fields of the trailers after `wire`'s chunked body, as a streamed body reads them.
+async fn trailers_of(wire: &'static [u8]) -> Result<Option<HeaderMap>, Error> {
+    let (conn, server) = serve_once(wire, 0).await;
+    let response = send(conn, get("/")).await?;
+    let mut body = response.into_body();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        if let Err(frame) = frame?.into_data() {
+            trailers = frame.into_trailers().ok();
+        }
+    }
+    drop(body);
+    server.abort();
+    Ok(trailers)
+}
+
+#[tokio::test]
+async fn trailers_are_passed_on_without_the_fields_trailers_may_not_carry() {
+    let trailers = trailers_of(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: grpc-status\r\n\r\n\
+          2\r\nok\r\n0\r\ngrpc-status: 0\r\nContent-Length: 99\r\nHost: evil\r\n\
+          grpc-message: fine\r\n\r\n",
+    )
+    .await
+    .expect("body")
+    .expect("trailers");
+    assert_eq!(trailers.get("grpc-status").expect("grpc-status"), "0");
+    assert_eq!(trailers.get("grpc-message").expect("grpc-message"), "fine");
+    assert_eq!(
+        trailers.len(),
+        2,
+        "framing and routing fields dropped: {trailers:?}"
+    );
+    // Only dropped fields: no trailers frame at all.
+    let none = trailers_of(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nContent-Length: 2\r\n\r\n",
+    )
+    .await
+    .expect("body");
+    assert!(none.is_none(), "{none:?}");
+}
+
+#[tokio::test]
+async fn a_folded_invalid_or_endless_trailer_section_fails_the_body() {
+    for wire in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nx-a: 1\r\n  folded\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno colon here\r\n\r\n"[..],
+    ] {
+        let wire: &'static [u8] = wire;
+        assert!(
+            matches!(trailers_of(wire).await, Err(Error::Malformed(_))),
+            "{}",
+            String::from_utf8_lossy(wire)
+        );
+    }
+    let mut endless = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+    for n in 0..=100 {
+        endless.extend_from_slice(format!("x-{n}: v\r\n").as_bytes());
+    }
+    endless.extend_from_slice(b"\r\n");
+    let endless: &'static [u8] = endless.leak();
+    assert!(matches!(
+        trailers_of(endless).await,
+        Err(Error::Malformed("too many trailer fields"))
+    ));
 }

@@ -140,6 +140,7 @@ async fn write_body(
         return Ok(true);
     }
     let mut sent = 0u64;
+    let mut trailers = None;
     loop {
         // Polled once first: a frame already here joins the bytes gathered so far; only
         // when none is ready is what is gathered written before waiting.
@@ -158,7 +159,12 @@ async fn write_body(
             None => break,
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
-                Err(_) => continue, // trailers are not relayed
+                // Passed on after a chunked body's last chunk; a body framed by its
+                // length has no place for them.
+                Err(frame) => {
+                    trailers = frame.into_trailers().ok();
+                    continue;
+                }
             },
             Some(Err(error)) => {
                 // The status is out or about to be: the client learns of the failure by
@@ -185,7 +191,11 @@ async fn write_body(
         }
     }
     if framing == Framing::Chunked {
-        out.extend_from_slice(b"0\r\n\r\n");
+        out.extend_from_slice(b"0\r\n");
+        for (name, value) in trailers.iter().flatten() {
+            push_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
     }
     stream.write_all(out).await?;
     out.clear();
