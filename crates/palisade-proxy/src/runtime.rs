@@ -25,6 +25,8 @@ pub struct Runtime {
     pub unrouted: RequestMetrics,
     /// The clock every policy of this runtime reads, and requests are timed by.
     pub clock: Clock,
+    /// The worker threads serving it, each with its own idle upstream connections.
+    pub workers: usize,
 }
 
 impl Runtime {
@@ -34,14 +36,17 @@ impl Runtime {
     /// reads the time a dozen times per request, and on a virtual machine a
     /// `clock_gettime` costs tens of nanoseconds where the counter costs a few. Timers
     /// (timeouts, backoff, open-state waits) still run on tokio's clock.
-    pub fn build(checked: &Checked) -> Result<Self, ConfigError> {
+    ///
+    /// `workers`: the worker threads that serve it (see `serve`), each keeping its own
+    /// idle connections to every endpoint.
+    pub fn build(checked: &Checked, workers: usize) -> Result<Self, ConfigError> {
         let config = &checked.config;
         let clock = Clock::fast();
         let upstreams = config
             .upstream
             .iter()
             .zip(&checked.upstreams)
-            .map(|(u, p)| Upstream::build(u, p, &clock).map(Arc::new))
+            .map(|(u, p)| Upstream::build(u, p, &clock, workers).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let mut routes = Vec::with_capacity(config.route.len());
         for (index, route) in config.route.iter().enumerate() {
@@ -70,6 +75,7 @@ impl Runtime {
             upstreams,
             unrouted: RequestMetrics::new("", ""),
             clock,
+            workers,
         })
     }
 

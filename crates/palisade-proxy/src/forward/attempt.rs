@@ -128,13 +128,13 @@ impl Attempt<'_> {
             };
             endpoint
                 .pool
-                .send_http1(&head, body, !self.replayable)
+                .send_http1(&head, body, !self.replayable, self.client.worker)
                 .await
         } else {
             // Boxed: the general path (HTTP/2, or a head that cannot be written as it is)
             // is rare, and its future would otherwise size every attempt's.
             let request = self.upstream_request(endpoint, body)?;
-            Box::pin(endpoint.pool.send(request)).await
+            Box::pin(endpoint.pool.send(request, self.client.worker)).await
         };
         sent.map_err(|e| {
             let kind = match e {

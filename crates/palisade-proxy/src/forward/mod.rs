@@ -63,6 +63,9 @@ const ADDED_HEADERS: usize = 4;
 pub struct Client {
     /// Its address.
     pub address: SocketAddr,
+    /// The worker serving the connection: whose idle upstream connections its requests
+    /// use (see `upstream::pool`).
+    pub worker: usize,
     /// Its IP as an `X-Forwarded-For` value, formatted once per connection.
     forwarded_for: Option<HeaderValue>,
     /// Whether the connection waits for a request head (its header timeout).
@@ -70,12 +73,13 @@ pub struct Client {
 }
 
 impl Client {
-    /// The client connected from `address` just now; `clock` times its waits for
-    /// request heads.
-    pub fn new(address: SocketAddr, clock: Clock) -> Self {
+    /// The client connected from `address` just now, served by worker `worker`; `clock`
+    /// times its waits for request heads.
+    pub fn new(address: SocketAddr, worker: usize, clock: Clock) -> Self {
         let forwarded_for = HeaderValue::from_str(&address.ip().to_string()).ok();
         Self {
             address,
+            worker,
             forwarded_for,
             waiting: Arc::new(Waiting::new(clock)),
         }

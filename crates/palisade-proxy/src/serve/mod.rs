@@ -95,9 +95,8 @@ pub async fn start_with_workers(
     file: Option<PathBuf>,
     workers: usize,
 ) -> std::io::Result<Running> {
-    crate::upstream::set_workers(workers);
-    crate::upstream::set_worker(0);
-    let runtime = Runtime::build(&checked).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let runtime =
+        Runtime::build(&checked, workers).map_err(|e| std::io::Error::other(e.to_string()))?;
     let listener_config = checked.config.listener.clone();
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let proxy = TcpListener::bind(listener_config.address).await?;
@@ -183,7 +182,6 @@ fn spawn_worker(
     std::thread::Builder::new()
         .name(format!("palisade-worker-{index}"))
         .spawn(move || {
-            crate::upstream::set_worker(index);
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -223,6 +221,8 @@ async fn serve(
         Some((placement, inbox)) => (Some(placement), Some(inbox)),
         None => (None, None),
     };
+    // The worker this runs as: whose idle upstream connections its requests use.
+    let index = placement.as_ref().map_or(0, Placement::index);
     loop {
         let (stream, client, load) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -252,7 +252,7 @@ async fn serve(
         let _ = stream.set_nodelay(true);
         let service = Service {
             runtime: runtime.clone(),
-            client: Arc::new(forward::Client::new(client, protocols.clock.clone())),
+            client: Arc::new(forward::Client::new(client, index, protocols.clock.clone())),
         };
         let drain = drain.clone();
         let protocols = protocols.clone();
@@ -486,7 +486,7 @@ pub fn reload(file: &std::path::Path, runtime: &ArcSwap<Runtime>) -> Result<(), 
             "[listener] keys other than max_body_bytes and body_timeout, and [admin] keys, change only on restart"
         );
     }
-    let next = Runtime::build(&checked).map_err(|e| e.to_string())?;
+    let next = Runtime::build(&checked, current.workers).map_err(|e| e.to_string())?;
     runtime.store(Arc::new(next));
     metrics::counter!("palisade_config_reloads_total").increment(1);
     Ok(())

@@ -80,6 +80,11 @@ impl Placement {
         Self { index, workers }
     }
 
+    /// The worker's index.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
     /// Serves a connection this worker accepted here, or hands it to a worker with fewer
     /// connections (`None`: handed over, or lost in the hand-over and closed).
     pub(crate) fn place(

@@ -307,8 +307,11 @@ mod tests {
             format!("127.0.0.1:{port}"),
             role,
             breaker,
-            Protocol::Http1,
-            Duration::from_secs(1),
+            crate::upstream::pool::Connections {
+                protocol: Protocol::Http1,
+                connect_timeout: Duration::from_secs(1),
+                workers: 1,
+            },
             Clock::tokio(),
         )
         .expect("endpoint");

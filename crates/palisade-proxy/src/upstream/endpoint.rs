@@ -9,8 +9,7 @@ use palisade::clock::{Clock, Nanos};
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitState};
 use serde::Serialize;
 
-use super::pool::Pool;
-use crate::config::Protocol;
+use super::pool::{Connections, Pool};
 
 /// Whether an endpoint serves normally or only when every primary is unavailable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -61,8 +60,7 @@ impl Endpoint {
         address: String,
         role: Role,
         breaker: Option<CircuitBreaker>,
-        protocol: Protocol,
-        connect_timeout: Duration,
+        connections: Connections,
         clock: Clock,
     ) -> Result<Self, ConfigError> {
         let authority = http::uri::Authority::try_from(address.as_str()).map_err(|_| {
@@ -78,7 +76,7 @@ impl Endpoint {
             "endpoint" => address.clone()
         );
         health_gauge.set(1.0);
-        let pool = Pool::new(authority.clone(), protocol, connect_timeout, clock);
+        let pool = Pool::new(authority.clone(), connections, clock);
         Ok(Self {
             address,
             authority,

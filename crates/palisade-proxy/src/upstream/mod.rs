@@ -10,7 +10,7 @@ mod pool;
 pub(crate) use balance::{Balancer, Picked};
 pub use endpoint::{CheckStatus, Endpoint, Role};
 pub(crate) use pipeline::{Admission, Pipeline};
-pub(crate) use pool::{PooledBody, SendError, set_worker, set_workers};
+pub(crate) use pool::{Connections, PooledBody, SendError};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,7 @@ impl Upstream {
         config: &crate::config::Upstream,
         policies: &UpstreamPolicies,
         clock: &Clock,
+        workers: usize,
     ) -> Result<Self, ConfigError> {
         let name: Arc<str> = config.name.as_str().into();
         let settings = Settings::named(config.name.clone()).clock(clock.clone());
@@ -72,8 +73,11 @@ impl Upstream {
                 address.clone(),
                 role,
                 breaker,
-                config.protocol,
-                config.timeout.per_try,
+                Connections {
+                    protocol: config.protocol,
+                    connect_timeout: config.timeout.per_try,
+                    workers,
+                },
                 clock.clone(),
             )?))
         };

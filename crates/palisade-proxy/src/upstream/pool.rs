@@ -14,14 +14,13 @@
 //!
 //! With one runtime per worker thread (see `serve`), each worker keeps its own idle
 //! connections: a connection is registered with the event loop of the thread that opened
-//! it, and is only ever used by that thread's requests.
+//! it, and is only ever used by that thread's requests. Which worker a request runs on is
+//! passed to the pool with it (the client connection's `worker`), never looked up.
 //!
 //! Bounds: at most `MAX_IDLE` idle connections per endpoint and worker, each idle at
 //! most `IDLE_TIMEOUT`; an HTTP/2 endpoint has one connection, replaced when it closes.
 
-use std::cell::Cell;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -47,22 +46,15 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// TCP keep-alive probes start after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// Worker threads, each with its own idle connections (set before pools are built).
-static WORKERS: AtomicUsize = AtomicUsize::new(1);
-
-thread_local! {
-    /// This thread's worker index: whose idle connections it takes and gives back.
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Pools built from now on keep idle connections for `workers` worker threads.
-pub(crate) fn set_workers(workers: usize) {
-    WORKERS.store(workers.max(1), Ordering::Relaxed);
-}
-
-/// The calling thread serves as worker `index`.
-pub(crate) fn set_worker(index: usize) {
-    WORKER.with(|w| w.set(index));
+/// How an endpoint's connections are made and kept.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Connections {
+    /// HTTP/1.1 (pooled) or HTTP/2 (one multiplexed connection).
+    pub(crate) protocol: Protocol,
+    /// Longest wait for a connection to be established.
+    pub(crate) connect_timeout: Duration,
+    /// Worker threads, each with its own idle HTTP/1.1 connections.
+    pub(crate) workers: usize,
 }
 
 /// Why a request got no response.
@@ -110,19 +102,14 @@ struct Idle {
 }
 
 impl Pool {
-    pub(crate) fn new(
-        authority: Authority,
-        protocol: Protocol,
-        connect_timeout: Duration,
-        clock: Clock,
-    ) -> Self {
+    pub(crate) fn new(authority: Authority, connections: Connections, clock: Clock) -> Self {
         Self {
             shared: Arc::new(Shared {
                 authority,
-                protocol,
-                connect_timeout,
+                protocol: connections.protocol,
+                connect_timeout: connections.connect_timeout,
                 clock,
-                idle: (0..WORKERS.load(Ordering::Relaxed).max(1))
+                idle: (0..connections.workers.max(1))
                     .map(|_| Mutex::new(Vec::new()))
                     .collect(),
                 multiplexed: tokio::sync::Mutex::new(None),
@@ -139,12 +126,13 @@ impl Pool {
             .sum()
     }
 
-    /// Sends `request` (its URI absolute, as for any endpoint) and returns the response
-    /// head; the body streams from the connection. The response is boxed (see
-    /// [`Pool::send_http1`]).
+    /// Sends `request` (its URI absolute, as for any endpoint) from `worker` and returns
+    /// the response head; the body streams from the connection. The response is boxed
+    /// (see [`Pool::send_http1`]).
     pub(crate) async fn send(
         &self,
         request: Request<ProxyBody>,
+        worker: usize,
     ) -> Result<Box<Response<PooledBody>>, SendError> {
         // Every path that may connect is boxed: a connect's future is large, and unboxed
         // it would be part of (and copied with) every request's future.
@@ -152,7 +140,7 @@ impl Pool {
             Protocol::Http1 => {
                 let (parts, body) = request.into_parts();
                 let head = http1::RequestHead::of(&parts);
-                self.send_http1(&head, body, true).await
+                self.send_http1(&head, body, true, worker).await
             }
             Protocol::Http2 => Box::pin(self.send_http2(request)).await,
         }
@@ -172,18 +160,20 @@ impl Pool {
     /// as one word rather than as 264 bytes copied at every step.
     ///
     /// `once_only`: the request cannot be sent again (not replayable), so an idle
-    /// connection is confirmed open with the kernel before it is written to.
+    /// connection is confirmed open with the kernel before it is written to. `worker`:
+    /// the worker the request runs on, whose idle connections it takes and gives back.
     pub(crate) async fn send_http1(
         &self,
         head: &http1::RequestHead<'_>,
         body: ProxyBody,
         once_only: bool,
+        worker: usize,
     ) -> Result<Box<Response<PooledBody>>, SendError> {
-        let connection = match self.shared.checkout(once_only) {
+        let connection = match self.shared.checkout(once_only, worker) {
             Some(connection) => connection,
             None => Box::pin(self.shared.connect_http1()).await?,
         };
-        let pooled = |body| self.pooled(body);
+        let pooled = |body| self.pooled(body, worker);
         Ok(connection
             .send(head, body, &self.shared.authority, pooled)
             .await?)
@@ -200,18 +190,23 @@ impl Pool {
     }
 
     /// A response body, holding the connection until it ends.
-    fn pooled(&self, mut body: http1::Body) -> PooledBody {
+    fn pooled(&self, mut body: http1::Body, worker: usize) -> PooledBody {
         if body.is_read() {
             // The whole body came with the head, or there is none (HEAD, 204, 304,
             // `Content-Length: 0`): the connection is free at once.
             if let Some(connection) = body.take_connection() {
-                self.shared.check_in(connection);
+                self.shared.check_in(connection, worker);
             }
-            PooledBody::Http1 { body, pool: None }
+            PooledBody::Http1 {
+                body,
+                pool: None,
+                worker,
+            }
         } else {
             PooledBody::Http1 {
                 body,
                 pool: Some(self.shared.clone()),
+                worker,
             }
         }
     }
@@ -220,17 +215,17 @@ impl Pool {
 // === impl Shared ===
 
 impl Shared {
-    /// The calling worker's idle connections.
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    /// `worker`'s idle connections.
+    fn idle(&self, worker: usize) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // Never empty: a pool has a list for at least one worker.
-        let worker = WORKER.with(Cell::get) % self.idle.len();
+        let worker = worker % self.idle.len();
         self.idle[worker].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently used idle connection that can take a request, if any.
-    fn checkout(&self, confirm: bool) -> Option<Box<http1::Connection>> {
+    /// `worker`'s most recently used idle connection that can take a request, if any.
+    fn checkout(&self, confirm: bool, worker: usize) -> Option<Box<http1::Connection>> {
         loop {
-            let Idle { connection, since } = self.idle().pop()?;
+            let Idle { connection, since } = self.idle(worker).pop()?;
             if self.clock.elapsed_since(since) <= IDLE_TIMEOUT && connection.is_open(confirm) {
                 return Some(connection);
             }
@@ -239,10 +234,10 @@ impl Shared {
 
     /// Keeps `connection` for the next request, within the bounds. Connections idle too
     /// long are dropped (closed) here, after the lock is released.
-    fn check_in(&self, connection: Box<http1::Connection>) {
+    fn check_in(&self, connection: Box<http1::Connection>, worker: usize) {
         let now = self.clock.now();
         let stale: Vec<Idle> = {
-            let mut idle = self.idle();
+            let mut idle = self.idle(worker);
             let stale = idle
                 .iter()
                 .take_while(|i| Duration::from_nanos(now.saturating_sub(i.since)) > IDLE_TIMEOUT)
@@ -314,10 +309,12 @@ impl Shared {
 /// A response body from an endpoint. An HTTP/1.1 connection goes back to its pool when
 /// the body ends; if the body is dropped before, the connection is closed.
 pub(crate) enum PooledBody {
-    /// From an HTTP/1.1 connection, with the pool to return it to (`None` once returned).
+    /// From an HTTP/1.1 connection, with the pool to return it to (`None` once returned)
+    /// and the worker whose idle connections it joins.
     Http1 {
         body: http1::Body,
         pool: Option<Arc<Shared>>,
+        worker: usize,
     },
     /// A stream of the endpoint's HTTP/2 connection.
     Http2(Incoming),
@@ -344,11 +341,11 @@ impl Body for PooledBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             PooledBody::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            PooledBody::Http1 { body, pool } => {
+            PooledBody::Http1 { body, pool, worker } => {
                 let frame = Pin::new(&mut *body).poll_frame(cx);
                 if frame.is_ready() && body.is_read() {
                     if let (Some(pool), Some(connection)) = (pool.take(), body.take_connection()) {
-                        pool.check_in(connection);
+                        pool.check_in(connection, *worker);
                     }
                 }
                 frame.map_err(Into::into)
