@@ -30,8 +30,6 @@ pub(super) struct Attempt<'a> {
     pub(super) first: Mutex<Option<Picked>>,
     /// The request may be sent again (see `Replay`).
     pub(super) replayable: bool,
-    /// Upstream heads may be relayed raw (see [`handle`]).
-    pub(super) raw_heads: bool,
     /// Endpoints tried, a bit per index, so a retry goes elsewhere when it can.
     pub(super) tried: AtomicU64,
     /// Attempts sent.
@@ -124,7 +122,6 @@ impl Attempt<'_> {
                 host: self.parts.uri.authority().map(uri::Authority::as_str),
                 forwarded_for,
                 timeout,
-                raw_response: self.raw_heads,
             };
             endpoint
                 .pool

@@ -107,20 +107,14 @@ pub enum Handled {
     Forwarded(Forwarding),
 }
 
-/// Answers one client request. `raw_heads`: the client's connection writes an
-/// upstream's header lines through as received (see `runtime::RawHead`), so a relayed
-/// response may carry them instead of a full header map.
+/// Answers one client request. Its answer may carry header lines to write as they are
+/// (an upstream's, kept raw; the proxy's own, encoded once): see [`Reply`].
 ///
 /// Not an `async fn`: the request is split here and its head kept once, in the
 /// forwarding future, which everything below borrows. An `async fn` keeps each argument
 /// it is given beside whatever it moves out of it, and every byte of that future is
 /// touched on every request.
-pub fn handle(
-    runtime: Arc<Runtime>,
-    request: Request<ClientBody>,
-    client: Arc<Client>,
-    raw_heads: bool,
-) -> Handled {
+pub fn handle(runtime: Arc<Runtime>, request: Request<ClientBody>, client: Arc<Client>) -> Handled {
     let started = runtime.clock.now();
     client.waiting.busy();
     let (mut head, body) = request.into_parts();
@@ -138,7 +132,6 @@ pub fn handle(
         head,
         started,
         in_flight: InFlight::enter(),
-        raw_heads,
     };
     if let Err(reason) = settled {
         return Handled::Answered(exchange.malformed(reason));
@@ -163,8 +156,6 @@ struct Exchange {
     started: Nanos,
     /// Counts the request among its worker's requests in flight.
     in_flight: InFlight,
-    /// Upstream heads may be relayed raw (see [`handle`]).
-    raw_heads: bool,
 }
 
 /// A request the steps without waiting let through, and what they found.
@@ -249,7 +240,7 @@ impl Exchange {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                 return Err((
-                    respond::explained_reply(Reason::FaultInjected, status, None, self.raw_heads),
+                    respond::explained_reply(Reason::FaultInjected, status, None),
                     Some(Reason::FaultInjected),
                 ));
             }
@@ -370,7 +361,6 @@ impl Exchange {
             client: &self.client,
             first: Mutex::new(first),
             replayable: replay == Replay::Safe,
-            raw_heads: self.raw_heads,
             tried: AtomicU64::new(0),
             attempts: AtomicU32::new(0),
         };
@@ -410,7 +400,7 @@ impl Exchange {
                 .is_failure();
                 match (&route.fallback, failed) {
                     (Some(fallback), true) => (
-                        respond::fallback_reply(fallback, Reason::RetriesExhausted, self.raw_heads),
+                        respond::fallback_reply(fallback, Reason::RetriesExhausted),
                         Some(Reason::RetriesExhausted),
                     ),
                     _ => {
@@ -538,7 +528,7 @@ impl Exchange {
     /// The proxy's own answer for `reason`, with its usual status.
     fn explained(&self, reason: Reason) -> Answer {
         (
-            respond::explained_reply(reason, reason.status(), None, self.raw_heads),
+            respond::explained_reply(reason, reason.status(), None),
             Some(reason),
         )
     }
@@ -546,10 +536,8 @@ impl Exchange {
     /// The refusal for `reason`, or the route's fallback if it has one.
     fn refuse(&self, route: &Route, reason: Reason, retry_after: Option<Duration>) -> Answer {
         let reply = match &route.fallback {
-            Some(fallback) if !reason.is_clients() => {
-                respond::fallback_reply(fallback, reason, self.raw_heads)
-            }
-            _ => respond::explained_reply(reason, reason.status(), retry_after, self.raw_heads),
+            Some(fallback) if !reason.is_clients() => respond::fallback_reply(fallback, reason),
+            _ => respond::explained_reply(reason, reason.status(), retry_after),
         };
         (reply, Some(reason))
     }

@@ -172,8 +172,9 @@ pub struct Reply {
     /// The response; its map holds the headers not in `head`.
     pub response: Response<ProxyBody>,
     /// Header lines written as they are, before the map's: an upstream's, kept raw, or
-    /// the proxy's own answer's, encoded once. Only for a connection that writes them
-    /// through (the own HTTP/1.1 server); elsewhere `None`.
+    /// the proxy's own answer's, encoded once. The own HTTP/1.1 server writes them
+    /// through; hyper's connections take them folded into the map
+    /// ([`into_response`](Self::into_response)).
     pub(crate) head: Option<RawHead>,
 }
 
@@ -246,14 +247,9 @@ static EXPLAINED: LazyLock<Vec<(Bytes, HeaderMap, Bytes)>> = LazyLock::new(|| {
         .collect()
 });
 
-/// [`explained`], as a [`Reply`]: with `raw`, its headers as lines encoded once.
-pub fn explained_reply(
-    reason: Reason,
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    raw: bool,
-) -> Reply {
-    let Some((body, _, lines)) = EXPLAINED.get(reason.index()).filter(|_| raw) else {
+/// [`explained`], as a [`Reply`]: its headers as lines encoded once.
+pub fn explained_reply(reason: Reason, status: StatusCode, retry_after: Option<Duration>) -> Reply {
+    let Some((body, _, lines)) = EXPLAINED.get(reason.index()) else {
         return Reply::plain(explained(reason, status, retry_after));
     };
     let mut response = Response::new(full(body.clone()));
@@ -269,11 +265,8 @@ pub fn explained_reply(
     }
 }
 
-/// [`fallback`], as a [`Reply`]: with `raw`, its headers as lines encoded once.
-pub fn fallback_reply(fallback: &Fallback, reason: Reason, raw: bool) -> Reply {
-    if !raw {
-        return Reply::plain(self::fallback(fallback, reason));
-    }
+/// [`fallback`], as a [`Reply`]: its headers as lines encoded once.
+pub fn fallback_reply(fallback: &Fallback, reason: Reason) -> Reply {
     let mut response = Response::new(full(fallback.body.clone()));
     *response.status_mut() = StatusCode::from_u16(fallback.status).unwrap_or(StatusCode::OK);
     Reply {
@@ -347,7 +340,7 @@ mod tests {
         for reason in Reason::ALL {
             let after = Some(Duration::from_secs(3));
             let plain = explained(reason, reason.status(), after);
-            let raw = explained_reply(reason, reason.status(), after, true);
+            let raw = explained_reply(reason, reason.status(), after);
             assert!(raw.head.is_some(), "{reason:?} encoded once");
             let status = raw.response.status();
             let merged = raw.into_response();
@@ -373,13 +366,12 @@ content_type = "application/json"
         let configured = Fallback::from(&section);
         for reason in Reason::ALL {
             let plain = fallback(&configured, reason);
-            let raw = fallback_reply(&configured, reason, true);
+            let raw = fallback_reply(&configured, reason);
             assert!(raw.head.is_some());
             assert_eq!(
                 sorted(raw.into_response().headers()),
                 sorted(plain.headers())
             );
-            assert!(fallback_reply(&configured, reason, false).head.is_none());
         }
     }
 }

@@ -428,7 +428,6 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             self.runtime.load_full(),
             request.map(ClientBody::Incoming),
             self.client.clone(),
-            false,
         );
         match handled {
             Handled::Answered(reply) => Box::pin(std::future::ready(Ok(reply.into_response()))),

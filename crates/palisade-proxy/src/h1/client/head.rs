@@ -50,9 +50,6 @@ pub(crate) struct RequestHead<'a> {
     /// The budget passed on: replaces `X-Request-Timeout` (whole milliseconds) and drops
     /// `X-Request-Deadline`; with a gRPC value, replaces `grpc-timeout` too.
     pub(crate) timeout: Option<(u64, Option<HeaderValue>)>,
-    /// The response's header lines may be kept as received, in a [`RawHead`] the
-    /// response's body carries, for a client connection that writes them through.
-    pub(crate) raw_response: bool,
 }
 
 impl<'a> RequestHead<'a> {
@@ -65,7 +62,6 @@ impl<'a> RequestHead<'a> {
             host: None,
             forwarded_for: None,
             timeout: None,
-            raw_response: false,
         }
     }
 
@@ -170,19 +166,39 @@ pub(super) struct ResponseHead {
 
 /// The response head at the start of `buf`, split off it, or `None` if `buf` does not
 /// hold a whole head yet. `head_request`: the request was a `HEAD` (no body follows).
-/// `keep_raw`: keep the header lines as received where it can (see `raw`).
+/// The header lines are kept as received where they can be (see `raw`), else the head is
+/// parsed into a map alone ([`parse_full`]).
 pub(super) fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, Error> {
+    match raw::parse(buf, head_request)? {
+        raw::Parsed::Head(head) => Ok(Some(head)),
+        raw::Parsed::Partial if buf.len() <= MAX_HEAD => Ok(None),
+        raw::Parsed::Partial | raw::Parsed::Full => parse_full(buf, head_request),
+    }
+}
+
+/// The raw parse with its fallback (`keep_raw`), or the full one alone: for tests that
+/// compare them.
+#[cfg(test)]
+pub(super) fn parse(
     buf: &mut BytesMut,
     head_request: bool,
     keep_raw: bool,
 ) -> Result<Option<ResponseHead>, Error> {
     if keep_raw {
-        match raw::parse(buf, head_request)? {
-            raw::Parsed::Head(head) => return Ok(Some(head)),
-            raw::Parsed::Partial if buf.len() <= MAX_HEAD => return Ok(None),
-            raw::Parsed::Partial | raw::Parsed::Full => {}
-        }
+        parse_response(buf, head_request)
+    } else {
+        parse_full(buf, head_request)
     }
+}
+
+/// [`parse_response`] without the raw lines: every header relayed is in the map.
+pub(super) fn parse_full(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, Error> {
     let Some((end, lines)) = find_end(buf) else {
         if buf.len() > MAX_HEAD {
             return Err(Error::Malformed("response head too large"));

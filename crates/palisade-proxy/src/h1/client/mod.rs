@@ -170,7 +170,7 @@ impl Connection {
             }
         }
         drop(body);
-        self.read_response(*head.method == Method::HEAD, head.raw_response, whole, wrap)
+        self.read_response(*head.method == Method::HEAD, whole, wrap)
             .await
     }
 
@@ -231,13 +231,12 @@ impl Connection {
     async fn read_response<B>(
         mut self: Box<Self>,
         head_request: bool,
-        keep_raw: bool,
         reusable: bool,
         wrap: impl FnOnce(Body) -> B,
     ) -> Result<Box<Response<B>>, Error> {
         loop {
             if !self.read.is_empty() {
-                if let Some(head) = head::parse_response(&mut self.read, head_request, keep_raw)? {
+                if let Some(head) = head::parse_response(&mut self.read, head_request)? {
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(Error::Malformed("protocol upgrades are not relayed"));
                     }

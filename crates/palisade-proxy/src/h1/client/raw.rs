@@ -322,13 +322,13 @@ mod tests {
     use bytes::BytesMut;
     use http::StatusCode;
 
-    use super::super::head::parse_response;
+    use super::super::head::{parse_full, parse_response};
 
     /// The raw parse of `head`, and the full one.
     fn both(head: &str, head_request: bool) -> (super::ResponseHead, super::ResponseHead) {
         let parse = |raw| {
             let mut buf = BytesMut::from(head.as_bytes());
-            let parsed = parse_response(&mut buf, head_request, raw)
+            let parsed = super::super::head::parse(&mut buf, head_request, raw)
                 .expect("valid")
                 .expect("whole");
             assert!(buf.is_empty(), "the head is split off");
@@ -401,13 +401,10 @@ mod tests {
             "HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
         ] {
             let mut buf = BytesMut::from(head.as_bytes());
-            assert!(parse_response(&mut buf, false, true).is_err(), "{head:?}");
+            assert!(parse_response(&mut buf, false).is_err(), "{head:?}");
         }
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-A: 1\r\n"[..]);
-        assert!(matches!(
-            parse_response(&mut partial, false, true),
-            Ok(None)
-        ));
+        assert!(matches!(parse_response(&mut partial, false), Ok(None)));
         assert_eq!(partial.len(), 25, "nothing taken off a partial head");
     }
 
@@ -490,8 +487,8 @@ mod tests {
                 head.push_str("\r\n");
             }
             head.push_str("\r\n");
-            let raw = parse_response(&mut BytesMut::from(head.as_bytes()), head_request, true);
-            let full = parse_response(&mut BytesMut::from(head.as_bytes()), head_request, false);
+            let raw = parse_response(&mut BytesMut::from(head.as_bytes()), head_request);
+            let full = parse_full(&mut BytesMut::from(head.as_bytes()), head_request);
             match (raw, full) {
                 (Ok(Some(raw)), Ok(Some(full))) => {
                     proptest::prop_assert_eq!(raw.status, full.status);

@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::body::{Decoded, Framing};
+use super::head::parse;
 use super::{Body, Connection, Error, RequestHead};
 use crate::body::{BoxError, ProxyBody, boxed, empty, full};
 
@@ -74,8 +75,11 @@ async fn a_small_answer_frees_its_connection_with_the_head() {
     .await;
     let response = send(conn, get("/x?y=1")).await.expect("response");
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["x-a"], "b");
     let mut body = response.into_body();
+    // The header lines are kept as received, for the relay to write through.
+    let mut lines = Vec::new();
+    body.take_raw().expect("raw lines").write_to(&mut lines);
+    assert_eq!(lines, b"Content-Length: 2\r\nX-A: b\r\n");
     assert!(body.is_read(), "the body came with the head");
     let conn = body.take_connection().expect("reusable at once");
     assert!(conn.is_open(false));
@@ -253,10 +257,7 @@ fn malformed_heads_and_chunks_are_refused() {
         for keep_raw in [false, true] {
             let mut buf = BytesMut::from(head);
             assert!(
-                matches!(
-                    super::head::parse_response(&mut buf, false, keep_raw),
-                    Err(Error::Malformed(_))
-                ),
+                matches!(parse(&mut buf, false, keep_raw), Err(Error::Malformed(_))),
                 "{} (raw: {keep_raw})",
                 String::from_utf8_lossy(head)
             );
@@ -264,7 +265,7 @@ fn malformed_heads_and_chunks_are_refused() {
     }
     let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
     assert!(matches!(
-        super::head::parse_response(&mut partial, false, false),
+        super::head::parse_full(&mut partial, false),
         Ok(None)
     ));
 
@@ -299,17 +300,17 @@ fn malformed_heads_and_chunks_are_refused() {
 #[test]
 fn heads_without_a_body_and_http10_framing() {
     let mut buf = BytesMut::from(&b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n"[..]);
-    let head = super::head::parse_response(&mut buf, false, false)
+    let head = super::head::parse_full(&mut buf, false)
         .expect("valid")
         .expect("whole");
     assert!(head.framing.is_done() && head.keep_alive);
     let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"[..]);
-    let head = super::head::parse_response(&mut buf, true, false)
+    let head = super::head::parse_full(&mut buf, true)
         .expect("valid")
         .expect("whole");
     assert!(head.framing.is_done(), "the answer to a HEAD has no body");
     let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n"[..]);
-    let head = super::head::parse_response(&mut buf, false, false)
+    let head = super::head::parse_full(&mut buf, false)
         .expect("valid")
         .expect("whole");
     assert!(
@@ -319,7 +320,7 @@ fn heads_without_a_body_and_http10_framing() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 1\r\n\r\n"[..],
     );
-    let head = super::head::parse_response(&mut buf, false, false)
+    let head = super::head::parse_full(&mut buf, false)
         .expect("valid")
         .expect("whole");
     assert!(head.keep_alive);
@@ -348,7 +349,6 @@ async fn the_proxy_headers_replace_the_clients_and_hop_by_hop_ones_are_not_sent(
         host: Some("client.example"),
         forwarded_for: Some(&forwarded),
         timeout: Some((250, None)),
-        raw_response: false,
     };
     let response = conn
         .send(&head, empty(), &authority(), |body| body)
@@ -377,14 +377,14 @@ fn hop_by_hop_response_headers_are_dropped_unless_connection_names_others() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nServer: s\r\ncontent-length: 0\r\n\r\n"[..],
     );
-    let head = super::head::parse_response(&mut buf, false, false)
+    let head = super::head::parse_full(&mut buf, false)
         .expect("valid")
         .expect("whole");
     assert_eq!(head.headers.len(), 2, "{:?}", head.headers);
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 200 OK\r\nConnection: x-a\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"[..],
     );
-    let head = super::head::parse_response(&mut buf, false, false)
+    let head = super::head::parse_full(&mut buf, false)
         .expect("valid")
         .expect("whole");
     assert!(
@@ -440,7 +440,7 @@ fn content_length_is_relayed_once_and_never_beside_a_coding_or_on_a_204() {
     for (wire, expected) in cases {
         for keep_raw in [false, true] {
             let mut buf = BytesMut::from(wire);
-            let head = super::head::parse_response(&mut buf, false, keep_raw)
+            let head = parse(&mut buf, false, keep_raw)
                 .expect("valid")
                 .expect("whole");
             assert_eq!(
@@ -454,7 +454,7 @@ fn content_length_is_relayed_once_and_never_beside_a_coding_or_on_a_204() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\ntransfer-encoding: chunked\r\n\r\n"[..],
     );
-    let head = super::head::parse_response(&mut buf, false, true)
+    let head = super::head::parse_response(&mut buf, false)
         .expect("valid")
         .expect("whole");
     assert_eq!(
@@ -479,10 +479,7 @@ fn a_head_over_the_limit_is_refused_even_when_it_arrived_whole() {
     for keep_raw in [false, true] {
         let mut buf = BytesMut::from(&wire[..]);
         assert!(
-            matches!(
-                super::head::parse_response(&mut buf, false, keep_raw),
-                Err(Error::Malformed(_))
-            ),
+            matches!(parse(&mut buf, false, keep_raw), Err(Error::Malformed(_))),
             "raw: {keep_raw}"
         );
     }
@@ -498,10 +495,7 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
         for keep_raw in [false, true] {
             let mut buf = BytesMut::from(head);
             assert!(
-                matches!(
-                    super::head::parse_response(&mut buf, false, keep_raw),
-                    Err(Error::Malformed(_))
-                ),
+                matches!(parse(&mut buf, false, keep_raw), Err(Error::Malformed(_))),
                 "{} (raw: {keep_raw})",
                 String::from_utf8_lossy(head)
             );
@@ -547,7 +541,7 @@ proptest::proptest! {
     fn no_response_head_panics_the_parser(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), head_request: bool, keep_raw: bool) {
         let mut buf = BytesMut::from(&bytes[..]);
         let before = buf.len();
-        if let Ok(Some(_)) = super::head::parse_response(&mut buf, head_request, keep_raw) {
+        if let Ok(Some(_)) = parse(&mut buf, head_request, keep_raw) {
             // A head was split off: what it consumed ended with its empty line.
             let consumed = before - buf.len();
             proptest::prop_assert!(consumed >= 2 && bytes[consumed - 1] == b'\n');

@@ -86,7 +86,7 @@ pub(crate) async fn serve(
         };
         let head_request = parts.method == Method::HEAD;
         let request = Request::from_parts(parts, ClientBody::Empty);
-        let reply = match forward::handle(runtime.load_full(), request, client.clone(), true) {
+        let reply = match forward::handle(runtime.load_full(), request, client.clone()) {
             Handled::Answered(reply) => reply,
             // As hyper does with `half_close(false)`: a client that closes its side while
             // its request is in flight cancels the request (its upstream call, its
