@@ -83,6 +83,9 @@ async fn malformed_http_is_400_and_the_proxy_stays_up() {
         &b"this is not http\r\n\r\n"[..],
         b"GET /api/x HTTP/1.1\r\nHost: x\r\nBad Header Without Colon\r\n\r\n",
         b"GET /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        // Two framings (a smuggling attempt): which one ends the body?
+        b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
     ] {
         let answer = exchange(proxy.addr, garbage).await;
         assert_eq!(

@@ -1,15 +1,17 @@
 //! What the proxy settles in a client's request head before routing it, whichever server
-//! (HTTP/1 or HTTP/2) read it: one `Host`, the request target's authority as the `Host`,
-//! and a target of ASCII only.
+//! (HTTP/1 or HTTP/2) read it: one framing, one `Host`, the request target's authority as
+//! the `Host`, and a target of ASCII only.
 //!
 //! A head whose meaning a proxy and its upstream could read differently is refused with
-//! 400 and never forwarded: two `Host` headers (which one routes?), a target with bytes
+//! 400 and never forwarded: `Content-Length` beside `Transfer-Encoding` (RFC 9112 §6.3:
+//! "ought to be handled as an error"; hyper would read the chunked body and forward it),
+//! two `Host` headers (which one routes?), a target with bytes
 //! beyond ASCII (forwarded raw, each server decodes them its own way), and an HTTP/2
 //! `:authority` that names another host than its `Host` header (RFC 9113 §8.3.1). An
 //! HTTP/1 absolute-form target (`GET http://a.example/x`) names the host itself: its
 //! authority replaces a `Host` header that differs (RFC 9112 §3.2.2, as a proxy must).
 
-use http::header::HOST;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderValue, Version};
 
@@ -17,6 +19,9 @@ use crate::respond::Reason;
 
 /// Settles `head` for forwarding, or says why it is refused.
 pub(super) fn settle(head: &mut Parts) -> Result<(), Reason> {
+    if head.headers.contains_key(TRANSFER_ENCODING) && head.headers.contains_key(CONTENT_LENGTH) {
+        return Err(Reason::BadRequest);
+    }
     let mut hosts = head.headers.get_all(HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -65,6 +70,18 @@ mod tests {
         let mut parts = head("/api/x?q=1", Version::HTTP_11, &["a.example"]);
         assert_eq!(settle(&mut parts), Ok(()));
         assert_eq!(parts.headers[HOST], "a.example");
+    }
+
+    #[test]
+    fn a_length_beside_a_transfer_coding_is_refused() {
+        let mut parts = head("/x", Version::HTTP_11, &["a.example"]);
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("4"));
+        parts
+            .headers
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert_eq!(settle(&mut parts), Err(Reason::BadRequest));
     }
 
     #[test]

@@ -681,3 +681,56 @@ async fn a_folded_invalid_or_endless_trailer_section_fails_the_body() {
         Err(Error::Malformed("too many trailer fields"))
     ));
 }
+
+#[test]
+fn more_than_100_response_headers_are_refused() {
+    let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for n in 0..=super::head::MAX_HEADERS {
+        wire.extend_from_slice(format!("x-{n}: v\r\n").as_bytes());
+    }
+    wire.extend_from_slice(b"\r\n");
+    for keep_raw in [false, true] {
+        let mut buf = BytesMut::from(&wire[..]);
+        assert!(
+            matches!(
+                parse(&mut buf, false, keep_raw),
+                Err(Error::Malformed("too many response headers"))
+            ),
+            "raw: {keep_raw}"
+        );
+    }
+    // One fewer is taken.
+    let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for n in 0..super::head::MAX_HEADERS {
+        wire.extend_from_slice(format!("x-{n}: v\r\n").as_bytes());
+    }
+    wire.extend_from_slice(b"\r\n");
+    assert!(matches!(
+        parse(&mut BytesMut::from(&wire[..]), false, true),
+        Ok(Some(_))
+    ));
+}
+
+#[test]
+fn a_chunk_line_longer_than_4_kib_fails_the_body() {
+    let mut framing = Framing::chunked();
+    let mut buf = BytesMut::from(format!("1{}", "0".repeat(5000)).as_bytes());
+    assert!(matches!(
+        framing.decode(&mut buf, false),
+        Err(Error::Malformed("chunk line too long"))
+    ));
+}
+
+#[tokio::test]
+async fn a_switch_of_protocols_on_a_pooled_connection_is_refused() {
+    let (conn, server) = serve_once(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        0,
+    )
+    .await;
+    assert!(matches!(
+        send(conn, get("/")).await,
+        Err(Error::Malformed("protocol upgrades are not relayed"))
+    ));
+    server.abort();
+}

@@ -38,6 +38,7 @@ pub(crate) type ClientStream = crate::serve::head_timeout::WriteWatched<TcpStrea
 
 use crate::body::ClientBody;
 use crate::forward::{self, Client, Handled};
+use crate::respond::{self, Reason};
 use crate::runtime::Runtime;
 use crate::serve::drain::Drain;
 
@@ -81,8 +82,15 @@ pub(crate) async fn serve(
         if head.len() > max_head {
             return Ok(hand_over(head, read, stream));
         }
-        let Ok(parts) = request::parse(&head) else {
-            return Ok(hand_over(head, read, stream));
+        let parts = match request::parse(&head) {
+            Ok(parts) => parts,
+            Err(request::NotTaken::Other) => return Ok(hand_over(head, read, stream)),
+            Err(request::NotTaken::Ambiguous) => {
+                let refused =
+                    respond::explained_reply(Reason::BadRequest, Reason::BadRequest.status(), None);
+                response::write(&mut stream, &mut out, refused, false, true).await?;
+                return Ok(Served::Closed);
+            }
         };
         let head_request = parts.method == Method::HEAD;
         let request = Request::from_parts(parts, ClientBody::Empty);

@@ -31,6 +31,9 @@ pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
 /// Why a head is not taken.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum NotTaken {
+    /// Framed twice, by `Content-Length` and `Transfer-Encoding`: refused (400), as a
+    /// smuggling attempt (RFC 9112 §6.3). hyper would read it by its coding and forward it.
+    Ambiguous,
     /// Not a valid request head (or not one the own server reads); hyper answers it.
     Other,
 }
@@ -57,7 +60,11 @@ pub(super) fn parse(head: &Bytes) -> Result<Parts, NotTaken> {
     let mut headers = HeaderMap::with_capacity(request.headers.len());
     for header in request.headers.iter() {
         if !takes(header) {
-            return Err(NotTaken::Other);
+            return Err(if framed_twice(request.headers) {
+                NotTaken::Ambiguous
+            } else {
+                NotTaken::Other
+            });
         }
         let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| NotTaken::Other)?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(header.value))
@@ -70,6 +77,12 @@ pub(super) fn parse(head: &Bytes) -> Result<Parts, NotTaken> {
     parts.version = Version::HTTP_11;
     parts.headers = headers;
     Ok(parts)
+}
+
+/// Whether the head carries both `Content-Length` and `Transfer-Encoding`.
+fn framed_twice(headers: &[httparse::Header<'_>]) -> bool {
+    let has = |name: &str| headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+    has("content-length") && has("transfer-encoding")
 }
 
 /// Whether the own server takes a request with this header: none that gives it a body,
@@ -115,6 +128,16 @@ mod tests {
         assert_eq!(parts.headers["host"], "x");
         let xa: Vec<_> = parts.headers.get_all("x-a").iter().collect();
         assert_eq!(xa, ["1", "2"]);
+    }
+
+    #[test]
+    fn a_head_framed_by_both_a_length_and_a_coding_is_ambiguous() {
+        for text in [
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 0\r\n\r\n",
+        ] {
+            assert_eq!(parsed(text).err(), Some(NotTaken::Ambiguous), "{text}");
+        }
     }
 
     #[test]
