@@ -1,7 +1,8 @@
 //! HTTP/1 on both sides of the proxy: the client that writes requests to upstreams and
 //! reads their responses (`client`), the server front that reads clients' requests and
-//! writes the answers (`server`), and the pieces both share: header-line writing
-//! (`wire`), a stream with bytes put back in front (`rewind`).
+//! writes the answers (`server`), and the pieces both share: message framing both ways
+//! (`framing`), header-line writing (`wire`), a stream with bytes put back in front
+//! (`rewind`).
 //!
 //! Hop-by-hop headers are those of `palisade_http::headers`, on both sides. The own
 //! server parses request heads with httparse and takes only bodiless keep-alive requests;
@@ -78,6 +79,7 @@
 //! (`upstream::pool`).
 
 pub(crate) mod client;
+pub(crate) mod framing;
 pub(crate) mod rewind;
 pub(crate) mod server;
 pub(crate) mod wire;

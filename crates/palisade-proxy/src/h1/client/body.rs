@@ -5,199 +5,17 @@ use std::future::Future as _;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 
 use super::raw::RawHead;
 use super::{Connection, Error};
+use crate::h1::framing::{Decoded, Decoder, take};
 
-/// The longest chunk-size or trailer line accepted.
-const MAX_LINE: usize = 4096;
 /// The most trailer lines read after a chunked body (those not passed on included).
 const MAX_TRAILERS: usize = 100;
-
-/// How a response body ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// After this many more bytes.
-    Length(u64),
-    /// With the last chunk, and its trailers.
-    Chunked(Chunk),
-    /// When the server closes the connection.
-    Eof,
-}
-
-/// Where a chunked body's decoder stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Chunk {
-    /// Before a chunk-size line.
-    Size,
-    /// Inside a chunk: this many bytes left.
-    Data(u64),
-    /// After a chunk's data: its CRLF.
-    DataEnd,
-    /// After the last chunk: trailer lines, up to an empty one.
-    Trailers,
-}
-
-/// One step of decoding.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
-    /// Body bytes.
-    Data(Bytes),
-    /// A trailer line after the last chunk (not empty, without its line end).
-    Trailer(BytesMut),
-    /// The body has ended.
-    End,
-    /// More bytes must be read first.
-    More,
-}
-
-impl Framing {
-    /// A chunked body, before its first chunk.
-    pub(crate) fn chunked() -> Self {
-        Framing::Chunked(Chunk::Size)
-    }
-
-    /// The body has ended.
-    pub(crate) fn is_done(&self) -> bool {
-        *self == Framing::Length(0)
-    }
-
-    /// Takes what `buf` holds of the body. `eof`: the server has closed its side, so
-    /// `buf` is all there will be.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Decoded, Error> {
-        loop {
-            match self {
-                Framing::Length(0) => return Ok(Decoded::End),
-                Framing::Length(left) => {
-                    if buf.is_empty() {
-                        return if eof {
-                            Err(Error::Incomplete)
-                        } else {
-                            Ok(Decoded::More)
-                        };
-                    }
-                    let n = take(buf.len(), *left);
-                    *left -= n as u64;
-                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
-                }
-                Framing::Eof => {
-                    if !buf.is_empty() {
-                        return Ok(Decoded::Data(buf.split().freeze()));
-                    }
-                    if eof {
-                        *self = Framing::Length(0);
-                        return Ok(Decoded::End);
-                    }
-                    return Ok(Decoded::More);
-                }
-                Framing::Chunked(chunk) => match *chunk {
-                    Chunk::Size => {
-                        let Some(line) = line(buf)? else {
-                            return more(eof);
-                        };
-                        let size = chunk_size(&line)?;
-                        *chunk = if size == 0 {
-                            Chunk::Trailers
-                        } else {
-                            Chunk::Data(size)
-                        };
-                    }
-                    Chunk::Data(left) => {
-                        if buf.is_empty() {
-                            return more(eof);
-                        }
-                        let n = take(buf.len(), left);
-                        let left = left - n as u64;
-                        *chunk = if left == 0 {
-                            Chunk::DataEnd
-                        } else {
-                            Chunk::Data(left)
-                        };
-                        return Ok(Decoded::Data(buf.split_to(n).freeze()));
-                    }
-                    Chunk::DataEnd => {
-                        let Some(line) = line(buf)? else {
-                            return more(eof);
-                        };
-                        if !line.is_empty() {
-                            return Err(Error::Malformed("chunk data longer than its size"));
-                        }
-                        *chunk = Chunk::Size;
-                    }
-                    Chunk::Trailers => {
-                        let Some(line) = line(buf)? else {
-                            return more(eof);
-                        };
-                        if line.is_empty() {
-                            *self = Framing::Length(0);
-                        } else {
-                            return Ok(Decoded::Trailer(line));
-                        }
-                    }
-                },
-            }
-        }
-    }
-
-    /// Body bytes still to come, when known.
-    fn remaining(&self) -> Option<u64> {
-        match self {
-            Framing::Length(n) => Some(*n),
-            _ => None,
-        }
-    }
-}
-
-fn more(eof: bool) -> Result<Decoded, Error> {
-    if eof {
-        Err(Error::Incomplete)
-    } else {
-        Ok(Decoded::More)
-    }
-}
-
-/// `have` capped at `left`.
-fn take(have: usize, left: u64) -> usize {
-    usize::try_from(left).map_or(have, |left| have.min(left))
-}
-
-/// The next line of `buf` without its line end, split off it, if `buf` holds it whole.
-fn line(buf: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
-    match memchr::memchr(b'\n', buf) {
-        Some(at) => {
-            let mut line = buf.split_to(at + 1);
-            line.truncate(at);
-            if line.last() == Some(&b'\r') {
-                line.truncate(at - 1);
-            }
-            Ok(Some(line))
-        }
-        None if buf.len() > MAX_LINE => Err(Error::Malformed("chunk line too long")),
-        None => Ok(None),
-    }
-}
-
-/// A chunk-size line: hex digits, then optional extensions after `;`.
-fn chunk_size(line: &[u8]) -> Result<u64, Error> {
-    let digits = line.split(|&b| b == b';').next().unwrap_or(line);
-    let digits = digits.trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
-        return Err(Error::Malformed("invalid chunk size"));
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        let v = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            b'A'..=b'F' => d - b'A' + 10,
-            _ => return Err(Error::Malformed("invalid chunk size")),
-        };
-        Ok(n * 16 + u64::from(v))
-    })
-}
 
 // === impl Body ===
 
@@ -209,7 +27,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
 #[derive(Debug)]
 pub(crate) struct Body {
     conn: Option<Box<Connection>>,
-    framing: Framing,
+    framing: Decoder,
     keep_alive: bool,
     /// The server has closed its side.
     eof: bool,
@@ -233,17 +51,17 @@ struct Trailers {
 impl Body {
     pub(super) fn new(
         mut conn: Box<Connection>,
-        mut framing: Framing,
+        mut framing: Decoder,
         keep_alive: bool,
         raw: Option<RawHead>,
     ) -> Self {
         // The common small response arrives with its head: take it now, so that the
         // connection is free before the body is even asked for.
         let mut ready = None;
-        if let Framing::Length(n) = framing {
+        if let Decoder::Length(n) = framing {
             if n > 0 && conn.read.len() as u64 >= n {
                 ready = Some(conn.read.split_to(take(conn.read.len(), n)).freeze());
-                framing = Framing::Length(0);
+                framing = Decoder::Length(0);
             }
         }
         Self {
@@ -332,7 +150,7 @@ impl http_body::Body for Body {
             let decoded = match this.conn.as_mut() {
                 Some(conn) => this.framing.decode(&mut conn.read, this.eof),
                 None if this.framing.is_done() => Ok(Decoded::End),
-                None => Err(Error::Incomplete),
+                None => Err(crate::h1::framing::Invalid::Incomplete),
             };
             match decoded {
                 Ok(Decoded::Data(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
@@ -352,9 +170,9 @@ impl http_body::Body for Body {
                         return Poll::Ready(Some(Err(error)));
                     }
                 }
-                Err(error) => {
+                Err(invalid) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err(error)));
+                    return Poll::Ready(Some(Err(invalid.into())));
                 }
             }
         }

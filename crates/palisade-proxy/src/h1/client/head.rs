@@ -11,25 +11,14 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use palisade_http::deadline::{GRPC_TIMEOUT, X_REQUEST_DEADLINE, X_REQUEST_TIMEOUT};
 
 use super::Error;
-use super::body::Framing;
 use super::raw::{self, RawHead};
+use crate::h1::framing::{Decoder, Framing};
 use crate::h1::wire::{push_decimal, push_header};
 
 /// The longest response head accepted.
 pub(super) const MAX_HEAD: usize = 256 * 1024;
 /// The most response headers accepted.
 pub(super) const MAX_HEADERS: usize = 100;
-
-/// How the request body is framed on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum RequestFraming {
-    /// No body and no length header.
-    None,
-    /// `Content-Length`.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-}
 
 /// What goes on the wire ahead of a request body: the client's request line and headers,
 /// with the proxy's own headers in place of the client's.
@@ -102,7 +91,7 @@ pub(super) fn encode_request(
     out: &mut Vec<u8>,
     head: &RequestHead<'_>,
     authority: &Authority,
-    framing: RequestFraming,
+    framing: Framing,
 ) {
     out.clear();
     out.reserve(256);
@@ -138,15 +127,7 @@ pub(super) fn encode_request(
             push_header(out, b"grpc-timeout", grpc.as_bytes());
         }
     }
-    match framing {
-        RequestFraming::None => {}
-        RequestFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-    }
+    framing.push_header(out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -156,7 +137,7 @@ pub(super) struct ResponseHead {
     pub(super) status: StatusCode,
     pub(super) version: Version,
     pub(super) headers: HeaderMap,
-    pub(super) framing: Framing,
+    pub(super) framing: Decoder,
     /// The connection may carry another request after this response.
     pub(super) keep_alive: bool,
     /// The header lines as received, when kept raw (see `raw`); `headers` then holds
@@ -382,22 +363,22 @@ impl Framed {
     }
 
     /// The body's framing, and whether the connection may carry another request.
-    pub(super) fn framing(&self, status: StatusCode, head_request: bool) -> (Framing, bool) {
+    pub(super) fn framing(&self, status: StatusCode, head_request: bool) -> (Decoder, bool) {
         let no_body = head_request
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
             || status.is_informational();
         let framing = match (no_body, self.chunked, self.length) {
-            (true, _, _) => Framing::Length(0),
-            (false, Some(true), _) => Framing::chunked(),
+            (true, _, _) => Decoder::Length(0),
+            (false, Some(true), _) => Decoder::chunked(),
             // A transfer coding other than chunked last: the body runs to the close.
-            (false, Some(false), _) | (false, None, None) => Framing::Eof,
-            (false, None, Some(n)) => Framing::Length(n),
+            (false, Some(false), _) | (false, None, None) => Decoder::Eof,
+            (false, None, Some(n)) => Decoder::Length(n),
         };
         // A message with both a transfer coding and a length must not reuse the
         // connection (RFC 9112 §6.3); neither may a body that ends with the connection.
         let ambiguous = self.chunked.is_some() && self.length.is_some() && !no_body;
-        let keep_alive = !(self.close || ambiguous || framing == Framing::Eof);
+        let keep_alive = !(self.close || ambiguous || framing == Decoder::Eof);
         (framing, keep_alive)
     }
 }

@@ -34,8 +34,8 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::h1::framing::{self, Framing};
 pub(crate) use body::Body;
-use head::RequestFraming;
 pub(crate) use head::RequestHead;
 pub(crate) use raw::RawHead;
 
@@ -67,6 +67,15 @@ pub(crate) enum Error {
     /// The request body's length is not the one it declared.
     #[error("the request body's length differs from the one declared")]
     BodyLength,
+}
+
+impl From<crate::h1::framing::Invalid> for Error {
+    fn from(invalid: crate::h1::framing::Invalid) -> Self {
+        match invalid {
+            crate::h1::framing::Invalid::Malformed(what) => Error::Malformed(what),
+            crate::h1::framing::Invalid::Incomplete => Error::Incomplete,
+        }
+    }
 }
 
 /// An HTTP/1.1 connection to an endpoint, between requests.
@@ -126,14 +135,14 @@ impl Connection {
                 || *head.method == Method::PUT
                 || *head.method == Method::PATCH;
             if declares {
-                RequestFraming::Length(0)
+                Framing::Length(0)
             } else {
-                RequestFraming::None
+                Framing::None
             }
         } else {
             match http_body::Body::size_hint(&body).exact() {
-                Some(n) => RequestFraming::Length(n),
-                None => RequestFraming::Chunked,
+                Some(n) => Framing::Length(n),
+                None => Framing::Chunked,
             }
         };
         head::encode_request(&mut self.write, head, authority, framing);
@@ -141,10 +150,10 @@ impl Connection {
         // an early answer is not reused.
         let mut whole = true;
         match framing {
-            RequestFraming::None | RequestFraming::Length(0) => {
+            Framing::None | Framing::Length(0) => {
                 self.io.write_all(&self.write).await?;
             }
-            RequestFraming::Length(n) if n <= COALESCE => {
+            Framing::Length(n) if n <= COALESCE => {
                 let mut sent = 0;
                 while let Some(frame) = body.frame().await {
                     if let Ok(data) = frame.map_err(Error::Body)?.into_data() {
@@ -160,11 +169,11 @@ impl Connection {
                 }
                 self.io.write_all(&self.write).await?;
             }
-            RequestFraming::Length(n) => {
+            Framing::Length(n) => {
                 self.io.write_all(&self.write).await?;
                 whole = self.stream_body(&mut body, Some(n)).await? == Sent::Whole;
             }
-            RequestFraming::Chunked => {
+            Framing::Chunked => {
                 self.io.write_all(&self.write).await?;
                 whole = self.stream_body(&mut body, None).await? == Sent::Whole;
             }
@@ -203,8 +212,7 @@ impl Connection {
                 Some(n) if sent > n => return Err(Error::BodyLength),
                 Some(_) => write.extend_from_slice(&data),
                 None => {
-                    crate::h1::wire::push_hex(write, data.len() as u64);
-                    write.extend_from_slice(b"\r\n");
+                    framing::push_chunk_size(write, data.len());
                     write.extend_from_slice(&data);
                     write.extend_from_slice(b"\r\n");
                 }
@@ -219,7 +227,7 @@ impl Connection {
             Some(n) if sent != n => Err(Error::BodyLength),
             Some(_) => Ok(Sent::Whole),
             None => {
-                writer.write_all(b"0\r\n\r\n").await?;
+                writer.write_all(framing::LAST_CHUNK).await?;
                 Ok(Sent::Whole)
             }
         }

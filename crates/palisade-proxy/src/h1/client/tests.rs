@@ -8,10 +8,10 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::body::{Decoded, Framing};
 use super::head::parse;
 use super::{Body, Connection, Error, RequestHead};
 use crate::body::{BoxError, ProxyBody, boxed, empty, full};
+use crate::h1::framing::{Decoded, Decoder, Invalid};
 
 /// A server that reads one request head (and `body` more bytes), answers `reply`, and
 /// returns what it read.
@@ -193,7 +193,7 @@ async fn connection_close_and_close_delimited_bodies_are_not_reused() {
     drop(body);
     server.await.expect("server");
 
-    let mut framing = Framing::Eof;
+    let mut framing = Decoder::Eof;
     let mut buf = BytesMut::from(&b"abc"[..]);
     assert_eq!(
         framing.decode(&mut buf, false).expect("decode"),
@@ -269,13 +269,13 @@ fn malformed_heads_and_chunks_are_refused() {
         Ok(None)
     ));
 
-    let mut framing = Framing::chunked();
+    let mut framing = Decoder::chunked();
     let mut buf = BytesMut::from(&b"zz\r\n"[..]);
     assert!(matches!(
         framing.decode(&mut buf, false),
-        Err(Error::Malformed(_))
+        Err(Invalid::Malformed(_))
     ));
-    let mut framing = Framing::chunked();
+    let mut framing = Decoder::chunked();
     let mut buf = BytesMut::from(&b"2\r\nabc\r\n"[..]);
     assert_eq!(
         framing.decode(&mut buf, false).expect("data"),
@@ -283,9 +283,9 @@ fn malformed_heads_and_chunks_are_refused() {
     );
     assert!(matches!(
         framing.decode(&mut buf, false),
-        Err(Error::Malformed(_))
+        Err(Invalid::Malformed(_))
     ));
-    let mut framing = Framing::Length(3);
+    let mut framing = Decoder::Length(3);
     let mut buf = BytesMut::from(&b"ab"[..]);
     assert_eq!(
         framing.decode(&mut buf, false).expect("data"),
@@ -293,7 +293,7 @@ fn malformed_heads_and_chunks_are_refused() {
     );
     assert!(matches!(
         framing.decode(&mut buf, true),
-        Err(Error::Incomplete)
+        Err(Invalid::Incomplete)
     ));
 }
 
@@ -459,7 +459,7 @@ fn content_length_is_relayed_once_and_never_beside_a_coding_or_on_a_204() {
         .expect("whole");
     assert_eq!(
         head.framing,
-        Framing::chunked(),
+        Decoder::chunked(),
         "the coding frames the body"
     );
     assert!(
@@ -508,7 +508,7 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
 /// Feeds `wire` to a chunked decoder in pieces of the given sizes; returns the body, or
 /// the error, once the decoder says the body ended or the input ran out.
 fn decode_chunked_in_pieces(wire: &[u8], pieces: &[usize]) -> Result<Vec<u8>, Error> {
-    let mut framing = Framing::chunked();
+    let mut framing = Decoder::chunked();
     let mut buf = BytesMut::new();
     let mut body = Vec::new();
     let mut rest = wire;
@@ -713,11 +713,11 @@ fn more_than_100_response_headers_are_refused() {
 
 #[test]
 fn a_chunk_line_longer_than_4_kib_fails_the_body() {
-    let mut framing = Framing::chunked();
+    let mut framing = Decoder::chunked();
     let mut buf = BytesMut::from(format!("1{}", "0".repeat(5000)).as_bytes());
     assert!(matches!(
         framing.decode(&mut buf, false),
-        Err(Error::Malformed("chunk line too long"))
+        Err(Invalid::Malformed("chunk line too long"))
     ));
 }
 

@@ -19,23 +19,14 @@ use palisade::clock::{Clock, Nanos};
 
 use crate::body::ProxyBody;
 use crate::h1::client::RawHead;
-use crate::h1::wire::{push_decimal, push_header, push_hex};
+use crate::h1::framing::{self, Framing};
+use crate::h1::wire::push_header;
 use crate::respond::Reply;
 
 /// Body bytes gathered before they are written.
 const GATHER: usize = 64 * 1024;
 /// The write buffer a connection keeps between responses, at most.
 const KEEP: usize = 8 * 1024;
-
-/// How the body goes on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    /// None follows (`HEAD`, 204, 304).
-    None,
-    /// Exactly this many bytes, as `Content-Length` says.
-    Length(u64),
-    Chunked,
-}
 
 /// Writes `reply` to `stream`, using `out` as the write buffer. `last`: the
 /// connection closes after it (it says so in `Connection: close`). `Ok(true)`: the
@@ -114,14 +105,13 @@ fn encode_head(
         Framing::None
     } else if let Some(n) = length {
         Framing::Length(n)
-    } else if let Some(n) = response.body().size_hint().exact() {
-        out.extend_from_slice(b"content-length: ");
-        push_decimal(out, n);
-        out.extend_from_slice(b"\r\n");
-        Framing::Length(n)
     } else {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        Framing::Chunked
+        let framing = match response.body().size_hint().exact() {
+            Some(n) => Framing::Length(n),
+            None => Framing::Chunked,
+        };
+        framing.push_header(out);
+        framing
     };
     out.extend_from_slice(b"\r\n");
     framing
@@ -191,7 +181,7 @@ async fn write_body(
         }
     }
     if framing == Framing::Chunked {
-        out.extend_from_slice(b"0\r\n");
+        out.extend_from_slice(b"0\r\n"); // the last chunk, then its trailers
         for (name, value) in trailers.iter().flatten() {
             push_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
@@ -199,15 +189,14 @@ async fn write_body(
     }
     stream.write_all(out).await?;
     out.clear();
-    Ok(framing.is_complete(sent))
+    Ok(is_complete(framing, sent))
 }
 
-impl Framing {
-    fn is_complete(self, sent: u64) -> bool {
-        match self {
-            Framing::Length(n) => sent == n,
-            Framing::None | Framing::Chunked => true,
-        }
+/// Whether `sent` bytes make the whole body `framing` declared.
+fn is_complete(framing: Framing, sent: u64) -> bool {
+    match framing {
+        Framing::Length(n) => sent == n,
+        Framing::None | Framing::Chunked => true,
     }
 }
 
@@ -224,8 +213,7 @@ async fn push_data(stream: &mut ClientStream, out: &mut Vec<u8>, data: Bytes) ->
 
 /// Adds `data` as one chunk.
 async fn push_chunk(stream: &mut ClientStream, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
-    push_hex(out, data.len() as u64);
-    out.extend_from_slice(b"\r\n");
+    framing::push_chunk_size(out, data.len());
     push_data(stream, out, data).await?;
     out.extend_from_slice(b"\r\n");
     Ok(())
