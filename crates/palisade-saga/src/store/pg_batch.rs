@@ -60,7 +60,8 @@ pub(crate) fn commits<C: GenericClient>(
     items: &[(&SagaRow, &[EventRow])],
 ) -> Result<HashSet<String>, StoreError> {
     let rows: Vec<&SagaRow> = items.iter().map(|(r, _)| *r).collect();
-    let col = |f: &dyn Fn(&SagaRow) -> Option<i64>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let column =
+        |f: &dyn Fn(&SagaRow) -> Option<i64>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let events: Vec<&EventRow> = items.iter().flat_map(|(_, e)| e.iter()).collect();
     let ev_text =
         |f: &dyn Fn(&EventRow) -> Option<String>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
@@ -74,20 +75,20 @@ pub(crate) fn commits<C: GenericClient>(
                 .iter()
                 .map(|r| r.state.as_str().to_owned())
                 .collect::<Vec<_>>(),
-            &col(&|r| Some(r.cursor)),
-            &col(&|r| Some(i64::from(r.attempt))),
+            &column(&|r| Some(r.cursor)),
+            &column(&|r| Some(i64::from(r.attempt))),
             &rows.iter().map(|r| r.outputs_json()).collect::<Vec<_>>(),
-            &col(&|r| r.failed_step),
+            &column(&|r| r.failed_step),
             &rows.iter().map(|r| r.failure.clone()).collect::<Vec<_>>(),
             &rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
             &rows
                 .iter()
                 .map(|r| r.parked_from.map(|s| s.as_str().to_owned()))
                 .collect::<Vec<_>>(),
-            &col(&|r| r.deadline_ms),
-            &col(&|r| Some(r.updated_ms)),
-            &col(&|r| Some(r.seq)),
-            &col(&|r| Some(r.epoch)),
+            &column(&|r| r.deadline_ms),
+            &column(&|r| Some(r.updated_ms)),
+            &column(&|r| Some(r.seq)),
+            &column(&|r| Some(r.epoch)),
             &ev_text(&|e| Some(e.saga_id.clone())),
             &ev_int(&|e| Some(e.seq)),
             &ev_int(&|e| Some(e.at_ms)),

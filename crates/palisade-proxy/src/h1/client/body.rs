@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 
-use super::raw::RawHead;
+use super::response::RawHead;
 use super::{Connection, Error};
 use crate::h1::framing::{Decoded, Decoder, take};
 

@@ -1,4 +1,6 @@
-//! Message heads: the request head written to an endpoint, the response head read back.
+//! Message heads: the request head written to an endpoint, and the full parse of a
+//! response head (every relayed header into the map) for the heads the raw parse leaves
+//! to it.
 //!
 //! The request head is written straight from the request's parts into the connection's
 //! reused buffer. The response head is found in the read buffer, split off and frozen
@@ -7,18 +9,15 @@
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING};
 use http::uri::Authority;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use palisade_http::deadline::{GRPC_TIMEOUT, X_REQUEST_DEADLINE, X_REQUEST_TIMEOUT};
 
 use super::Error;
-use super::raw::{self, RawHead};
-use crate::h1::framing::{Decoder, Framing};
+use super::response::{
+    Framed, MAX_HEAD, MAX_HEADERS, ResponseHead, parse_status_line, relayed_length, trim,
+};
+use crate::h1::framing::Framing;
 use crate::h1::wire::{push_decimal, push_header};
-
-/// The longest response head accepted.
-pub(super) const MAX_HEAD: usize = 256 * 1024;
-/// The most response headers accepted.
-pub(super) const MAX_HEADERS: usize = 100;
 
 /// What goes on the wire ahead of a request body: the client's request line and headers,
 /// with the proxy's own headers in place of the client's.
@@ -131,51 +130,8 @@ pub(super) fn encode_request(
     out.extend_from_slice(b"\r\n");
 }
 
-/// A parsed response head.
-#[derive(Debug)]
-pub(super) struct ResponseHead {
-    pub(super) status: StatusCode,
-    pub(super) version: Version,
-    pub(super) headers: HeaderMap,
-    pub(super) framing: Decoder,
-    /// The connection may carry another request after this response.
-    pub(super) keep_alive: bool,
-    /// The header lines as received, when kept raw (see `raw`); `headers` then holds
-    /// only what the proxy reads.
-    pub(super) raw: Option<RawHead>,
-}
-
-/// The response head at the start of `buf`, split off it, or `None` if `buf` does not
-/// hold a whole head yet. `head_request`: the request was a `HEAD` (no body follows).
-/// The header lines are kept as received where they can be (see `raw`), else the head is
-/// parsed into a map alone ([`parse_full`]).
-pub(super) fn parse_response(
-    buf: &mut BytesMut,
-    head_request: bool,
-) -> Result<Option<ResponseHead>, Error> {
-    match raw::parse(buf, head_request)? {
-        raw::Parsed::Head(head) => Ok(Some(head)),
-        raw::Parsed::Partial if buf.len() <= MAX_HEAD => Ok(None),
-        raw::Parsed::Partial | raw::Parsed::Full => parse_full(buf, head_request),
-    }
-}
-
-/// The raw parse with its fallback (`keep_raw`), or the full one alone: for tests that
-/// compare them.
-#[cfg(test)]
-pub(super) fn parse(
-    buf: &mut BytesMut,
-    head_request: bool,
-    keep_raw: bool,
-) -> Result<Option<ResponseHead>, Error> {
-    if keep_raw {
-        parse_response(buf, head_request)
-    } else {
-        parse_full(buf, head_request)
-    }
-}
-
-/// [`parse_response`] without the raw lines: every header relayed is in the map.
+/// The response head at the start of `buf`, split off it, parsed into a map alone:
+/// every header relayed is in the map (see `super::parse_response`).
 pub(super) fn parse_full(
     buf: &mut BytesMut,
     head_request: bool,
@@ -282,107 +238,6 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
     })
 }
 
-/// The `Content-Length` to relay: the one declared (once, however many equal lines or
-/// list items carried it), unless a transfer coding frames the message or the status
-/// allows none (204, RFC 9110 §8.6).
-pub(super) fn relayed_length(facts: &Framed, status: StatusCode) -> Option<u64> {
-    if facts.has_transfer_encoding() || status == StatusCode::NO_CONTENT {
-        return None;
-    }
-    facts.declared_length()
-}
-
-/// What a response's headers say of its framing and its connection.
-pub(super) struct Framed {
-    version: Version,
-    close: bool,
-    length: Option<u64>,
-    /// `Transfer-Encoding` seen: whether `chunked` is its last coding.
-    chunked: Option<bool>,
-    /// A transfer coding other than `chunked` was named.
-    other_coding: bool,
-}
-
-impl Framed {
-    pub(super) fn new(version: Version) -> Self {
-        Self {
-            version,
-            close: version == Version::HTTP_10,
-            length: None,
-            chunked: None,
-            other_coding: false,
-        }
-    }
-
-    /// A `Content-Length` value.
-    pub(super) fn length(&mut self, value: &[u8]) -> Result<(), Error> {
-        let n = parse_length(value)?;
-        if self.length.is_some_and(|l| l != n) {
-            return Err(Error::Malformed("conflicting content-length"));
-        }
-        self.length = Some(n);
-        Ok(())
-    }
-
-    /// A `Transfer-Encoding` value. A coding other than `chunked` (gzip, say) is not
-    /// relayed: `Transfer-Encoding` is hop-by-hop, so the client would get coded bytes
-    /// with nothing saying so; such a response fails the exchange (502).
-    pub(super) fn transfer_encoding(&mut self, value: &[u8]) -> Result<(), Error> {
-        self.chunked = Some(last_token_is(value, b"chunked"));
-        self.other_coding |=
-            tokens(value).any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"));
-        if self.other_coding {
-            return Err(Error::Malformed("unsupported transfer coding"));
-        }
-        Ok(())
-    }
-
-    /// Whether a `Transfer-Encoding` was given: then a `Content-Length` beside it is not
-    /// relayed (RFC 9112 §6.1: the coding frames the message).
-    pub(super) fn has_transfer_encoding(&self) -> bool {
-        self.chunked.is_some()
-    }
-
-    /// A `Connection` value.
-    pub(super) fn connection(&mut self, value: &[u8]) {
-        if value.eq_ignore_ascii_case(b"keep-alive") {
-            // Nearly every `Connection` header: one comparison, no token split.
-            if self.version == Version::HTTP_10 {
-                self.close = false;
-            }
-        } else if has_token(value, b"close") {
-            self.close = true;
-        } else if has_token(value, b"keep-alive") && self.version == Version::HTTP_10 {
-            self.close = false;
-        }
-    }
-
-    /// The `Content-Length` declared, if any.
-    pub(super) fn declared_length(&self) -> Option<u64> {
-        self.length
-    }
-
-    /// The body's framing, and whether the connection may carry another request.
-    pub(super) fn framing(&self, status: StatusCode, head_request: bool) -> (Decoder, bool) {
-        let no_body = head_request
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-            || status.is_informational();
-        let framing = match (no_body, self.chunked, self.length) {
-            (true, _, _) => Decoder::Length(0),
-            (false, Some(true), _) => Decoder::chunked(),
-            // A transfer coding other than chunked last: the body runs to the close.
-            (false, Some(false), _) | (false, None, None) => Decoder::Eof,
-            (false, None, Some(n)) => Decoder::Length(n),
-        };
-        // A message with both a transfer coding and a length must not reuse the
-        // connection (RFC 9112 §6.3); neither may a body that ends with the connection.
-        let ambiguous = self.chunked.is_some() && self.length.is_some() && !no_body;
-        let keep_alive = !(self.close || ambiguous || framing == Decoder::Eof);
-        (framing, keep_alive)
-    }
-}
-
 /// The next line of `rest` (without its CRLF or LF), advancing past it.
 fn next_line<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
     let (line, after) = match memchr::memchr(b'\n', rest) {
@@ -391,64 +246,4 @@ fn next_line<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
     };
     *rest = after;
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-pub(super) fn parse_status_line(line: &[u8]) -> Result<(Version, StatusCode), Error> {
-    let version = match line.get(..9) {
-        Some(b"HTTP/1.1 ") => Version::HTTP_11,
-        Some(b"HTTP/1.0 ") => Version::HTTP_10,
-        _ => return Err(Error::Malformed("not an HTTP/1 status line")),
-    };
-    let code = line
-        .get(9..12)
-        .filter(|c| c.iter().all(u8::is_ascii_digit))
-        .ok_or(Error::Malformed("invalid status code"))?;
-    if line.len() > 12 && line[12] != b' ' {
-        return Err(Error::Malformed("invalid status code"));
-    }
-    let code = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-    let status = StatusCode::from_u16(code).map_err(|_| Error::Malformed("invalid status code"))?;
-    Ok((version, status))
-}
-
-pub(super) fn trim(mut value: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = value {
-        value = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = value {
-        value = rest;
-    }
-    value
-}
-
-/// A `Content-Length` value: digits, or a list of equal ones.
-fn parse_length(value: &[u8]) -> Result<u64, Error> {
-    let mut found = None;
-    for part in value.split(|&b| b == b',') {
-        let part = trim(part);
-        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-            return Err(Error::Malformed("invalid content-length"));
-        }
-        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-        if found.is_some_and(|f| f != n) {
-            return Err(Error::Malformed("conflicting content-length"));
-        }
-        found = Some(n);
-    }
-    found.ok_or(Error::Malformed("invalid content-length"))
-}
-
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim)
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
-}
-
-fn last_token_is(value: &[u8], token: &[u8]) -> bool {
-    tokens(value)
-        .filter(|t| !t.is_empty())
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case(token))
 }

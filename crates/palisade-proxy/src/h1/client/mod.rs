@@ -21,6 +21,7 @@
 mod body;
 mod head;
 mod raw;
+mod response;
 #[cfg(test)]
 mod tests;
 
@@ -37,7 +38,7 @@ use tokio::net::TcpStream;
 use crate::h1::framing::{self, Framing};
 pub(crate) use body::Body;
 pub(crate) use head::RequestHead;
-pub(crate) use raw::RawHead;
+pub(crate) use response::RawHead;
 
 use crate::body::{BoxError, ProxyBody};
 
@@ -45,6 +46,36 @@ use crate::body::{BoxError, ProxyBody};
 const READ_BUFFER: usize = 8 * 1024;
 /// Request bodies up to this many bytes are written together with their head.
 const COALESCE: u64 = 16 * 1024;
+
+/// The response head at the start of `buf`, split off it, or `None` if `buf` does not
+/// hold a whole head yet. `head_request`: the request was a `HEAD` (no body follows).
+/// The header lines are kept as received where they can be (see `raw`), else the head is
+/// parsed into a map alone (`head::parse_full`).
+fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<response::ResponseHead>, Error> {
+    match raw::parse(buf, head_request)? {
+        raw::Parsed::Head(head) => Ok(Some(head)),
+        raw::Parsed::Partial if buf.len() <= response::MAX_HEAD => Ok(None),
+        raw::Parsed::Partial | raw::Parsed::Full => head::parse_full(buf, head_request),
+    }
+}
+
+/// The raw parse with its fallback (`keep_raw`), or the full one alone: for tests that
+/// compare them.
+#[cfg(test)]
+fn parse(
+    buf: &mut BytesMut,
+    head_request: bool,
+    keep_raw: bool,
+) -> Result<Option<response::ResponseHead>, Error> {
+    if keep_raw {
+        parse_response(buf, head_request)
+    } else {
+        head::parse_full(buf, head_request)
+    }
+}
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +275,7 @@ impl Connection {
     ) -> Result<Box<Response<B>>, Error> {
         loop {
             if !self.read.is_empty() {
-                if let Some(head) = head::parse_response(&mut self.read, head_request)? {
+                if let Some(head) = parse_response(&mut self.read, head_request)? {
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(Error::Malformed("protocol upgrades are not relayed"));
                     }

@@ -12,60 +12,13 @@
 //! the retry classifier); the relay's own headers are added to it and written after the
 //! kept lines.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue};
 use smallvec::SmallVec;
 
 use super::Error;
-use super::head::{self, MAX_HEADERS, ResponseHead};
-
-/// An upstream response's header lines to relay as they are.
-#[derive(Clone, Debug)]
-pub(crate) struct RawHead {
-    /// The whole head as received.
-    head: Bytes,
-    /// The byte ranges of `head` to relay: runs of header lines (each with its CRLF),
-    /// less hop-by-hop lines and those kept in the response's map.
-    kept: SmallVec<[(u32, u32); 4]>,
-    /// The kept lines carry `Content-Length`, with this value.
-    length: Option<u64>,
-    /// The kept lines carry `Date`.
-    dated: bool,
-}
-
-impl RawHead {
-    /// Header lines made by the proxy itself: `lines` is whole lines, each ending in
-    /// CRLF, without `Content-Length` or `Date`.
-    pub(crate) fn lines(lines: Bytes) -> Self {
-        let end = u32::try_from(lines.len()).unwrap_or(u32::MAX);
-        let mut kept = SmallVec::new();
-        kept.push((0, end));
-        Self {
-            head: lines,
-            kept,
-            length: None,
-            dated: false,
-        }
-    }
-
-    /// Appends the kept lines to `out`.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
-        for &(start, end) in &self.kept {
-            out.extend_from_slice(&self.head[start as usize..end as usize]);
-        }
-    }
-
-    /// The `Content-Length` among the kept lines, if any.
-    pub(crate) fn length(&self) -> Option<u64> {
-        self.length
-    }
-
-    /// Whether the kept lines carry `Date`.
-    pub(crate) fn is_dated(&self) -> bool {
-        self.dated
-    }
-}
+use super::response::{self, Framed, MAX_HEAD, MAX_HEADERS, RawHead, ResponseHead};
 
 /// What the raw parse made of the start of a read buffer.
 // Made once per response and matched at once: boxing the head would allocate for it.
@@ -92,8 +45,8 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
     let Some(status_line) = bytes[..first].strip_suffix(b"\r") else {
         return Ok(Parsed::Full);
     };
-    let (version, status) = head::parse_status_line(status_line)?;
-    let mut facts = head::Framed::new(version);
+    let (version, status) = response::parse_status_line(status_line)?;
+    let mut facts = Framed::new(version);
     let mut retry_after = None;
     let mut kept = SmallVec::new();
     let mut lines = 0;
@@ -127,7 +80,7 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
         if name.is_empty() || !name.iter().all(|&b| TOKEN[usize::from(b)]) {
             return Err(Error::Malformed("invalid response header name"));
         }
-        let value = head::trim(&line[colon + 1..]);
+        let value = response::trim(&line[colon + 1..]);
         if !is_field_value(value) {
             return Err(Error::Malformed("invalid response header value"));
         }
@@ -174,10 +127,10 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
         }
         at = next;
     };
-    if end > head::MAX_HEAD {
+    if end > MAX_HEAD {
         return Err(Error::Malformed("response head too large"));
     }
-    if facts.declared_length().is_some() && head::relayed_length(&facts, status).is_none() {
+    if facts.declared_length().is_some() && response::relayed_length(&facts, status).is_none() {
         // A length not to relay (beside a transfer coding, or on a 204): the full parse
         // leaves it out.
         return Ok(Parsed::Full);
@@ -310,11 +263,14 @@ impl Known {
 
 /// A `Connection` value naming headers beyond its `keep-alive` and `close` options.
 fn names_headers(value: &[u8]) -> bool {
-    value.split(|&b| b == b',').map(head::trim).any(|token| {
-        !token.is_empty()
-            && !token.eq_ignore_ascii_case(b"keep-alive")
-            && !token.eq_ignore_ascii_case(b"close")
-    })
+    value
+        .split(|&b| b == b',')
+        .map(response::trim)
+        .any(|token| {
+            !token.is_empty()
+                && !token.eq_ignore_ascii_case(b"keep-alive")
+                && !token.eq_ignore_ascii_case(b"close")
+        })
 }
 
 #[cfg(test)]
@@ -322,13 +278,14 @@ mod tests {
     use bytes::BytesMut;
     use http::StatusCode;
 
-    use super::super::head::{parse_full, parse_response};
+    use super::super::head::parse_full;
+    use super::super::parse_response;
 
     /// The raw parse of `head`, and the full one.
     fn both(head: &str, head_request: bool) -> (super::ResponseHead, super::ResponseHead) {
         let parse = |raw| {
             let mut buf = BytesMut::from(head.as_bytes());
-            let parsed = super::super::head::parse(&mut buf, head_request, raw)
+            let parsed = super::super::parse(&mut buf, head_request, raw)
                 .expect("valid")
                 .expect("whole");
             assert!(buf.is_empty(), "the head is split off");

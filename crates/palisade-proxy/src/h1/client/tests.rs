@@ -8,7 +8,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::head::parse;
+use super::parse;
 use super::{Body, Connection, Error, RequestHead};
 use crate::body::{BoxError, ProxyBody, boxed, empty, full};
 use crate::h1::framing::{Decoded, Decoder, Invalid};
@@ -395,7 +395,7 @@ fn hop_by_hop_response_headers_are_dropped_unless_connection_names_others() {
 
 /// The header lines a parsed head relays, lower-cased names: its raw lines if kept, else
 /// its map.
-fn relayed(head: &super::head::ResponseHead) -> Vec<(String, String)> {
+fn relayed(head: &super::response::ResponseHead) -> Vec<(String, String)> {
     match &head.raw {
         Some(raw) => {
             let mut lines = Vec::new();
@@ -414,7 +414,7 @@ fn relayed(head: &super::head::ResponseHead) -> Vec<(String, String)> {
     }
 }
 
-fn lengths(head: &super::head::ResponseHead) -> Vec<String> {
+fn lengths(head: &super::response::ResponseHead) -> Vec<String> {
     relayed(head)
         .into_iter()
         .filter(|(n, _)| n == "content-length")
@@ -454,7 +454,7 @@ fn content_length_is_relayed_once_and_never_beside_a_coding_or_on_a_204() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\ntransfer-encoding: chunked\r\n\r\n"[..],
     );
-    let head = super::head::parse_response(&mut buf, false)
+    let head = super::parse_response(&mut buf, false)
         .expect("valid")
         .expect("whole");
     assert_eq!(
@@ -472,7 +472,7 @@ fn content_length_is_relayed_once_and_never_beside_a_coding_or_on_a_204() {
 fn a_head_over_the_limit_is_refused_even_when_it_arrived_whole() {
     let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
     let line = format!("x-big: {}\r\n", "a".repeat(8 * 1024));
-    while wire.len() <= super::head::MAX_HEAD {
+    while wire.len() <= super::response::MAX_HEAD {
         wire.extend_from_slice(line.as_bytes());
     }
     wire.extend_from_slice(b"content-length: 0\r\n\r\n");
@@ -685,7 +685,7 @@ async fn a_folded_invalid_or_endless_trailer_section_fails_the_body() {
 #[test]
 fn more_than_100_response_headers_are_refused() {
     let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
-    for n in 0..=super::head::MAX_HEADERS {
+    for n in 0..=super::response::MAX_HEADERS {
         wire.extend_from_slice(format!("x-{n}: v\r\n").as_bytes());
     }
     wire.extend_from_slice(b"\r\n");
@@ -701,7 +701,7 @@ fn more_than_100_response_headers_are_refused() {
     }
     // One fewer is taken.
     let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
-    for n in 0..super::head::MAX_HEADERS {
+    for n in 0..super::response::MAX_HEADERS {
         wire.extend_from_slice(format!("x-{n}: v\r\n").as_bytes());
     }
     wire.extend_from_slice(b"\r\n");
