@@ -100,7 +100,7 @@ pub(crate) fn commits<C: GenericClient>(
     )?;
     result
         .iter()
-        .map(|r| super::postgres::col::<String>(r, 0))
+        .map(|r| r.try_get::<_, String>(0).map_err(StoreError::from))
         .collect()
 }
 
@@ -140,6 +140,6 @@ pub(crate) fn creates<C: GenericClient>(
         ],
     )?;
     rows.iter()
-        .map(|r| super::postgres::col::<String>(r, 0))
+        .map(|r| r.try_get::<_, String>(0).map_err(StoreError::from))
         .collect()
 }
