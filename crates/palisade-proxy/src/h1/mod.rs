@@ -9,7 +9,10 @@
 //! every other request is handed, bytes intact, to hyper's server. The client parses
 //! response heads in one pass that keeps their lines for the own server to write through
 //! (`client::raw`), falling back to a parse into a map (`client::head`) for the rare head
-//! that needs it; both give the same framing (`client::raw`'s property test).
+//! that needs it; both give the same framing (`client::raw`'s property test). Both sides
+//! are held to hyper's reading of the same bytes (`differential`): whenever both read a
+//! response they read the same status and body, the sidecar reads nothing hyper refuses,
+//! and every request head the own server takes, hyper takes alike.
 //!
 //! # What is refused, and the limits
 //!
@@ -56,7 +59,9 @@
 //!   `a_head_over_the_limit_is_refused_even_when_it_arrived_whole`;
 //! - more than 100 headers — `more_than_100_response_headers_are_refused`;
 //! - a transfer coding other than `chunked` (it would reach the client undeclared) —
-//!   `a_transfer_coding_other_than_chunked_is_refused`;
+//!   `a_transfer_coding_other_than_chunked_is_refused`; any transfer coding in an
+//!   HTTP/1.0 response (faulty framing, RFC 9112 §6.1) —
+//!   `differential.rs::an_http_1_0_response_with_a_transfer_coding_is_refused`;
 //! - a chunk-size or trailer line over 4 KiB —
 //!   `a_chunk_line_longer_than_4_kib_fails_the_body`; more than 100 trailer lines, a
 //!   folded or invalid one — `a_folded_invalid_or_endless_trailer_section_fails_the_body`;
@@ -79,6 +84,8 @@
 //! (`upstream::pool`).
 
 pub(crate) mod client;
+#[cfg(test)]
+mod differential;
 pub(crate) mod framing;
 pub(crate) mod rewind;
 pub(crate) mod server;

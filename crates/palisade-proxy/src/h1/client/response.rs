@@ -121,6 +121,12 @@ impl Framed {
     /// relayed: `Transfer-Encoding` is hop-by-hop, so the client would get coded bytes
     /// with nothing saying so; such a response fails the exchange (502).
     pub(super) fn transfer_encoding(&mut self, value: &[u8]) -> Result<(), Error> {
+        if self.version == Version::HTTP_10 {
+            // RFC 9112 §6.1: an HTTP/1.0 message with a transfer coding has faulty framing.
+            return Err(Error::Malformed(
+                "transfer-encoding in an HTTP/1.0 response",
+            ));
+        }
         self.chunked = Some(last_token_is(value, b"chunked"));
         self.other_coding |=
             tokens(value).any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"));

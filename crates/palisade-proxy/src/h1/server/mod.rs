@@ -15,7 +15,7 @@
 //! ones too), the header timeout is kept by `head_timeout`, and a stop (see `drain`)
 //! closes the connection once it is idle or its response is written.
 
-mod request;
+pub(super) mod request;
 mod response;
 
 use std::future::Future as _;

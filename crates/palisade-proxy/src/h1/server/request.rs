@@ -13,7 +13,7 @@ const MAX_HEADERS: usize = 100;
 
 /// The length of the request head at the start of `buf` (through its empty line), if
 /// `buf` holds it all.
-pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
+pub(in crate::h1) fn head_end(buf: &[u8]) -> Option<usize> {
     let mut start = 0;
     while let Some(offset) = memchr::memchr(b'\n', &buf[start..]) {
         let end = start + offset;
@@ -30,7 +30,7 @@ pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// Why a head is not taken.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum NotTaken {
+pub(in crate::h1) enum NotTaken {
     /// Framed twice, by `Content-Length` and `Transfer-Encoding`: refused (400), as a
     /// smuggling attempt (RFC 9112 §6.3). hyper would read it by its coding and forward it.
     Ambiguous,
@@ -39,7 +39,7 @@ pub(super) enum NotTaken {
 }
 
 /// The parts of the request whose whole head is `head`, if the own server takes it.
-pub(super) fn parse(head: &Bytes) -> Result<Parts, NotTaken> {
+pub(in crate::h1) fn parse(head: &Bytes) -> Result<Parts, NotTaken> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     match request.parse_with_uninit_headers(head, &mut slots) {
