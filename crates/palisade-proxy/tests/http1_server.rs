@@ -479,3 +479,38 @@ async fn trailers_are_relayed_after_a_chunked_body() {
         .collect();
     assert_eq!(te, ["trailers"], "{:?}", received[0].headers);
 }
+
+/// An upstream's `103 Early Hints` reach the client before the final answer on the own
+/// server (a GET), with their lines; hyper's server (a POST, handed over) sends no 1xx
+/// answers, and the client gets the final answer alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_are_relayed_before_the_final_answer() {
+    let upstream = Scripted::start(
+        b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .await;
+    let proxy = Proxy::start(&route_to(upstream.address)).await;
+    let read = async |request: &[u8]| {
+        let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+        client.write_all(request).await.expect("write");
+        client.shutdown().await.expect("half-close");
+        let mut answer = Vec::new();
+        timeout(secs(10), client.read_to_end(&mut answer))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let own = read(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(
+        own.starts_with(
+            "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+        ),
+        "{own}"
+    );
+    assert!(own.ends_with("\r\n\r\nok"), "{own}");
+    let handed = read(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi").await;
+    assert!(handed.starts_with("HTTP/1.1 200 OK\r\n"), "{handed}");
+    assert!(!handed.contains("103"), "{handed}");
+}

@@ -122,6 +122,7 @@ impl Attempt<'_> {
                 host: self.parts.uri.authority().map(uri::Authority::as_str),
                 forwarded_for,
                 timeout,
+                early_hints: Some(&self.client.early_hints).filter(|hints| hints.is_relayed()),
             };
             endpoint
                 .pool

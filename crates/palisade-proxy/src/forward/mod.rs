@@ -42,6 +42,7 @@ use palisade_http::classify::{HttpClassifier, Replay, TransportError};
 use tokio::time::Instant;
 
 use crate::body::{BodyIdle, ClientBody, Guarded, IdleTimeout, boxed};
+use crate::h1::interim::EarlyHints;
 use crate::respond::{self, Reason, Reply};
 use crate::route::{Injected, Route};
 use crate::runtime::Runtime;
@@ -70,6 +71,8 @@ pub struct Client {
     forwarded_for: Option<HeaderValue>,
     /// Whether the connection waits for a request head (its header timeout).
     pub waiting: Arc<Waiting>,
+    /// Interim answers to relay to it, when its connection writes them.
+    pub(crate) early_hints: EarlyHints,
 }
 
 impl Client {
@@ -82,6 +85,7 @@ impl Client {
             worker,
             forwarded_for,
             waiting: Arc::new(Waiting::new(clock)),
+            early_hints: EarlyHints::default(),
         }
     }
 }

@@ -87,6 +87,7 @@ pub(crate) mod client;
 #[cfg(test)]
 mod differential;
 pub(crate) mod framing;
+pub(crate) mod interim;
 pub(crate) mod rewind;
 pub(crate) mod server;
 pub(crate) mod wire;

@@ -17,6 +17,7 @@ use super::response::{
     Framed, MAX_HEAD, MAX_HEADERS, ResponseHead, parse_status_line, relayed_length, trim,
 };
 use crate::h1::framing::Framing;
+use crate::h1::interim::EarlyHints;
 use crate::h1::wire::{push_decimal, push_header};
 
 /// What goes on the wire ahead of a request body: the client's request line and headers,
@@ -38,6 +39,9 @@ pub(crate) struct RequestHead<'a> {
     /// The budget passed on: replaces `X-Request-Timeout` (whole milliseconds) and drops
     /// `X-Request-Deadline`; with a gRPC value, replaces `grpc-timeout` too.
     pub(crate) timeout: Option<(u64, Option<HeaderValue>)>,
+    /// Where an upstream's `103 Early Hints` go, when the client's connection relays
+    /// them.
+    pub(crate) early_hints: Option<&'a EarlyHints>,
 }
 
 impl<'a> RequestHead<'a> {
@@ -50,6 +54,7 @@ impl<'a> RequestHead<'a> {
             host: None,
             forwarded_for: None,
             timeout: None,
+            early_hints: None,
         }
     }
 

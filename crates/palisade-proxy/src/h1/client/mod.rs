@@ -36,6 +36,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::h1::framing::{self, Framing};
+use crate::h1::interim::EarlyHints;
 pub(crate) use body::Body;
 pub(crate) use head::RequestHead;
 pub(crate) use response::RawHead;
@@ -229,7 +230,7 @@ impl Connection {
             }
         }
         drop(body);
-        self.read_response(*head.method == Method::HEAD, whole, wrap)
+        self.read_response(*head.method == Method::HEAD, whole, head.early_hints, wrap)
             .await
     }
 
@@ -290,6 +291,7 @@ impl Connection {
         mut self: Box<Self>,
         head_request: bool,
         reusable: bool,
+        early_hints: Option<&EarlyHints>,
         wrap: impl FnOnce(Body) -> B,
     ) -> Result<Box<Response<B>>, Error> {
         loop {
@@ -299,7 +301,14 @@ impl Connection {
                         return Err(Error::Malformed("protocol upgrades are not relayed"));
                     }
                     if head.status.is_informational() {
-                        continue; // 100 Continue, 103 Early Hints: the final answer follows
+                        // The final answer follows; early hints go on to a client whose
+                        // connection relays them.
+                        if let (StatusCode::EARLY_HINTS, Some(hints), Some(raw)) =
+                            (head.status, early_hints, head.raw)
+                        {
+                            hints.push(raw);
+                        }
+                        continue;
                     }
                     let mut response = Box::new(Response::new(wrap(Body::new(
                         self,

@@ -349,6 +349,7 @@ async fn the_proxy_headers_replace_the_clients_and_hop_by_hop_ones_are_not_sent(
         host: Some("client.example"),
         forwarded_for: Some(&forwarded),
         timeout: Some((250, None)),
+        early_hints: None,
     };
     let response = conn
         .send(&head, empty(), &authority(), |body| body)

@@ -27,7 +27,7 @@ use std::task::{Poll, ready};
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use http::{Method, Request};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::h1::rewind::Rewind;
@@ -67,12 +67,16 @@ pub(crate) async fn serve(
 ) -> io::Result<Served> {
     let mut read = BytesMut::new();
     let mut out = Vec::new();
+    // Until the connection is handed to hyper (which cannot send them), an upstream's
+    // early hints are written to it (see `h1::interim`).
+    client.early_hints.relay(true);
     loop {
         let head = loop {
             if let Some(end) = request::head_end(&read) {
                 break read.split_to(end).freeze();
             }
             if read.len() > max_head {
+                client.early_hints.relay(false);
                 return Ok(Served::HandedOver(Rewind::new(read.freeze(), stream)));
             }
             if read_more(&mut stream, &mut read, drain).await? == 0 {
@@ -80,11 +84,11 @@ pub(crate) async fn serve(
             }
         };
         if head.len() > max_head {
-            return Ok(hand_over(head, read, stream));
+            return Ok(hand_over(head, read, stream, client));
         }
         let parts = match request::parse(&head) {
             Ok(parts) => parts,
-            Err(request::NotTaken::Other) => return Ok(hand_over(head, read, stream)),
+            Err(request::NotTaken::Other) => return Ok(hand_over(head, read, stream, client)),
             Err(request::NotTaken::Ambiguous) => {
                 let refused =
                     respond::explained_reply(Reason::BadRequest, Reason::BadRequest.status(), None);
@@ -99,14 +103,13 @@ pub(crate) async fn serve(
             // As hyper does with `half_close(false)`: a client that closes its side while
             // its request is in flight cancels the request (its upstream call, its
             // bulkhead slot).
-            Handled::Forwarded(answer) if abort_on_close => tokio::select! {
-                biased;
-                reply = answer => reply,
-                () = closed(&mut stream, &mut read) => return Ok(Served::Closed),
-            },
-            // Answered whatever the client's read side does; the next read finds its
-            // close (or the next request).
-            Handled::Forwarded(answer) => answer.await,
+            Handled::Forwarded(answer) => {
+                let answered = awaited(answer, &mut stream, &mut read, client, abort_on_close);
+                match answered.await? {
+                    Some(reply) => reply,
+                    None => return Ok(Served::Closed),
+                }
+            }
         };
         let last = drain.is_draining();
         let reusable = response::write(&mut stream, &mut out, reply, head_request, last).await?;
@@ -117,11 +120,50 @@ pub(crate) async fn serve(
 }
 
 /// Hands the connection to hyper with `head` and the bytes after it put back.
-fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: ClientStream) -> Served {
+fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: ClientStream, client: &Client) -> Served {
+    client.early_hints.relay(false);
     let mut prefix = BytesMut::with_capacity(head.len() + rest.len());
     prefix.extend_from_slice(&head);
     prefix.extend_from_slice(&rest);
     Served::HandedOver(Rewind::new(prefix.freeze(), stream))
+}
+
+/// The answer to a forwarded request, with the upstream's early hints written meanwhile.
+/// `None`: the client closed its side, and `abort_on_close` cancels the request (as
+/// hyper does with `half_close(false)`: its upstream call and its bulkhead slot go);
+/// otherwise it is answered whatever the client's read side does, and the next read
+/// finds its close (or the next request).
+async fn awaited(
+    answer: forward::Forwarding,
+    stream: &mut ClientStream,
+    read: &mut BytesMut,
+    client: &Client,
+    abort_on_close: bool,
+) -> io::Result<Option<crate::respond::Reply>> {
+    let mut answer = answer;
+    let mut hint = Vec::new();
+    let answered = loop {
+        tokio::select! {
+            biased;
+            reply = &mut answer => break Some(reply),
+            head = client.early_hints.next() => {
+                hint.clear();
+                crate::h1::interim::encode(&head, &mut hint);
+                stream.write_all(&hint).await?;
+            }
+            () = closed(stream, read), if abort_on_close => break None,
+        }
+    };
+    // Hints that came with the final answer (in the same read) go out before it.
+    let left = client.early_hints.take_all();
+    if answered.is_some() && !left.is_empty() {
+        hint.clear();
+        for head in &left {
+            crate::h1::interim::encode(head, &mut hint);
+        }
+        stream.write_all(&hint).await?;
+    }
+    Ok(answered)
 }
 
 /// Resolves when the client closes its side of the connection (or it fails). Bytes it
