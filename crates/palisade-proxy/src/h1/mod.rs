@@ -2,7 +2,7 @@
 //! reads their responses (`client`), the server front that reads clients' requests and
 //! writes the answers (`server`), and the pieces both share: message framing both ways
 //! (`framing`), header-line writing (`wire`), a stream with bytes put back in front
-//! (`rewind`).
+//! (`rewind`), early hints passed from one side to the other (`interim`).
 //!
 //! Hop-by-hop headers are those of `palisade_http::headers`, on both sides. The own
 //! server parses request heads with httparse and takes only bodiless keep-alive requests;
@@ -73,7 +73,9 @@
 //! Relayed with repairs: `Content-Length` beside `Transfer-Encoding` is dropped and the
 //! connection not reused; equal `Content-Length` lines go as one; a 204's length is
 //! dropped (`content_length_is_relayed_once_and_never_beside_a_coding_or_on_a_204`);
-//! interim 1xx answers are skipped (`a_chunked_answer_streams_and_then_frees_its_connection`);
+//! interim 1xx answers are skipped (`a_chunked_answer_streams_and_then_frees_its_connection`)
+//! but `103 Early Hints`, written to a client the own server serves (`interim`;
+//! `tests/http1_server.rs::early_hints_are_relayed_before_the_final_answer`);
 //! an early final answer to a request whose body is still going out stops the sending
 //! and is relayed (`an_early_final_answer_stops_the_body_and_is_relayed`); trailers are
 //! passed on without the fields trailers may not carry
