@@ -8,12 +8,8 @@
 //! written after its request's answer.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::Poll;
-
-use atomic_waker::AtomicWaker;
 
 use super::client::RawHead;
 
@@ -29,8 +25,6 @@ pub(crate) struct EarlyHints {
     /// How many are queued: read without the lock by the connection's wait, which most
     /// requests poll with nothing queued.
     queued: AtomicUsize,
-    /// The connection's task, waiting for a hint.
-    waiter: AtomicWaker,
 }
 
 // === impl EarlyHints ===
@@ -46,32 +40,20 @@ impl EarlyHints {
         self.relayed.store(relayed, Ordering::Relaxed);
     }
 
-    /// Queues an upstream's `103` head lines, if there is room.
+    /// Queues an upstream's `103` head lines, if there is room. Called from the
+    /// request's own future, so the connection's task, which polls it, looks at the queue
+    /// next (see `h1::server`).
     pub(crate) fn push(&self, head: RawHead) {
         let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
         if heads.len() < MAX_QUEUED {
             heads.push_back(head);
             self.queued.store(heads.len(), Ordering::Release);
-            drop(heads);
-            self.waiter.wake();
         }
     }
 
-    /// The next queued hint, when there is one. One task (the connection's) waits.
-    pub(crate) async fn next(&self) -> RawHead {
-        poll_fn(|cx| {
-            if self.queued.load(Ordering::Acquire) == 0 {
-                self.waiter.register(cx.waker());
-                if self.queued.load(Ordering::Acquire) == 0 {
-                    return Poll::Pending;
-                }
-            }
-            match self.pop() {
-                Some(head) => Poll::Ready(head),
-                None => Poll::Pending,
-            }
-        })
-        .await
+    /// Whether a hint waits to be written.
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > 0
     }
 
     /// Takes what is queued, in order.
@@ -82,13 +64,6 @@ impl EarlyHints {
         let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
         self.queued.store(0, Ordering::Release);
         std::mem::take(&mut *heads)
-    }
-
-    fn pop(&self) -> Option<RawHead> {
-        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
-        let head = heads.pop_front();
-        self.queued.store(heads.len(), Ordering::Release);
-        head
     }
 }
 
@@ -109,29 +84,20 @@ mod tests {
         RawHead::lines(Bytes::from(format!("link: </{n}>\r\n")))
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn hints_wait_in_order_within_their_bound() {
-        let hints = std::sync::Arc::new(EarlyHints::default());
-        let waiting = tokio::spawn({
-            let hints = hints.clone();
-            async move {
-                let mut out = Vec::new();
-                encode(&hints.next().await, &mut out);
-                out
-            }
-        });
-        tokio::task::yield_now().await;
-        hints.push(hint(0));
-        let written = waiting.await.expect("the waiter wakes");
-        assert_eq!(written, b"HTTP/1.1 103 Early Hints\r\nlink: </0>\r\n\r\n");
-        for n in 1..=MAX_QUEUED + 2 {
+    #[test]
+    fn hints_are_kept_in_order_within_their_bound() {
+        let hints = EarlyHints::default();
+        assert!(!hints.has_queued());
+        for n in 0..MAX_QUEUED + 2 {
             hints.push(hint(n));
         }
-        let left = hints.take_all();
-        assert_eq!(left.len(), MAX_QUEUED, "the rest were dropped");
-        let mut first = Vec::new();
-        left[0].write_to(&mut first);
-        assert_eq!(first, b"link: </1>\r\n");
+        assert!(hints.has_queued());
+        let queued = hints.take_all();
+        assert_eq!(queued.len(), MAX_QUEUED, "the rest were dropped");
+        let mut written = Vec::new();
+        encode(&queued[0], &mut written);
+        assert_eq!(written, b"HTTP/1.1 103 Early Hints\r\nlink: </0>\r\n\r\n");
+        assert!(!hints.has_queued());
         assert!(hints.take_all().is_empty());
     }
 }

@@ -133,37 +133,47 @@ fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: ClientStream, client: &
 /// hyper does with `half_close(false)`: its upstream call and its bulkhead slot go);
 /// otherwise it is answered whatever the client's read side does, and the next read
 /// finds its close (or the next request).
+///
+/// Hints are queued by the request's own future, in this task (the upstream client reads
+/// them while it waits for the final answer): so after each poll of the answer that
+/// leaves it pending, a look at the queue (one atomic load) is all it takes, with no
+/// waker of its own.
 async fn awaited(
-    answer: forward::Forwarding,
+    mut answer: forward::Forwarding,
     stream: &mut ClientStream,
     read: &mut BytesMut,
     client: &Client,
     abort_on_close: bool,
 ) -> io::Result<Option<crate::respond::Reply>> {
-    let mut answer = answer;
-    let mut hint = Vec::new();
-    let answered = loop {
-        tokio::select! {
-            biased;
-            reply = &mut answer => break Some(reply),
-            head = client.early_hints.next() => {
-                hint.clear();
-                crate::h1::interim::encode(&head, &mut hint);
-                stream.write_all(&hint).await?;
+    let hints = &client.early_hints;
+    loop {
+        let step = poll_fn(|cx| match answer.as_mut().poll(cx) {
+            Poll::Ready(reply) => Poll::Ready(Some(reply)),
+            Poll::Pending if hints.has_queued() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        });
+        let step = if abort_on_close {
+            tokio::select! {
+                biased;
+                step = step => step,
+                () = closed(stream, read) => return Ok(None),
             }
-            () = closed(stream, read), if abort_on_close => break None,
+        } else {
+            step.await
+        };
+        // Hints go out before the answer (those that came with it in one read too).
+        let queued = hints.take_all();
+        if !queued.is_empty() {
+            let mut out = Vec::new();
+            for head in &queued {
+                crate::h1::interim::encode(head, &mut out);
+            }
+            stream.write_all(&out).await?;
         }
-    };
-    // Hints that came with the final answer (in the same read) go out before it.
-    let left = client.early_hints.take_all();
-    if answered.is_some() && !left.is_empty() {
-        hint.clear();
-        for head in &left {
-            crate::h1::interim::encode(head, &mut hint);
+        if let Some(reply) = step {
+            return Ok(Some(reply));
         }
-        stream.write_all(&hint).await?;
     }
-    Ok(answered)
 }
 
 /// Resolves when the client closes its side of the connection (or it fails). Bytes it
