@@ -4,12 +4,13 @@
 //! (`framing`), header-line writing (`wire`), a stream with bytes put back in front
 //! (`rewind`), early hints passed from one side to the other (`interim`).
 //!
-//! Hop-by-hop headers are those of `palisade_http::headers`, on both sides. The own
-//! server parses request heads with httparse and takes only bodiless keep-alive requests;
-//! every other request is handed, bytes intact, to hyper's server. The client parses
-//! response heads in one pass that keeps their lines for the own server to write through
-//! (`client::raw`), falling back to a parse into a map (`client::head`) for the rare head
-//! that needs it; both give the same framing (`client::raw`'s property test). Both sides
+//! One parser on both sides, httparse (hyper's): the own server reads request heads with
+//! it and takes only bodiless keep-alive requests (every other request is handed, bytes
+//! intact, to hyper's server); the client reads response heads with it
+//! (`client::response::tokenize`) and then either keeps their lines for the own server to
+//! write through (`client::raw`) or, for the rare head that needs it, puts them in a map
+//! (`client::head`); both give the same framing (`client::raw`'s property test).
+//! Hop-by-hop headers are those of `palisade_http::headers`, on both sides. Both sides
 //! are held to hyper's reading of the same bytes (`differential`): whenever both read a
 //! response they read the same status and body, the sidecar reads nothing hyper refuses,
 //! and every request head the own server takes, hyper takes alike.

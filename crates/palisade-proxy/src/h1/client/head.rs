@@ -9,13 +9,11 @@
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING};
 use http::uri::Authority;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use palisade_http::deadline::{GRPC_TIMEOUT, X_REQUEST_DEADLINE, X_REQUEST_TIMEOUT};
 
 use super::Error;
-use super::response::{
-    Framed, MAX_HEAD, MAX_HEADERS, ResponseHead, parse_status_line, relayed_length, trim,
-};
+use super::response::{self, Framed, ResponseHead, relayed_length, trim};
 use crate::h1::framing::Framing;
 use crate::h1::interim::EarlyHints;
 use crate::h1::wire::{push_decimal, push_header};
@@ -141,74 +139,53 @@ pub(super) fn parse_full(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<ResponseHead>, Error> {
-    let Some((end, lines)) = find_end(buf) else {
-        if buf.len() > MAX_HEAD {
-            return Err(Error::Malformed("response head too large"));
-        }
+    let mut slots = response::slots();
+    let Some(tokens) = response::tokenize(buf, &mut slots)? else {
         return Ok(None);
     };
-    if lines > MAX_HEADERS + 1 {
-        return Err(Error::Malformed("too many response headers"));
-    }
-    if end > MAX_HEAD {
-        // Arrived whole in one read: as large as one that did not.
-        return Err(Error::Malformed("response head too large"));
-    }
-    let head = buf.split_to(end).freeze();
-    parse_head(&head, lines, head_request).map(Some)
+    let (len, version, status) = (tokens.len, tokens.version, tokens.status);
+    // Where each field's name and value sit, so that the values can be slices of the
+    // head once it is split off the buffer.
+    let fields: Vec<(usize, usize, usize, usize)> = tokens
+        .headers
+        .iter()
+        .map(|field| {
+            let value = trim(field.value);
+            (
+                response::offset(buf, field.name.as_bytes()),
+                field.name.len(),
+                response::offset(buf, value),
+                value.len(),
+            )
+        })
+        .collect();
+    let head = buf.split_to(len).freeze();
+    parse_fields(&head, &fields, version, status, head_request).map(Some)
 }
 
 /// The status and length of the response head at the start of `buf`, if `buf` holds it
-/// all; an error if its status line is not one. Consumes nothing: for a look at what an
-/// endpoint sent while the request body is still going out.
+/// all; an error if it is not one. Consumes nothing: for a look at what an endpoint sent
+/// while the request body is still going out.
 pub(super) fn peek_status(buf: &[u8]) -> Result<Option<(StatusCode, usize)>, Error> {
-    let Some((end, _)) = find_end(buf) else {
-        return Ok(None);
-    };
-    let line_end = memchr::memchr(b'\n', buf).unwrap_or(end);
-    let line = buf[..line_end]
-        .strip_suffix(b"\r")
-        .unwrap_or(&buf[..line_end]);
-    let (_, status) = parse_status_line(line)?;
-    Ok(Some((status, end)))
+    let mut slots = response::slots();
+    Ok(response::tokenize(buf, &mut slots)?.map(|tokens| (tokens.status, tokens.len)))
 }
 
-/// The length of the head (through its empty line) and its number of lines before the
-/// empty one, if `buf` holds it all.
-fn find_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut lines = 0;
-    let mut start = 0;
-    while let Some(offset) = memchr::memchr(b'\n', &buf[start..]) {
-        let end = start + offset;
-        let line = &buf[start..end];
-        if line.is_empty() || line == b"\r" {
-            return Some((end + 1, lines));
-        }
-        lines += 1;
-        start = end + 1;
-    }
-    None
-}
-
-fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<ResponseHead, Error> {
-    let mut rest = &head[..];
-    let status_line = next_line(&mut rest);
-    let (version, status) = parse_status_line(status_line)?;
-    let mut headers = HeaderMap::with_capacity(lines.saturating_sub(1));
+/// The map of `head`'s fields (at the offsets `fields` gives) to relay, and the framing
+/// they say.
+fn parse_fields(
+    head: &Bytes,
+    fields: &[(usize, usize, usize, usize)],
+    version: Version,
+    status: StatusCode,
+    head_request: bool,
+) -> Result<ResponseHead, Error> {
+    let mut headers = HeaderMap::with_capacity(fields.len());
     let mut facts = Framed::new(version);
-    loop {
-        let line = next_line(&mut rest);
-        if line.is_empty() {
-            break;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            return Err(Error::Malformed("folded response header"));
-        }
-        let colon = memchr::memchr(b':', line)
-            .ok_or(Error::Malformed("response header without a colon"))?;
-        let name = HeaderName::from_bytes(&line[..colon])
+    for &(name_at, name_len, value_at, value_len) in fields {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
             .map_err(|_| Error::Malformed("invalid response header name"))?;
-        let value = trim(&line[colon + 1..]);
+        let value = &head[value_at..value_at + value_len];
         if name == CONTENT_LENGTH {
             facts.length(value)?;
             // Relayed once, as one number, below: not as the lines received.
@@ -218,7 +195,7 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
         } else if name == CONNECTION {
             facts.connection(value);
         }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(value))
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
             .map_err(|_| Error::Malformed("invalid response header value"))?;
         // Hop-by-hop headers are not relayed: dropped here, so that the relay has none
         // to strip. A `Connection` header naming others stays for the relay to apply.
@@ -241,14 +218,4 @@ fn parse_head(head: &Bytes, lines: usize, head_request: bool) -> Result<Response
         keep_alive,
         raw: None,
     })
-}
-
-/// The next line of `rest` (without its CRLF or LF), advancing past it.
-fn next_line<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
-    let (line, after) = match memchr::memchr(b'\n', rest) {
-        Some(at) => (&rest[..at], &rest[at + 1..]),
-        None => (*rest, &rest[rest.len()..]),
-    };
-    *rest = after;
-    line.strip_suffix(b"\r").unwrap_or(line)
 }

@@ -2,6 +2,8 @@
 //! parses it into a map): its status, the facts of its framing and its connection, and
 //! the limits both parses keep.
 
+use std::mem::MaybeUninit;
+
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 use smallvec::SmallVec;
@@ -182,22 +184,83 @@ impl Framed {
     }
 }
 
-pub(super) fn parse_status_line(line: &[u8]) -> Result<(Version, StatusCode), Error> {
-    let version = match line.get(..9) {
-        Some(b"HTTP/1.1 ") => Version::HTTP_11,
-        Some(b"HTTP/1.0 ") => Version::HTTP_10,
+/// A response head as httparse reads it at the start of a buffer.
+pub(super) struct Tokens<'b, 'h> {
+    /// The head's length, through its empty line.
+    pub(super) len: usize,
+    pub(super) version: Version,
+    pub(super) status: StatusCode,
+    /// Its header fields, names and values slices of the buffer, in order.
+    pub(super) headers: &'h [httparse::Header<'b>],
+}
+
+/// Room for a response head's header fields (uninitialized: only those read are set).
+pub(super) type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// An empty [`Slots`].
+pub(super) fn slots<'b>() -> Slots<'b> {
+    [MaybeUninit::uninit(); MAX_HEADERS]
+}
+
+/// Reads the response head at the start of `buf` with httparse — the one HTTP/1 parser of
+/// both sides — or `None` if `buf` does not hold it whole yet. Refused: a head over
+/// [`MAX_HEAD`] (whole or not), more than [`MAX_HEADERS`] fields, anything httparse
+/// refuses (a status line that is not HTTP/1.0 or 1.1 with three digits, a folded line, a
+/// name that is not a token, a value with control characters, a line without a colon).
+pub(super) fn tokenize<'b, 'h>(
+    buf: &'b [u8],
+    slots: &'h mut Slots<'b>,
+) -> Result<Option<Tokens<'b, 'h>>, Error> {
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        slots,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(Error::Malformed("response head too large"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(Error::Malformed(refusal(error))),
+    };
+    if len > MAX_HEAD {
+        // Arrived whole in one read: as large as one that did not.
+        return Err(Error::Malformed("response head too large"));
+    }
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        Some(1) => Version::HTTP_11,
         _ => return Err(Error::Malformed("not an HTTP/1 status line")),
     };
-    let code = line
-        .get(9..12)
-        .filter(|c| c.iter().all(u8::is_ascii_digit))
+    let status = response
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or(Error::Malformed("invalid status code"))?;
-    if line.len() > 12 && line[12] != b' ' {
-        return Err(Error::Malformed("invalid status code"));
+    Ok(Some(Tokens {
+        len,
+        version,
+        status,
+        headers: response.headers,
+    }))
+}
+
+/// What httparse's refusal means, said as the client's errors say it.
+fn refusal(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::TooManyHeaders => "too many response headers",
+        httparse::Error::HeaderName => "invalid response header name",
+        httparse::Error::HeaderValue => "invalid response header value",
+        httparse::Error::Status => "invalid status code",
+        httparse::Error::Version => "not an HTTP/1 status line",
+        httparse::Error::NewLine | httparse::Error::Token => "malformed response head",
     }
-    let code = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-    let status = StatusCode::from_u16(code).map_err(|_| Error::Malformed("invalid status code"))?;
-    Ok((version, status))
+}
+
+/// The byte offset of `part` in `buf`, which holds it.
+pub(super) fn offset(buf: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize)
 }
 
 pub(super) fn trim(mut value: &[u8]) -> &[u8] {
