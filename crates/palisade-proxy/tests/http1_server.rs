@@ -57,6 +57,20 @@ impl Scripted {
     }
 }
 
+/// Sends `request` on a new connection, half-closes it, and reads the whole answer (the
+/// proxy closes the connection after it).
+async fn half_closed_exchange(proxy: SocketAddr, request: &[u8]) -> String {
+    let mut client = TcpStream::connect(proxy).await.expect("connect");
+    client.write_all(request).await.expect("write");
+    client.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    timeout(secs(10), client.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 fn route_to(address: SocketAddr) -> String {
     format!(
         r#"
@@ -439,15 +453,9 @@ async fn trailers_are_relayed_after_a_chunked_body() {
         b"POST /hyper HTTP/1.1\r\nhost: x\r\nte: trailers\r\ncontent-length: 2\r\n\r\nhi",
     ];
     for request in requests {
-        let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
-        client.write_all(request).await.expect("write");
-        client.shutdown().await.expect("half-close");
-        let mut answer = Vec::new();
-        timeout(secs(10), client.read_to_end(&mut answer))
+        let text = half_closed_exchange(proxy.addr, request)
             .await
-            .expect("an answer within 10 s")
-            .expect("read");
-        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            .to_ascii_lowercase();
         assert!(text.starts_with("http/1.1 200"), "{text}");
         assert!(text.contains("\r\ntrailer: grpc-status\r\n"), "{text}");
         assert!(
@@ -459,17 +467,11 @@ async fn trailers_are_relayed_after_a_chunked_body() {
     // client that asked; so does a gRPC server).
     let echo = Upstream::start("api", Behaviour::Echo).await;
     let proxy = Proxy::start(&route_to(echo.addr())).await;
-    let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
-    client
-        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nte: gzip, trailers\r\n\r\n")
-        .await
-        .expect("write");
-    client.shutdown().await.expect("half-close");
-    let mut answer = Vec::new();
-    timeout(secs(10), client.read_to_end(&mut answer))
-        .await
-        .expect("an answer")
-        .expect("read");
+    half_closed_exchange(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\nte: gzip, trailers\r\n\r\n",
+    )
+    .await;
     let received = echo.requests();
     let te: Vec<_> = received[0]
         .headers
@@ -491,18 +493,7 @@ async fn early_hints_are_relayed_before_the_final_answer() {
     )
     .await;
     let proxy = Proxy::start(&route_to(upstream.address)).await;
-    let read = async |request: &[u8]| {
-        let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
-        client.write_all(request).await.expect("write");
-        client.shutdown().await.expect("half-close");
-        let mut answer = Vec::new();
-        timeout(secs(10), client.read_to_end(&mut answer))
-            .await
-            .expect("an answer within 10 s")
-            .expect("read");
-        String::from_utf8_lossy(&answer).into_owned()
-    };
-    let own = read(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let own = half_closed_exchange(proxy.addr, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert!(
         own.starts_with(
             "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
@@ -510,7 +501,11 @@ async fn early_hints_are_relayed_before_the_final_answer() {
         "{own}"
     );
     assert!(own.ends_with("\r\n\r\nok"), "{own}");
-    let handed = read(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi").await;
+    let handed = half_closed_exchange(
+        proxy.addr,
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi",
+    )
+    .await;
     assert!(handed.starts_with("HTTP/1.1 200 OK\r\n"), "{handed}");
     assert!(!handed.contains("103"), "{handed}");
 }

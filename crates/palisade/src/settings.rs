@@ -110,3 +110,38 @@ macro_rules! settings_method {
     };
 }
 pub(crate) use settings_method;
+
+/// Gives a builder (with `config.name`, `clock` and `listener` fields) its `name`,
+/// `clock` and `on_event` methods, and `settings` (see [`settings_method`]).
+macro_rules! builder_methods {
+    ($builder:ty) => {
+        impl $builder {
+            /// Sets the name used in events and metrics.
+            #[must_use]
+            pub fn name(mut self, name: impl Into<String>) -> Self {
+                self.config.name = name.into();
+                self
+            }
+
+            /// Reads time from `clock` (default: tokio's).
+            #[must_use]
+            pub fn clock(mut self, clock: $crate::clock::Clock) -> Self {
+                self.clock = Some(clock);
+                self
+            }
+
+            /// Receives every event of the policy.
+            #[must_use]
+            pub fn on_event(
+                mut self,
+                listener: impl Fn(&$crate::events::Event) + Send + Sync + 'static,
+            ) -> Self {
+                self.listener = Some(std::sync::Arc::new(listener));
+                self
+            }
+        }
+
+        $crate::settings::settings_method!($builder);
+    };
+}
+pub(crate) use builder_methods;

@@ -180,30 +180,6 @@ impl AdaptiveConcurrencyBuilder {
         }
     }
 
-    /// Sets the name used in events and metrics.
-    #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
-    /// Reads time from `clock` (default: tokio's).
-    #[must_use]
-    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Receives the limiter's events.
-    #[must_use]
-    pub fn on_event(
-        mut self,
-        listener: impl Fn(&crate::events::Event) + Send + Sync + 'static,
-    ) -> Self {
-        self.listener = Some(std::sync::Arc::new(listener));
-        self
-    }
-
     /// Validates and builds.
     pub fn build(self) -> Result<super::AdaptiveConcurrency, ConfigError> {
         let clock = self.clock.unwrap_or_else(crate::clock::Clock::tokio);
@@ -211,4 +187,4 @@ impl AdaptiveConcurrencyBuilder {
     }
 }
 
-crate::settings::settings_method!(AdaptiveConcurrencyBuilder);
+crate::settings::builder_methods!(AdaptiveConcurrencyBuilder);

@@ -85,30 +85,6 @@ impl LoadShedderBuilder {
         }
     }
 
-    /// Sets the name used in events and metrics.
-    #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
-    /// Reads time from `clock` (default: tokio's).
-    #[must_use]
-    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Receives the shedder's events.
-    #[must_use]
-    pub fn on_event(
-        mut self,
-        listener: impl Fn(&crate::events::Event) + Send + Sync + 'static,
-    ) -> Self {
-        self.listener = Some(std::sync::Arc::new(listener));
-        self
-    }
-
     /// Follows `limit`'s adaptive concurrency limit as its capacity instead of
     /// `max_concurrent` (default: its own fixed capacity).
     #[must_use]
@@ -127,4 +103,4 @@ impl LoadShedderBuilder {
     }
 }
 
-crate::settings::settings_method!(LoadShedderBuilder);
+crate::settings::builder_methods!(LoadShedderBuilder);

@@ -81,30 +81,6 @@ impl AdaptiveThrottleBuilder {
         }
     }
 
-    /// Sets the name used in events and metrics.
-    #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
-    /// Reads time from `clock` (default: tokio's).
-    #[must_use]
-    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Receives the throttle's events.
-    #[must_use]
-    pub fn on_event(
-        mut self,
-        listener: impl Fn(&crate::events::Event) + Send + Sync + 'static,
-    ) -> Self {
-        self.listener = Some(std::sync::Arc::new(listener));
-        self
-    }
-
     /// Validates and builds.
     pub fn build(self) -> Result<super::AdaptiveThrottle, ConfigError> {
         let clock = self.clock.unwrap_or_else(crate::clock::Clock::tokio);
@@ -112,4 +88,4 @@ impl AdaptiveThrottleBuilder {
     }
 }
 
-crate::settings::settings_method!(AdaptiveThrottleBuilder);
+crate::settings::builder_methods!(AdaptiveThrottleBuilder);
