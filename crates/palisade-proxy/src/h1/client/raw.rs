@@ -45,8 +45,20 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
         return Ok(Parsed::Partial);
     };
     let end = tokens.len;
-    if !ends_lines_with_crlf(&bytes[..end]) {
-        // Relayed as they came, bare LF lines would reach the client so.
+    // The lines end where the empty line starts.
+    let last = end - 2;
+    let fields = tokens.headers;
+    let start = |index: usize| {
+        fields
+            .get(index)
+            .map_or(last, |field: &httparse::Header<'_>| {
+                response::offset(bytes, field.name.as_bytes())
+            })
+    };
+    // Relayed as they came, bare LF lines would reach the client so: every line must end
+    // in CRLF (the byte before each next line's start), the head in CRLF CRLF.
+    let crlf = |next: usize| next >= 2 && bytes[next - 2] == b'\r';
+    if !(crlf(end) && crlf(last) && crlf(start(0))) {
         return Ok(Parsed::Full);
     }
     let (version, status) = (tokens.version, tokens.status);
@@ -54,17 +66,13 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
     let mut retry_after = None;
     let mut kept = SmallVec::new();
     let mut dated = false;
-    // The lines end where the empty line starts.
-    let last = end - 2;
-    let starts: SmallVec<[usize; 32]> = tokens
-        .headers
-        .iter()
-        .map(|field| response::offset(bytes, field.name.as_bytes()))
-        .collect();
-    let mut run = starts.first().copied().unwrap_or(last);
-    for (index, field) in tokens.headers.iter().enumerate() {
-        let at = starts[index];
-        let next = starts.get(index + 1).copied().unwrap_or(last);
+    let mut run = start(0);
+    for (index, field) in fields.iter().enumerate() {
+        let at = start(index);
+        let next = start(index + 1);
+        if !crlf(next) {
+            return Ok(Parsed::Full);
+        }
         let name = field.name.as_bytes();
         let value = response::trim(field.value);
         let relayed = match Known::of(name) {
@@ -139,11 +147,6 @@ pub(super) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Er
             dated,
         }),
     }))
-}
-
-/// Whether every line of `head` ends in CRLF.
-fn ends_lines_with_crlf(head: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', head).all(|at| at > 0 && head[at - 1] == b'\r')
 }
 
 /// Adds the run of lines `start..end` if it is not empty; `false` if there is no room.

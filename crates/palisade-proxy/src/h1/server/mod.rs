@@ -30,6 +30,7 @@ use http::{Method, Request};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use crate::h1::interim::EarlyHints;
 use crate::h1::rewind::Rewind;
 
 /// A client's connection as the own server (and hyper, after a hand-over) reads and
@@ -103,13 +104,38 @@ pub(crate) async fn serve(
             // As hyper does with `half_close(false)`: a client that closes its side while
             // its request is in flight cancels the request (its upstream call, its
             // bulkhead slot).
-            Handled::Forwarded(answer) => {
-                let answered = awaited(answer, &mut stream, &mut read, client, abort_on_close);
-                match answered.await? {
-                    Some(reply) => reply,
-                    None => return Ok(Served::Closed),
+            // Waited for with the upstream's early hints written meanwhile. Hints are
+            // queued by the request's own future, in this task (the upstream client reads
+            // them while it waits for the final answer): so after each poll that leaves
+            // the answer pending, a look at the queue (one atomic load) is all it takes.
+            Handled::Forwarded(mut answer) => loop {
+                let hints = &client.early_hints;
+                let step = poll_fn(|cx| match answer.as_mut().poll(cx) {
+                    Poll::Ready(reply) => Poll::Ready(Some(reply)),
+                    Poll::Pending if hints.has_queued() => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                });
+                let step = if abort_on_close {
+                    // As hyper does with `half_close(false)`: a client that closes its
+                    // side cancels its request (its upstream call, its bulkhead slot).
+                    // Else it is answered whatever its read side does, and the next read
+                    // finds its close (or the next request).
+                    tokio::select! {
+                        biased;
+                        step = step => step,
+                        () = closed(&mut stream, &mut read) => return Ok(Served::Closed),
+                    }
+                } else {
+                    step.await
+                };
+                // Hints go out before the answer (those that came with it too).
+                if hints.has_queued() {
+                    write_hints(&mut stream, hints).await?;
                 }
-            }
+                if let Some(reply) = step {
+                    break reply;
+                }
+            },
         };
         let last = drain.is_draining();
         let reusable = response::write(&mut stream, &mut out, reply, head_request, last).await?;
@@ -128,52 +154,13 @@ fn hand_over(head: bytes::Bytes, rest: BytesMut, stream: ClientStream, client: &
     Served::HandedOver(Rewind::new(prefix.freeze(), stream))
 }
 
-/// The answer to a forwarded request, with the upstream's early hints written meanwhile.
-/// `None`: the client closed its side, and `abort_on_close` cancels the request (as
-/// hyper does with `half_close(false)`: its upstream call and its bulkhead slot go);
-/// otherwise it is answered whatever the client's read side does, and the next read
-/// finds its close (or the next request).
-///
-/// Hints are queued by the request's own future, in this task (the upstream client reads
-/// them while it waits for the final answer): so after each poll of the answer that
-/// leaves it pending, a look at the queue (one atomic load) is all it takes, with no
-/// waker of its own.
-async fn awaited(
-    mut answer: forward::Forwarding,
-    stream: &mut ClientStream,
-    read: &mut BytesMut,
-    client: &Client,
-    abort_on_close: bool,
-) -> io::Result<Option<crate::respond::Reply>> {
-    let hints = &client.early_hints;
-    loop {
-        let step = poll_fn(|cx| match answer.as_mut().poll(cx) {
-            Poll::Ready(reply) => Poll::Ready(Some(reply)),
-            Poll::Pending if hints.has_queued() => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        });
-        let step = if abort_on_close {
-            tokio::select! {
-                biased;
-                step = step => step,
-                () = closed(stream, read) => return Ok(None),
-            }
-        } else {
-            step.await
-        };
-        // Hints go out before the answer (those that came with it in one read too).
-        let queued = hints.take_all();
-        if !queued.is_empty() {
-            let mut out = Vec::new();
-            for head in &queued {
-                crate::h1::interim::encode(head, &mut out);
-            }
-            stream.write_all(&out).await?;
-        }
-        if let Some(reply) = step {
-            return Ok(Some(reply));
-        }
+/// Writes the early hints queued for the connection.
+async fn write_hints(stream: &mut ClientStream, hints: &EarlyHints) -> io::Result<()> {
+    let mut out = Vec::new();
+    for head in &hints.take_all() {
+        crate::h1::interim::encode(head, &mut out);
     }
+    stream.write_all(&out).await
 }
 
 /// Resolves when the client closes its side of the connection (or it fails). Bytes it
