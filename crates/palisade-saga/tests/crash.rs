@@ -461,6 +461,70 @@ async fn postgres_sigstopped_runner_is_taken_over() {
 
 static TAKEN_OVER: AtomicUsize = AtomicUsize::new(0);
 
+/// PostgreSQL stopped at once (as a crash would stop it) while a runner recovers the
+/// sagas a SIGKILLed one left, and started again: the runner gets its store back, and
+/// every saga ends consistent. The server is the test's own (`OwnServer`), on a free port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_during_recovery() {
+    if std::env::var_os("PALISADE_SAGA_CRASH_CHILD").is_some() {
+        return;
+    }
+    let Some(server) = common::pg::OwnServer::start() else {
+        return;
+    };
+    let (addr, ledger) = upstream().await;
+    let runs = runs("PALISADE_SAGA_PG_RESTART_RUNS", 4);
+    let mut failures = Vec::new();
+    let mut recovered = 0;
+    for run in 0..runs {
+        let run = 20_000 + run;
+        let Some(url) = common::pg::fresh_url_on(server.url()) else {
+            return;
+        };
+        let mut rng = SmallRng::seed_from_u64(run);
+        // A runner killed mid-run leaves sagas unfinished.
+        let mut first = child("first", &url, addr, run);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..120))).await;
+        let _ = first.start_kill();
+        let _ = first.wait().await;
+        let left = open_store(&url)
+            .await
+            .list(None, 1000)
+            .await
+            .unwrap_or_default();
+        if left.iter().any(|r| r.state.is_active()) {
+            recovered += 1;
+        }
+        // Another recovers them; the server goes down under it, and comes back.
+        let recovering = child("recovering", &url, addr, run);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..80))).await;
+        tokio::task::block_in_place(|| server.stop_immediately());
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
+        tokio::task::block_in_place(|| server.start_again());
+        match tokio::time::timeout(Duration::from_secs(120), recovering.wait_with_output()).await {
+            Ok(Ok(out)) if out.status.success() => {
+                if let Err(e) = check(run, &url, &ledger).await {
+                    failures.push(e);
+                }
+            }
+            Ok(Ok(out)) => failures.push(format!(
+                "run {run}: the recovering runner failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )),
+            _ => failures.push(format!("run {run}: the recovering runner did not finish")),
+        }
+    }
+    eprintln!(
+        "postgres restart during recovery: {runs} runs ({recovered} with sagas left unfinished), {} inconsistent",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(
+        recovered > 0,
+        "no run left sagas to recover: the test proved nothing"
+    );
+}
+
 fn child(runner: &str, store_url: &str, upstream: SocketAddr, run: u64) -> tokio::process::Child {
     tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([

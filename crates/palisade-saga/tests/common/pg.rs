@@ -16,7 +16,11 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// A connection string whose search_path is a new, empty schema; `None` (after a loud
 /// message) when PostgreSQL is unreachable outside CI.
 pub fn fresh_url() -> Option<String> {
-    let base = base();
+    fresh_url_on(base())
+}
+
+/// As [`fresh_url`], on the server `base` names.
+pub fn fresh_url_on(base: String) -> Option<String> {
     let schema = format!(
         "saga_t_{}_{}_{}",
         std::process::id(),
@@ -64,4 +68,156 @@ pub fn drop_schema(url: &str) {
         }
     })
     .join();
+}
+
+/// A PostgreSQL server of the test's own, in a temporary directory on a free port, for
+/// tests that stop or break the server. As root, its programs run as `postgres` (initdb
+/// refuses root). `None` (after a loud message) when the binaries are missing outside CI.
+pub struct OwnServer {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl OwnServer {
+    pub fn start() -> Option<Self> {
+        let Some(bin) = server_bin() else {
+            if std::env::var_os("CI").is_some() {
+                panic!("PostgreSQL's server programs (initdb, pg_ctl) are missing and CI is set");
+            }
+            eprintln!(
+                "\n!!!!!!!! SKIPPED: PostgreSQL's server programs (initdb, pg_ctl) are missing (set CI to make this a failure) !!!!!!!!\n"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-pg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let server = Self { bin, dir, port };
+        server.run("mkdir", &["-p", &server.path()]);
+        server.run(
+            &server.tool("initdb"),
+            &[
+                "-D",
+                &server.path(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        server.start_again();
+        Some(server)
+    }
+
+    /// A connection string to its `postgres` database.
+    pub fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=3",
+            self.port
+        )
+    }
+
+    /// Stops it at once, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn stop_immediately(&self) {
+        self.run(
+            &self.tool("pg_ctl"),
+            &["-D", &self.path(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Starts it (again), waiting until it takes connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.path()
+        );
+        let log = self.dir.join("log").display().to_string();
+        self.run(
+            &self.tool("pg_ctl"),
+            &[
+                "-D",
+                &self.path(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn path(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn tool(&self, name: &str) -> String {
+        self.bin.join(name).display().to_string()
+    }
+
+    /// Runs `program` (as `postgres` when this process is root); panics if it fails.
+    fn run(&self, program: &str, args: &[&str]) {
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", program]);
+            c
+        } else {
+            std::process::Command::new(program)
+        };
+        let out = command
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL program");
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(self.tool("pg_ctl"))
+            .args(["-D", &self.path(), "-m", "immediate", "stop"])
+            .output();
+        if is_root() {
+            let _ = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--", &self.tool("pg_ctl")])
+                .args(["-D", &self.path(), "-m", "immediate", "stop"])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory of the newest installed PostgreSQL's server programs.
+fn server_bin() -> Option<std::path::PathBuf> {
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
