@@ -10,7 +10,8 @@
 //! * [`body`] — request bodies buffered up to a bound so that they can be replayed;
 //! * [`retry`] — a retry for requests that are not `Clone` (an axum `Router`'s), which
 //!   replays a body buffered up to a bound;
-//! * [`status`] — the HTTP status (and response) that answers a policy's error.
+//! * [`status`] — the HTTP status (and response) that answers a policy's error;
+//! * [`health`] — named health checks and the `/health/live`, `/ready`, `/deep` endpoints.
 //!
 //! # With axum
 //!
@@ -145,6 +146,7 @@ pub mod body;
 pub mod classify;
 pub mod deadline;
 pub mod headers;
+pub mod health;
 pub mod retry;
 pub mod retry_after;
 pub mod status;
