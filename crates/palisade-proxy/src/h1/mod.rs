@@ -13,7 +13,11 @@
 //! Hop-by-hop headers are those of `palisade_http::headers`, on both sides. Both sides
 //! are held to hyper's reading of the same bytes (`differential`): whenever both read a
 //! response they read the same status and body, the sidecar reads nothing hyper refuses,
-//! and every request head the own server takes, hyper takes alike.
+//! and every request head the own server takes, hyper takes alike and without a body.
+//! Two disagreements found there are open, each held by an ignored test: the response
+//! body decoder reads chunk lines that end in a bare LF, carry a stray CR or whitespace
+//! before the size, which hyper refuses; `Transfer-Encoding: chunked,` is read as chunked
+//! by the sidecar and to the close by hyper.
 //!
 //! # What is refused, and the limits
 //!

@@ -78,25 +78,6 @@ fn parse(
     }
 }
 
-/// The final response head's status and its body's decoder, interim answers skipped as
-/// the client skips them: for `h1::differential`.
-#[cfg(test)]
-pub(super) fn parse_response_for_tests(
-    buf: &mut BytesMut,
-) -> Result<Option<(u16, crate::h1::framing::Decoder)>, Error> {
-    loop {
-        let Some(head) = parse_response(buf, false)? else {
-            return Ok(None);
-        };
-        if head.status == StatusCode::SWITCHING_PROTOCOLS {
-            return Err(Error::Malformed("protocol upgrades are not relayed"));
-        }
-        if !head.status.is_informational() {
-            return Ok(Some((head.status.as_u16(), head.framing)));
-        }
-    }
-}
-
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
