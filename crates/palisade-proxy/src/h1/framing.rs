@@ -204,15 +204,20 @@ pub(crate) fn take(have: usize, left: u64) -> usize {
     usize::try_from(left).map_or(have, |left| have.min(left))
 }
 
-/// The next line of `buf` without its line end, split off it, if `buf` holds it whole.
+/// The next chunk-size or trailer line of `buf` without its CRLF, split off it, if `buf`
+/// holds it whole. Such a line ends in CRLF and holds no other CR (RFC 9112 §7.1): a
+/// bare LF or a stray CR is refused, never read one way here and another by the next hop.
 fn line(buf: &mut BytesMut) -> Result<Option<BytesMut>, Invalid> {
     match memchr::memchr(b'\n', buf) {
         Some(at) => {
-            let mut line = buf.split_to(at + 1);
-            line.truncate(at);
-            if line.last() == Some(&b'\r') {
-                line.truncate(at - 1);
+            if at == 0 || buf[at - 1] != b'\r' {
+                return Err(Invalid::Malformed("chunk line not ended by CRLF"));
             }
+            if memchr::memchr(b'\r', &buf[..at - 1]).is_some() {
+                return Err(Invalid::Malformed("CR inside a chunk line"));
+            }
+            let mut line = buf.split_to(at + 1);
+            line.truncate(at - 1);
             Ok(Some(line))
         }
         None if buf.len() > MAX_LINE => Err(Invalid::Malformed("chunk line too long")),
@@ -220,10 +225,14 @@ fn line(buf: &mut BytesMut) -> Result<Option<BytesMut>, Invalid> {
     }
 }
 
-/// A chunk-size line: hex digits, then optional extensions after `;`.
+/// A chunk-size line: hex digits first, then optional spaces or tabs and extensions
+/// after `;` (RFC 9112 §7.1); nothing before the digits.
 fn chunk_size(line: &[u8]) -> Result<u64, Invalid> {
     let digits = line.split(|&b| b == b';').next().unwrap_or(line);
-    let digits = digits.trim_ascii();
+    let mut digits = digits;
+    while let [rest @ .., b' ' | b'\t'] = digits {
+        digits = rest;
+    }
     if digits.is_empty() || digits.len() > 15 {
         return Err(Invalid::Malformed("invalid chunk size"));
     }

@@ -14,10 +14,9 @@
 //! are held to hyper's reading of the same bytes (`differential`): whenever both read a
 //! response they read the same status and body, the sidecar reads nothing hyper refuses,
 //! and every request head the own server takes, hyper takes alike and without a body.
-//! Two disagreements found there are open, each held by an ignored test: the response
-//! body decoder reads chunk lines that end in a bare LF, carry a stray CR or whitespace
-//! before the size, which hyper refuses; `Transfer-Encoding: chunked,` is read as chunked
-//! by the sidecar and to the close by hyper.
+//! Three disagreements it found were fixed, each held by a named test: an HTTP/1.0
+//! response with a transfer coding, chunk lines that end in a bare LF or carry a stray CR
+//! or whitespace before the size, and `Transfer-Encoding: chunked,` (an empty element).
 //!
 //! # What is refused, and the limits
 //!
@@ -67,6 +66,10 @@
 //!   `a_transfer_coding_other_than_chunked_is_refused`; any transfer coding in an
 //!   HTTP/1.0 response (faulty framing, RFC 9112 §6.1) —
 //!   `differential.rs::an_http_1_0_response_with_a_transfer_coding_is_refused`;
+//! - a chunk-size or trailer line not ended by CRLF, with a CR inside, or with anything
+//!   before the size or other than spaces and tabs after it; a coding list with an empty
+//!   element (`chunked,`) — `differential.rs::chunk_lines_that_hyper_refuses_are_refused`,
+//!   `a_coding_list_ending_in_an_empty_element_is_not_read_two_ways`;
 //! - a chunk-size or trailer line over 4 KiB —
 //!   `a_chunk_line_longer_than_4_kib_fails_the_body`; more than 100 trailer lines, a
 //!   folded or invalid one — `a_folded_invalid_or_endless_trailer_section_fails_the_body`;

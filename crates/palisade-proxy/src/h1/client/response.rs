@@ -129,6 +129,11 @@ impl Framed {
                 "transfer-encoding in an HTTP/1.0 response",
             ));
         }
+        if tokens(value).any(<[u8]>::is_empty) {
+            // `chunked,`: RFC 9110 §5.6.1 skips the empty element, hyper reads it as a
+            // coding other than chunked; no reading of it is safe to relay.
+            return Err(Error::Malformed("empty transfer coding"));
+        }
         self.chunked = Some(last_token_is(value, b"chunked"));
         self.other_coding |=
             tokens(value).any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"));
