@@ -247,3 +247,69 @@ async fn readiness_can_follow_a_breaker() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("error: payments is open"), "{body}");
 }
+
+/// An HTTP server on loopback answering every request with `status`, until aborted
+/// (its connections go with it).
+fn http_server(listener: tokio::net::TcpListener, status: u16) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(move |_| async move {
+                let mut response =
+                    http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            connections.spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    })
+}
+
+/// Readiness follows a real HTTP dependency: 200 while it answers 2xx, 503 naming it
+/// when it answers 503 or is gone, 200 again when it is back.
+#[tokio::test]
+async fn readiness_follows_an_http_dependency_that_goes_and_comes_back() {
+    use palisade_http::health::http_check;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut server = http_server(listener, 200);
+    let uri: http::Uri = format!("http://{address}/ready").parse().unwrap();
+    let health = Arc::new(
+        Health::builder()
+            .check_with_ttl(
+                "payments",
+                Class::Readiness,
+                Duration::from_secs(2),
+                Duration::ZERO,
+                http_check(uri),
+            )
+            .build()
+            .unwrap(),
+    );
+    health.warmed_up();
+    assert_eq!(get(&health, "/health/ready").await.0, StatusCode::OK);
+    server.abort();
+    let _ = (&mut server).await;
+    let (status, body) = get(&health, "/health/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains(r#""payments":"error: unreachable"#), "{body}");
+    assert_eq!(
+        get(&health, "/health/live").await.0,
+        StatusCode::OK,
+        "liveness stays"
+    );
+    let server = http_server(tokio::net::TcpListener::bind(address).await.unwrap(), 503);
+    let (status, body) = get(&health, "/health/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.contains("error: status 503 Service Unavailable"),
+        "{body}"
+    );
+    server.abort();
+    let _ = server.await;
+    let _back = http_server(tokio::net::TcpListener::bind(address).await.unwrap(), 200);
+    assert_eq!(get(&health, "/health/ready").await.0, StatusCode::OK);
+}

@@ -86,6 +86,34 @@ pub fn breaker_check(
     }
 }
 
+/// A ready-made check: an HTTP endpoint answers `GET uri` with a 2xx status (over one
+/// pooled hyper client; give the check a timeout that suits the endpoint). Any other
+/// status fails, naming it; so does a connection that cannot be made.
+#[cfg(feature = "http-check")]
+pub fn http_check(
+    uri: http::Uri,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Status> + Send>>
++ Send
++ Sync
++ 'static {
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    move || {
+        let client = client.clone();
+        let uri = uri.clone();
+        Box::pin(async move {
+            match client.get(uri).await {
+                Ok(response) if response.status().is_success() => Status::Ok,
+                Ok(response) => Status::Failed(format!("status {}", response.status())),
+                Err(error) => Status::Failed(format!("unreachable: {error}")),
+            }
+        })
+    }
+}
+
 // === impl Status ===
 
 impl Status {
