@@ -2,7 +2,9 @@
 //!
 //! [`InboundDeadlineLayer`] reads the caller's budget from the request's headers (see the
 //! [module docs](super)): a spent budget is answered 504 at once, without running the
-//! service; an unreadable one 400; otherwise the service's future runs inside Palisade's
+//! service; an unreadable one is ignored (the request runs as if it had sent none: a
+//! caller's malformed header is no reason to fail its request) and counted in
+//! `palisade_deadline_header_invalid_total`; otherwise the service's future runs inside Palisade's
 //! [deadline scope](palisade::deadline), so every policy inside it — a timeout, a retry
 //! deciding whether one more attempt can finish — and every outbound call that forwards
 //! the remaining budget sees the caller's time, not its own.
@@ -68,7 +70,7 @@ pin_project! {
             #[pin]
             inner: F,
         },
-        /// Answered at once: a spent (504) or unreadable (400) budget.
+        /// Answered at once: a spent budget (504).
         Answered { status: StatusCode, body: Option<B> },
     }
 }
@@ -107,7 +109,12 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         match inbound(request.headers()) {
-            Err(_) => answered(StatusCode::BAD_REQUEST),
+            Err(_) => {
+                metrics::counter!(INVALID_TOTAL).increment(1);
+                ResponseFuture::Unbounded {
+                    inner: self.inner.call(request),
+                }
+            }
             Ok(Some(budget)) if budget.is_zero() => answered(StatusCode::GATEWAY_TIMEOUT),
             Ok(Some(budget)) => ResponseFuture::Running {
                 inner: scope_for(budget, self.inner.call(request)),
@@ -118,6 +125,9 @@ where
         }
     }
 }
+
+/// Requests whose deadline header could not be read (and were run without a budget).
+pub const INVALID_TOTAL: &str = "palisade_deadline_header_invalid_total";
 
 /// An answer made at once, with an empty body.
 fn answered<F, B: Default>(status: StatusCode) -> ResponseFuture<F, B> {
@@ -159,7 +169,8 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_handler_runs_inside_the_budget_and_a_spent_or_bad_one_never_runs_it() {
+    async fn the_handler_runs_inside_the_budget_a_spent_one_never_runs_it_and_a_bad_one_is_ignored()
+    {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
         let service = ServiceBuilder::new()
@@ -190,12 +201,36 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let spent = ask(Some(("x-request-timeout", "0"))).await.unwrap();
         assert_eq!(spent.status(), StatusCode::GATEWAY_TIMEOUT);
-        let bad = ask(Some(("x-request-timeout", "soon"))).await.unwrap();
-        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             calls.load(Ordering::SeqCst),
             2,
-            "neither reached the handler"
+            "a spent budget never runs it"
+        );
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let request = Request::get("/")
+            .header("x-request-timeout", "soon")
+            .body(())
+            .unwrap();
+        let mut direct = service.clone();
+        // `call` reads the header (and counts it) at once: inside the local recorder.
+        let bad = metrics::with_local_recorder(&recorder, || direct.call(request))
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::OK);
+        assert_eq!(bad.into_body(), "None", "run without a budget");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let counted: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == INVALID_TOTAL)
+            .map(|(.., value)| value)
+            .collect();
+        assert_eq!(
+            counted,
+            [metrics_util::debugging::DebugValue::Counter(1)],
+            "counted once"
         );
     }
 }
