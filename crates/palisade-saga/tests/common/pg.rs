@@ -168,14 +168,7 @@ impl OwnServer {
 
     /// Runs `program` (as `postgres` when this process is root); panics if it fails.
     fn run(&self, program: &str, args: &[&str]) {
-        let mut command = if is_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--", program]);
-            c
-        } else {
-            std::process::Command::new(program)
-        };
-        let out = command
+        let out = as_postgres(program)
             .args(args)
             .output()
             .expect("run a PostgreSQL program");
@@ -190,15 +183,9 @@ impl OwnServer {
 
 impl Drop for OwnServer {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(self.tool("pg_ctl"))
+        let _ = as_postgres(&self.tool("pg_ctl"))
             .args(["-D", &self.path(), "-m", "immediate", "stop"])
             .output();
-        if is_root() {
-            let _ = std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--", &self.tool("pg_ctl")])
-                .args(["-D", &self.path(), "-m", "immediate", "stop"])
-                .output();
-        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -213,6 +200,18 @@ fn server_bin() -> Option<std::path::PathBuf> {
         .collect();
     versions.sort();
     versions.pop()
+}
+
+/// A command running `program`, as `postgres` when this process is root (initdb and
+/// the server refuse root).
+fn as_postgres(program: &str) -> std::process::Command {
+    if is_root() {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--", program]);
+        command
+    } else {
+        std::process::Command::new(program)
+    }
 }
 
 fn is_root() -> bool {

@@ -224,45 +224,30 @@ fn chunked_by_sidecar(heads: &[Head], method: &Method) -> bool {
         })
 }
 
-/// What a walk over a chunked body, line by line as the sidecar's decoder splits it,
-/// saw on the way.
+/// What a walk over a chunked body, line by line, saw on the way.
 #[derive(Default)]
 struct Chunks {
-    /// A framing line hyper's decoder refuses and the sidecar's reads: one ending in a
-    /// bare LF, one with a CR inside it, a size with whitespace before it or with other
-    /// whitespace than spaces and tabs after it.
-    lenient: bool,
     /// A chunk size of more than 15 hex digits.
     long_size: bool,
 }
 
-/// The next line of `bytes` split as the sidecar's decoder splits it (up to a LF, less
-/// one CR before it), whether it ends in CRLF and has no other CR, and what follows.
-fn next_line(bytes: &[u8]) -> Option<(&[u8], bool, &[u8])> {
+/// The next line of `bytes` (up to a LF, less one CR before it) and what follows.
+fn next_line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let at = memchr::memchr(b'\n', bytes)?;
-    let (line, crlf) = match bytes[..at].strip_suffix(b"\r") {
-        Some(line) => (line, true),
-        None => (&bytes[..at], false),
-    };
-    Some((line, crlf && !line.contains(&b'\r'), &bytes[at + 1..]))
+    let line = &bytes[..at];
+    Some((line.strip_suffix(b"\r").unwrap_or(line), &bytes[at + 1..]))
 }
 
-/// Walks the chunked `body` as the sidecar's decoder reads it, up to where it ends or
-/// would be refused.
+/// Walks the chunked `body` chunk by chunk, up to where it ends or its framing breaks.
 fn walk_chunks(mut body: &[u8]) -> Chunks {
     let mut seen = Chunks::default();
     loop {
-        let Some((line, strict, rest)) = next_line(body) else {
+        let Some((line, rest)) = next_line(body) else {
             return seen;
         };
         body = rest;
         let token = line.split(|&b| b == b';').next().unwrap_or(line);
         let digits = token.trim_ascii();
-        let spaced = !token.starts_with(digits)
-            || !token[digits.len()..]
-                .iter()
-                .all(|&b| b == b' ' || b == b'\t');
-        seen.lenient |= !strict || spaced;
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_hexdigit) {
             return seen;
         }
@@ -273,29 +258,14 @@ fn walk_chunks(mut body: &[u8]) -> Chunks {
         let size = digits.iter().fold(0usize, |n, &d| {
             n * 16 + (d as char).to_digit(16).unwrap_or(0) as usize
         });
-        if size == 0 {
-            // The trailer section, up to its empty line.
-            while let Some((line, strict, rest)) = next_line(body) {
-                seen.lenient |= !strict;
-                body = rest;
-                if line.is_empty() {
-                    break;
-                }
-            }
-            return seen;
-        }
-        if body.len() < size {
+        if size == 0 || body.len() < size {
             return seen;
         }
         body = &body[size..];
-        let Some((line, strict, rest)) = next_line(body) else {
-            return seen;
-        };
-        seen.lenient |= !strict;
-        if !line.is_empty() {
-            return seen;
+        match next_line(body) {
+            Some(([], rest)) => body = rest,
+            _ => return seen,
         }
-        body = rest;
     }
 }
 
