@@ -155,7 +155,13 @@ impl Model {
             (Admitted::Probe, CircuitState::HalfOpen) => {
                 self.answered(now);
                 match kind {
-                    Kind::Failure => self.reopen(now),
+                    Kind::Failure => {
+                        if self.successes > 0 {
+                            // Some probe succeeded: the open time does not grow.
+                            self.trips -= 1;
+                        }
+                        self.reopen(now)
+                    }
                     Kind::Ignored => self.admitted -= 1,
                     Kind::Success => {
                         self.successes += 1;

@@ -401,6 +401,11 @@ impl Shared {
         half.answered(now);
         match (health, slow) {
             (Health::Failure, _) | (Health::Success, true) => {
+                if half.successes > 0 {
+                    // The dependency served some probes: it is recovering, or failing in
+                    // part, not failing on. Its next open time is no longer than the last.
+                    control.consecutive_trips = control.consecutive_trips.saturating_sub(1);
+                }
                 self.reopen(&mut control, word, now);
             }
             (Health::Success, false) => {
@@ -431,6 +436,11 @@ impl Shared {
 
     /// Opens the breaker (from closed or half-open) for the next backed-off duration.
     /// Returns the end of the open time.
+    ///
+    /// The open time grows only while failures go on: with each trip in a row whose
+    /// probes all failed or went unanswered. A close resets it, and a half-open period in
+    /// which some probe succeeded does not lengthen it (see `record_probe`), so an
+    /// endpoint that recovers is let back within the open time it had, not a longer one.
     fn reopen(&self, control: &mut Control, word: Word, now: Nanos) -> Nanos {
         control.consecutive_trips = control.consecutive_trips.saturating_add(1);
         let wait = self.open_duration(control);

@@ -266,6 +266,34 @@ async fn any_probe_failure_reopens_with_a_longer_wait_that_resets_on_close() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_open_time_grows_only_while_every_probe_fails() {
+    let b = breaker();
+    trip(&b);
+    // Two periods of failed probes: 1 s, then 2 s, then 4 s.
+    for _ in 0..2 {
+        advance(b.snapshot().retry_after.unwrap()).await;
+        fail(&b).unwrap();
+    }
+    assert_eq!(b.snapshot().retry_after, Some(Duration::from_secs(4)));
+    // The dependency serves again, in part: a probe succeeds before one fails.
+    for _ in 0..3 {
+        advance(b.snapshot().retry_after.unwrap()).await;
+        succeed(&b).unwrap();
+        fail(&b).unwrap();
+        assert_eq!(b.state(), CircuitState::Open);
+        assert_eq!(
+            b.snapshot().retry_after,
+            Some(Duration::from_secs(4)),
+            "a period with a successful probe does not lengthen the open time"
+        );
+    }
+    // It fails on entirely: the open time grows again.
+    advance(Duration::from_secs(4)).await;
+    fail(&b).unwrap();
+    assert_eq!(b.snapshot().retry_after, Some(Duration::from_secs(8)));
+}
+
+#[tokio::test(start_paused = true)]
 async fn open_time_jitter_stays_within_its_spread() {
     for seed in 0..20 {
         let b = CircuitBreaker::builder()
