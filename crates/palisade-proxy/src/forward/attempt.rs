@@ -65,10 +65,8 @@ impl Attempt<'_> {
             .await;
         let finished = balancer.clock().now();
         let took = Duration::from_nanos(finished.saturating_sub(started));
-        picked.endpoint.observe(finished, took);
-        if let Some(permit) = picked.permit.take() {
-            permit.record(&classify_result(classifier, &result));
-        }
+        let outcome = classify_result(classifier, &result);
+        balancer.finish(&mut picked, finished, took, &outcome);
         result
     }
 

@@ -2,11 +2,12 @@
 //! primaries first, backups only when no primary takes the request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade::Error;
-use palisade::clock::Clock;
+use palisade::clock::{Clock, Nanos};
+use palisade::outcome::{Health, Outcome};
 use palisade::policy::circuit_breaker::{CircuitState, OwnedPermit};
 use palisade_http::classify::{TransportError, TransportErrorKind};
 use rand::Rng;
@@ -21,6 +22,18 @@ const INLINE_CANDIDATES: usize = 8;
 
 /// Candidate endpoint indexes, in the order to try them.
 type Candidates = SmallVec<[usize; INLINE_CANDIDATES]>;
+
+/// The upstream's typical latency before any attempt succeeded: 1 ms, so new endpoints
+/// get traffic.
+const FIRST_TYPICAL_NANOS: f64 = 1_000_000.0;
+
+/// A failed attempt costs its endpoint's estimate at least this many times the upstream's
+/// typical latency: a failure costs the caller a retry or an error, so an endpoint that
+/// fails fast (a gray failure answering 503 at once) never looks fastest.
+const FAILURE_COST: f64 = 2.0;
+
+/// The weight of each successful attempt's latency in the upstream's typical latency.
+const TYPICAL_WEIGHT: f64 = 1.0 / 16.0;
 
 /// An endpoint that agreed to take an attempt. It counts as in flight at the endpoint
 /// until this is dropped, whether the attempt finished or was cancelled (a timeout, a
@@ -45,6 +58,9 @@ pub(crate) struct Balancer {
     pub(crate) backups: Vec<Arc<Endpoint>>,
     next: AtomicUsize,
     clock: Clock,
+    /// The upstream's typical latency (f64 nanoseconds, as bits): a moving average of
+    /// its successful attempts', what an idle endpoint is estimated at.
+    typical: AtomicU64,
     /// How long a recovered endpoint's share of picks ramps up (zero: off).
     slow_start: Duration,
 }
@@ -64,6 +80,7 @@ impl Balancer {
             backups,
             next: AtomicUsize::new(0),
             clock,
+            typical: AtomicU64::new(FIRST_TYPICAL_NANOS.to_bits()),
             slow_start: Duration::ZERO,
         }
     }
@@ -77,6 +94,41 @@ impl Balancer {
     /// The clock attempts are timed by (peak-EWMA latency).
     pub(crate) fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// An attempt on `picked` got its answer at `now`, after `took`, judged `outcome`: its
+    /// breaker learns the outcome, its endpoint and the upstream the latency. A failure
+    /// is observed as at least [`FAILURE_COST`] times the typical latency.
+    pub(crate) fn finish(
+        &self,
+        picked: &mut Picked,
+        now: Nanos,
+        took: Duration,
+        outcome: &Outcome,
+    ) {
+        let mut nanos = took.as_nanos() as f64;
+        match outcome.health {
+            Health::Failure => nanos = nanos.max(FAILURE_COST * self.typical_latency()),
+            Health::Success => self.learn_typical(nanos),
+            Health::Ignored => {}
+        }
+        picked.endpoint.observe(now, nanos);
+        if let Some(permit) = picked.permit.take() {
+            permit.record(outcome);
+        }
+    }
+
+    /// The upstream's typical latency in nanoseconds (see [`FIRST_TYPICAL_NANOS`]).
+    pub(crate) fn typical_latency(&self) -> f64 {
+        f64::from_bits(self.typical.load(Ordering::Relaxed))
+    }
+
+    /// Moves the typical latency towards a successful attempt's. Concurrent updates may
+    /// lose one another's sample: an average of many needs none in particular.
+    fn learn_typical(&self, nanos: f64) {
+        let typical = self.typical_latency();
+        let next = typical + (nanos - typical) * TYPICAL_WEIGHT;
+        self.typical.store(next.to_bits(), Ordering::Relaxed);
     }
 
     /// Every endpoint, primaries first; `index` in [`Picked`] refers to this order.
@@ -238,7 +290,7 @@ impl Balancer {
 impl Balancer {
     /// An endpoint's cost to p2c: its load estimate, divided by its slow-start weight.
     fn cost(&self, endpoint: &Endpoint) -> f64 {
-        let cost = endpoint.cost(&self.clock);
+        let cost = endpoint.cost(&self.clock, self.typical_latency());
         if self.slow_start.is_zero() {
             return cost;
         }
@@ -417,9 +469,14 @@ mod tests {
         let second = balancer.pick(0).expect("picked");
         assert_eq!(endpoint.in_flight(), 2);
         // Finished: its latency observed, then dropped.
-        first
-            .endpoint
-            .observe(balancer.clock().now(), Duration::from_millis(5));
+        let mut first = first;
+        let now = balancer.clock().now();
+        balancer.finish(
+            &mut first,
+            now,
+            Duration::from_millis(5),
+            &Outcome::success(),
+        );
         drop(first);
         assert_eq!(endpoint.in_flight(), 1);
         // Cancelled (a timeout dropped its future): dropped without an answer.
@@ -517,5 +574,67 @@ mod tests {
         );
         let without = primaries(&breakers);
         assert!((0.4..=0.6).contains(&share(&without)), "off by default");
+    }
+
+    /// `n` attempts in turn, each answered after the latency and with the outcome
+    /// `answer` gives its endpoint, a millisecond apart; the picks each endpoint got.
+    async fn serve_in_turn(
+        balancer: &Balancer,
+        n: usize,
+        answer: impl Fn(usize) -> (u64, Outcome),
+    ) -> Vec<usize> {
+        let mut picks = vec![0; balancer.primaries.len()];
+        for _ in 0..n {
+            let mut picked = balancer.pick(0).expect("picked");
+            picks[picked.index] += 1;
+            let (ms, outcome) = answer(picked.index);
+            tokio::time::advance(Duration::from_millis(ms)).await;
+            let now = balancer.clock().now();
+            balancer.finish(&mut picked, now, Duration::from_millis(ms), &outcome);
+        }
+        picks
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_failing_fast_does_not_draw_the_picks() {
+        let balancer = with(
+            (0..3)
+                .map(|i| endpoint(40 + i, Role::Primary, None))
+                .collect(),
+            Vec::new(),
+        );
+        // Endpoint 0 answers 503 in a millisecond; the others serve in 20 ms.
+        let picks = serve_in_turn(&balancer, 3000, |i| match i {
+            0 => (1, Outcome::failure()),
+            _ => (20, Outcome::success()),
+        })
+        .await;
+        assert!(
+            picks[0] < 300,
+            "the endpoint failing fast got {} of 3000 picks ({picks:?})",
+            picks[0]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_back_from_idle_does_not_look_best() {
+        let breakers = [breaker("a"), breaker("b")];
+        let balancer = primaries(&breakers);
+        // Both serve in 20 ms; then endpoint 1 is ejected, and endpoint 0 serves alone
+        // for a minute.
+        serve_in_turn(&balancer, 200, |_| (20, Outcome::success())).await;
+        breakers[1].force_open();
+        serve_in_turn(&balancer, 3000, |_| (20, Outcome::success())).await;
+        breakers[1].reset();
+        // Back after a minute idle: a burst of requests in flight at once is shared, not
+        // drawn to the endpoint that has served nothing lately.
+        let held: Vec<Picked> = (0..100)
+            .map(|_| balancer.pick(0).expect("picked"))
+            .collect();
+        let to_idle = held.iter().filter(|p| p.index == 1).count();
+        assert!(
+            (35..=65).contains(&to_idle),
+            "the endpoint back from idle got {to_idle} of 100 requests in flight"
+        );
     }
 }

@@ -135,9 +135,10 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The balancer's cost: latency estimate × (load + 1).
-    pub(crate) fn cost(&self, clock: &Clock) -> f64 {
-        self.latency.estimate(clock) * (self.in_flight() as f64 + 1.0)
+    /// The balancer's cost: latency estimate × (load + 1). `typical`: the upstream's
+    /// typical latency in nanoseconds, which an idle estimate drifts to (see [`PeakEwma`]).
+    pub(crate) fn cost(&self, clock: &Clock, typical: f64) -> f64 {
+        self.latency.estimate(clock, typical) * (self.in_flight() as f64 + 1.0)
     }
 
     /// An attempt starts (see [`Picked`](super::balance::Picked), which ends it).
@@ -150,58 +151,66 @@ impl Endpoint {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// An attempt got its answer at `now` (a reading of the balancer's clock) after `took`.
-    pub(crate) fn observe(&self, now: Nanos, took: Duration) {
-        self.latency.observe(now, took);
+    /// An attempt got its answer at `now` (a reading of the balancer's clock), costing
+    /// `nanos` (see `Balancer::finish`).
+    pub(crate) fn observe(&self, now: Nanos, nanos: f64) {
+        self.latency.observe(now, nanos);
     }
 
-    /// The latency estimate in seconds.
-    pub fn latency_estimate(&self, clock: &Clock) -> f64 {
-        self.latency.estimate(clock) / 1e9
+    /// The latency estimate in seconds, drifting to `typical` nanoseconds while idle.
+    pub fn latency_estimate(&self, clock: &Clock, typical: f64) -> f64 {
+        self.latency.estimate(clock, typical) / 1e9
     }
 }
 
 /// Peak-EWMA latency (as linkerd and Finagle): a slower observation replaces the
 /// estimate at once; faster ones pull it down with an exponential decay of `decay`.
+///
+/// An endpoint never observed, or idle (ejected, or just not picked), is estimated at the
+/// upstream's typical latency, towards which an idle estimate drifts: so a once-slow
+/// endpoint is tried again, and an idle one never looks better than the endpoints
+/// serving — which would draw every pick to it the moment it returns.
 struct PeakEwma {
     decay_nanos: f64,
-    /// f64 nanoseconds, as bits.
+    /// f64 nanoseconds, as bits; [`UNOBSERVED`] before the first observation.
     estimate: AtomicU64,
     /// When the estimate was last updated, clock nanoseconds.
     updated: AtomicU64,
 }
 
-/// The estimate of an endpoint never seen: 1 ms, so new endpoints get traffic.
-const DEFAULT_LATENCY_NANOS: f64 = 1_000_000.0;
+/// The estimate's bits before any observation (a NaN no observation can give).
+const UNOBSERVED: u64 = u64::MAX;
 
 impl PeakEwma {
     fn new(decay: Duration) -> Self {
         Self {
             decay_nanos: decay.as_nanos() as f64,
-            estimate: AtomicU64::new(DEFAULT_LATENCY_NANOS.to_bits()),
+            estimate: AtomicU64::new(UNOBSERVED),
             updated: AtomicU64::new(0),
         }
     }
 
-    fn estimate(&self, clock: &Clock) -> f64 {
-        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+    fn estimate(&self, clock: &Clock, typical: f64) -> f64 {
+        let bits = self.estimate.load(Ordering::Relaxed);
+        if bits == UNOBSERVED {
+            return typical;
+        }
+        let estimate = f64::from_bits(bits);
         let idle = clock
             .now()
             .saturating_sub(self.updated.load(Ordering::Relaxed)) as f64;
-        // An idle estimate drifts back towards the default, so a once-slow endpoint is retried.
         let weight = (-idle / self.decay_nanos).exp();
-        estimate * weight + DEFAULT_LATENCY_NANOS * (1.0 - weight)
+        estimate * weight + typical * (1.0 - weight)
     }
 
-    fn observe(&self, now: Nanos, took: Duration) {
-        let sample = took.as_nanos() as f64;
-        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+    fn observe(&self, now: Nanos, sample: f64) {
+        let bits = self.estimate.load(Ordering::Relaxed);
         let elapsed = now.saturating_sub(self.updated.swap(now, Ordering::Relaxed)) as f64;
-        let next = if sample > estimate {
+        let next = if bits == UNOBSERVED || sample > f64::from_bits(bits) {
             sample
         } else {
             let weight = (-elapsed / self.decay_nanos).exp();
-            estimate * weight + sample * (1.0 - weight)
+            f64::from_bits(bits) * weight + sample * (1.0 - weight)
         };
         self.estimate.store(next.to_bits(), Ordering::Relaxed);
     }
@@ -215,17 +224,31 @@ mod tests {
     fn peak_ewma_jumps_up_and_decays_down() {
         let (clock, hand) = Clock::manual();
         let ewma = PeakEwma::new(Duration::from_secs(10));
-        ewma.observe(clock.now(), Duration::from_millis(100));
+        ewma.observe(clock.now(), 100e6);
         assert!(
-            (ewma.estimate(&clock) - 100e6).abs() < 1.0,
+            (ewma.estimate(&clock, 1e6) - 100e6).abs() < 1.0,
             "a slow sample replaces the estimate"
         );
         hand.advance(Duration::from_secs(10));
-        ewma.observe(clock.now(), Duration::from_millis(10));
-        let e = ewma.estimate(&clock);
+        ewma.observe(clock.now(), 10e6);
+        let e = ewma.estimate(&clock, 1e6);
         assert!(
             e < 100e6 && e > 10e6,
             "a fast sample pulls it down gradually: {e}"
         );
+    }
+
+    #[test]
+    fn an_unobserved_or_idle_estimate_is_the_upstream_s_typical_latency() {
+        let (clock, hand) = Clock::manual();
+        let ewma = PeakEwma::new(Duration::from_secs(10));
+        assert_eq!(ewma.estimate(&clock, 20e6), 20e6, "never observed");
+        hand.advance(Duration::from_secs(1));
+        ewma.observe(clock.now(), 2e6);
+        assert!((ewma.estimate(&clock, 20e6) - 2e6).abs() < 1.0);
+        // Idle for a minute (ejected, say): back to what its neighbours take, not lower.
+        hand.advance(Duration::from_secs(60));
+        let idle = ewma.estimate(&clock, 20e6);
+        assert!((19e6..=20e6).contains(&idle), "idle estimate {idle}");
     }
 }
