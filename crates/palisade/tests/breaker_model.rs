@@ -157,8 +157,8 @@ impl Model {
                 match kind {
                     Kind::Failure => {
                         if self.successes > 0 {
-                            // Some probe succeeded: the open time does not grow.
-                            self.trips -= 1;
+                            // Some probe succeeded: the open time starts over.
+                            self.trips = 0;
                         }
                         self.reopen(now)
                     }

@@ -49,7 +49,7 @@ pub enum BreakerMode {
 /// | `slow_call_rate` | `1.0` | with a duration set: trip when every call in the window is slow |
 /// | `open_for` | `5s` | long enough for a restart to begin, short enough to notice recovery |
 /// | `max_open_for` | `60s` | a dependency that keeps failing probes is probed at least each minute |
-/// | `open_backoff` | `2.0` | each trip in a row whose probes all failed doubles the wait (a period with a successful probe keeps it; a close resets it) |
+/// | `open_backoff` | `2.0` | each trip in a row whose probes all failed doubles the wait (a close, or a period with a successful probe, resets it) |
 /// | `open_jitter` | `0.1` | ±10% so that a fleet of breakers does not probe in lockstep |
 /// | `half_open_calls` | `3` | probes admitted per half-open period |
 /// | `half_open_concurrency` | `1` | probes in flight at once: one probe at a time cannot stampede |

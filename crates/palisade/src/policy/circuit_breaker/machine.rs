@@ -402,9 +402,9 @@ impl Shared {
         match (health, slow) {
             (Health::Failure, _) | (Health::Success, true) => {
                 if half.successes > 0 {
-                    // The dependency served some probes: it is recovering, or failing in
-                    // part, not failing on. Its next open time is no longer than the last.
-                    control.consecutive_trips = control.consecutive_trips.saturating_sub(1);
+                    // The dependency served a probe: it is recovering, or failing in
+                    // part, not failing on. It is probed again after the first open time.
+                    control.consecutive_trips = 0;
                 }
                 self.reopen(&mut control, word, now);
             }
@@ -438,9 +438,10 @@ impl Shared {
     /// Returns the end of the open time.
     ///
     /// The open time grows only while failures go on: with each trip in a row whose
-    /// probes all failed or went unanswered. A close resets it, and a half-open period in
-    /// which some probe succeeded does not lengthen it (see `record_probe`), so an
-    /// endpoint that recovers is let back within the open time it had, not a longer one.
+    /// probes all failed or went unanswered. A close resets it, and so does a half-open
+    /// period in which some probe succeeded (see `record_probe`): a dependency that serves
+    /// again, even in part, is probed again after the first open time, so it is let back
+    /// soon after it recovers.
     fn reopen(&self, control: &mut Control, word: Word, now: Nanos) -> Nanos {
         control.consecutive_trips = control.consecutive_trips.saturating_add(1);
         let wait = self.open_duration(control);

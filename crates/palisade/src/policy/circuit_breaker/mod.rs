@@ -17,9 +17,9 @@
 //!   Slow calls (at least `slow_call_duration`) have their own rate threshold.
 //! * **Open time** grows only while failures go on: with each trip in a row whose probes
 //!   all failed (`open_for × open_backoff^(trips−1)`, capped at `max_open_for`, spread by
-//!   `open_jitter`). A half-open period in which a probe succeeded reopens for no longer
-//!   than the last time, and a close resets it: a recovering dependency is let back
-//!   within the open time it had.
+//!   `open_jitter`). A close resets it, and so does a half-open period in which a probe
+//!   succeeded: a dependency that serves again, even in part, is probed again after
+//!   `open_for`, so it is let back soon after it recovers.
 //! * **Half-open** admits at most `half_open_calls` probes per period, at most
 //!   `half_open_concurrency` at once; `half_open_successes` successes close it, any
 //!   failure reopens it, and probes that go unanswered for `max_half_open` reopen it

@@ -14,7 +14,7 @@ use crate::config::{ConfigError, DEFAULT_NAME, in_range, positive_duration};
 /// | `max_queue` | `256` | waiting calls; a newcomer finding it full displaces a lower class or is shed |
 /// | `target` | `5ms` | CoDel's target queue delay: once waits stay above it for an `interval`, waiters older than `target` are shed |
 /// | `interval` | `100ms` | CoDel's interval, and the longest any call waits when the queue is healthy |
-/// | `adaptive_lifo` | `true` | under congestion serve the newest waiter first: its caller is still there |
+/// | `adaptive_lifo` | `true` | under congestion serve the newest sheddable waiter first: its caller is still there (critical classes stay oldest first) |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShedConfig {

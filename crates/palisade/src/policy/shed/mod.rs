@@ -13,8 +13,11 @@
 //!   exceeds `target`), the queue is congested and a newly queued *sheddable* call waits
 //!   at most `target`; critical calls, and every call while the queue is healthy, wait at
 //!   most `interval`. A standing queue cannot form;
-//! * **adaptive LIFO**: while congested, the newest waiter of a class is served first — its
-//!   caller is most likely still waiting, the oldest has probably given up.
+//! * **adaptive LIFO**: while congested, the newest waiter of a sheddable class is served
+//!   first — its caller is most likely still waiting, the oldest has probably given up.
+//!   Critical classes stay oldest first: served before any sheddable call, their queue
+//!   drains whenever their own load fits, and newest first would only let their oldest
+//!   waiters time out.
 //!
 //! A shed call gets [`Error::Shed`]. The class is read from the call's context
 //! ([`criticality::scope`]).
@@ -206,7 +209,9 @@ impl Shared {
             if self.max_queue == 0 {
                 return Err(self.shed(class));
             }
-            let id = queues.push(class, self.clock.now(), answer);
+            let now = self.clock.now();
+            queues.roll(now, self.target, self.interval);
+            let id = queues.push(class, now, answer);
             self.queued.fetch_add(1, Ordering::SeqCst);
             // Congested: sheddable classes wait at most `target`; critical ones keep `interval`.
             let short = queues.congested && class < Criticality::Critical;

@@ -38,7 +38,8 @@ impl Queues {
             next_id: 0,
             interval_start: 0,
             interval_min: None,
-            drained_in_interval: false,
+            // Empty from the start: no standing queue yet.
+            drained_in_interval: true,
             congested: false,
         }
     }
@@ -66,7 +67,7 @@ impl Queues {
         match queue.iter().position(|w| w.id == id) {
             Some(at) => {
                 queue.remove(at);
-                self.len -= 1;
+                self.taken();
                 true
             }
             None => false,
@@ -84,28 +85,43 @@ impl Queues {
     /// Takes the most recent waiter of `class` (to shed it).
     pub(super) fn pop_newest(&mut self, class: Criticality) -> Option<Waiter> {
         let waiter = self.classes[class.rank()].pop_back()?;
-        self.len -= 1;
+        self.taken();
         Some(waiter)
     }
 
-    /// Takes the next waiter to serve: highest class first; oldest first, or newest first
-    /// while congested and `lifo` is on.
+    /// Takes the next waiter to serve: highest class first; oldest first, or, for the
+    /// sheddable classes, newest first while congested and `lifo` is on.
+    ///
+    /// Critical classes stay oldest first: they are served before any sheddable call, so
+    /// their queue drains whenever their own load fits the capacity, and newest first
+    /// would only let their oldest waiters time out behind the newer ones.
     pub(super) fn pop_next(&mut self, lifo: bool) -> Option<Waiter> {
         let congested = self.congested;
-        let queue = self.classes.iter_mut().rev().find(|q| !q.is_empty())?;
-        let waiter = if lifo && congested {
+        let (rank, queue) = self
+            .classes
+            .iter_mut()
+            .enumerate()
+            .rev()
+            .find(|(_, q)| !q.is_empty())?;
+        let newest_first = lifo && congested && rank < Criticality::Critical.rank();
+        let waiter = if newest_first {
             queue.pop_back()
         } else {
             queue.pop_front()
         }?;
-        self.len -= 1;
+        self.taken();
         Some(waiter)
     }
 
-    /// CoDel: notes a queue delay. At the end of each interval the queue is congested if
-    /// a queue stood the whole interval (it never emptied) or even its lowest delay
-    /// exceeded `target`. (With LIFO service the lowest delay alone would hide a standing
-    /// queue: the newest waiter is served almost at once.)
+    /// A waiter left the queue; if it was the last, the queue emptied this interval.
+    fn taken(&mut self) {
+        self.len -= 1;
+        if self.len == 0 {
+            self.drained_in_interval = true;
+        }
+    }
+
+    /// CoDel: notes a queue delay (see [`roll`](Self::roll)).
     pub(super) fn observe_delay(
         &mut self,
         now: Nanos,
@@ -114,13 +130,26 @@ impl Queues {
         interval: Nanos,
     ) {
         self.interval_min = Some(self.interval_min.map_or(delay, |m| m.min(delay)));
-        if now.saturating_sub(self.interval_start) >= interval {
-            self.congested =
-                !self.drained_in_interval || self.interval_min.is_some_and(|m| m > target);
-            self.interval_start = now;
-            self.interval_min = None;
-            self.drained_in_interval = false;
+        self.roll(now, target, interval);
+    }
+
+    /// CoDel: at the end of each interval, the queue is congested if a queue stood the
+    /// whole interval (it never emptied) or even its lowest delay exceeded `target`.
+    /// (With LIFO service the lowest delay alone would hide a standing queue: the newest
+    /// waiter is served almost at once.) Called on every delay observed and before every
+    /// waiter joins; an interval that saw no delay at all (a quiet queue) is never
+    /// congested, so a verdict does not outlive the quiet after it.
+    pub(super) fn roll(&mut self, now: Nanos, target: Nanos, interval: Nanos) {
+        let elapsed = now.saturating_sub(self.interval_start);
+        if elapsed < interval {
+            return;
         }
+        let quiet = elapsed >= interval.saturating_mul(2) && self.len == 0;
+        self.congested =
+            !quiet && (!self.drained_in_interval || self.interval_min.is_some_and(|m| m > target));
+        self.interval_start = now;
+        self.interval_min = None;
+        self.drained_in_interval = self.len == 0;
     }
 
     /// The queue emptied: no standing queue in this interval.

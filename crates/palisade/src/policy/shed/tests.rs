@@ -165,6 +165,81 @@ async fn three_times_overload_sheds_the_sheddable_and_keeps_queues_short() {
     );
 }
 
+/// While congested, the sheddable class is served newest first, critical calls oldest
+/// first; once the queue has been quiet for two intervals, it is not congested.
+#[tokio::test(start_paused = true)]
+async fn congestion_serves_sheddable_newest_first_critical_oldest_first_and_ends_when_quiet() {
+    let s = shedder(1, 100);
+    // A queue standing across a whole interval (50 ms) makes it congested.
+    let busy = s.try_acquire(Criticality::Critical).unwrap();
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move { run(&s, Criticality::Critical, Duration::from_millis(30)).await })
+    };
+    sleep(Duration::from_millis(30)).await;
+    let second = {
+        let s = s.clone();
+        tokio::spawn(async move { run(&s, Criticality::Critical, Duration::ZERO).await })
+    };
+    sleep(Duration::from_millis(10)).await;
+    drop(busy);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert!(s.is_congested(), "a queue stood for a whole interval");
+
+    let busy = s.try_acquire(Criticality::Critical).unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (i, class) in [
+        Criticality::Critical,
+        Criticality::Critical,
+        Criticality::Sheddable,
+        Criticality::Sheddable,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, order) = (s.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            criticality::scope(
+                class,
+                s.call(|| async {
+                    order.lock().unwrap().push(i);
+                    Ok::<_, ()>(())
+                }),
+            )
+            .await
+        }));
+        tokio::task::yield_now().await;
+    }
+    drop(busy);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        *order.lock().unwrap(),
+        [0, 1, 3, 2],
+        "critical oldest first, then sheddable newest first"
+    );
+
+    // Quiet for two intervals: the next waiter finds the queue not congested, and as a
+    // sheddable call may wait longer than `target`.
+    sleep(Duration::from_millis(100)).await;
+    let busy = s.try_acquire(Criticality::Critical).unwrap();
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move { run(&s, Criticality::Sheddable, Duration::ZERO).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!s.is_congested(), "the verdict outlived the quiet queue");
+    sleep(Duration::from_millis(20)).await;
+    drop(busy);
+    waiter
+        .await
+        .unwrap()
+        .expect("served after waiting longer than target");
+}
+
 #[test]
 fn invalid_configs_name_the_field() {
     let e = LoadShedder::new(ShedConfig {
