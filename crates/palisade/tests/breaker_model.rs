@@ -75,7 +75,10 @@ enum Admitted {
 struct Model {
     state: CircuitState,
     generation: u64,
-    trips: u32,
+    /// Probes failed or unanswered in a row since the last close or success.
+    failed_probes: u32,
+    /// A probe succeeded since the last close.
+    probe_served: bool,
     window: VecDeque<bool>,
     open_until: u64,
     /// While probes are outstanding: since when no probe has answered.
@@ -90,7 +93,8 @@ impl Model {
         Self {
             state: CircuitState::Closed,
             generation: 0,
-            trips: 0,
+            failed_probes: 0,
+            probe_served: false,
             window: VecDeque::new(),
             open_until: 0,
             waiting_since: None,
@@ -118,6 +122,7 @@ impl Model {
             .waiting_since
             .is_some_and(|since| now >= since + MAX_HALF_OPEN_MS)
         {
+            self.failed_probes += 1;
             self.reopen(now);
             return None;
         }
@@ -156,19 +161,18 @@ impl Model {
                 self.answered(now);
                 match kind {
                     Kind::Failure => {
-                        if self.successes > 0 {
-                            // Some probe succeeded: the open time starts over.
-                            self.trips = 0;
-                        }
+                        self.failed_probes += 1;
                         self.reopen(now)
                     }
                     Kind::Ignored => self.admitted -= 1,
                     Kind::Success => {
                         self.successes += 1;
+                        self.failed_probes = 0;
+                        self.probe_served = true;
                         if self.successes >= HALF_OPEN_SUCCESSES {
+                            self.probe_served = false;
                             self.state = CircuitState::Closed;
                             self.generation += 1;
-                            self.trips = 0;
                             self.window.clear();
                         }
                     }
@@ -197,8 +201,14 @@ impl Model {
     }
 
     fn reopen(&mut self, now: u64) {
-        self.trips += 1;
-        let wait = (OPEN_MS << (self.trips - 1).min(20)).min(MAX_OPEN_MS);
+        // Grows once per HALF_OPEN_CALLS probes failed in a row, and not at all once a
+        // probe has succeeded since the last close.
+        let exponent = if self.probe_served {
+            0
+        } else {
+            self.failed_probes / HALF_OPEN_CALLS
+        };
+        let wait = (OPEN_MS << exponent.min(20)).min(MAX_OPEN_MS);
         self.open_until = now + wait;
         self.state = CircuitState::Open;
         self.generation += 1;

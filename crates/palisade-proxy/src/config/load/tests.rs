@@ -33,7 +33,7 @@ failure_rate = 0.5
 minimum_calls = 10
 slow_call_duration = "1s"
 slow_call_rate = 1.0
-open_for = "5s"                     # grows with consecutive trips, jittered
+open_for = "5s"                     # grows while probes keep failing, jittered
 max_open_for = "60s"
 half_open_calls = 1
 [upstream.bulkhead]

@@ -49,7 +49,7 @@ pub enum BreakerMode {
 /// | `slow_call_rate` | `1.0` | with a duration set: trip when every call in the window is slow |
 /// | `open_for` | `5s` | long enough for a restart to begin, short enough to notice recovery |
 /// | `max_open_for` | `60s` | a dependency that keeps failing probes is probed at least each minute |
-/// | `open_backoff` | `2.0` | each trip in a row whose probes all failed doubles the wait (a close, or a period with a successful probe, resets it) |
+/// | `open_backoff` | `2.0` | the wait doubles per `half_open_calls` probes failed in a row; once a probe has succeeded since the last close it stays `open_for` until the breaker closes |
 /// | `open_jitter` | `0.1` | ±10% so that a fleet of breakers does not probe in lockstep |
 /// | `half_open_calls` | `3` | probes admitted per half-open period |
 /// | `half_open_concurrency` | `1` | probes in flight at once: one probe at a time cannot stampede |
@@ -80,10 +80,11 @@ pub struct CircuitBreakerConfig {
     /// Time open before the first probe. More than 0, at most 1 day.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
-    /// Cap on the open time after consecutive trips; at least `open_for`.
+    /// Cap on the growing open time; at least `open_for`.
     #[serde(with = "humantime_serde")]
     pub max_open_for: Duration,
-    /// Factor applied to the open time per trip in a row whose probes all failed, 1 to 100.
+    /// Factor applied to the open time per `half_open_calls` probes failed in a row
+    /// (none once a probe has succeeded since the last close), 1 to 100.
     pub open_backoff: f64,
     /// Random spread of the open time, as a fraction: 0 to 1.
     pub open_jitter: f64,

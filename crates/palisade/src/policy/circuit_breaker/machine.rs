@@ -68,7 +68,14 @@ pub(crate) struct Shared {
 
 /// State touched only under the mutex.
 struct Control {
+    /// Trips since the breaker last closed.
     consecutive_trips: u32,
+    /// Probes failed or unanswered in a row since the breaker last closed or a probe
+    /// last succeeded: what the open time grows with (see `open_duration`).
+    failed_probes: u32,
+    /// Some probe succeeded since the breaker last closed: the dependency serves, at
+    /// least in part, so the open time no longer grows.
+    probe_served: bool,
     half_open: HalfOpen,
     rng: SmallRng,
 }
@@ -168,6 +175,8 @@ impl Shared {
             window: FailureWindow::new(config),
             control: Mutex::new(Control {
                 consecutive_trips: 0,
+                failed_probes: 0,
+                probe_served: false,
                 half_open: HalfOpen::default(),
                 rng,
             }),
@@ -273,6 +282,7 @@ impl Shared {
         let deadline = half.deadline(self.max_half_open);
         if deadline.is_some_and(|deadline| now >= deadline) {
             // Probes went unanswered for too long: treat them as failed.
+            control.failed_probes = control.failed_probes.saturating_add(1);
             let until = self.reopen(&mut control, word, now);
             return Err(Rejected {
                 state: CircuitState::Open,
@@ -401,17 +411,17 @@ impl Shared {
         half.answered(now);
         match (health, slow) {
             (Health::Failure, _) | (Health::Success, true) => {
-                if half.successes > 0 {
-                    // The dependency served a probe: it is recovering, or failing in
-                    // part, not failing on. It is probed again after the first open time.
-                    control.consecutive_trips = 0;
-                }
+                control.failed_probes = control.failed_probes.saturating_add(1);
                 self.reopen(&mut control, word, now);
             }
             (Health::Success, false) => {
                 half.successes += 1;
-                if half.successes >= self.half_open_successes {
+                let closes = half.successes >= self.half_open_successes;
+                control.failed_probes = 0;
+                control.probe_served = true;
+                if closes {
                     control.consecutive_trips = 0;
+                    control.probe_served = false;
                     self.window.clear();
                     self.transition(word, CircuitState::Closed);
                 }
@@ -436,12 +446,6 @@ impl Shared {
 
     /// Opens the breaker (from closed or half-open) for the next backed-off duration.
     /// Returns the end of the open time.
-    ///
-    /// The open time grows only while failures go on: with each trip in a row whose
-    /// probes all failed or went unanswered. A close resets it, and so does a half-open
-    /// period in which some probe succeeded (see `record_probe`): a dependency that serves
-    /// again, even in part, is probed again after the first open time, so it is let back
-    /// soon after it recovers.
     fn reopen(&self, control: &mut Control, word: Word, now: Nanos) -> Nanos {
         control.consecutive_trips = control.consecutive_trips.saturating_add(1);
         let wait = self.open_duration(control);
@@ -451,9 +455,22 @@ impl Shared {
         until
     }
 
-    /// `open_for × backoff^(trips − 1)`, capped, then spread by ± jitter.
+    /// `open_for × backoff^n`, capped, then spread by ± jitter, where `n` counts each
+    /// `half_open_calls` probes failed in a row — so the open time grows only while
+    /// failures go on:
+    /// - a period's verdict rests on its first failed probe, so one failed period is one
+    ///   sample; the open time grows once as many probes have failed in a row as a period
+    ///   admits (with `half_open_calls = 1`, every failed period);
+    /// - once any probe has succeeded since the breaker last closed, the dependency serves
+    ///   at least in part (recovering, or a gray failure): every open time until it closes
+    ///   is `open_for`, so it is let back within `open_for` of its recovery;
+    /// - a close starts over.
     fn open_duration(&self, control: &mut Control) -> Duration {
-        let exponent = control.consecutive_trips.saturating_sub(1).min(1000) as i32;
+        let exponent = if control.probe_served {
+            0
+        } else {
+            (control.failed_probes / self.half_open_calls.max(1)).min(1000) as i32
+        };
         let base = self.open_for.as_secs_f64() * self.open_backoff.powi(exponent);
         let capped = base.min(self.max_open_for.as_secs_f64());
         let spread = if self.open_jitter > 0.0 {
@@ -496,6 +513,8 @@ impl Shared {
         }
         if state == CircuitState::Closed {
             control.consecutive_trips = 0;
+            control.failed_probes = 0;
+            control.probe_served = false;
             self.window.clear();
         }
         if state == CircuitState::HalfOpen {
@@ -527,6 +546,7 @@ impl Shared {
                 if now < deadline {
                     return Some(deadline);
                 }
+                control.failed_probes = control.failed_probes.saturating_add(1);
                 Some(self.reopen(&mut control, word, now))
             }
             _ => None,

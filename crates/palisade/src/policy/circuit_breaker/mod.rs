@@ -15,11 +15,13 @@
 //!   buckets ([`WindowKind::Time`]) or *N* failures in a row
 //!   ([`WindowKind::Consecutive`]); rate windows judge nothing before `minimum_calls`.
 //!   Slow calls (at least `slow_call_duration`) have their own rate threshold.
-//! * **Open time** grows only while failures go on: with each trip in a row whose probes
-//!   all failed (`open_for × open_backoff^(trips−1)`, capped at `max_open_for`, spread by
-//!   `open_jitter`). A close resets it, and so does a half-open period in which a probe
-//!   succeeded: a dependency that serves again, even in part, is probed again after
-//!   `open_for`, so it is let back soon after it recovers.
+//! * **Open time** grows only while failures go on: `open_for × open_backoff^n`, capped
+//!   at `max_open_for`, spread by `open_jitter`, where `n` counts each `half_open_calls`
+//!   probes failed in a row (a period ends at its first failed probe, so one failed
+//!   period is one sample). Once a probe has succeeded since the breaker last closed (the
+//!   dependency serves again, at least in part), every open time until it closes is
+//!   `open_for`: a gray or recovering dependency is let back within `open_for` of its
+//!   recovery. A close starts over.
 //! * **Half-open** admits at most `half_open_calls` probes per period, at most
 //!   `half_open_concurrency` at once; `half_open_successes` successes close it, any
 //!   failure reopens it, and probes that go unanswered for `max_half_open` reopen it

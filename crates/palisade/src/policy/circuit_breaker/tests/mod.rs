@@ -251,9 +251,13 @@ async fn any_probe_failure_reopens_with_a_longer_wait_that_resets_on_close() {
     }
     waits.push(b.snapshot().retry_after.unwrap());
     let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
-    assert_eq!(secs, [1, 2, 4, 8, 8, 8], "doubling, capped at max_open_for");
+    assert_eq!(
+        secs,
+        [1, 1, 2, 2, 4, 4],
+        "doubling once per two probes failed in a row (a period admits two)"
+    );
     assert_eq!(b.snapshot().consecutive_trips, 6);
-    advance(Duration::from_secs(8)).await;
+    advance(Duration::from_secs(4)).await;
     succeed(&b).unwrap();
     succeed(&b).unwrap();
     assert_eq!(b.state(), CircuitState::Closed);
@@ -266,30 +270,44 @@ async fn any_probe_failure_reopens_with_a_longer_wait_that_resets_on_close() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_open_time_grows_only_while_every_probe_fails() {
-    let b = breaker();
+async fn the_open_time_grows_only_while_probes_keep_failing() {
+    let b = breaker(); // a half-open period admits two probes
     trip(&b);
-    // Two periods of failed probes: 1 s, then 2 s, then 4 s.
+    // Probes failing in a row: the open time doubles once per two of them.
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        advance(b.snapshot().retry_after.unwrap()).await;
+        fail(&b).unwrap();
+        waits.push(b.snapshot().retry_after.unwrap().as_secs());
+    }
+    assert_eq!(waits, [1, 2, 2, 4, 4, 8]);
+    // The dependency serves again, in part: a probe succeeds before one fails.
+    advance(Duration::from_secs(8)).await;
+    succeed(&b).unwrap();
+    fail(&b).unwrap();
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(b.snapshot().retry_after, Some(Duration::from_secs(1)));
+    // From then on until it closes, failed probes do not lengthen the open time: the
+    // dependency has served since it opened.
+    for _ in 0..4 {
+        advance(Duration::from_secs(1)).await;
+        fail(&b).unwrap();
+        assert_eq!(
+            b.snapshot().retry_after,
+            Some(Duration::from_secs(1)),
+            "a probe succeeded since the last close: the open time stays the first"
+        );
+    }
+    // Once closed, a new failure episode grows again.
+    advance(Duration::from_secs(1)).await;
+    succeed(&b).unwrap();
+    succeed(&b).unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+    trip(&b);
     for _ in 0..2 {
         advance(b.snapshot().retry_after.unwrap()).await;
         fail(&b).unwrap();
     }
-    assert_eq!(b.snapshot().retry_after, Some(Duration::from_secs(4)));
-    // The dependency serves again, in part: a probe succeeds before one fails.
-    for _ in 0..3 {
-        advance(b.snapshot().retry_after.unwrap()).await;
-        succeed(&b).unwrap();
-        fail(&b).unwrap();
-        assert_eq!(b.state(), CircuitState::Open);
-        assert_eq!(
-            b.snapshot().retry_after,
-            Some(Duration::from_secs(1)),
-            "after a period with a successful probe, the open time starts over"
-        );
-    }
-    // It fails on entirely: the open time grows again.
-    advance(Duration::from_secs(1)).await;
-    fail(&b).unwrap();
     assert_eq!(b.snapshot().retry_after, Some(Duration::from_secs(2)));
 }
 
