@@ -74,14 +74,17 @@ pub enum AlgorithmConfig {
     },
 }
 
+/// Vegas: it keeps the queue it lets build at the dependency small and bounded
+/// (`alpha`..`beta` × log10(limit) calls), so under overload the waiting happens before
+/// the limit, where shedding by criticality acts, rather than in the dependency's queue.
+/// Gradient2 tolerates latency growing by `tolerance` over a long-term average allowed to
+/// reach twice the minimum, and AIMD grows until something fails: both let a standing queue
+/// of several round trips form at the dependency (see the sidecar's overload simulation).
 impl Default for AlgorithmConfig {
     fn default() -> Self {
-        AlgorithmConfig::Gradient2 {
-            tolerance: defaults::tolerance(),
-            long_window: defaults::long_window(),
-            queue_size: defaults::queue_size(),
-            smoothing: defaults::smoothing(),
-            baseline_cap: defaults::baseline_cap(),
+        AlgorithmConfig::Vegas {
+            alpha: defaults::alpha(),
+            beta: defaults::beta(),
             baseline_window: defaults::baseline_window(),
         }
     }

@@ -22,7 +22,7 @@ pub struct PartitionConfig {
 ///
 /// | field | default | why |
 /// |---|---|---|
-/// | `algorithm` | `gradient2` | reacts to latency, needs no drop signal and no tuning to a known RTT |
+/// | `algorithm` | `vegas` | reacts to latency with no drop signal and no known RTT, and keeps the queue it lets build at the dependency small and bounded |
 /// | `initial_limit` | `20` | a safe start; the algorithm finds the real one within seconds |
 /// | `min_limit` | `1` | never refuse everything |
 /// | `max_limit` | `1000` | a bound on how wrong it can be upwards |
