@@ -47,11 +47,8 @@ use crate::respond::{self, Reason, Reply};
 use crate::route::{Injected, Route};
 use crate::runtime::Runtime;
 use crate::serve::head_timeout::{IdleOnDrop, Waiting};
-use crate::upstream::{Admission, Pipeline, PooledBody, Upstream};
+use crate::upstream::{Admission, Held, PooledBody, Upstream};
 use attempt::Attempt;
-use palisade::policy::adaptive_concurrency::LimitPermit;
-use palisade::policy::bulkhead::OwnedBulkheadPermit;
-use palisade::policy::shed::ShedPermit;
 use turn::InFlight;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -444,44 +441,15 @@ impl Exchange {
         let mut unread = Some(body);
         let mut outgoing = None;
         for step in &route.upstream.pipeline.admission {
-            match step {
-                Admission::Throttle(throttle) => {
-                    if !throttle.admit() {
-                        return Err(self.refuse(route, Reason::Throttled, None));
-                    }
+            if let Admission::ReadBody = step {
+                if let Some(client) = upgrade.take() {
+                    return Err(self.tunnel(route, client).await);
                 }
-                Admission::RateLimit(limiter) => {
-                    if let Err(after) = limiter.check() {
-                        return Err(self.refuse(route, Reason::RateLimited, Some(after)));
-                    }
+                if let Some(body) = unread.take() {
+                    outgoing = Some(self.read(&route.upstream, body).await?);
                 }
-                Admission::ReadBody => {
-                    if let Some(client) = upgrade.take() {
-                        return Err(self.tunnel(route, client).await);
-                    }
-                    if let Some(body) = unread.take() {
-                        outgoing = Some(self.read(&route.upstream, body).await?);
-                    }
-                }
-                Admission::Shed(shedder) => {
-                    let class = palisade::criticality::current();
-                    match shedder.acquire::<TransportError>(class).await {
-                        Ok(permit) => held.shed = Some(permit),
-                        Err(_) => return Err(self.refuse(route, Reason::Shed, None)),
-                    }
-                }
-                Admission::AdaptiveLimit(limiter) => {
-                    match limiter.acquire::<TransportError>().await {
-                        Ok(permit) => held.limit = Some(permit),
-                        Err(_) => return Err(self.refuse(route, Reason::BulkheadFull, None)),
-                    }
-                }
-                Admission::Bulkhead(bulkhead) => {
-                    match bulkhead.acquire_owned::<TransportError>().await {
-                        Ok(permit) => held.slot = Some(permit),
-                        Err(_) => return Err(self.refuse(route, Reason::BulkheadFull, None)),
-                    }
-                }
+            } else if let Err(refused) = step.admit(held).await {
+                return Err(self.refuse(route, refused.reason, refused.retry_after));
             }
         }
         match (outgoing, unread) {
@@ -544,42 +512,6 @@ impl Exchange {
             _ => respond::explained_reply(reason, reason.status(), retry_after),
         };
         (reply, Some(reason))
-    }
-}
-
-/// What a request's admission steps took, held while it runs (see `Exchange::admission`).
-#[derive(Default)]
-struct Held<'u> {
-    /// A load shedder's slot.
-    shed: Option<ShedPermit<'u>>,
-    /// An adaptive limiter's slot, which learns from the request's outcome.
-    limit: Option<LimitPermit<'u>>,
-    /// A bulkhead's slot, held until the relayed response body ends.
-    slot: Option<OwnedBulkheadPermit>,
-}
-
-impl Held<'_> {
-    /// Tells the steps that learn from outcomes (the adaptive limit, the throttle) how the
-    /// request went.
-    fn settle<T>(
-        &mut self,
-        pipeline: &Pipeline,
-        classifier: &HttpClassifier,
-        result: &Result<T, palisade::Error<TransportError>>,
-        outcome: &palisade::Outcome,
-    ) where
-        HttpClassifier: Classify<T, TransportError>,
-    {
-        if let Some(permit) = self.limit.take() {
-            permit.record(outcome);
-        }
-        for step in &pipeline.admission {
-            if let Admission::Throttle(throttle) = step {
-                if palisade::policy::throttle::backend_accepted(classifier, result) {
-                    throttle.accepted();
-                }
-            }
-        }
     }
 }
 

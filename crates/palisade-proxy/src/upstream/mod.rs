@@ -9,7 +9,7 @@ mod pool;
 
 pub(crate) use balance::{Balancer, Picked};
 pub use endpoint::{CheckStatus, Endpoint, Role};
-pub(crate) use pipeline::{Admission, Pipeline};
+pub(crate) use pipeline::{Admission, Held, Pipeline};
 pub(crate) use pool::{Connections, PooledBody, SendError};
 
 use std::sync::Arc;

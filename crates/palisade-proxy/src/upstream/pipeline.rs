@@ -34,21 +34,27 @@
 
 use std::future::Future;
 
-use palisade::policy::adaptive_concurrency::{AdaptiveConcurrency, AdaptiveConcurrencyBuilder};
+use std::time::Duration;
+
+use palisade::policy::adaptive_concurrency::{
+    AdaptiveConcurrency, AdaptiveConcurrencyBuilder, LimitPermit,
+};
 use palisade::policy::adaptive_timeout::{AdaptiveTimeout, AdaptiveTimeoutBuilder};
-use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
+use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder, OwnedBulkheadPermit};
 use palisade::policy::circuit_breaker::CircuitBreaker;
 use palisade::policy::hedge::{Hedge, HedgeBuilder};
 use palisade::policy::rate_limit::{RateLimiter, RateLimiterBuilder};
 use palisade::policy::retry::{Retry, RetryBuilder};
-use palisade::policy::shed::{LoadShedder, LoadShedderBuilder};
+use palisade::policy::shed::{LoadShedder, LoadShedderBuilder, ShedPermit};
 use palisade::policy::throttle::{AdaptiveThrottle, AdaptiveThrottleBuilder};
 use palisade::policy::timeout::{Timeout, TimeoutBuilder, TimeoutConfig};
 use palisade::settings::Settings;
-use palisade::{Classify, ConfigError, Error, Policy};
+use palisade::{Classify, ConfigError, Error, Outcome, Policy};
+use palisade_http::classify::{HttpClassifier, TransportError};
 
 use crate::config;
 use crate::config::load::UpstreamPolicies;
+use crate::respond::Reason;
 
 /// A step that decides whether a request may start (see the module's doc).
 pub(crate) enum Admission {
@@ -99,6 +105,25 @@ pub struct Pipeline {
     endpoint_breakers: bool,
 }
 
+/// What a request's admission steps took, held while it runs.
+#[derive(Default)]
+pub(crate) struct Held<'u> {
+    /// A load shedder's slot.
+    pub(crate) shed: Option<ShedPermit<'u>>,
+    /// An adaptive limiter's slot, which learns from the request's outcome.
+    pub(crate) limit: Option<LimitPermit<'u>>,
+    /// A bulkhead's slot, held until the relayed response body ends.
+    pub(crate) slot: Option<OwnedBulkheadPermit>,
+}
+
+/// An admission step's refusal.
+pub(crate) struct Refused {
+    /// Why, as the answer says.
+    pub(crate) reason: Reason,
+    /// When to come back, if the step knows.
+    pub(crate) retry_after: Option<Duration>,
+}
+
 // === impl Admission ===
 
 impl Admission {
@@ -111,6 +136,71 @@ impl Admission {
             Self::Shed(_) => "load_shedding",
             Self::AdaptiveLimit(_) => "adaptive_concurrency",
             Self::Bulkhead(_) => "bulkhead",
+        }
+    }
+
+    /// Runs the step for a request (in the current criticality scope), keeping in `held`
+    /// what it took. The body read is the request path's: here it lets the request on.
+    pub(crate) async fn admit<'u>(&'u self, held: &mut Held<'u>) -> Result<(), Refused> {
+        let refused = |reason, retry_after| Refused {
+            reason,
+            retry_after,
+        };
+        match self {
+            Self::Throttle(throttle) => {
+                if !throttle.admit() {
+                    return Err(refused(Reason::Throttled, None));
+                }
+            }
+            Self::RateLimit(limiter) => {
+                if let Err(after) = limiter.check() {
+                    return Err(refused(Reason::RateLimited, Some(after)));
+                }
+            }
+            Self::ReadBody => {}
+            Self::Shed(shedder) => {
+                let class = palisade::criticality::current();
+                match shedder.acquire::<TransportError>(class).await {
+                    Ok(permit) => held.shed = Some(permit),
+                    Err(_) => return Err(refused(Reason::Shed, None)),
+                }
+            }
+            Self::AdaptiveLimit(limiter) => match limiter.acquire::<TransportError>().await {
+                Ok(permit) => held.limit = Some(permit),
+                Err(_) => return Err(refused(Reason::BulkheadFull, None)),
+            },
+            Self::Bulkhead(bulkhead) => match bulkhead.acquire_owned::<TransportError>().await {
+                Ok(permit) => held.slot = Some(permit),
+                Err(_) => return Err(refused(Reason::BulkheadFull, None)),
+            },
+        }
+        Ok(())
+    }
+}
+
+// === impl Held ===
+
+impl Held<'_> {
+    /// Tells the steps that learn from outcomes (the adaptive limit, the throttle) how the
+    /// request went.
+    pub(crate) fn settle<T>(
+        &mut self,
+        pipeline: &Pipeline,
+        classifier: &HttpClassifier,
+        result: &Result<T, Error<TransportError>>,
+        outcome: &Outcome,
+    ) where
+        HttpClassifier: Classify<T, TransportError>,
+    {
+        if let Some(permit) = self.limit.take() {
+            permit.record(outcome);
+        }
+        for step in &pipeline.admission {
+            if let Admission::Throttle(throttle) = step {
+                if palisade::policy::throttle::backend_accepted(classifier, result) {
+                    throttle.accepted();
+                }
+            }
         }
     }
 }
