@@ -10,8 +10,9 @@ use palisade::clock::{Clock, Nanos};
 use palisade::outcome::{Health, Outcome};
 use palisade::policy::circuit_breaker::{CircuitState, OwnedPermit};
 use palisade_http::classify::{TransportError, TransportErrorKind};
-use rand::Rng;
+use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, RngCore};
 use smallvec::SmallVec;
 
 use super::endpoint::Endpoint;
@@ -63,6 +64,9 @@ pub(crate) struct Balancer {
     typical: AtomicU64,
     /// How long a recovered endpoint's share of picks ramps up (zero: off).
     slow_start: Duration,
+    /// A seeded generator for the random choices, for reproducible simulations; none:
+    /// the thread's generator.
+    seeded: Option<std::sync::Mutex<SmallRng>>,
 }
 
 impl Balancer {
@@ -82,6 +86,22 @@ impl Balancer {
             clock,
             typical: AtomicU64::new(FIRST_TYPICAL_NANOS.to_bits()),
             slow_start: Duration::ZERO,
+            seeded: None,
+        }
+    }
+
+    /// Makes the random choices from `seed`, so a simulation runs the same every time.
+    #[cfg(test)]
+    pub(crate) fn seed(&mut self, seed: u64) {
+        use rand::SeedableRng;
+        self.seeded = Some(std::sync::Mutex::new(SmallRng::seed_from_u64(seed)));
+    }
+
+    /// Runs `choose` with the balancer's generator: the seeded one, or the thread's.
+    fn random<T>(&self, choose: impl FnOnce(&mut dyn RngCore) -> T) -> T {
+        match &self.seeded {
+            Some(rng) => choose(&mut *rng.lock().unwrap_or_else(|e| e.into_inner())),
+            None => choose(&mut rand::rng()),
         }
     }
 
@@ -98,7 +118,8 @@ impl Balancer {
 
     /// An attempt on `picked` got its answer at `now`, after `took`, judged `outcome`: its
     /// breaker learns the outcome, its endpoint and the upstream the latency. A failure
-    /// is observed as at least [`FAILURE_COST`] times the typical latency.
+    /// is observed as at least [`FAILURE_COST`] times the typical latency; a probe that
+    /// closes the endpoint's breaker starts its estimate over, at the typical latency.
     pub(crate) fn finish(
         &self,
         picked: &mut Picked,
@@ -114,7 +135,13 @@ impl Balancer {
         }
         picked.endpoint.observe(now, nanos);
         if let Some(permit) = picked.permit.take() {
+            let probe = permit.is_probe();
             permit.record(outcome);
+            if probe && picked.endpoint.breaker_state() == CircuitState::Closed {
+                // Its probes closed the breaker: what it cost while failing (timeouts
+                // observed as latency) says nothing of it now.
+                picked.endpoint.forget_latency();
+            }
         }
     }
 
@@ -140,9 +167,11 @@ impl Balancer {
     ///
     /// Endpoints whose breaker certainly refuses (ejected, its open time not over; held
     /// open) are not candidates: they are never offered, so they draw no picks from the
-    /// endpoints that can serve. When the chosen endpoint refuses all the same (its
-    /// half-open probe slots are taken), the rest are tried in the balancer's order again
-    /// (by load for p2c), never in list order.
+    /// endpoints that can serve. An endpoint waiting for a probe (open with its time over,
+    /// or half-open) is offered first, so it returns as soon as it has recovered. When the
+    /// chosen endpoint refuses all the same (its half-open probe slots are taken), the
+    /// rest are tried in the balancer's order again (by load for p2c), never in list
+    /// order.
     pub(crate) fn pick(&self, tried: u64) -> Result<Picked, Error<TransportError>> {
         let mut refused = Refused::default();
         for (group, offset) in [(&self.primaries, 0), (&self.backups, self.primaries.len())] {
@@ -248,22 +277,32 @@ impl Balancer {
         if candidates.len() < 2 {
             return candidates;
         }
-        let mut rng = rand::rng();
+        if let Some(probing) = candidates
+            .iter()
+            .position(|&i| wants_probe(&group[i - offset]))
+        {
+            // Its recovery waits on a probe: offer it first, whatever its estimate (what
+            // it cost while failing says nothing of it now). A probe that fails is tried
+            // again elsewhere; one already out makes it refuse, and the rest are tried
+            // by load.
+            candidates.swap(0, probing);
+            return candidates;
+        }
         match self.balance {
             Balance::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
                 candidates.rotate_left(start);
             }
             Balance::Random => {
-                let start = rng.random_range(0..candidates.len());
+                let start = self.random(|rng| rng.random_range(0..candidates.len()));
                 candidates.rotate_left(start);
             }
             Balance::P2c => {
-                let a = rng.random_range(0..candidates.len());
-                let mut b = rng.random_range(0..candidates.len() - 1);
-                if b >= a {
-                    b += 1;
-                }
+                let (a, b) = self.random(|rng| {
+                    let a = rng.random_range(0..candidates.len());
+                    let b = rng.random_range(0..candidates.len() - 1);
+                    (a, if b >= a { b + 1 } else { b })
+                });
                 let cost = |i: usize| self.cost(&group[candidates[i] - offset]);
                 let first = if cost(a) <= cost(b) { a } else { b };
                 candidates.swap(0, first);
@@ -278,7 +317,7 @@ impl Balancer {
     fn reorder_rest(&self, group: &[Arc<Endpoint>], offset: usize, rest: &mut [usize]) {
         match self.balance {
             Balance::RoundRobin => {}
-            Balance::Random => rest.shuffle(&mut rand::rng()),
+            Balance::Random => self.random(|mut rng| rest.shuffle(&mut rng)),
             Balance::P2c => {
                 let cost = |i: &usize| self.cost(&group[*i - offset]);
                 rest.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
@@ -334,6 +373,15 @@ impl Refused {
 /// Held open by an operator (`POST /admin/upstream/{name}/circuit`).
 fn is_held_open(endpoint: &Endpoint) -> bool {
     endpoint.breaker_state() == CircuitState::ForcedOpen
+}
+
+/// Its breaker is open with its open time over, or half-open: it takes a request only as
+/// a probe, and only a probe can let it back.
+fn wants_probe(endpoint: &Endpoint) -> bool {
+    matches!(
+        endpoint.breaker_state(),
+        CircuitState::Open | CircuitState::HalfOpen
+    )
 }
 
 /// Its breaker refuses any request now (ejected with its open time not over, or held
@@ -635,6 +683,34 @@ mod tests {
         assert!(
             (35..=65).contains(&to_idle),
             "the endpoint back from idle got {to_idle} of 100 requests in flight"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_waiting_for_a_probe_is_offered_first_and_starts_over_when_closed() {
+        let breakers = [breaker("a"), breaker("b"), breaker("c")];
+        let balancer = primaries(&breakers);
+        serve_in_turn(&balancer, 300, |_| (20, Outcome::success())).await;
+        // Endpoint 0 hangs: its attempts time out after 250 ms, and its breaker opens.
+        balancer.primaries[0].observe(balancer.clock().now(), 250e6);
+        trip(&breakers[0]);
+        // Its open time over, the next request is its probe, whatever its estimate.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let typical = balancer.typical_latency();
+        let slow = balancer.primaries[0].latency_estimate(balancer.clock(), typical);
+        assert!(slow > 0.1, "its estimate is still the timeout's: {slow}");
+        let picked = balancer.pick(0).expect("picked");
+        assert_eq!(picked.index, 0, "the probe went elsewhere");
+        drop(picked);
+        // Its probes succeed and close its breaker: its estimate starts over, at the
+        // upstream's typical latency, and it takes its share at once.
+        serve_in_turn(&balancer, 3, |_| (20, Outcome::success())).await;
+        assert_eq!(breakers[0].state(), CircuitState::Closed);
+        let held: Vec<Picked> = (0..90).map(|_| balancer.pick(0).expect("picked")).collect();
+        let to_first = held.iter().filter(|p| p.index == 0).count();
+        assert!(
+            (20..=40).contains(&to_first),
+            "recovered, it got {to_first} of 90 requests in flight"
         );
     }
 }

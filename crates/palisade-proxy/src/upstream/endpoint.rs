@@ -85,7 +85,7 @@ impl Endpoint {
             breaker,
             healthy: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
-            latency: PeakEwma::new(Duration::from_secs(10)),
+            latency: PeakEwma::new(LATENCY_DECAY),
             check: Mutex::new(CheckStatus::default()),
             health_gauge,
         })
@@ -157,6 +157,12 @@ impl Endpoint {
         self.latency.observe(now, nanos);
     }
 
+    /// Drops the latency estimate: the endpoint is estimated at the upstream's typical
+    /// latency until its next answer (its breaker closed: it recovered).
+    pub(crate) fn forget_latency(&self) {
+        self.latency.forget();
+    }
+
     /// The latency estimate in seconds, drifting to `typical` nanoseconds while idle.
     pub fn latency_estimate(&self, clock: &Clock, typical: f64) -> f64 {
         self.latency.estimate(clock, typical) / 1e9
@@ -177,6 +183,15 @@ struct PeakEwma {
     /// When the estimate was last updated, clock nanoseconds.
     updated: AtomicU64,
 }
+
+/// How fast an endpoint's latency estimate forgets a slow answer (see [`PeakEwma`]).
+///
+/// Two seconds, where linkerd and Finagle take ten: a per-try timeout (an endpoint that
+/// hung) leaves an estimate that keeps the endpoint from being picked at all, so it
+/// must fade by time alone before the endpoint is tried again. Ten seconds kept an
+/// endpoint that had recovered from a hang nearly idle for ten more (the overload
+/// simulation's hang); two let it back within about two.
+const LATENCY_DECAY: Duration = Duration::from_secs(2);
 
 /// The estimate's bits before any observation (a NaN no observation can give).
 const UNOBSERVED: u64 = u64::MAX;
@@ -201,6 +216,10 @@ impl PeakEwma {
             .saturating_sub(self.updated.load(Ordering::Relaxed)) as f64;
         let weight = (-idle / self.decay_nanos).exp();
         estimate * weight + typical * (1.0 - weight)
+    }
+
+    fn forget(&self) {
+        self.estimate.store(UNOBSERVED, Ordering::Relaxed);
     }
 
     fn observe(&self, now: Nanos, sample: f64) {
