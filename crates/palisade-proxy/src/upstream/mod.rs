@@ -6,6 +6,8 @@ mod endpoint;
 mod health;
 mod pipeline;
 mod pool;
+#[cfg(test)]
+mod simulation;
 
 pub(crate) use balance::{Balancer, Picked};
 pub use endpoint::{CheckStatus, Endpoint, Role};
