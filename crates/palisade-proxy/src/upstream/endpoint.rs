@@ -186,11 +186,10 @@ struct PeakEwma {
 
 /// How fast an endpoint's latency estimate forgets a slow answer (see [`PeakEwma`]).
 ///
-/// Two seconds, where linkerd and Finagle take ten: a per-try timeout (an endpoint that
-/// hung) leaves an estimate that keeps the endpoint from being picked at all, so it
-/// must fade by time alone before the endpoint is tried again. Ten seconds kept an
-/// endpoint that had recovered from a hang nearly idle for ten more (the overload
-/// simulation's hang); two let it back within about two.
+/// Shorter than linkerd's and Finagle's ten seconds: a per-try timeout (an endpoint that
+/// hung) leaves an estimate that keeps the endpoint from being picked at all, so it must
+/// fade by time alone before the endpoint is tried again; the decay bounds how long a
+/// recovered endpoint stays idle.
 const LATENCY_DECAY: Duration = Duration::from_secs(2);
 
 /// The estimate's bits before any observation (a NaN no observation can give).
