@@ -8,7 +8,7 @@
 //! | algorithm | signal | pitfall in the original | fix here |
 //! |---|---|---|---|
 //! | AIMD | drops (and, optionally, RTT above a threshold) | steps per *sample*: at thousands of samples a second it doubles every round trip and collapses on a burst of drops; also grows when the caller does not use the limit | steps per *round trip* (+1/limit per sample; at most one back-off per limit's worth of samples), and grows only when at least half the limit is in use |
-//! | Vegas | queueing estimated from RTT ÷ no-load RTT | the no-load RTT is re-probed from a *loaded* sample and inflates, so the limit creeps up; steps per sample | the no-load RTT is a windowed minimum: it falls at once and rises only when a whole window saw nothing lower; steps are per round trip |
+//! | Vegas | queueing estimated from RTT ÷ no-load RTT | the no-load RTT is re-probed from a *loaded* sample and inflates, so the limit creeps up; steps per sample; above β it shrinks by log(limit) per round trip, so a limit that ramped past capacity takes tens of round trips to come back, with a queue at the dependency all along | the no-load RTT is a windowed minimum of served calls only (a fast failure is no baseline): it falls at once and rises only when a whole window saw nothing lower; steps are per round trip; above β the limit moves to the capacity the RTT shows (limit × no-load ÷ RTT) plus α's queue, most of the way in one round trip |
 //! | Gradient2 | short-term RTT against a long-term average | a standing queue becomes the new "normal" and the limit creeps upward; it also grows while app-limited; smoothing per sample oscillates at high rates | the long-term RTT may not exceed `baseline_cap` × the windowed minimum RTT, the limit grows only while at least half of it is in use, and smoothing is per round trip |
 
 use std::time::Duration;
@@ -247,13 +247,15 @@ impl Algorithm {
                 beta,
                 no_load,
             } => {
-                let base = no_load.observe(rtt, now);
                 let log = limit.max(1.0).log10().max(1.0);
                 // Steps are per round trip: a limit's worth of samples makes one step.
                 let per_sample = 1.0 / limit.max(1.0);
                 if sample.dropped {
                     return limit - log * per_sample;
                 }
+                // Only a served call says what a round trip costs without load: a fast
+                // failure (an instant 503) would make every served call look queued.
+                let base = no_load.observe(rtt, now);
                 if !in_use {
                     return limit;
                 }
@@ -263,7 +265,12 @@ impl Algorithm {
                 } else if queue < *alpha * log {
                     log
                 } else if queue > *beta * log {
-                    -log
+                    // Back to the capacity the RTT shows plus alpha's queue, within a
+                    // round trip or two: -log per round trip would take tens of them to
+                    // undo a limit that ramped past capacity, with the queue at the
+                    // dependency all that time.
+                    let target = limit * base / rtt + *alpha * log;
+                    target - limit
                 } else {
                     0.0
                 };
@@ -278,6 +285,10 @@ impl Algorithm {
                 long_rtt,
                 min_rtt,
             } => {
+                if sample.dropped {
+                    return limit * 0.5_f64.max(1.0 - *smoothing);
+                }
+                // Only served calls feed the RTTs: a fast failure is no baseline.
                 let floor = min_rtt.observe(rtt, now);
                 *long_rtt = if *long_rtt == 0.0 {
                     rtt
@@ -289,9 +300,6 @@ impl Algorithm {
                 // After a spike, let the baseline come back down quickly.
                 if *long_rtt / rtt > 2.0 {
                     *long_rtt *= 0.95;
-                }
-                if sample.dropped {
-                    return limit * 0.5_f64.max(1.0 - *smoothing);
                 }
                 if !in_use {
                     return limit;
@@ -365,9 +373,60 @@ mod tests {
         assert!(shrunk < 100.0, "a queue of 67 > beta·log: {shrunk}");
     }
 
+    /// A dependency that fails some calls at once (a gray endpoint's instant 503s): those
+    /// fast failures are not taken as the no-load RTT, so served calls at their usual RTT do
+    /// not look queued and the limit holds.
+    #[test]
+    fn fast_failures_are_not_the_no_load_rtt() {
+        let mut vegas = Algorithm::new(&AlgorithmConfig::default());
+        let mut limit: f64 = 20.0;
+        for i in 0..2_000 {
+            let s = if i % 4 == 0 {
+                sample(1, 20, true)
+            } else {
+                sample(40, 20, false)
+            };
+            limit = vegas.update(limit, &s, i);
+        }
+        assert!(limit >= 20.0, "the limit fell to {limit}");
+    }
+
+    /// A dependency serving 12 calls at once in 40 ms each, queueing the rest: from a
+    /// limit that ramped to three times that, Vegas is back near 12 plus its small queue
+    /// within a few round trips.
+    #[test]
+    fn vegas_returns_to_the_dependencys_capacity_within_a_few_round_trips() {
+        let mut v = Algorithm::new(&AlgorithmConfig::default());
+        let rtt_at = |in_flight: f64| 40.0 * (in_flight / 12.0).max(1.0);
+        // The no-load RTT is known from lighter load.
+        v.update(12.0, &sample(40, 12, false), 0);
+        let mut limit: f64 = 36.0;
+        let mut now = 1;
+        for _round_trip in 0..4 {
+            let samples = limit.ceil() as usize;
+            for _ in 0..samples {
+                let rtt = rtt_at(limit).round() as u64;
+                limit = v.update(limit, &sample(rtt, limit.ceil() as usize, false), now);
+                now += 1;
+            }
+        }
+        let log = limit.log10().max(1.0);
+        assert!(
+            (12.0..=12.0 + 6.0 * log).contains(&limit),
+            "after four round trips the limit is {limit}"
+        );
+    }
+
     #[test]
     fn gradient2_shrinks_on_rising_rtt_and_does_not_creep_when_app_limited() {
-        let mut g = Algorithm::new(&AlgorithmConfig::default());
+        let mut g = Algorithm::new(&AlgorithmConfig::Gradient2 {
+            tolerance: defaults::tolerance(),
+            long_window: defaults::long_window(),
+            queue_size: defaults::queue_size(),
+            smoothing: defaults::smoothing(),
+            baseline_cap: defaults::baseline_cap(),
+            baseline_window: defaults::baseline_window(),
+        });
         let mut limit = 50.0;
         for i in 0..100 {
             limit = g.update(limit, &sample(10, 5, false), i);

@@ -34,6 +34,7 @@ pub use config::{AdaptiveConcurrencyBuilder, AdaptiveConcurrencyConfig, Partitio
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -272,18 +273,25 @@ impl Shared {
 
 impl LimitPermit<'_> {
     /// Reports the call's outcome: a failure is a drop (an overload signal); an ignored
-    /// outcome gives no sample.
+    /// outcome gives no sample. Its round trip is the time since the permit was taken.
     pub fn record(self, outcome: &Outcome) {
+        let rtt = self.shared.clock.elapsed_since(self.started);
+        self.record_round_trip(outcome, rtt);
+    }
+
+    /// Reports the call's outcome with the round trip the caller measured. A limit that
+    /// holds calls retried inside it is given the last attempt's: the whole call's time
+    /// counts failed attempts and back-offs, which are not queueing at the dependency.
+    pub fn record_round_trip(self, outcome: &Outcome, rtt: Duration) {
         if outcome.health == Health::Ignored {
             return;
         }
-        let shared = self.shared;
         let sample = Sample {
-            rtt: shared.clock.elapsed_since(self.started),
+            rtt,
             in_flight: self.in_flight,
             dropped: outcome.health == Health::Failure,
         };
-        shared.sample(&sample);
+        self.shared.sample(&sample);
     }
 }
 
