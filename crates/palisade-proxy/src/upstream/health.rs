@@ -2,8 +2,12 @@
 //!
 //! `healthy_after` passing checks in a row make an endpoint healthy, `unhealthy_after`
 //! failing ones unhealthy. Health and ejection are separate: a passing check never
-//! closes an endpoint's open breaker, so a bad endpoint cannot flap back into rotation
-//! before its open time ends. Each check task holds only a weak reference and ends when
+//! closes an endpoint's open breaker, so an endpoint whose checks pass while its data
+//! requests fail (a gray failure) cannot flap back into rotation before its open time
+//! ends. An endpoint that becomes healthy again (it had failed its checks: it was down,
+//! and is back) has its breaker's open time ended: its next request is a probe, so it
+//! returns at once instead of after an open time that grew while it was down (as Envoy
+//! un-ejects a host on a successful active check). Each check task holds only a weak reference and ends when
 //! its endpoint is dropped (on reload).
 
 use std::sync::{Arc, Weak};
@@ -66,6 +70,9 @@ fn record(endpoint: &Endpoint, check: &HealthCheck, answer: Result<http::StatusC
         status.failing_in_a_row = 0;
         if !endpoint.is_healthy() && status.passing_in_a_row >= check.healthy_after {
             endpoint.set_healthy(true);
+            if let Some(breaker) = &endpoint.breaker {
+                breaker.probe_now();
+            }
         }
     } else {
         status.failing_in_a_row += 1;

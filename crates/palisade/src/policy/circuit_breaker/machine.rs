@@ -523,6 +523,16 @@ impl Shared {
         self.transition(word, state);
     }
 
+    /// Ends an open state's time now, so the next call is a probe; no other state
+    /// changes.
+    pub(crate) fn end_open_time(&self) {
+        let _control = lock(&self.control);
+        if self.word().state() == CircuitState::Open {
+            self.open_until.store(self.clock.now(), Ordering::Release);
+            self.changed.notify_waiters();
+        }
+    }
+
     /// For the timer: moves an expired open state to half-open, and a half-open state
     /// whose probes went unanswered for `max_half_open` back to open. Returns when to
     /// look again, if ever (a transition or an admitted probe wakes the timer as well).

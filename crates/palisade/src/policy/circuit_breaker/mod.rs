@@ -194,6 +194,15 @@ impl CircuitBreaker {
         self.shared.force(CircuitState::ForcedClosed);
     }
 
+    /// Ends an open breaker's open time now: the next call is a probe, and the probes
+    /// decide as usual (a failed one opens it again, its open time grown as after any
+    /// failed probe). For an outside sign that the dependency is back — an active health
+    /// check passing again after it had failed, as Envoy un-ejects a host — which is
+    /// worth more than the rest of a grown open time. Any other state is left as it is.
+    pub fn probe_now(&self) {
+        self.shared.end_open_time();
+    }
+
     /// Returns to automatic operation, closed, with an empty window.
     pub fn reset(&self) {
         let target = match self.shared.mode {

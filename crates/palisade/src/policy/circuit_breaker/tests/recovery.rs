@@ -148,3 +148,40 @@ async fn time_in_state_restarts_at_each_transition() {
     advance(Duration::from_millis(400)).await;
     assert_eq!(b.snapshot().in_state_for, Duration::from_millis(400));
 }
+
+/// An outside sign of recovery (a health check passing again) ends the open time: the
+/// next call is a probe; a failed one opens it again, and other states are untouched.
+#[tokio::test(start_paused = true)]
+async fn probe_now_ends_the_open_time_and_the_probes_decide() {
+    let b = breaker();
+    trip_with_failures(&b);
+    assert!(fail(&b).is_err(), "open: refused");
+    b.probe_now();
+    assert!(
+        succeed(&b).is_ok(),
+        "the next call is let through as a probe"
+    );
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    assert!(fail(&b).is_ok(), "the second probe fails");
+    assert_eq!(
+        b.state(),
+        CircuitState::Open,
+        "a failed probe opens it again"
+    );
+    assert!(fail(&b).unwrap_err().retry_after.is_some());
+
+    let closed = breaker();
+    closed.probe_now();
+    assert_eq!(
+        closed.state(),
+        CircuitState::Closed,
+        "a closed breaker is left as it is"
+    );
+    closed.force_open();
+    closed.probe_now();
+    assert_eq!(
+        closed.state(),
+        CircuitState::ForcedOpen,
+        "a forced state is the operator's"
+    );
+}
