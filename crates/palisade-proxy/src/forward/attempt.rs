@@ -34,6 +34,8 @@ pub(super) struct Attempt<'a> {
     pub(super) tried: AtomicU64,
     /// Attempts sent.
     pub(super) attempts: AtomicU32,
+    /// The last attempt's round trip, in nanoseconds (0: none finished).
+    pub(super) last_took: AtomicU64,
 }
 
 /// An attempt's result. The response is boxed (see `Pool::send_http1`): every policy
@@ -41,6 +43,14 @@ pub(super) struct Attempt<'a> {
 pub(super) type Attempted = Result<Box<Response<PooledBody>>, Error<TransportError>>;
 
 impl Attempt<'_> {
+    /// The last finished attempt's round trip.
+    pub(super) fn last_round_trip(&self) -> Option<Duration> {
+        match self.last_took.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
     /// One attempt: an endpoint from the balancer (its breaker's permit with it), the
     /// exchange under the per-try timeout. The policies around it are the upstream's
     /// `Calls`.
@@ -65,6 +75,8 @@ impl Attempt<'_> {
             .await;
         let finished = balancer.clock().now();
         let took = Duration::from_nanos(finished.saturating_sub(started));
+        self.last_took
+            .store(took.as_nanos() as u64, Ordering::Relaxed);
         let outcome = classify_result(classifier, &result);
         balancer.finish(&mut picked, finished, took, &outcome);
         result

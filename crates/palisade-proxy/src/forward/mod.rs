@@ -364,6 +364,7 @@ impl Exchange {
             replayable: replay == Replay::Safe,
             tried: AtomicU64::new(0),
             attempts: AtomicU32::new(0),
+            last_took: AtomicU64::new(0),
         };
         let result = match refused {
             Some(refused) => Err(refused),
@@ -391,7 +392,8 @@ impl Exchange {
             }
         };
         let outcome = classify_result(&classifier, &result);
-        held.settle(&upstream.pipeline, &classifier, &result, &outcome);
+        let settled = (&outcome, attempt.last_round_trip());
+        held.settle(&upstream.pipeline, &classifier, &result, settled);
         match result {
             Ok(response) => {
                 let failed = <HttpClassifier as Classify<

@@ -182,18 +182,23 @@ impl Admission {
 
 impl Held<'_> {
     /// Tells the steps that learn from outcomes (the adaptive limit, the throttle) how the
-    /// request went.
+    /// request went. `last_attempt`: its last attempt's round trip, which the adaptive
+    /// limit learns from (the retries run inside the limit; their failed attempts and
+    /// back-offs are not queueing at the upstream).
     pub(crate) fn settle<T>(
         &mut self,
         pipeline: &Pipeline,
         classifier: &HttpClassifier,
         result: &Result<T, Error<TransportError>>,
-        outcome: &Outcome,
+        (outcome, last_attempt): (&Outcome, Option<Duration>),
     ) where
         HttpClassifier: Classify<T, TransportError>,
     {
         if let Some(permit) = self.limit.take() {
-            permit.record(outcome);
+            match last_attempt {
+                Some(rtt) => permit.record_round_trip(outcome, rtt),
+                None => permit.record(outcome),
+            }
         }
         for step in &pipeline.admission {
             if let Admission::Throttle(throttle) = step {

@@ -159,17 +159,21 @@ impl Simulation {
             }
         }
         let tried = AtomicU64::new(0);
+        let last_took = AtomicU64::new(0);
         let result = pipeline
             .calls
-            .execute(&self.classifier, || Box::pin(self.attempt(&tried)))
+            .execute(&self.classifier, || {
+                Box::pin(self.attempt(&tried, &last_took))
+            })
             .await;
         let outcome = classify_result(&self.classifier, &result);
-        held.settle(pipeline, &self.classifier, &result, &outcome);
+        let last = Duration::from_nanos(last_took.load(Ordering::Relaxed));
+        held.settle(pipeline, &self.classifier, &result, (&outcome, Some(last)));
         Handled::Answered(result)
     }
 
     /// One attempt, as `forward::Attempt::once` makes it.
-    async fn attempt(&self, tried: &AtomicU64) -> Answer {
+    async fn attempt(&self, tried: &AtomicU64, last_took: &AtomicU64) -> Answer {
         let balancer = &self.upstream.balancer;
         let mut picked = balancer.pick(tried.load(Ordering::Relaxed))?;
         if picked.index < 64 {
@@ -186,6 +190,7 @@ impl Simulation {
             .await;
         let finished = balancer.clock().now();
         let took = Duration::from_nanos(finished.saturating_sub(started));
+        last_took.store(took.as_nanos() as u64, Ordering::Relaxed);
         let outcome = classify_result(&self.classifier, &result);
         balancer.finish(&mut picked, finished, took, &outcome);
         result
