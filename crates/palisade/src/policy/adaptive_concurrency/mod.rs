@@ -34,9 +34,9 @@ pub use config::{AdaptiveConcurrencyBuilder, AdaptiveConcurrencyConfig, Partitio
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use algorithm::Algorithm;
 
