@@ -67,28 +67,34 @@ async fn begin_phase(phase: usize, endpoints: &[Endpoint; 3]) {
 }
 
 /// Runs the script against the proxy at `url` in front of `endpoints`; returns the tally
-/// and the most requests each endpoint held at once under overload.
-async fn play(url: &str, endpoints: &[Endpoint; 3]) -> (Tally, Vec<usize>) {
+/// and the most requests each endpoint held at once in the first and the second half of
+/// the overload (as it begins, and once the proxy has settled).
+async fn play(url: &str, endpoints: &[Endpoint; 3]) -> (Tally, [Vec<usize>; 2]) {
     let tally = Tally::default();
     let mut phases = Vec::new();
-    let mut peaks = Vec::new();
+    let mut peaks = [Vec::new(), Vec::new()];
+    let take_peaks = || {
+        endpoints
+            .iter()
+            .map(Endpoint::take_peak)
+            .collect::<Vec<_>>()
+    };
     for (phase, (_, load)) in PHASES.iter().enumerate() {
-        if phase == OVERLOAD_PHASE + 1 {
-            peaks = endpoints.iter().map(Endpoint::take_peak).collect();
-        }
         begin_phase(phase, endpoints).await;
-        if phase == OVERLOAD_PHASE {
-            // The peaks count from here.
-            for e in endpoints {
-                e.take_peak();
-            }
-        }
         let (url, tally) = (url.to_owned(), tally.clone());
         let load = *load;
         phases.push(tokio::spawn(async move {
             load::offer(&url, load, PHASE, phase, &tally).await;
         }));
-        tokio::time::sleep(PHASE).await;
+        if phase == OVERLOAD_PHASE {
+            take_peaks();
+            tokio::time::sleep(PHASE / 2).await;
+            peaks[0] = take_peaks();
+            tokio::time::sleep(PHASE / 2).await;
+            peaks[1] = take_peaks();
+        } else {
+            tokio::time::sleep(PHASE).await;
+        }
     }
     for p in phases {
         p.await.expect("load task");
@@ -139,6 +145,8 @@ half_open_calls = 3
 initial_limit = 20
 [upstream.load_shedding]
 max_queue = 256
+target = "50ms"
+interval = "500ms"
 
 [[route]]
 path_prefix = "/"
@@ -155,16 +163,20 @@ struct Report {
     all: Figures,
     phases: Vec<Figures>,
     critical_overload: Figures,
-    /// The most requests each endpoint held at once (served or queued) under overload.
-    peaks: Vec<usize>,
+    /// The most requests each endpoint held at once (served or queued) in each half of
+    /// the overload.
+    peaks: [Vec<usize>; 2],
+    /// Requests sent in each second of the overload that were served.
+    overload_by_second: Vec<usize>,
     /// Each phase's unserved requests by status and reason.
     failures: Vec<BTreeMap<String, usize>>,
 }
 
-fn report(name: &'static str, (tally, peaks): &(Tally, Vec<usize>)) -> Report {
+fn report(name: &'static str, (tally, peaks): &(Tally, [Vec<usize>; 2])) -> Report {
     Report {
         name,
         peaks: peaks.clone(),
+        overload_by_second: tally.served_by_second(OVERLOAD_PHASE),
         failures: (0..PHASES.len()).map(|p| tally.failures(p)).collect(),
         all: tally.figures(|_| true),
         phases: (0..PHASES.len())
@@ -198,8 +210,13 @@ fn print(reports: &[Report]) {
         println!("{}", row("critical under overload", &r.critical_overload));
         println!("{}", row("whole run", &r.all));
         println!(
-            "peak held per endpoint under overload: {:?} (capacity {CAPACITY})",
-            r.peaks
+            "most held at once per endpoint under overload (capacity {CAPACITY}): \
+             {:?} as it begins, {:?} settled",
+            r.peaks[0], r.peaks[1]
+        );
+        println!(
+            "served of each second's requests under overload: {:?}",
+            r.overload_by_second
         );
     }
 }

@@ -45,6 +45,8 @@ pub struct Record {
     pub outcome: Outcome,
     /// `x-palisade-reason` of a failed answer (palisade's own refusals), or `upstream`.
     pub why: String,
+    /// When it was sent, from the phase's start.
+    pub sent: Duration,
     pub latency: Duration,
 }
 
@@ -60,7 +62,8 @@ pub async fn offer(url: &str, load: Load, length: Duration, phase: usize, tally:
         .build_http();
     let mut ticks = interval(Duration::from_secs_f64(1.0 / load.per_second));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let end = Instant::now() + length;
+    let begun = Instant::now();
+    let end = begun + length;
     let mut sent = JoinSet::new();
     // Every n-th request is critical, spread evenly.
     let mut n = 0u64;
@@ -74,12 +77,14 @@ pub async fn offer(url: &str, load: Load, length: Duration, phase: usize, tally:
         let tally = tally.clone();
         sent.spawn(async move {
             let start = Instant::now();
+            let offset = start - begun;
             let (outcome, why) = send(&client, &url, critical).await;
             tally.0.lock().unwrap().push(Record {
                 phase,
                 critical,
                 outcome,
                 why,
+                sent: offset,
                 latency: start.elapsed(),
             });
         });
@@ -143,6 +148,21 @@ impl Figures {
 }
 
 impl Tally {
+    /// Requests of `phase` served, by the second of the phase they were sent in.
+    pub fn served_by_second(&self, phase: usize) -> Vec<usize> {
+        let mut by = Vec::new();
+        for r in self.0.lock().unwrap().iter() {
+            if r.phase == phase && r.outcome == Outcome::Served {
+                let second = r.sent.as_secs() as usize;
+                if by.len() <= second {
+                    by.resize(second + 1, 0);
+                }
+                by[second] += 1;
+            }
+        }
+        by
+    }
+
     /// Requests not served in `phase`, by status and reason.
     pub fn failures(&self, phase: usize) -> BTreeMap<String, usize> {
         let mut by = BTreeMap::new();
