@@ -1,21 +1,21 @@
-//! The outage game: the real `palisade` binary and HAProxy (given its best resilience
-//! settings), one after the other, in front of three real endpoints with a real capacity,
-//! through one scripted outage — an endpoint dies and returns; another answers 503 to half
-//! of the data requests while its health check passes; the offered load jumps to three
-//! times what the endpoints can serve, a fifth of it critical; an endpoint hangs; recovery.
+//! The outage game: the real `palisade` binary, then HAProxy, nginx and Caddy (each given
+//! its best resilience settings: `game/peers.rs`), one after the other, in front of three
+//! real endpoints with a real capacity, through one scripted outage — an endpoint dies and
+//! returns; another answers 503 to half of the data requests while its health check
+//! passes; the offered load jumps to three times what the endpoints can serve, a fifth of
+//! it critical; an endpoint hangs; recovery.
 //!
 //! Palisade must lose no request to a client timeout and serve at least 99% of critical
 //! requests under overload (the critical load alone fits the capacity). The side-by-side
 //! figures are printed (`cargo test --test game -- --nocapture`) and recorded in
-//! docs/BENCHMARKS.md. On a machine without HAProxy its half is skipped loudly (a failure
-//! in CI).
+//! docs/BENCHMARKS.md. A peer not installed is skipped loudly (a failure in CI).
 
 mod support;
 
-#[path = "game/haproxy.rs"]
-mod haproxy;
 #[path = "game/load.rs"]
 mod load;
+#[path = "game/peers.rs"]
+mod peers;
 #[path = "game/servers.rs"]
 mod servers;
 
@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use load::{CLIENT_TIMEOUT, Figures, Load, Tally};
+use peers::Peer;
 use servers::{Behaviour, Endpoint};
 use support::Proxy;
 
@@ -234,21 +235,25 @@ async fn through_the_scripted_outage_palisade_loses_nothing_to_timeouts_and_serv
     drop(eps);
     reports.push(report("palisade", &played));
 
-    match haproxy::binary() {
-        Some(_) => {
+    for peer in Peer::ALL {
+        if peer.installed() {
             let eps = endpoints().await;
             let addrs: Vec<SocketAddr> = eps.iter().map(Endpoint::addr).collect();
-            let proxy = haproxy::Haproxy::start(&addrs, CAPACITY).await;
+            let proxy = peer.start(&addrs, CAPACITY).await;
             let played = play(&proxy.url("/data"), &eps).await;
-            reports.push(report("haproxy", &played));
+            reports.push(report(peer.name(), &played));
+        } else if std::env::var_os("CI").is_some() {
+            panic!(
+                "{0} is not installed: .ci/run installs it (apt-get install {0})",
+                peer.name()
+            );
+        } else {
+            eprintln!(
+                "\n*** SKIPPED: {0}'s part of the outage game (no `{0}` binary); \
+                 apt-get install {0} ***\n",
+                peer.name()
+            );
         }
-        None if std::env::var_os("CI").is_some() => {
-            panic!("HAProxy is not installed: .ci/run installs it (apt-get install haproxy)")
-        }
-        None => eprintln!(
-            "\n*** SKIPPED: HAProxy's half of the outage game (no `haproxy` binary); \
-             apt-get install haproxy ***\n"
-        ),
     }
     print(&reports);
 
