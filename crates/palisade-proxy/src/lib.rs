@@ -18,6 +18,7 @@ mod h1;
 pub mod respond;
 pub mod route;
 pub mod runtime;
+pub mod saga;
 pub mod serve;
 pub mod telemetry;
 pub mod upstream;

@@ -3,7 +3,7 @@
 //! A [`Runtime`] is built from a checked config and swapped whole on reload; requests in
 //! flight keep the runtime they started with.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use palisade::ConfigError;
 use palisade::clock::Clock;
@@ -11,6 +11,7 @@ use palisade::clock::Clock;
 use crate::config::Config;
 use crate::config::load::Checked;
 use crate::route::{RequestMetrics, Route};
+use crate::saga::{SagaRoute, Sagas};
 use crate::upstream::Upstream;
 
 /// Everything a request needs, built from one config.
@@ -27,6 +28,10 @@ pub struct Runtime {
     pub clock: Clock,
     /// The worker threads serving it, each with its own idle upstream connections.
     pub workers: usize,
+    /// Routes that start sagas, longest prefix first.
+    pub saga_routes: Vec<SagaRoute>,
+    /// The saga service, once started (it outlives reloads: each runtime shares it).
+    pub sagas: Arc<OnceLock<Arc<Sagas>>>,
 }
 
 impl Runtime {
@@ -49,7 +54,12 @@ impl Runtime {
             .map(|(u, p)| Upstream::build(u, p, &clock, workers).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let mut routes = Vec::with_capacity(config.route.len());
+        let mut saga_routes = Vec::new();
         for (index, route) in config.route.iter().enumerate() {
+            if let Some(saga) = &route.saga {
+                saga_routes.push(saga_route(config, index, route, saga));
+                continue;
+            }
             let upstream = upstreams
                 .iter()
                 .find(|u| *u.name == route.upstream)
@@ -69,6 +79,7 @@ impl Runtime {
                 .cmp(&a.path_prefix.len())
                 .then(a.index.cmp(&b.index))
         });
+        saga_routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
         Ok(Self {
             config: config.clone(),
             routes,
@@ -76,7 +87,22 @@ impl Runtime {
             unrouted: RequestMetrics::new("", ""),
             clock,
             workers,
+            saga_routes,
+            sagas: Arc::default(),
         })
+    }
+
+    /// The saga route for `path`, when one matches it with a longer prefix than any
+    /// upstream route's.
+    pub fn saga_route(&self, path: &str) -> Option<&SagaRoute> {
+        let saga = self
+            .saga_routes
+            .iter()
+            .find(|r| path.starts_with(&r.path_prefix))?;
+        match self.route_with_position(path) {
+            Some((_, route)) if route.path_prefix.len() > saga.path_prefix.len() => None,
+            _ => Some(saga),
+        }
     }
 
     /// The route for `path` (the longest matching prefix), and its position for
@@ -101,5 +127,25 @@ impl Runtime {
     /// The upstream called `name`.
     pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.iter().find(|u| &*u.name == name)
+    }
+}
+
+/// The running form of a route with `saga = "…"`.
+fn saga_route(
+    config: &Config,
+    index: usize,
+    route: &crate::config::Route,
+    saga: &str,
+) -> SagaRoute {
+    let definition = config.saga.iter().find(|s| s.name == saga);
+    SagaRoute {
+        index,
+        path_prefix: route.path_prefix.clone(),
+        saga: saga.to_owned(),
+        steps: definition
+            .map(|d| d.step.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default(),
+        deadline: definition.and_then(|d| d.deadline),
+        requests: RequestMetrics::new(&route.path_prefix, &format!("saga:{saga}")),
     }
 }

@@ -102,6 +102,26 @@ impl Admin {
                 }
                 Err(_) => error(StatusCode::NOT_FOUND, "route index must be a number"),
             },
+            (&Method::GET, ["admin", "sagas", rest @ ..]) => {
+                let query = request.uri().query().map(str::to_owned);
+                let runtime = self.runtime.load();
+                crate::saga::admin(
+                    runtime.sagas.get().map(|s| &**s),
+                    &method,
+                    rest,
+                    query.as_deref(),
+                )
+                .await
+            }
+            (&Method::POST, ["admin", "sagas", rest @ ..]) => {
+                if let Some(token) = &self.token {
+                    if !bearer_matches(request.headers().get(AUTHORIZATION), token) {
+                        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                    }
+                }
+                let runtime = self.runtime.load();
+                crate::saga::admin(runtime.sagas.get().map(|s| &**s), &method, rest, None).await
+            }
             (_, ["health", ..] | ["metrics"] | ["admin", ..]) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
@@ -342,7 +362,7 @@ fn text(
     response
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
     text(
         status,
         serde_json::to_vec_pretty(value).unwrap_or_default(),
@@ -350,7 +370,7 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ProxyBod
     )
 }
 
-fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     json(status, &serde_json::json!({"error": message}))
 }
 

@@ -214,6 +214,7 @@ impl Checker<'_> {
             .map(|(i, u)| self.check_upstream(config, i, u))
             .collect();
         self.check_routes(config);
+        self.check_sagas(config);
         policies
     }
 
@@ -530,6 +531,10 @@ impl Checker<'_> {
                     );
                 }
             }
+            if let Some(saga) = &route.saga {
+                self.check_saga_route(config, i, saga, route);
+                continue;
+            }
             if !config.upstream.iter().any(|u| u.name == route.upstream) {
                 let names: Vec<_> = config.upstream.iter().map(|u| u.name.as_str()).collect();
                 self.problem(
@@ -607,5 +612,6 @@ impl Validate for CircuitBreakerConfig {
     }
 }
 
+mod sagas;
 #[cfg(test)]
 mod tests;

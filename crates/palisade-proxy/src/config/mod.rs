@@ -9,6 +9,7 @@
 //! `FILE:LINE: key: what is wrong; what is allowed`.
 
 pub mod load;
+pub mod saga;
 mod spans;
 
 pub use load::{Checked, Problem, Problems, UpstreamPolicies, load, parse};
@@ -42,9 +43,15 @@ pub struct Config {
     /// The dependencies, by name.
     #[serde(default)]
     pub upstream: Vec<Upstream>,
-    /// Path prefixes and the upstream each goes to.
+    /// Path prefixes and the upstream (or saga) each goes to.
     #[serde(default)]
     pub route: Vec<Route>,
+    /// Where sagas are logged; absent with sagas defined: the default SQLite file.
+    #[serde(default)]
+    pub saga_store: Option<saga::SagaStore>,
+    /// Sagas that routes start.
+    #[serde(default)]
+    pub saga: Vec<saga::Saga>,
 }
 
 /// `[listener]`.
@@ -297,8 +304,12 @@ pub struct HealthCheck {
 pub struct Route {
     /// Requests whose path starts with this go here (the longest prefix wins).
     pub path_prefix: String,
-    /// The upstream's name.
+    /// The upstream's name (empty for a saga route).
+    #[serde(default)]
     pub upstream: String,
+    /// Instead of an upstream: the saga a `POST` starts (see `crate::saga`).
+    #[serde(default)]
+    pub saga: Option<String>,
     /// Served instead of an error when resilience gives up.
     pub fallback: Option<FallbackSection>,
     /// Fault injection; absent: off.

@@ -19,6 +19,7 @@
 //! `Calls::execute`; the balancer and per-try timeout in `Attempt::once`.
 
 mod attempt;
+pub(crate) mod call;
 mod target;
 mod tunnel;
 mod turn;
@@ -118,6 +119,9 @@ pub enum Handled {
 pub fn handle(runtime: Arc<Runtime>, request: Request<ClientBody>, client: Arc<Client>) -> Handled {
     let started = runtime.clock.now();
     client.waiting.busy();
+    if !runtime.saga_routes.is_empty() && runtime.saga_route(request.uri().path()).is_some() {
+        return Handled::Forwarded(Box::pin(saga_answer(runtime, request, client)));
+    }
     let (mut head, body) = request.into_parts();
     let settled = target::settle(&mut head);
     // The client's side of a protocol switch, taken before the head is shared. Only a
@@ -146,6 +150,31 @@ pub fn handle(runtime: Arc<Runtime>, request: Request<ClientBody>, client: Arc<C
             ))
         }
     }
+}
+
+/// Answers a request on a saga route (see `crate::saga`).
+async fn saga_answer(
+    runtime: Arc<Runtime>,
+    request: Request<ClientBody>,
+    client: Arc<Client>,
+) -> Reply {
+    let (head, body) = request.into_parts();
+    let reply = match runtime.saga_route(head.uri.path()) {
+        Some(route) => {
+            let listener = &runtime.config.listener;
+            let asked = crate::saga::Asked {
+                route,
+                head,
+                body,
+                max_body: listener.max_body_bytes,
+                body_timeout: listener.body_timeout,
+            };
+            crate::saga::answer(runtime.sagas.get().map(|s| &**s), asked).await
+        }
+        None => respond::explained_reply(Reason::NoRoute, Reason::NoRoute.status(), None),
+    };
+    client.waiting.idle();
+    reply
 }
 
 /// A client's request while the proxy answers it: its head and where it came from.

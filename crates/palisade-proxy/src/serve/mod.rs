@@ -99,6 +99,7 @@ pub async fn start_with_workers(
         Runtime::build(&checked, workers).map_err(|e| std::io::Error::other(e.to_string()))?;
     let listener_config = checked.config.listener.clone();
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    start_sagas(&checked, &runtime).await?;
     let proxy = TcpListener::bind(listener_config.address).await?;
     let admin_listener = TcpListener::bind(checked.config.admin.address).await?;
     let address = proxy.local_addr()?;
@@ -165,6 +166,20 @@ pub async fn start_with_workers(
         stop,
         done,
     })
+}
+
+/// Opens the saga store and starts the runner when the config has sagas: unfinished
+/// sagas resume before the ports open. A store that cannot be opened fails the start.
+async fn start_sagas(checked: &Checked, runtime: &Arc<ArcSwap<Runtime>>) -> std::io::Result<()> {
+    let clock = runtime.load().clock.clone();
+    let started = crate::saga::Sagas::start(&checked.config, Arc::downgrade(runtime), clock)
+        .await
+        .map_err(std::io::Error::other)?;
+    if let Some(sagas) = started {
+        tracing::info!(store = %sagas.store_url, "sagas running");
+        let _ = runtime.load().sagas.set(sagas);
+    }
+    Ok(())
 }
 
 /// Worker `index`: a thread with its own current-thread runtime serving from `listener`
@@ -485,7 +500,11 @@ pub fn reload(file: &std::path::Path, runtime: &ArcSwap<Runtime>) -> Result<(), 
             "[listener] keys other than max_body_bytes and body_timeout, and [admin] keys, change only on restart"
         );
     }
-    let next = Runtime::build(&checked, current.workers).map_err(|e| e.to_string())?;
+    if next.saga != running.saga || next.saga_store != running.saga_store {
+        tracing::warn!("[saga_store] and [[saga]] change only on restart");
+    }
+    let mut next = Runtime::build(&checked, current.workers).map_err(|e| e.to_string())?;
+    next.sagas = current.sagas.clone();
     runtime.store(Arc::new(next));
     metrics::counter!("palisade_config_reloads_total").increment(1);
     Ok(())

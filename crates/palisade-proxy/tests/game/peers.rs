@@ -123,7 +123,10 @@ impl Peer {
         for _ in 0..1000 {
             if let Ok(Some(status)) = running.child.try_wait() {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("{} exited ({status}) before it listened:\n{log}", self.name());
+                panic!(
+                    "{} exited ({status}) before it listened:\n{log}",
+                    self.name()
+                );
             }
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return running;

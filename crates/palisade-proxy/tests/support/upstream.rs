@@ -45,6 +45,10 @@ pub enum Behaviour {
     /// The first `n` requests (counted from when this behaviour was set) get the inner
     /// behaviour; later ones 200.
     FailFirst(usize, Box<Behaviour>),
+    /// Requests with this method get the inner behaviour; others 200.
+    ForMethod(&'static str, Box<Behaviour>),
+    /// Requests whose path starts with this get the inner behaviour; others 200.
+    ForPath(&'static str, Box<Behaviour>),
 }
 
 impl Behaviour {
@@ -341,11 +345,31 @@ async fn act(
     rec: &Recorded,
 ) -> Response<Body> {
     let mut behaviour = behaviour;
+    match behaviour {
+        Behaviour::ForMethod(method, inner) => {
+            behaviour = if rec.method == method {
+                *inner
+            } else {
+                Behaviour::Ok
+            };
+        }
+        Behaviour::ForPath(prefix, inner) => {
+            behaviour = if rec.path.starts_with(prefix) {
+                *inner
+            } else {
+                Behaviour::Ok
+            };
+        }
+        other => behaviour = other,
+    }
     if let Behaviour::FailFirst(n, inner) = behaviour {
         behaviour = if index < n { *inner } else { Behaviour::Ok };
     }
     match behaviour {
-        Behaviour::Ok | Behaviour::FailFirst(..) => ok(name),
+        Behaviour::Ok
+        | Behaviour::FailFirst(..)
+        | Behaviour::ForMethod(..)
+        | Behaviour::ForPath(..) => ok(name),
         Behaviour::Status(s) => respond(name, s, &[], format!("status {s} from {name}")),
         Behaviour::Respond {
             status,

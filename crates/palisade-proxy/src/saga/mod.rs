@@ -1,0 +1,114 @@
+//! Sagas over HTTP: routes with `saga = "…"` start a saga whose steps are requests to
+//! upstreams, each sent through that upstream's policies (`forward::call`), logged by
+//! `palisade-saga`'s runner in the configured store (SQLite by default).
+//!
+//! - `mod.rs` (here): the service — the store opened, every `[[saga]]` turned into a
+//!   definition whose steps call upstreams, the runner started;
+//! - `steps.rs`: one step's request and how its answer is read (done, definitive,
+//!   unknown);
+//! - `answer.rs`: a saga route's answers to clients (200 / 409 / 202);
+//! - `admin.rs`: `/admin/sagas…` on the admin port.
+//!
+//! The service is built once, at start, and outlives config reloads: a reload that
+//! changes `[saga_store]` or `[[saga]]` keeps the running definitions (a restart applies
+//! it). Steps look their upstream up in the live runtime at each call, so they use the
+//! policies as reloaded.
+
+mod admin;
+mod answer;
+mod steps;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+use arc_swap::ArcSwap;
+use palisade::clock::Clock;
+use palisade_saga::{Runner, SagaDefinition, Step, store};
+
+use crate::config::Config;
+use crate::config::saga::Saga;
+use crate::forward::Client;
+use crate::runtime::Runtime;
+use steps::Caller;
+
+pub use admin::handle as admin;
+pub use answer::{Asked, SAGA_ID_HEADER, SagaRoute, answer};
+
+/// The sidecar's sagas: the runner and what its steps need.
+pub struct Sagas {
+    runner: Runner,
+    /// The store's URL, for `/admin/state`.
+    pub store_url: String,
+}
+
+// === impl Sagas ===
+
+impl Sagas {
+    /// Opens the store and starts the runner for `config`'s sagas (`None` without any):
+    /// unfinished sagas resume at once. `live`: the runtime as it is now, where steps find
+    /// their upstreams.
+    pub async fn start(
+        config: &Config,
+        live: Weak<ArcSwap<Runtime>>,
+        clock: Clock,
+    ) -> Result<Option<Arc<Sagas>>, String> {
+        if config.saga.is_empty() {
+            return Ok(None);
+        }
+        let store_url = config.saga_store.clone().unwrap_or_default().url;
+        let store = store::open(&store_url)
+            .await
+            .map_err(|e| format!("saga store {store_url}: {e}"))?;
+        // The proxy's own requests come from loopback, on worker 0's connections (the
+        // runner's tasks run on worker 0's event loop).
+        let client = Arc::new(Client::new(SocketAddr::from(([127, 0, 0, 1], 0)), 0, clock));
+        let mut builder = Runner::builder(store);
+        for saga in &config.saga {
+            builder = builder.register(definition(saga, &live, &client)?);
+        }
+        let runner = builder.start().await.map_err(|e| e.to_string())?;
+        Ok(Some(Arc::new(Sagas { runner, store_url })))
+    }
+
+    /// The runner, for the route and the admin API.
+    pub fn runner(&self) -> &Runner {
+        &self.runner
+    }
+}
+
+impl Drop for Sagas {
+    fn drop(&mut self) {
+        self.runner.shutdown();
+    }
+}
+
+/// `saga`'s definition: each step a request to its upstream, and its compensation's.
+fn definition(
+    saga: &Saga,
+    live: &Weak<ArcSwap<Runtime>>,
+    client: &Arc<Client>,
+) -> Result<SagaDefinition, String> {
+    let mut builder = SagaDefinition::builder(saga.name.clone(), saga.version)
+        .compensation_retry(saga.compensation_retry.clone());
+    if let Some(deadline) = saga.deadline {
+        builder = builder.deadline(deadline);
+    }
+    for step in &saga.step {
+        let caller = Arc::new(Caller::new(step, live.clone(), client.clone()));
+        let act = caller.clone();
+        let mut built = Step::new(step.name.clone(), move |cx| {
+            let caller = act.clone();
+            async move { caller.act(&cx).await }
+        });
+        if step.compensate.is_some() {
+            built = built.compensate(move |cx| {
+                let caller = caller.clone();
+                async move { caller.undo(&cx).await }
+            });
+        }
+        builder = builder.step(built);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("saga {}: {e}", saga.name))
+}
