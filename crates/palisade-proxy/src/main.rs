@@ -34,6 +34,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Lists, shows, resumes, retries or aborts the running proxy's sagas (through its
+    /// admin port, as the config file gives it).
+    Saga {
+        /// The config file of the running proxy.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: SagaCommand,
+    },
     /// Shows the proxy at work against simulated upstreams; needs no setup.
     Demo {
         /// How long to run, e.g. "30s" or "2m".
@@ -42,12 +51,67 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum SagaCommand {
+    /// Sagas, newest first.
+    List {
+        /// Only those in this state: running, compensating, completed, compensated,
+        /// parked, aborted.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One saga with its timeline of steps and attempts.
+    Show { id: String },
+    /// Resumes a parked saga where it stopped.
+    Resume { id: String },
+    /// Retries a parked saga from its failed step.
+    Retry { id: String },
+    /// Gives a parked saga up (its effects may remain; the reason says so).
+    Abort { id: String },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(config),
         Command::Demo { duration } => demo(duration),
+        Command::Saga { config, action } => saga(config, action),
+    }
+}
+
+fn saga(config: Option<PathBuf>, action: SagaCommand) -> ExitCode {
+    use palisade_proxy::saga::cli::{Action, run};
+    let Some(config) = config else {
+        eprintln!("palisade saga: --config FILE is required (the running proxy's config)");
+        return ExitCode::from(2);
+    };
+    let action = match action {
+        SagaCommand::List { state } => Action::List { state },
+        SagaCommand::Show { id } => Action::Show(id),
+        SagaCommand::Resume { id } => Action::Resume(id),
+        SagaCommand::Retry { id } => Action::Retry(id),
+        SagaCommand::Abort { id } => Action::Abort(id),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(&config, action)) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("palisade saga: {error}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -230,11 +230,11 @@ async fn a_compensation_that_keeps_failing_parks_the_saga_until_an_operator_resu
     shop.inventory.set_behaviour(Behaviour::Ok);
     let refused = shop.proxy.admin_post("/admin/sagas/nope/resume", "").await;
     assert_eq!(refused.status, 404, "{refused:?}");
-    let resumed = shop
-        .proxy
-        .admin_post("/admin/sagas/order-4/resume", "")
-        .await;
-    assert_eq!(resumed.status, 200, "{resumed:?}");
+    // The operator's commands go through the running proxy's admin port.
+    let (ok, parked, err) = shop.proxy.cli(&["saga", "list", "--state", "parked"]).await;
+    assert!(ok && parked.contains("order-4"), "{parked}{err}");
+    let (ok, out, err) = shop.proxy.cli(&["saga", "resume", "order-4"]).await;
+    assert!(ok, "{out}{err}");
     let done = eventually("the resumed saga to be compensated", secs(5), async || {
         let r = shop.proxy.get("/checkout/order-4").await;
         (r.json()["state"] == "compensated").then_some(r)
@@ -247,6 +247,11 @@ async fn a_compensation_that_keeps_failing_parks_the_saga_until_an_operator_resu
         .filter(|(m, _, _)| m == "DELETE")
         .count();
     assert_eq!(deletes, 3, "two failed attempts, then the resumed one");
+    let (ok, _, err) = shop.proxy.cli(&["saga", "abort", "order-4"]).await;
+    assert!(
+        !ok && err.contains("409"),
+        "a saga no longer parked cannot be aborted: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,4 +363,35 @@ async fn a_step_in_flight_when_the_process_dies_is_run_again_with_its_key() {
         "the charge was sent again, with the same key"
     );
     assert_eq!(inventory.count(), 1, "the reservation was not repeated");
+}
+
+/// A store that cannot be opened stops the start, saying why.
+#[tokio::test]
+async fn a_store_that_cannot_be_opened_fails_the_start_with_the_reason() {
+    let payments = Upstream::start("payments", Behaviour::Ok).await;
+    let store = std::path::Path::new("/nonexistent-palisade-dir/sagas.db");
+    let text = config_with(&payments, &payments, store, "300ms");
+    let body = format!(
+        "[listener]\naddress = \"127.0.0.1:{}\"\n[admin]\naddress = \"127.0.0.1:{}\"\n{text}",
+        free_port(),
+        free_port()
+    );
+    let path = temp_path("bad-store", "toml");
+    std::fs::write(&path, body).unwrap();
+    let run = tokio::process::Command::new(bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(secs(10), run)
+        .await
+        .expect("exits within 10 s")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("saga store sqlite:///nonexistent-palisade-dir/sagas.db"),
+        "{stderr}"
+    );
 }

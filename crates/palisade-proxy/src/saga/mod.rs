@@ -7,7 +7,8 @@
 //! - `steps.rs`: one step's request and how its answer is read (done, definitive,
 //!   unknown);
 //! - `answer.rs`: a saga route's answers to clients (200 / 409 / 202);
-//! - `admin.rs`: `/admin/sagas…` on the admin port.
+//! - `admin.rs`: `/admin/sagas…` on the admin port;
+//! - `cli.rs`: `palisade saga …`, the operator's commands, through the admin port.
 //!
 //! The service is built once, at start, and outlives config reloads: a reload that
 //! changes `[saga_store]` or `[[saga]]` keeps the running definitions (a restart applies
@@ -16,6 +17,7 @@
 
 mod admin;
 mod answer;
+pub mod cli;
 mod steps;
 
 use std::net::SocketAddr;

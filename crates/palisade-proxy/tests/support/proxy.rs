@@ -127,6 +127,31 @@ impl Proxy {
         std::fs::write(&self.config_path, text).expect("write config");
     }
 
+    /// Its config file.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    /// Runs `palisade ARGS --config` with its config file (bounded: 10 s); exit status and
+    /// stdout, stderr.
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut command = tokio::process::Command::new(bin());
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(secs(10), command.output())
+            .await
+            .expect("palisade CLI within 10 s")
+            .expect("run palisade CLI");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
