@@ -44,4 +44,9 @@ async fn the_demo_runs_with_no_setup_and_summarises() {
         .find(|line| line.starts_with("Answered:"))
         .unwrap_or_else(|| panic!("no Answered line: {stdout}"));
     assert!(answered.contains("through palisade"), "{answered}");
+    assert!(
+        stdout.contains("checkout 1: completed"),
+        "the demo's saga ran: {stdout}"
+    );
+    assert!(stdout.contains("Sagas: "), "{stdout}");
 }

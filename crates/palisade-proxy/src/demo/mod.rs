@@ -5,8 +5,11 @@
 //! while, then comes back; it has a healthy backup replica) and *stuck* (a share of
 //! calls never answer). The proxy runs in front of them from an embedded config, and a
 //! load generator sends the same requests straight to each upstream and through the
-//! proxy. A table every second compares the two; a summary ends the run.
+//! proxy. A table every second compares the two; a summary ends the run. Meanwhile a
+//! checkout saga runs every two seconds (`checkout.rs`): some complete, some are
+//! compensated.
 
+mod checkout;
 mod load;
 mod table;
 mod upstreams;
@@ -161,10 +164,14 @@ pub async fn run(length: Duration) -> Result<(), String> {
         .await
         .map_err(io)?;
     let stuck = Simulated::start("stuck", stuck, length).await.map_err(io)?;
-    let text = embedded_config(&steady, &flaky, &replica, &stuck);
+    let payments = checkout::payments().await.map_err(io)?;
+    let store = checkout::store();
+    let text =
+        embedded_config(&steady, &flaky, &replica, &stuck) + &checkout::config(payments, &store);
     let checked = config::parse("<embedded demo config>", &text).map_err(|p| p.to_string())?;
     let running = serve::start(checked, None).await.map_err(io)?;
     table::intro(length, running.address, running.admin_address);
+    let checkouts = tokio::spawn(checkout::run(running.address, Instant::now() + length));
 
     let tallies = Tallies::default();
     let until = Instant::now() + length;
@@ -207,6 +214,18 @@ pub async fn run(length: Duration) -> Result<(), String> {
     // Give the last requests their full timeouts before the summary.
     tokio::time::sleep(Duration::from_secs(1)).await;
     table::summary(&tallies.total());
+    if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(4), checkouts).await {
+        println!(
+            "Sagas: {} checkouts — {} completed, {} compensated (each declined charge's reservation released), {} other",
+            c.completed + c.compensated + c.other,
+            c.completed,
+            c.compensated,
+            c.other
+        );
+    }
     running.shutdown().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+    }
     Ok(())
 }

@@ -18,6 +18,9 @@ pub(super) fn intro(length: Duration, proxy: SocketAddr, admin: SocketAddr) {
     );
     println!("  stuck:  30% of calls never answer");
     println!(
+        "  checkout: a saga every 2 s — reserve on steady, charge on payments (every third card declined: compensated)"
+    );
+    println!(
         "proxy on http://{proxy}, admin on http://{admin} (try /admin/state and /metrics). Ctrl-C stops.\n"
     );
 }
