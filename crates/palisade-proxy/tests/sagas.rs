@@ -395,3 +395,32 @@ async fn a_store_that_cannot_be_opened_fails_the_start_with_the_reason() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_step_without_a_method_is_a_config_error_on_its_line() {
+    let out = check(
+        r#"
+[listener]
+address = "127.0.0.1:0"
+[[upstream]]
+name = "payments"
+endpoints = ["127.0.0.1:1"]
+[[saga]]
+name = "checkout"
+[[saga.step]]
+name = "charge"
+upstream = "payments"
+path = "/charges"
+[[route]]
+path_prefix = "/checkout"
+saga = "checkout"
+"#,
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains(":9: method: required, and missing"),
+        "{}",
+        out.stderr
+    );
+}

@@ -113,7 +113,7 @@ fn syntax_problem(locator: &Locator<'_>, text: &str, error: &toml::de::Error) ->
     let line = locator.line_of(offset);
     let message = error.message().trim().to_owned();
     let key = backticked(&message)
-        .filter(|_| message.starts_with("unknown field"))
+        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
         .or_else(|| key_on_line(text, line))
         .unwrap_or_else(|| "-".to_owned());
     Problem {
@@ -143,6 +143,9 @@ fn humanize(message: &str) -> String {
         let allowed = rest.split_once("expected").map_or("", |(_, a)| a);
         let allowed = allowed.trim_start_matches(" one of").replace('`', "");
         return format!("unknown key; allowed: {}", allowed.trim());
+    }
+    if message.starts_with("missing field") {
+        return "required, and missing; allowed: see docs/CONFIG.md for its values".to_owned();
     }
     if message.contains("; allowed") {
         return message.to_owned();
