@@ -42,9 +42,16 @@
 //! # }
 //! ```
 
+mod dependencies;
 mod registry;
 mod service;
 
+#[cfg(feature = "postgres")]
+pub use dependencies::postgres_check;
+#[cfg(feature = "redis")]
+pub use dependencies::redis_check;
+#[cfg(feature = "sqlx")]
+pub use dependencies::sqlx_check;
 pub use registry::{Check, Health, HealthBuilder, Report};
 pub use service::HealthService;
 
