@@ -93,15 +93,9 @@ fn saga(config: Option<PathBuf>, action: SagaCommand) -> ExitCode {
         SagaCommand::Retry { id } => Action::Retry(id),
         SagaCommand::Abort { id } => Action::Abort(id),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match event_loop(tokio::runtime::Builder::new_current_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(&config, action)) {
         Ok(text) => {
@@ -138,15 +132,9 @@ fn run(path: PathBuf) -> ExitCode {
     };
     // One event loop per worker thread: this thread is worker 0, the server starts the
     // others (`server::start_with_workers`).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match event_loop(tokio::runtime::Builder::new_current_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let workers = workers();
     runtime.block_on(async move {
@@ -165,6 +153,14 @@ fn run(path: PathBuf) -> ExitCode {
     })
 }
 
+/// The tokio runtime `builder` makes, with its drivers; the exit code when it cannot.
+fn event_loop(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("cannot start the runtime: {error}");
+        ExitCode::from(1)
+    })
+}
+
 /// Worker threads: one per core, or `TOKIO_WORKER_THREADS`.
 fn workers() -> usize {
     std::env::var("TOKIO_WORKER_THREADS")
@@ -176,15 +172,9 @@ fn workers() -> usize {
 }
 
 fn demo(duration: std::time::Duration) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match event_loop(tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         palisade_proxy::telemetry::install_metrics();
