@@ -105,13 +105,14 @@ impl Admin {
             (&Method::GET, ["admin", "sagas", rest @ ..]) => {
                 let query = request.uri().query().map(str::to_owned);
                 let runtime = self.runtime.load();
-                crate::saga::admin(
+                let (status, body) = crate::saga::admin(
                     runtime.sagas.get().map(|s| &**s),
                     &method,
                     rest,
                     query.as_deref(),
                 )
-                .await
+                .await;
+                json(status, &body)
             }
             (&Method::POST, ["admin", "sagas", rest @ ..]) => {
                 if let Some(token) = &self.token {
@@ -120,7 +121,10 @@ impl Admin {
                     }
                 }
                 let runtime = self.runtime.load();
-                crate::saga::admin(runtime.sagas.get().map(|s| &**s), &method, rest, None).await
+                let (status, body) =
+                    crate::saga::admin(runtime.sagas.get().map(|s| &**s), &method, rest, None)
+                        .await;
+                json(status, &body)
             }
             (_, ["health", ..] | ["metrics"] | ["admin", ..]) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -362,7 +366,7 @@ fn text(
     response
 }
 
-pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
     text(
         status,
         serde_json::to_vec_pretty(value).unwrap_or_default(),
@@ -370,7 +374,7 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Respon
     )
 }
 
-pub(crate) fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     json(status, &serde_json::json!({"error": message}))
 }
 

@@ -15,21 +15,11 @@ use palisade_http::classify::{HttpClassifier, Replay, TransportError, TransportE
 
 use super::attempt::Attempt;
 use super::{Client, IDEMPOTENCY_KEY, Outgoing};
+use crate::saga::Unanswered;
 use crate::upstream::{Admission, Held, Upstream};
 
 /// Largest answer body read.
 pub(crate) const MAX_ANSWER_BYTES: usize = 1024 * 1024;
-
-/// Why a call got no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CallFailure {
-    /// Refused before anything was sent: an admission step, an open breaker, no endpoint
-    /// or no connection.
-    NotSent(String),
-    /// It may have reached the upstream: a timeout, a connection lost mid-exchange, a
-    /// body that could not be read.
-    Unknown(String),
-}
 
 /// Sends `request` to `upstream` through its policies; its answer's status and body.
 /// The request counts as replayable if its method is, or it has an `Idempotency-Key`.
@@ -37,7 +27,7 @@ pub(crate) async fn call(
     upstream: &Upstream,
     client: &Client,
     request: Request<Bytes>,
-) -> Result<(StatusCode, Bytes), CallFailure> {
+) -> Result<(StatusCode, Bytes), Unanswered> {
     if let Some(refused) = upstream.refusal() {
         return Err(failure(refused));
     }
@@ -47,7 +37,7 @@ pub(crate) async fn call(
             continue;
         }
         if let Err(refused) = step.admit(&mut held).await {
-            return Err(CallFailure::NotSent(format!(
+            return Err(Unanswered::NotSent(format!(
                 "refused by the proxy: {}",
                 refused.reason.as_str()
             )));
@@ -85,14 +75,14 @@ pub(crate) async fn call(
     let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
         .collect()
         .await
-        .map_err(|e| CallFailure::Unknown(format!("reading the answer: {e}")))?
+        .map_err(|e| Unanswered::Unknown(format!("reading the answer: {e}")))?
         .to_bytes();
     drop(held);
     Ok((status, body))
 }
 
 /// Whether a policy's error means nothing was sent.
-fn failure(error: palisade::Error<TransportError>) -> CallFailure {
+fn failure(error: palisade::Error<TransportError>) -> Unanswered {
     use palisade::Error;
     match error {
         Error::Inner(e)
@@ -101,14 +91,14 @@ fn failure(error: palisade::Error<TransportError>) -> CallFailure {
                 TransportErrorKind::ConnectFailure | TransportErrorKind::NoHealthyEndpoint
             ) =>
         {
-            CallFailure::NotSent(e.to_string())
+            Unanswered::NotSent(e.to_string())
         }
-        Error::Inner(e) => CallFailure::Unknown(e.to_string()),
+        Error::Inner(e) => Unanswered::Unknown(e.to_string()),
         // An earlier attempt may have been sent, whatever the last one met.
-        error @ Error::RetriesExhausted { .. } => CallFailure::Unknown(error.to_string()),
+        error @ Error::RetriesExhausted { .. } => Unanswered::Unknown(error.to_string()),
         error @ (Error::Timeout { .. } | Error::DeadlineExceeded) => {
-            CallFailure::Unknown(error.to_string())
+            Unanswered::Unknown(error.to_string())
         }
-        other => CallFailure::NotSent(other.to_string()),
+        other => Unanswered::NotSent(other.to_string()),
     }
 }

@@ -6,13 +6,18 @@
 //! - `POST /admin/sagas/{id}/resume|retry|abort`: an operator's action on a parked saga
 //!   (resume where it stopped, retry from the failed step, abort), answering its state.
 
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 use palisade_saga::{SagaError, SagaState};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Sagas;
-use crate::admin::{error, json};
-use crate::body::ProxyBody;
+
+/// An answer: its status and JSON body (the admin port writes it).
+type Answer = (StatusCode, Value);
+
+fn error(status: StatusCode, message: &str) -> Answer {
+    (status, json!({ "error": message }))
+}
 
 /// Answers `method` on `/admin/sagas/{rest…}`.
 pub async fn handle(
@@ -20,7 +25,7 @@ pub async fn handle(
     method: &Method,
     rest: &[&str],
     query: Option<&str>,
-) -> Response<ProxyBody> {
+) -> Answer {
     let Some(sagas) = sagas else {
         return error(StatusCode::NOT_FOUND, "no [[saga]] is configured");
     };
@@ -40,13 +45,16 @@ pub async fn handle(
                                         "reason": r.reason})
                         })
                         .collect();
-                    json(StatusCode::OK, &json!({ "sagas": sagas }))
+                    (StatusCode::OK, json!({ "sagas": sagas }))
                 }
                 Err(e) => failed(&e),
             }
         }
         (&Method::GET, [id]) => match runner.get(id).await {
-            Ok(Some(view)) => json(StatusCode::OK, &view),
+            Ok(Some(view)) => (
+                StatusCode::OK,
+                serde_json::to_value(&view).unwrap_or_default(),
+            ),
             Ok(None) => error(StatusCode::NOT_FOUND, "no such saga"),
             Err(e) => failed(&e),
         },
@@ -58,7 +66,7 @@ pub async fn handle(
                 _ => return error(StatusCode::NOT_FOUND, "actions: resume, retry, abort"),
             };
             match done {
-                Ok(state) => json(StatusCode::OK, &json!({"id": id, "state": state})),
+                Ok(state) => (StatusCode::OK, json!({"id": id, "state": state})),
                 Err(e) => failed(&e),
             }
         }
@@ -91,7 +99,7 @@ fn list_query(query: Option<&str>) -> Result<(Option<SagaState>, usize), String>
     Ok((state, limit))
 }
 
-fn failed(e: &SagaError) -> Response<ProxyBody> {
+fn failed(e: &SagaError) -> Answer {
     let status = match e {
         SagaError::NotFound(_) => StatusCode::NOT_FOUND,
         SagaError::InvalidState { .. } | SagaError::InvalidId(_) => StatusCode::CONFLICT,

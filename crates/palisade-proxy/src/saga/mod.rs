@@ -12,26 +12,23 @@
 //!
 //! The service is built once, at start, and outlives config reloads: a reload that
 //! changes `[saga_store]` or `[[saga]]` keeps the running definitions (a restart applies
-//! it). Steps look their upstream up in the live runtime at each call, so they use the
-//! policies as reloaded.
+//! it). Steps reach upstreams through a [`Sender`] the server gives, which looks the
+//! upstream up in the live runtime at each call (so steps use the policies as reloaded);
+//! this module imports neither the runtime nor the request path.
 
 mod admin;
 mod answer;
 pub mod cli;
 mod steps;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use palisade::clock::Clock;
 use palisade_saga::{Runner, SagaDefinition, Step, store};
 
 use crate::config::Config;
 use crate::config::saga::Saga;
-use crate::forward::Client;
-use crate::runtime::Runtime;
 use steps::Caller;
+pub use steps::{Answered, Sender, Unanswered};
 
 pub use admin::handle as admin;
 pub use answer::{Asked, SAGA_ID_HEADER, SagaRoute, answer};
@@ -47,13 +44,8 @@ pub struct Sagas {
 
 impl Sagas {
     /// Opens the store and starts the runner for `config`'s sagas (`None` without any):
-    /// unfinished sagas resume at once. `live`: the runtime as it is now, where steps find
-    /// their upstreams.
-    pub async fn start(
-        config: &Config,
-        live: Weak<ArcSwap<Runtime>>,
-        clock: Clock,
-    ) -> Result<Option<Arc<Sagas>>, String> {
+    /// unfinished sagas resume at once. `send`: how steps reach their upstreams.
+    pub async fn start(config: &Config, send: Sender) -> Result<Option<Arc<Sagas>>, String> {
         if config.saga.is_empty() {
             return Ok(None);
         }
@@ -61,12 +53,9 @@ impl Sagas {
         let store = store::open(&store_url)
             .await
             .map_err(|e| format!("saga store {store_url}: {e}"))?;
-        // The proxy's own requests come from loopback, on worker 0's connections (the
-        // runner's tasks run on worker 0's event loop).
-        let client = Arc::new(Client::new(SocketAddr::from(([127, 0, 0, 1], 0)), 0, clock));
         let mut builder = Runner::builder(store);
         for saga in &config.saga {
-            builder = builder.register(definition(saga, &live, &client)?);
+            builder = builder.register(definition(saga, &send)?);
         }
         let runner = builder.start().await.map_err(|e| e.to_string())?;
         Ok(Some(Arc::new(Sagas { runner, store_url })))
@@ -85,18 +74,14 @@ impl Drop for Sagas {
 }
 
 /// `saga`'s definition: each step a request to its upstream, and its compensation's.
-fn definition(
-    saga: &Saga,
-    live: &Weak<ArcSwap<Runtime>>,
-    client: &Arc<Client>,
-) -> Result<SagaDefinition, String> {
+fn definition(saga: &Saga, send: &Sender) -> Result<SagaDefinition, String> {
     let mut builder = SagaDefinition::builder(saga.name.clone(), saga.version)
         .compensation_retry(saga.compensation_retry.clone());
     if let Some(deadline) = saga.deadline {
         builder = builder.deadline(deadline);
     }
     for step in &saga.step {
-        let caller = Arc::new(Caller::new(step, live.clone(), client.clone()));
+        let caller = Arc::new(Caller::new(step, send.clone()));
         let act = caller.clone();
         let mut built = Step::new(step.name.clone(), move |cx| {
             let caller = act.clone();

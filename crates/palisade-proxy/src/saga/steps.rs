@@ -13,9 +13,10 @@
 //! A compensation's body is its step's output (`null` when the step's outcome was
 //! unknown), with its own key (`{saga_id}/{step}/compensate`).
 
-use std::sync::{Arc, Weak};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -23,26 +24,40 @@ use palisade_saga::{StepContext, StepError};
 use serde_json::Value;
 
 use crate::config::saga::SagaStep;
-use crate::forward::Client;
-use crate::forward::call::{CallFailure, call};
-use crate::runtime::Runtime;
 
 /// The header naming the saga on every step request and every answer of a saga route.
 pub const SAGA_ID: &str = "x-saga-id";
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Refused before anything was sent: an admission step, an open breaker, no endpoint
+    /// or no connection.
+    NotSent(String),
+    /// It may have reached the upstream: a timeout, a connection lost mid-exchange, a
+    /// body that could not be read.
+    Unknown(String),
+}
+
+/// The answer to a request sent to an upstream (named first) through its policies.
+pub type Answered = Pin<Box<dyn Future<Output = Result<(StatusCode, Bytes), Unanswered>> + Send>>;
+
+/// Sends a request to the named upstream through its policies: how steps reach upstreams
+/// (the server gives it, over the live runtime and the request path's `forward::call`).
+pub type Sender = Arc<dyn Fn(&str, Request<Bytes>) -> Answered + Send + Sync>;
 
 /// Sends one step's requests.
 pub(super) struct Caller {
     upstream: String,
     action: (Method, String),
     compensation: Option<(Method, String)>,
-    live: Weak<ArcSwap<Runtime>>,
-    client: Arc<Client>,
+    send: Sender,
 }
 
 // === impl Caller ===
 
 impl Caller {
-    pub(super) fn new(step: &SagaStep, live: Weak<ArcSwap<Runtime>>, client: Arc<Client>) -> Self {
+    pub(super) fn new(step: &SagaStep, send: Sender) -> Self {
         // Checked when the config was loaded.
         let method = |m: &str| Method::from_bytes(m.as_bytes()).unwrap_or(Method::POST);
         Self {
@@ -52,8 +67,7 @@ impl Caller {
                 .compensate
                 .as_ref()
                 .map(|c| (method(&c.method), c.path.clone())),
-            live,
-            client,
+            send,
         }
     }
 
@@ -73,8 +87,8 @@ impl Caller {
                 self.upstream,
                 text(&body)
             ))),
-            Err(CallFailure::NotSent(why)) => Err(StepError::definitive(why)),
-            Err(CallFailure::Unknown(why)) => Err(StepError::unknown(why)),
+            Err(Unanswered::NotSent(why)) => Err(StepError::definitive(why)),
+            Err(Unanswered::Unknown(why)) => Err(StepError::unknown(why)),
         }
     }
 
@@ -98,7 +112,7 @@ impl Caller {
                 self.upstream,
                 text(&body)
             ))),
-            Err(CallFailure::NotSent(why) | CallFailure::Unknown(why)) => {
+            Err(Unanswered::NotSent(why) | Unanswered::Unknown(why)) => {
                 Err(StepError::unknown(why))
             }
         }
@@ -110,17 +124,10 @@ impl Caller {
         method: &Method,
         path: &str,
         body: Vec<u8>,
-    ) -> Result<(StatusCode, Bytes), CallFailure> {
-        let upstream = self
-            .live
-            .upgrade()
-            .and_then(|live| live.load().upstream(&self.upstream).cloned())
-            .ok_or_else(|| {
-                CallFailure::NotSent(format!("upstream {} is not configured", self.upstream))
-            })?;
+    ) -> Result<(StatusCode, Bytes), Unanswered> {
         let request = request(cx, method, path, body)
-            .map_err(|e| CallFailure::NotSent(format!("the step's request: {e}")))?;
-        call(&upstream, &self.client, request).await
+            .map_err(|e| Unanswered::NotSent(format!("the step's request: {e}")))?;
+        (self.send)(&self.upstream, request).await
     }
 }
 

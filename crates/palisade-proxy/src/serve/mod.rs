@@ -171,8 +171,7 @@ pub async fn start_with_workers(
 /// Opens the saga store and starts the runner when the config has sagas: unfinished
 /// sagas resume before the ports open. A store that cannot be opened fails the start.
 async fn start_sagas(checked: &Checked, runtime: &Arc<ArcSwap<Runtime>>) -> std::io::Result<()> {
-    let clock = runtime.load().clock.clone();
-    let started = crate::saga::Sagas::start(&checked.config, Arc::downgrade(runtime), clock)
+    let started = crate::saga::Sagas::start(&checked.config, saga_sender(runtime))
         .await
         .map_err(std::io::Error::other)?;
     if let Some(sagas) = started {
@@ -180,6 +179,33 @@ async fn start_sagas(checked: &Checked, runtime: &Arc<ArcSwap<Runtime>>) -> std:
         let _ = runtime.load().sagas.set(sagas);
     }
     Ok(())
+}
+
+/// How saga steps reach upstreams: through the live runtime's upstream of that name and
+/// its policies (`forward::call`), as requests from loopback on worker 0's connections
+/// (the saga runner's tasks run on worker 0's event loop).
+fn saga_sender(runtime: &Arc<ArcSwap<Runtime>>) -> crate::saga::Sender {
+    let live = Arc::downgrade(runtime);
+    let client = Arc::new(forward::Client::new(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        0,
+        runtime.load().clock.clone(),
+    ));
+    Arc::new(move |name: &str, request| {
+        let upstream = live
+            .upgrade()
+            .and_then(|live| live.load().upstream(name).cloned());
+        let name = name.to_owned();
+        let client = client.clone();
+        Box::pin(async move {
+            let Some(upstream) = upstream else {
+                return Err(crate::saga::Unanswered::NotSent(format!(
+                    "upstream {name} is not configured"
+                )));
+            };
+            forward::call::call(&upstream, &client, request).await
+        })
+    })
 }
 
 /// Worker `index`: a thread with its own current-thread runtime serving from `listener`
