@@ -144,6 +144,7 @@
 
 pub mod body;
 pub mod classify;
+pub mod client;
 pub mod deadline;
 pub mod headers;
 pub mod health;

@@ -425,21 +425,22 @@ pub(crate) mod defaults {
         SocketAddr::from(([127, 0, 0, 1], 9901))
     }
     pub(crate) fn total() -> Duration {
-        Duration::from_secs(15)
+        palisade_http::client::TimeoutSection::default().total
     }
     pub(crate) fn per_try() -> Duration {
-        Duration::from_secs(5)
+        palisade_http::client::TimeoutSection::default().per_try
     }
     pub(crate) fn margin() -> Duration {
-        Duration::from_millis(5)
+        palisade_http::client::TimeoutSection::default().margin
     }
+    // The resilient client's defaults too: one list for both faces.
     pub(crate) fn retry_on() -> Vec<String> {
-        ["connect-failure", "reset", "timeout", "502", "503", "504"]
+        palisade_http::client::DEFAULT_RETRY_ON
             .map(String::from)
             .to_vec()
     }
     pub(crate) fn retry_methods() -> Vec<String> {
-        ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]
+        palisade_http::client::DEFAULT_RETRY_METHODS
             .map(String::from)
             .to_vec()
     }

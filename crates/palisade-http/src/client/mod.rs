@@ -1,0 +1,235 @@
+//! A resilient HTTP client: the sidecar's policies and HTTP rules around any HTTP client's
+//! attempts.
+//!
+//! [`Resilience`] runs each call through, outermost first: the bulkhead (if configured),
+//! the total timeout, the retry (with its budget), the circuit breaker and the per-try
+//! timeout — built from a [`ClientConfig`], whose sections and keys are the sidecar's
+//! `[upstream]` ones. Its rules are the sidecar's ([`HttpClassifier`]):
+//!
+//! - a 4xx is the caller's problem: not a failure, never retried (429 aside, after its
+//!   `Retry-After`);
+//! - 5xx, connect failures, resets and per-try timeouts fail, and are retried when listed
+//!   in `retry.on` — and only for a request that may be sent twice: an idempotent method
+//!   (`retry.methods`) or one carrying an `Idempotency-Key`, whose body can be replayed;
+//! - `Retry-After` is honoured, capped by the retry's `max_retry_after`;
+//! - inside a deadline scope (an inbound request's budget, see
+//!   [`InboundDeadlineLayer`](crate::deadline::InboundDeadlineLayer)), every attempt is cut
+//!   to the remaining budget and sends it on, minus `timeout.margin`, in
+//!   `X-Request-Timeout`.
+//!
+//! The integration for reqwest users is [`ResilientMiddleware`] (feature `reqwest`), a
+//! `reqwest-middleware` middleware.
+
+mod config;
+#[cfg(feature = "reqwest")]
+mod reqwest;
+
+use std::future::Future;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, Response};
+use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
+use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder};
+use palisade::policy::retry::{Retry, RetryBuilder};
+use palisade::policy::timeout::Timeout;
+use palisade::{ConfigError, Error, Policy};
+
+#[cfg(feature = "reqwest")]
+pub use self::reqwest::ResilientMiddleware;
+use crate::classify::{HttpClassifier, Replay, RetryOn, TransportError};
+pub use config::{
+    BreakerSection, ClientConfig, DEFAULT_RETRY_METHODS, DEFAULT_RETRY_ON, RetrySection,
+    TimeoutSection,
+};
+
+/// The header carrying the budget sent on.
+const X_REQUEST_TIMEOUT: &str = "x-request-timeout";
+/// The header that makes any request replayable.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A client's policies and rules; see the [module docs](self). Cheap to share behind an
+/// `Arc`; every call goes through the same breaker, bulkhead and retry budget.
+#[derive(Debug)]
+pub struct Resilience {
+    bulkhead: Option<Bulkhead>,
+    total: Timeout,
+    retry: Retry,
+    breaker: CircuitBreaker,
+    per_try: Timeout,
+    retry_on: RetryOn,
+    methods: Vec<Method>,
+    margin: Duration,
+}
+
+/// One attempt: sends the request once, given the budget to send on.
+pub type Attempt<'a, B> = dyn Fn(Option<HeaderValue>) -> Attempted<'a, B> + Send + Sync + 'a;
+
+/// An attempt's future.
+pub type Attempted<'a, B> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Response<B>, TransportError>> + Send + 'a>>;
+
+/// A call's future through the policies, boxed.
+pub type Executing<'a, B> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Response<B>, Error<TransportError>>> + Send + 'a>>;
+
+/// What a call is: its method and headers (the replay rule reads them), and whether its
+/// body can be sent again.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// The request's method.
+    pub method: &'a Method,
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// Whether its body is held whole (it can be sent again).
+    pub body_replayable: bool,
+}
+
+// === impl Resilience ===
+
+impl Resilience {
+    /// The policies `config` describes, named `name` in events and metrics. Refused: a
+    /// key of a section that its policy refuses, naming it (`retry.max_attempts`, …).
+    pub fn new(name: &str, config: &ClientConfig) -> Result<Self, ConfigError> {
+        let retry_on = RetryOn::parse(&config.retry.on).map_err(|e| {
+            ConfigError::new(
+                "retry.on",
+                e.0,
+                "connect-failure, reset, timeout, or a 5xx/429 status",
+            )
+        })?;
+        let methods = config
+            .retry
+            .methods
+            .iter()
+            .map(|m| {
+                Method::from_bytes(m.as_bytes()).map_err(|_| {
+                    ConfigError::new("retry.methods", format!("{m:?}"), "HTTP methods")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let retry = RetryBuilder::from_config(library("retry", &config.retry.policy)?)
+            .name(name)
+            .build()
+            .map_err(|e| prefixed("retry", e))?;
+        let breaker = CircuitBreakerBuilder::from_config(library(
+            "circuit_breaker",
+            &config.circuit_breaker.policy,
+        )?)
+        .name(name)
+        .build()
+        .map_err(|e| prefixed("circuit_breaker", e))?;
+        let bulkhead = match &config.bulkhead {
+            Some(c) => Some(
+                BulkheadBuilder::from_config(c.clone())
+                    .name(name)
+                    .build()
+                    .map_err(|e| prefixed("bulkhead", e))?,
+            ),
+            None => None,
+        };
+        let timeouts = &config.timeout;
+        if timeouts.per_try.is_zero() || timeouts.per_try > timeouts.total {
+            return Err(ConfigError::new(
+                "timeout.per_try",
+                format!("{:?}", timeouts.per_try),
+                "more than 0 and at most timeout.total",
+            ));
+        }
+        Ok(Self {
+            bulkhead,
+            total: Timeout::builder()
+                .name(name)
+                .after(timeouts.total)
+                .build()?,
+            retry,
+            breaker,
+            per_try: Timeout::builder()
+                .name(name)
+                .after(timeouts.per_try)
+                .build()?,
+            retry_on,
+            methods,
+            margin: timeouts.margin,
+        })
+    }
+
+    /// Its breaker (for a readiness check, `health::breaker_check`).
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Runs `call` through the policies: `attempt` sends it once, given the budget to
+    /// send on (`X-Request-Timeout`'s value, when a deadline scope is active), and is
+    /// called again for each retry.
+    pub fn execute<'a, B: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        attempt: &'a Attempt<'a, B>,
+    ) -> Executing<'a, B> {
+        let keyed = call.headers.contains_key(IDEMPOTENCY_KEY);
+        let replay = Replay::of(call.method, keyed, call.body_replayable, &self.methods);
+        let classifier = HttpClassifier::new(self.retry_on.clone(), replay);
+        Box::pin(async move {
+            let once = || -> Executing<'a, B> {
+                let budget = palisade::deadline::remaining().map(|remaining| {
+                    let left = crate::deadline::outbound_budget(remaining, self.margin);
+                    HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+                });
+                let sent = attempt(budget);
+                Box::pin(async move { sent.await.map_err(Error::Inner) })
+            };
+            self.run(&classifier, once).await
+        })
+    }
+
+    /// The policies around `attempt`, outermost first. Nested by hand, as the sidecar's
+    /// `Calls` are: a generic `Pipeline` of borrowed futures trips rustc's `Send`
+    /// inference inside a boxed future.
+    async fn run<T, C, F, Fut>(
+        &self,
+        classifier: &C,
+        attempt: F,
+    ) -> Result<T, Error<TransportError>>
+    where
+        T: Send,
+        C: palisade::outcome::Classify<T, TransportError> + ?Sized,
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, Error<TransportError>>> + Send,
+    {
+        let attempt = &attempt;
+        // The bulkhead's slot is held for the whole call (taken here rather than as one
+        // more level of nesting, which rustc's `Send` inference does not see through).
+        let _slot = match &self.bulkhead {
+            Some(bulkhead) => Some(bulkhead.acquire::<TransportError>().await?),
+            None => None,
+        };
+        self.total
+            .execute(classifier, move || {
+                self.retry.execute(classifier, move || {
+                    self.breaker.execute(classifier, move || {
+                        self.per_try.execute(classifier, attempt)
+                    })
+                })
+            })
+            .await
+    }
+}
+
+/// The header name for the budget sent on.
+pub fn budget_header() -> http::HeaderName {
+    http::HeaderName::from_static(X_REQUEST_TIMEOUT)
+}
+
+/// A library config from a section's other keys, its errors named with the section.
+fn library<T: serde::de::DeserializeOwned>(
+    section: &str,
+    keys: &serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ConfigError> {
+    serde_json::from_value(serde_json::Value::Object(keys.clone()))
+        .map_err(|e| ConfigError::new(section, e.to_string(), "the library's keys for it"))
+}
+
+fn prefixed(section: &str, mut error: ConfigError) -> ConfigError {
+    error.field = format!("{section}.{}", error.field);
+    error
+}
