@@ -319,3 +319,58 @@ max_concurrent = 16
     let error = Resilience::new("payments", &bad).unwrap_err();
     assert_eq!(error.field, "retry.max_attempts", "{error}");
 }
+
+/// The tower layer over hyper-util's client: a keyed POST's body, held for replay, is
+/// sent whole on each attempt; without a key it is sent once.
+#[tokio::test]
+async fn the_tower_layer_over_hyper_utils_client_replays_a_keyed_posts_body() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use palisade_http::body::ReplayBody;
+    use palisade_http::client::ResilientLayer;
+    use tower::{Layer, ServiceExt};
+
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let app = Router::new()
+        .route(
+            "/orders",
+            post(
+                |State(bodies): State<Arc<std::sync::Mutex<Vec<String>>>>, body: String| async move {
+                    let mut bodies = bodies.lock().unwrap();
+                    bodies.push(body);
+                    if bodies.len() % 2 == 1 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::CREATED
+                    }
+                },
+            ),
+        )
+        .with_state(bodies.clone());
+    let addr = serve(app).await;
+    let config: ClientConfig = toml::from_str(RETRIES).unwrap();
+    let resilience = Arc::new(Resilience::new("orders", &config).unwrap());
+    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    let service = ResilientLayer::new(resilience).layer(client);
+    let order = |key: Option<&str>| {
+        let mut request = http::Request::post(format!("http://{addr}/orders"));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request
+            .body(Full::new(Bytes::from_static(b"one coffee")))
+            .unwrap()
+    };
+    let response = service.clone().oneshot(order(Some("k1"))).await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(*bodies.lock().unwrap(), ["one coffee", "one coffee"]);
+    let response = service.oneshot(order(None)).await.unwrap();
+    assert_eq!(
+        response.status(),
+        503,
+        "sent once: its failure is the answer"
+    );
+    assert_eq!(bodies.lock().unwrap().len(), 3);
+}

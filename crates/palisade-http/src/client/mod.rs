@@ -17,10 +17,12 @@
 //!   to the remaining budget and sends it on, minus `timeout.margin`, in
 //!   `X-Request-Timeout`.
 //!
-//! The integration for reqwest users is [`ResilientMiddleware`] (feature `reqwest`), a
-//! `reqwest-middleware` middleware.
+//! Two integrations: [`ResilientLayer`], a tower layer over hyper-util's client or any
+//! tower HTTP client service (bodies held for replay up to a bound), and, for reqwest
+//! users, [`ResilientMiddleware`] (feature `reqwest`), a `reqwest-middleware` middleware.
 
 mod config;
+mod layer;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 
@@ -40,6 +42,9 @@ use crate::classify::{HttpClassifier, Replay, RetryOn, TransportError};
 pub use config::{
     BreakerSection, ClientConfig, DEFAULT_RETRY_METHODS, DEFAULT_RETRY_ON, RetrySection,
     TimeoutSection,
+};
+pub use layer::{
+    DEFAULT_REPLAY_BYTES, ResilientLayer, ResilientService, ResponseFuture, TransportFailure,
 };
 
 /// The header carrying the budget sent on.
