@@ -102,7 +102,7 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function("client/tower_bare", |b| {
         b.to_async(&rt)
-            .iter(|| async { bare.clone().oneshot(request()).await.map(|r| r.status()) });
+            .iter(|| async { bare.oneshot(request()).await.map(|r| r.status()) });
     });
     c.bench_function("client/tower_palisade", |b| {
         b.to_async(&rt)
