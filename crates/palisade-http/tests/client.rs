@@ -374,3 +374,59 @@ async fn the_tower_layer_over_hyper_utils_client_replays_a_keyed_posts_body() {
     );
     assert_eq!(bodies.lock().unwrap().len(), 3);
 }
+
+/// A connection closed without an answer (reset) fails the attempt; a GET is retried on a
+/// new connection. A server killed fails calls at once (connection refused, retried, then
+/// the error); started again on its port, it is called again.
+#[tokio::test]
+async fn a_reset_is_retried_and_a_killed_server_fails_fast_until_it_returns() {
+    use tokio::io::AsyncReadExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resets = Arc::new(AtomicUsize::new(0));
+    let server = tokio::spawn({
+        let resets = resets.clone();
+        async move {
+            // The first connection: read the request, close without answering.
+            let (mut first, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = first.read(&mut buf).await;
+            resets.fetch_add(1, Ordering::SeqCst);
+            drop(first);
+            axum::serve(
+                listener,
+                Router::new().route("/stock", get(|| async { "42" })),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let (client, _) = client(RETRIES);
+    let url = format!("http://{addr}/stock");
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "42", "retried after the reset");
+    assert_eq!(resets.load(Ordering::SeqCst), 1);
+
+    // Killed: the port refuses connections.
+    server.abort();
+    let _ = server.await;
+    let started = tokio::time::Instant::now();
+    let refused = client.get(&url).send().await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a refused connection fails at once, it does not wait out the total timeout"
+    );
+    // Started again on the same port.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            Router::new().route("/stock", get(|| async { "41" })),
+        )
+        .await
+    });
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "41");
+}
