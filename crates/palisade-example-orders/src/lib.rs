@@ -61,6 +61,7 @@ base = "20ms"
 max_delay = "200ms"
 budget = { ratio = 0.2, min_per_second = 5 }
 [circuit_breaker]
+scope = "upstream"
 window = "count"
 size = 20
 minimum_calls = 5
@@ -144,7 +145,7 @@ pub async fn app(settings: Settings) -> Result<(Router, Arc<Health>), String> {
                 "payments",
                 Class::Deep,
                 Duration::from_secs(1),
-                breaker_check(resilience.breaker().clone()),
+                breaker_check(resilience.breaker("")),
             )
             .build()
             .map_err(|e| e.to_string())?,

@@ -219,7 +219,7 @@ half_open_calls = 1
     }
     assert!(recovered, "a probe after the open time closes it");
     assert_eq!(
-        resilience.breaker().state(),
+        resilience.breaker(&addr.to_string()).state(),
         palisade::policy::circuit_breaker::CircuitState::Closed
     );
 }
@@ -429,4 +429,58 @@ async fn a_reset_is_retried_and_a_killed_server_fails_fast_until_it_returns() {
     });
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "41");
+}
+
+/// A hedge sends a second copy of a slow idempotent request; the first answer wins.
+#[tokio::test]
+async fn a_slow_get_is_hedged_and_the_fallback_answers_when_the_policies_give_up() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|State(count): State<Arc<AtomicUsize>>| async move {
+                if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                "hedged"
+            }),
+        )
+        .route("/down", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+        .with_state(count.clone());
+    let addr = serve(app).await;
+    let (client, _) = client(
+        r#"
+[timeout]
+total = "3s"
+per_try = "2s"
+[retry]
+max_attempts = 1
+[hedge]
+delay = "50ms"
+learn = false
+max_extra_load = 1.0
+[fallback]
+status = 200
+body = '{"rates": "cached"}'
+content_type = "application/json"
+"#,
+    );
+    let r = client
+        .get(format!("http://{addr}/slow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "hedged");
+    assert_eq!(count.load(Ordering::SeqCst), 2, "the hedge answered");
+    let r = client
+        .get(format!("http://{addr}/down"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers().get("x-palisade-fallback").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    assert_eq!(r.text().await.unwrap(), r#"{"rates": "cached"}"#);
 }

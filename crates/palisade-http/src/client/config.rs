@@ -32,6 +32,37 @@ pub struct ClientConfig {
     /// `bulkhead`: the library's bulkhead keys; absent: none.
     #[serde(default)]
     pub bulkhead: Option<palisade::policy::bulkhead::BulkheadConfig>,
+    /// `hedge`: the library's hedge keys; absent: none. Only requests that may be sent
+    /// twice are hedged, and hedges are charged to the retry budget.
+    #[serde(default)]
+    pub hedge: Option<palisade::policy::hedge::HedgeConfig>,
+    /// `fallback`: the answer given instead of an error when the policies give up (as a
+    /// sidecar route's `[route.fallback]`); absent: the error.
+    #[serde(default)]
+    pub fallback: Option<FallbackSection>,
+}
+
+/// `fallback`: a substitute answer, marked `x-palisade-fallback: 1`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackSection {
+    /// Its status, 200–599. Default 200.
+    #[serde(default = "default_fallback_status")]
+    pub status: u16,
+    /// Its body.
+    #[serde(default)]
+    pub body: String,
+    /// Its `Content-Type`. Default `text/plain; charset=utf-8`.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+}
+
+fn default_fallback_status() -> u16 {
+    200
+}
+
+fn default_content_type() -> String {
+    "text/plain; charset=utf-8".to_owned()
 }
 
 /// `timeout`.
@@ -103,12 +134,12 @@ fn default_retry_methods() -> Vec<String> {
     DEFAULT_RETRY_METHODS.map(String::from).to_vec()
 }
 
-/// `circuit_breaker`: the library's `CircuitBreakerConfig` keys. (`scope`, which the
-/// sidecar reads to choose a breaker per endpoint or per upstream, is accepted and
-/// ignored: a client has one breaker.)
+/// `circuit_breaker`: where breakers sit, and the library's `CircuitBreakerConfig` keys.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BreakerSection {
-    /// The sidecar's scope; ignored here.
+    /// `"endpoint"` (the default, as the sidecar's): one breaker per host the client
+    /// calls (its URL's authority), at most 1,024 remembered; `"upstream"`: one breaker
+    /// for every call.
     #[serde(default)]
     pub scope: Option<String>,
     /// Every other key: `palisade::policy::circuit_breaker::CircuitBreakerConfig`'s.

@@ -1,6 +1,9 @@
 //! [`ResilientLayer`]: the client's policies as a tower layer over any HTTP client service
 //! — hyper-util's legacy `Client`, or any `Service<Request<ReplayBody<B>>>`.
 //!
+//! A `fallback` section is the reqwest middleware's alone (this layer cannot make an
+//! inner service's body): around this layer, the library's `Fallback` policy gives one.
+//!
 //! A request's body is read into memory up to a bound (64 KiB by default, as the
 //! sidecar's `replay_body_bytes`) so that an attempt can be sent again; a larger body goes
 //! out once, streamed, whatever the retry rules say. Every attempt after the first goes to
@@ -186,6 +189,7 @@ where
             };
             let attempt: &Attempt<'_, R> = &|budget| sender.attempt(budget);
             let call = Call {
+                authority: parts.uri.authority().map_or("", |a| a.as_str()),
                 method: &parts.method,
                 headers: &parts.headers,
                 body_replayable: replayable,

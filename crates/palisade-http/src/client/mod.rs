@@ -2,9 +2,12 @@
 //! attempts.
 //!
 //! [`Resilience`] runs each call through, outermost first: the bulkhead (if configured),
-//! the total timeout, the retry (with its budget), the circuit breaker and the per-try
-//! timeout — built from a [`ClientConfig`], whose sections and keys are the sidecar's
-//! `[upstream]` ones. Its rules are the sidecar's ([`HttpClassifier`]):
+//! the total timeout, the retry (with its budget), the hedge (if configured; charged to
+//! the retry budget, only for requests that may be sent twice), the circuit breaker (one
+//! per host by default, or one for all: `circuit_breaker.scope`) and the per-try timeout,
+//! with an optional fallback answer — built from a [`ClientConfig`], whose sections and
+//! keys are the sidecar's `[upstream]` ones. Its rules are the sidecar's
+//! ([`HttpClassifier`]):
 //!
 //! - a 4xx is the caller's problem: not a failure, never retried (429 aside, after its
 //!   `Retry-After`);
@@ -31,7 +34,10 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, Response};
 use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
-use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder};
+use palisade::policy::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerRegistry,
+};
+use palisade::policy::hedge::{Hedge, HedgeBuilder};
 use palisade::policy::retry::{Retry, RetryBuilder};
 use palisade::policy::timeout::Timeout;
 use palisade::{ConfigError, Error, Policy};
@@ -40,8 +46,8 @@ use palisade::{ConfigError, Error, Policy};
 pub use self::reqwest::ResilientMiddleware;
 use crate::classify::{HttpClassifier, Replay, RetryOn, TransportError};
 pub use config::{
-    BreakerSection, ClientConfig, DEFAULT_RETRY_METHODS, DEFAULT_RETRY_ON, RetrySection,
-    TimeoutSection,
+    BreakerSection, ClientConfig, DEFAULT_RETRY_METHODS, DEFAULT_RETRY_ON, FallbackSection,
+    RetrySection, TimeoutSection,
 };
 pub use layer::{
     DEFAULT_REPLAY_BYTES, ResilientLayer, ResilientService, ResponseFuture, TransportFailure,
@@ -59,8 +65,10 @@ pub struct Resilience {
     bulkhead: Option<Bulkhead>,
     total: Timeout,
     retry: Retry,
-    breaker: CircuitBreaker,
+    hedge: Option<Hedge>,
+    breakers: Breakers,
     per_try: Timeout,
+    fallback: Option<FallbackSection>,
     retry_on: RetryOn,
     methods: Vec<Method>,
     margin: Duration,
@@ -77,10 +85,24 @@ pub type Attempted<'a, B> =
 pub type Executing<'a, B> =
     std::pin::Pin<Box<dyn Future<Output = Result<Response<B>, Error<TransportError>>> + Send + 'a>>;
 
-/// What a call is: its method and headers (the replay rule reads them), and whether its
-/// body can be sent again.
+/// Where breakers sit (`circuit_breaker.scope`).
+#[derive(Debug)]
+enum Breakers {
+    /// One for every call.
+    One(CircuitBreaker),
+    /// One per host (URL authority), bounded.
+    PerHost(CircuitBreakerRegistry<String>),
+}
+
+/// Hosts whose breakers are remembered at most (closed ones are forgotten first).
+const MAX_HOSTS: usize = 1024;
+
+/// What a call is: where it goes, its method and headers (the replay rule reads them), and
+/// whether its body can be sent again.
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {
+    /// Its URL's authority (`host:port`), for a breaker per host.
+    pub authority: &'a str,
     /// The request's method.
     pub method: &'a Method,
     /// The request's headers.
@@ -116,13 +138,50 @@ impl Resilience {
             .name(name)
             .build()
             .map_err(|e| prefixed("retry", e))?;
-        let breaker = CircuitBreakerBuilder::from_config(library(
+        let template = CircuitBreakerBuilder::from_config(library(
             "circuit_breaker",
             &config.circuit_breaker.policy,
         )?)
-        .name(name)
-        .build()
-        .map_err(|e| prefixed("circuit_breaker", e))?;
+        .name(name);
+        let breakers = match config.circuit_breaker.scope.as_deref() {
+            None | Some("endpoint") => Breakers::PerHost(
+                CircuitBreakerRegistry::new(template, MAX_HOSTS)
+                    .map_err(|e| prefixed("circuit_breaker", e))?,
+            ),
+            Some("upstream") => Breakers::One(
+                template
+                    .build()
+                    .map_err(|e| prefixed("circuit_breaker", e))?,
+            ),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "circuit_breaker.scope",
+                    format!("{other:?}"),
+                    "\"endpoint\" (one per host) or \"upstream\" (one for all)",
+                ));
+            }
+        };
+        let hedge = match &config.hedge {
+            Some(c) => {
+                let builder = HedgeBuilder::from_config(c.clone()).name(name);
+                // Hedges are charged to the retries' budget, as the sidecar's.
+                let builder = match retry.budget() {
+                    Some(budget) => builder.budget(budget.clone()),
+                    None => builder,
+                };
+                Some(builder.build().map_err(|e| prefixed("hedge", e))?)
+            }
+            None => None,
+        };
+        if let Some(fallback) = &config.fallback {
+            if !(200..=599).contains(&fallback.status) {
+                return Err(ConfigError::new(
+                    "fallback.status",
+                    fallback.status.to_string(),
+                    "a final HTTP status, 200 to 599",
+                ));
+            }
+        }
         let bulkhead = match &config.bulkhead {
             Some(c) => Some(
                 BulkheadBuilder::from_config(c.clone())
@@ -147,20 +206,31 @@ impl Resilience {
                 .after(timeouts.total)
                 .build()?,
             retry,
-            breaker,
+            hedge,
+            breakers,
             per_try: Timeout::builder()
                 .name(name)
                 .after(timeouts.per_try)
                 .build()?,
+            fallback: config.fallback.clone(),
             retry_on,
             methods,
             margin: timeouts.margin,
         })
     }
 
-    /// Its breaker (for a readiness check, `health::breaker_check`).
-    pub fn breaker(&self) -> &CircuitBreaker {
-        &self.breaker
+    /// The breaker that calls to `authority` go through (the one breaker, with scope
+    /// `"upstream"`): for a readiness check, `health::breaker_check`.
+    pub fn breaker(&self, authority: &str) -> CircuitBreaker {
+        match &self.breakers {
+            Breakers::One(breaker) => breaker.clone(),
+            Breakers::PerHost(registry) => registry.get(&authority.to_owned()),
+        }
+    }
+
+    /// The answer to give instead of an error, when configured.
+    pub fn fallback(&self) -> Option<&FallbackSection> {
+        self.fallback.as_ref()
     }
 
     /// Runs `call` through the policies: `attempt` sends it once, given the budget to
@@ -174,17 +244,34 @@ impl Resilience {
         let keyed = call.headers.contains_key(IDEMPOTENCY_KEY);
         let replay = Replay::of(call.method, keyed, call.body_replayable, &self.methods);
         let classifier = HttpClassifier::new(self.retry_on.clone(), replay);
+        let breaker = self.breaker(call.authority);
         Box::pin(async move {
-            let once = || -> Executing<'a, B> {
-                let budget = palisade::deadline::remaining().map(|remaining| {
-                    let left = crate::deadline::outbound_budget(remaining, self.margin);
-                    HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
-                });
-                let sent = attempt(budget);
-                Box::pin(async move { sent.await.map_err(Error::Inner) })
-            };
-            self.run(&classifier, once).await
+            let classifier = &classifier;
+            let once = || self.once(classifier, attempt);
+            let run = self.run(classifier, &breaker, once);
+            if replay == Replay::Safe && self.hedge.is_some() {
+                palisade::policy::hedge::idempotent(run).await
+            } else {
+                run.await
+            }
         })
+    }
+
+    /// One attempt under the per-try timeout, given the budget left to send on; boxed (as
+    /// the sidecar's `Attempt::once`), so the policies above see one future type.
+    fn once<'s, 'a: 's, B: Send + 'a>(
+        &'s self,
+        classifier: &'s HttpClassifier,
+        attempt: &'s Attempt<'a, B>,
+    ) -> Executing<'s, B> {
+        let budget = palisade::deadline::remaining().map(|remaining| {
+            let left = crate::deadline::outbound_budget(remaining, self.margin);
+            HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+        });
+        Box::pin(self.per_try.execute(classifier, move || {
+            let sent = attempt(budget.clone());
+            async move { sent.await.map_err(Error::Inner) }
+        }))
     }
 
     /// The policies around `attempt`, outermost first. Nested by hand, as the sidecar's
@@ -193,6 +280,7 @@ impl Resilience {
     async fn run<T, C, F, Fut>(
         &self,
         classifier: &C,
+        breaker: &CircuitBreaker,
         attempt: F,
     ) -> Result<T, Error<TransportError>>
     where
@@ -211,9 +299,8 @@ impl Resilience {
         self.total
             .execute(classifier, move || {
                 self.retry.execute(classifier, move || {
-                    self.breaker.execute(classifier, move || {
-                        self.per_try.execute(classifier, attempt)
-                    })
+                    self.hedge
+                        .execute(classifier, move || breaker.execute(classifier, attempt))
                 })
             })
             .await

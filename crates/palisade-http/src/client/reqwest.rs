@@ -22,6 +22,7 @@
 //! Errors the policies end with (a timeout, an open breaker, a full bulkhead, retries
 //! exhausted) come back as `reqwest_middleware::Error::Middleware` holding the
 //! `palisade::Error`; a failed response after the last retry comes back as the response.
+//! With a `fallback` configured, both come back as the fallback's answer instead.
 
 use std::sync::Arc;
 
@@ -56,7 +57,9 @@ impl Middleware for ResilientMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         let method = request.method().clone();
         let headers = request.headers().clone();
+        let authority = request.url().authority().to_owned();
         let call = Call {
+            authority: &authority,
             method: &method,
             headers: &headers,
             body_replayable: request.body().is_none_or(|b| b.as_bytes().is_some()),
@@ -93,11 +96,33 @@ impl Middleware for ResilientMiddleware {
             sent
         };
         let outcome = self.resilience.execute(call, attempt).await;
-        match outcome {
-            Ok(response) => Ok(Response::from(response)),
-            Err(error) => Err(reqwest_middleware::Error::middleware(error)),
+        let fallback = self.resilience.fallback();
+        match (outcome, fallback) {
+            (Ok(response), Some(fallback)) if response.status().is_server_error() => {
+                Ok(substitute(fallback))
+            }
+            (Ok(response), _) => Ok(Response::from(response)),
+            (Err(_), Some(fallback)) => Ok(substitute(fallback)),
+            (Err(error), None) => Err(reqwest_middleware::Error::middleware(error)),
         }
     }
+}
+
+/// The configured fallback as a response, marked `x-palisade-fallback: 1`.
+fn substitute(fallback: &super::FallbackSection) -> Response {
+    let mut response = http::Response::new(fallback.body.clone());
+    *response.status_mut() =
+        http::StatusCode::from_u16(fallback.status).unwrap_or(http::StatusCode::OK);
+    if let Ok(content_type) = http::HeaderValue::from_str(&fallback.content_type) {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, content_type);
+    }
+    response.headers_mut().insert(
+        http::HeaderName::from_static("x-palisade-fallback"),
+        http::HeaderValue::from_static("1"),
+    );
+    Response::from(response)
 }
 
 /// How a send failed, as the classifier reads it.
