@@ -514,6 +514,20 @@ impl Checker<'_> {
         }
     }
 
+    /// `name` (at `path`) names a defined upstream.
+    fn check_upstream_named(&mut self, config: &Config, path: &[Step], name: &str) {
+        if !config.upstream.iter().any(|u| u.name == name) {
+            let names: Vec<_> = config.upstream.iter().map(|u| u.name.as_str()).collect();
+            self.problem(
+                path,
+                format!(
+                    "{name:?} is not a defined upstream; allowed: {}",
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+
     fn check_routes(&mut self, config: &Config) {
         for (i, route) in config.route.iter().enumerate() {
             let at = |k: &str| vec![key("route"), Step::Index(i), key(k)];
@@ -538,17 +552,7 @@ impl Checker<'_> {
                 self.check_saga_route(config, i, saga, route);
                 continue;
             }
-            if !config.upstream.iter().any(|u| u.name == route.upstream) {
-                let names: Vec<_> = config.upstream.iter().map(|u| u.name.as_str()).collect();
-                self.problem(
-                    &at("upstream"),
-                    format!(
-                        "{:?} is not a defined upstream; allowed: {}",
-                        route.upstream,
-                        names.join(", ")
-                    ),
-                );
-            }
+            self.check_upstream_named(config, &at("upstream"), &route.upstream);
             if let Some(f) = &route.fallback {
                 if !super::FINAL_STATUSES.contains(&f.status) {
                     let path: Vec<_> = at("fallback").into_iter().chain([key("status")]).collect();

@@ -120,43 +120,25 @@ impl Checker<'_> {
                     format!("{:?} is used twice; allowed: one step per name", step.name),
                 );
             }
-            if !config.upstream.iter().any(|u| u.name == step.upstream) {
-                let names: Vec<_> = config.upstream.iter().map(|u| u.name.as_str()).collect();
-                self.problem(
-                    &at("upstream"),
-                    format!(
-                        "{:?} is not a defined upstream; allowed: {}",
-                        step.upstream,
-                        names.join(", ")
-                    ),
-                );
+            self.check_upstream_named(config, &at("upstream"), &step.upstream);
+            // The step's request, and its compensation's (keys of the inline table
+            // `compensate`).
+            let step_path = vec![key("saga"), Step::Index(i), key("step"), Step::Index(j)];
+            let mut requests = vec![(step_path, &step.method, &step.path)];
+            if let Some(c) = &step.compensate {
+                requests.push((at("compensate"), &c.method, &c.path));
             }
-            let requests = [Some((step.method.as_str(), step.path.as_str(), ""))]
-                .into_iter()
-                .chain([step
-                    .compensate
-                    .as_ref()
-                    .map(|c| (c.method.as_str(), c.path.as_str(), "compensate."))])
-                .flatten();
-            for (method, path, prefix) in requests {
-                let mut method_at = at(&format!("{prefix}method"));
-                let mut path_at = at(&format!("{prefix}path"));
-                if !prefix.is_empty() {
-                    // `compensate.method` is a key of the inline table `compensate`.
-                    method_at = at("compensate");
-                    method_at.push(key("method"));
-                    path_at = at("compensate");
-                    path_at.push(key("path"));
-                }
+            for (section, method, path) in requests {
+                let key_at = |k: &str| section.iter().cloned().chain([key(k)]).collect::<Vec<_>>();
                 if http::Method::from_bytes(method.as_bytes()).is_err() || method.is_empty() {
                     self.problem(
-                        &method_at,
+                        &key_at("method"),
                         format!("{method:?} is not an HTTP method; allowed: e.g. \"POST\""),
                     );
                 }
                 if !path.starts_with('/') {
                     self.problem(
-                        &path_at,
+                        &key_at("path"),
                         format!(
                             "{path:?} does not start with '/'; allowed: a path such as \"/reservations/{{saga_id}}\""
                         ),
