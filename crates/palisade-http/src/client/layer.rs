@@ -191,7 +191,7 @@ where
             let call = Call {
                 authority: parts.uri.authority().map_or("", |a| a.as_str()),
                 method: &parts.method,
-                headers: &parts.headers,
+                idempotency_key: parts.headers.contains_key(super::IDEMPOTENCY_KEY),
                 body_replayable: replayable,
             };
             resilience.execute(call, attempt).await

@@ -32,7 +32,7 @@ mod reqwest;
 use std::future::Future;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Method, Response};
+use http::{HeaderValue, Method, Response};
 use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
 use palisade::policy::circuit_breaker::{
     CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerRegistry,
@@ -97,16 +97,17 @@ enum Breakers {
 /// Hosts whose breakers are remembered at most (closed ones are forgotten first).
 const MAX_HOSTS: usize = 1024;
 
-/// What a call is: where it goes, its method and headers (the replay rule reads them), and
-/// whether its body can be sent again.
+/// What a call is: where it goes, its method and whether it carries an `Idempotency-Key`
+/// (the replay rule reads them), and whether its body can be sent again.
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {
     /// Its URL's authority (`host:port`), for a breaker per host.
     pub authority: &'a str,
     /// The request's method.
     pub method: &'a Method,
-    /// The request's headers.
-    pub headers: &'a HeaderMap,
+    /// Whether it carries an `Idempotency-Key` (then it may be sent twice whatever its
+    /// method).
+    pub idempotency_key: bool,
     /// Whether its body is held whole (it can be sent again).
     pub body_replayable: bool,
 }
@@ -241,7 +242,7 @@ impl Resilience {
         call: Call<'a>,
         attempt: &'a Attempt<'a, B>,
     ) -> Executing<'a, B> {
-        let keyed = call.headers.contains_key(IDEMPOTENCY_KEY);
+        let keyed = call.idempotency_key;
         let replay = Replay::of(call.method, keyed, call.body_replayable, &self.methods);
         let classifier = HttpClassifier::new(self.retry_on.clone(), replay);
         let breaker = self.breaker(call.authority);

@@ -56,12 +56,12 @@ impl Middleware for ResilientMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let method = request.method().clone();
-        let headers = request.headers().clone();
+        let idempotency_key = request.headers().contains_key(super::IDEMPOTENCY_KEY);
         let authority = request.url().authority().to_owned();
         let call = Call {
             authority: &authority,
             method: &method,
-            headers: &headers,
+            idempotency_key,
             body_replayable: request.body().is_none_or(|b| b.as_bytes().is_some()),
         };
         // Each attempt sends a copy; a request that cannot be copied (a streaming body)
