@@ -149,6 +149,12 @@ impl HttpClassifier {
         Self { on, replay }
     }
 
+    /// The outcome of an answer with `status` and `headers`, for a client whose responses
+    /// are not `http::Response`s (reqwest's).
+    pub fn classify_answer(&self, status: StatusCode, headers: &http::HeaderMap) -> Outcome {
+        classify_status(&self.on, self.may_replay(), status, headers)
+    }
+
     fn may_replay(&self) -> bool {
         self.replay == Replay::Safe
     }
@@ -156,7 +162,16 @@ impl HttpClassifier {
 
 /// A response's outcome, per the [module docs](self)' table.
 fn classify_response<B>(on: &RetryOn, may_replay: bool, response: &Response<B>) -> Outcome {
-    let status = response.status();
+    classify_status(on, may_replay, response.status(), response.headers())
+}
+
+/// The outcome of an answer with `status` and `headers`.
+fn classify_status(
+    on: &RetryOn,
+    may_replay: bool,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+) -> Outcome {
     let base = if status.is_server_error() {
         Outcome::failure()
     } else if status.is_client_error() {
@@ -165,7 +180,7 @@ fn classify_response<B>(on: &RetryOn, may_replay: bool, response: &Response<B>) 
         return Outcome::success();
     };
     let retryable = on.status(status) && (may_replay || status == StatusCode::TOO_MANY_REQUESTS);
-    match (retryable, retry_after::parse(response.headers())) {
+    match (retryable, retry_after::parse(headers)) {
         (false, _) => base,
         (true, Some(after)) => base.retry_after(after),
         (true, None) => base.retryable(),

@@ -187,7 +187,7 @@ where
                 parts: &parts,
                 body,
             };
-            let attempt: &Attempt<'_, R> = &|budget| sender.attempt(budget);
+            let attempt: &Attempt<'_, Response<R>> = &|budget| sender.attempt(budget);
             let call = Call {
                 authority: parts.uri.authority().map_or("", |a| a.as_str()),
                 method: &parts.method,
@@ -222,7 +222,7 @@ where
     B::Error: Send,
     R: Send + 'static,
 {
-    fn attempt(&self, budget: Option<http::HeaderValue>) -> Attempted<'_, R> {
+    fn attempt(&self, budget: Option<http::HeaderValue>) -> Attempted<'_, Response<R>> {
         let body = match &self.body {
             Sending::Copies(bytes) => Some(ReplayBody::buffered(bytes.clone())),
             Sending::Once(once) => once.lock().unwrap_or_else(|e| e.into_inner()).take(),

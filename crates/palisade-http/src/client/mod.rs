@@ -32,7 +32,7 @@ mod reqwest;
 use std::future::Future;
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Response};
+use http::{HeaderValue, Method};
 use palisade::policy::bulkhead::{Bulkhead, BulkheadBuilder};
 use palisade::policy::circuit_breaker::{
     CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerRegistry,
@@ -75,15 +75,15 @@ pub struct Resilience {
 }
 
 /// One attempt: sends the request once, given the budget to send on.
-pub type Attempt<'a, B> = dyn Fn(Option<HeaderValue>) -> Attempted<'a, B> + Send + Sync + 'a;
+pub type Attempt<'a, T> = dyn Fn(Option<HeaderValue>) -> Attempted<'a, T> + Send + Sync + 'a;
 
 /// An attempt's future.
-pub type Attempted<'a, B> =
-    std::pin::Pin<Box<dyn Future<Output = Result<Response<B>, TransportError>> + Send + 'a>>;
+pub type Attempted<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, TransportError>> + Send + 'a>>;
 
 /// A call's future through the policies, boxed.
-pub type Executing<'a, B> =
-    std::pin::Pin<Box<dyn Future<Output = Result<Response<B>, Error<TransportError>>> + Send + 'a>>;
+pub type Executing<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, Error<TransportError>>> + Send + 'a>>;
 
 /// Where breakers sit (`circuit_breaker.scope`).
 #[derive(Debug)]
@@ -237,11 +237,14 @@ impl Resilience {
     /// Runs `call` through the policies: `attempt` sends it once, given the budget to
     /// send on (`X-Request-Timeout`'s value, when a deadline scope is active), and is
     /// called again for each retry.
-    pub fn execute<'a, B: Send + 'a>(
-        &'a self,
-        call: Call<'a>,
-        attempt: &'a Attempt<'a, B>,
-    ) -> Executing<'a, B> {
+    ///
+    /// `T` is the client's response (an `http::Response`, or reqwest's), judged by the
+    /// sidecar's [`HttpClassifier`].
+    pub fn execute<'a, T>(&'a self, call: Call<'a>, attempt: &'a Attempt<'a, T>) -> Executing<'a, T>
+    where
+        T: Send + 'a,
+        HttpClassifier: palisade::outcome::Classify<T, TransportError>,
+    {
         let keyed = call.idempotency_key;
         let replay = Replay::of(call.method, keyed, call.body_replayable, &self.methods);
         let classifier = HttpClassifier::new(self.retry_on.clone(), replay);
@@ -260,11 +263,15 @@ impl Resilience {
 
     /// One attempt under the per-try timeout, given the budget left to send on; boxed (as
     /// the sidecar's `Attempt::once`), so the policies above see one future type.
-    fn once<'s, 'a: 's, B: Send + 'a>(
+    fn once<'s, 'a: 's, T>(
         &'s self,
         classifier: &'s HttpClassifier,
-        attempt: &'s Attempt<'a, B>,
-    ) -> Executing<'s, B> {
+        attempt: &'s Attempt<'a, T>,
+    ) -> Executing<'s, T>
+    where
+        T: Send + 'a,
+        HttpClassifier: palisade::outcome::Classify<T, TransportError>,
+    {
         let budget = palisade::deadline::remaining().map(|remaining| {
             let left = crate::deadline::outbound_budget(remaining, self.margin);
             HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))

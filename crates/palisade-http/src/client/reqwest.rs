@@ -30,8 +30,10 @@ use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
+use palisade::outcome::{Classify, Outcome};
+
 use super::{Attempt, Attempted, Call, Resilience, budget_header};
-use crate::classify::{TransportError, TransportErrorKind};
+use crate::classify::{HttpClassifier, TransportError, TransportErrorKind};
 
 /// The client's policies around every request of a `reqwest_middleware` client.
 #[derive(Clone, Debug)]
@@ -68,7 +70,7 @@ impl Middleware for ResilientMiddleware {
         // goes out once, as it is (the classifier never retries it).
         let original = std::sync::Mutex::new(Some(request));
         let shared = extensions.clone();
-        let attempt: &Attempt<'_, reqwest::Body> = &|budget| {
+        let attempt: &Attempt<'_, Response> = &|budget| {
             let next = next.clone();
             let mut extensions = shared.clone();
             let attempt = {
@@ -78,7 +80,7 @@ impl Middleware for ResilientMiddleware {
                     None => original.take(),
                 }
             };
-            let sent: Attempted<'_, reqwest::Body> = Box::pin(async move {
+            let sent: Attempted<'_, Response> = Box::pin(async move {
                 let Some(mut attempt) = attempt else {
                     return Err(TransportError {
                         kind: TransportErrorKind::Other,
@@ -88,10 +90,9 @@ impl Middleware for ResilientMiddleware {
                 if let Some(budget) = budget {
                     attempt.headers_mut().insert(budget_header(), budget);
                 }
-                match next.run(attempt, &mut extensions).await {
-                    Ok(response) => Ok(http::Response::from(response)),
-                    Err(error) => Err(transport(&error)),
-                }
+                next.run(attempt, &mut extensions)
+                    .await
+                    .map_err(|error| transport(&error))
             });
             sent
         };
@@ -101,10 +102,26 @@ impl Middleware for ResilientMiddleware {
             (Ok(response), Some(fallback)) if response.status().is_server_error() => {
                 Ok(substitute(fallback))
             }
-            (Ok(response), _) => Ok(Response::from(response)),
+            (Ok(response), _) => Ok(response),
             (Err(_), Some(fallback)) => Ok(substitute(fallback)),
             (Err(error), None) => Err(reqwest_middleware::Error::middleware(error)),
         }
+    }
+}
+
+/// reqwest's responses judged as the sidecar judges `http::Response`s (by status and
+/// `Retry-After`), without converting them.
+impl Classify<Response, TransportError> for HttpClassifier {
+    fn classify_ok(&self, response: &Response) -> Outcome {
+        self.classify_answer(response.status(), response.headers())
+    }
+
+    fn classify_err(&self, error: &TransportError) -> Outcome {
+        <Self as Classify<http::Response<()>, TransportError>>::classify_err(self, error)
+    }
+
+    fn classify_rejection(&self, error: &palisade::Error<TransportError>) -> Outcome {
+        <Self as Classify<http::Response<()>, TransportError>>::classify_rejection(self, error)
     }
 }
 
