@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod saga;
 pub mod serve;
 pub mod telemetry;
+pub mod toxic;
 pub mod upstream;

@@ -43,6 +43,18 @@ enum Command {
         #[command(subcommand)]
         action: SagaCommand,
     },
+    /// A fault proxy for TCP dependencies, driven by a Toxiproxy-compatible HTTP API.
+    Toxic {
+        /// The API's address.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The API's port (Toxiproxy's by default).
+        #[arg(long, default_value_t = 8474)]
+        port: u16,
+        /// A Toxiproxy config: a JSON list of proxies to create at start.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Shows the proxy at work against simulated upstreams; needs no setup.
     Demo {
         /// How long to run, e.g. "30s" or "2m".
@@ -77,6 +89,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Demo { duration } => demo(duration),
         Command::Saga { config, action } => saga(config, action),
+        Command::Toxic { host, port, config } => toxic((host, port).into(), config),
     }
 }
 
@@ -182,6 +195,38 @@ fn demo(duration: std::time::Duration) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("demo failed: {error}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+fn toxic(address: std::net::SocketAddr, config: Option<PathBuf>) -> ExitCode {
+    let populate = match config.as_deref().map(std::fs::read_to_string) {
+        None => None,
+        Some(Ok(text)) => Some(text),
+        Some(Err(error)) => {
+            eprintln!(
+                "cannot read {}: {error}",
+                config.unwrap_or_default().display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match event_loop(tokio::runtime::Builder::new_multi_thread()) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        palisade_proxy::telemetry::install_logs();
+        match palisade_proxy::toxic::ToxicServer::start(address, populate.as_deref()).await {
+            Ok(server) => {
+                println!("toxic API on http://{}", server.address());
+                server.wait().await;
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("palisade toxic: {error}");
                 ExitCode::from(1)
             }
         }
