@@ -214,7 +214,7 @@ impl<'a> Writer<'a> {
                 },
             };
             let Some(chunk) = chunk else {
-                tokio::time::sleep(active.slow_close).await;
+                pause(active.slow_close).await;
                 let _ = self.to.shutdown().await;
                 return Ended::Finished;
             };
@@ -262,7 +262,7 @@ impl<'a> Writer<'a> {
     /// Passes `chunk` on through the active toxics; false when a data limit closed the link.
     async fn pass(&mut self, chunk: Chunk, active: &Active) -> io::Result<bool> {
         let delay: Duration = active.latency.iter().map(|&(l, j)| jittered(l, j)).sum();
-        tokio::time::sleep_until(chunk.arrived + delay).await;
+        pause_until(chunk.arrived + delay).await;
         let mut bytes = chunk.bytes;
         let mut open = true;
         if let Some((id, left)) = active.limit {
@@ -278,10 +278,10 @@ impl<'a> Writer<'a> {
             let len = slice.len();
             self.to.write_all(&slice).await?;
             if let Some(rate) = active.bytes_per_second.filter(|r| *r > 0) {
-                tokio::time::sleep(Duration::from_secs_f64(len as f64 / rate as f64)).await;
+                pause(Duration::from_secs_f64(len as f64 / rate as f64)).await;
             }
-            if let Some((_, _, pause)) = active.slicer {
-                tokio::time::sleep(pause).await;
+            if let Some((_, _, between)) = active.slicer {
+                pause(between).await;
             }
         }
         Ok(open)
@@ -326,6 +326,21 @@ impl Active {
                 }
             }
         }
+    }
+}
+
+/// Waits `duration`; none at all when it is zero. (The timer rounds every wait up to its
+/// next millisecond tick: a zero wait through it would add a millisecond per chunk.)
+async fn pause(duration: Duration) {
+    if !duration.is_zero() {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// Waits until `deadline`; none at all when it has passed (see [`pause`]).
+async fn pause_until(deadline: Instant) {
+    if deadline > Instant::now() {
+        tokio::time::sleep_until(deadline).await;
     }
 }
 
