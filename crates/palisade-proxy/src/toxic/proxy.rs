@@ -49,6 +49,15 @@ struct Running {
     _stop: watch::Sender<()>,
 }
 
+impl Running {
+    /// Stops accepting and returns once the listener is closed, so a client told the
+    /// proxy is down finds it refusing.
+    async fn stop(mut self) {
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.accept.abort();
@@ -98,7 +107,7 @@ impl Proxy {
         }
         let enable = request.enabled.unwrap_or(self.running.is_some());
         if !enable || restart {
-            self.running = None;
+            self.disable().await;
         }
         if enable && self.running.is_none() {
             self.enable().await?;
@@ -113,6 +122,13 @@ impl Proxy {
                 .listen
                 .as_deref()
                 .is_none_or(|l| l == self.listen || l == self.address_text())
+    }
+
+    /// Stops listening and closes its connections; returns once the listener is closed.
+    pub(crate) async fn disable(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
     }
 
     /// Starts listening.

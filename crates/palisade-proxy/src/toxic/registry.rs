@@ -69,7 +69,9 @@ impl Registry {
                 }
                 _ => {
                     // Free its listen address before the new one binds it.
-                    proxies.remove(&name);
+                    if let Some(mut old) = proxies.remove(&name) {
+                        old.disable().await;
+                    }
                     if proxies.len() >= MAX_PROXIES {
                         Err(ApiError::bad_request(format!(
                             "{MAX_PROXIES} proxies exist, the most one server holds"
@@ -108,10 +110,9 @@ impl Registry {
     /// `DELETE /proxies/{name}`: closes its listener and connections.
     pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
         let mut proxies = self.proxies.lock().await;
-        proxies
-            .remove(name)
-            .map(drop)
-            .ok_or_else(|| not_found(name))
+        let mut proxy = proxies.remove(name).ok_or_else(|| not_found(name))?;
+        proxy.disable().await;
+        Ok(())
     }
 
     /// `POST /reset`: every proxy enabled, every toxic removed.
