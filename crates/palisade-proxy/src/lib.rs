@@ -14,6 +14,7 @@ pub mod body;
 pub mod config;
 pub mod demo;
 pub mod forward;
+pub mod gameday;
 mod h1;
 pub mod respond;
 pub mod route;
