@@ -55,6 +55,23 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Runs a game day: the experiment file's targets, load, faults and hypotheses;
+    /// exit code 0 when every hypothesis held, 1 when not, 2 for a bad file.
+    Gameday {
+        /// The experiment file.
+        file: PathBuf,
+        /// Where the journal and reports go. Default gameday-out/<file stem>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// (Internal) runs a game day's target, killing it when the runner is gone.
+    #[command(name = "gameday-guard", hide = true)]
+    GamedayGuard {
+        runner: u32,
+        pid_file: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Shows the proxy at work against simulated upstreams; needs no setup.
     Demo {
         /// How long to run, e.g. "30s" or "2m".
@@ -90,6 +107,12 @@ fn main() -> ExitCode {
         Command::Demo { duration } => demo(duration),
         Command::Saga { config, action } => saga(config, action),
         Command::Toxic { host, port, config } => toxic((host, port).into(), config),
+        Command::Gameday { file, out } => gameday(&file, out),
+        Command::GamedayGuard {
+            runner,
+            pid_file,
+            command,
+        } => palisade_proxy::gameday::guard::run(runner, &pid_file, &command),
     }
 }
 
@@ -231,4 +254,46 @@ fn toxic(address: std::net::SocketAddr, config: Option<PathBuf>) -> ExitCode {
             }
         }
     })
+}
+
+fn gameday(file: &std::path::Path, out: Option<PathBuf>) -> ExitCode {
+    use palisade_proxy::gameday::{RunError, run};
+    let runtime = match event_loop(tokio::runtime::Builder::new_multi_thread()) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(run(file, out)) {
+        Ok(journal) => {
+            eprintln!();
+            for verdict in &journal.verdicts {
+                println!(
+                    "{} {} [{}]: {} {} (threshold {})",
+                    if verdict.passed { "PASS" } else { "FAIL" },
+                    verdict.name,
+                    verdict.window,
+                    verdict.measure,
+                    verdict.measured,
+                    verdict.threshold
+                );
+            }
+            if let Some(aborted) = &journal.aborted {
+                println!(
+                    "ABORTED at {:.1} s: {} (every fault removed in {} ms)",
+                    aborted.at_ms as f64 / 1000.0,
+                    aborted.reason,
+                    aborted.cleared_in_ms
+                );
+            }
+            println!("{}", if journal.passed { "PASSED" } else { "FAILED" });
+            ExitCode::from(u8::from(!journal.passed))
+        }
+        Err(RunError::Invalid(problems)) => {
+            eprintln!("{problems}");
+            ExitCode::from(2)
+        }
+        Err(error @ RunError::Failed(_)) => {
+            eprintln!("palisade gameday: {error}");
+            ExitCode::from(1)
+        }
+    }
 }

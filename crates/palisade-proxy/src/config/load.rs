@@ -90,7 +90,7 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Problems> {
     let locator = Locator::new(text);
     let config: Config = toml::from_str(text).map_err(|e| Problems {
         file: file.to_owned(),
-        problems: vec![syntax_problem(&locator, text, &e)],
+        problems: vec![syntax_problem(&locator, text, &e, "docs/CONFIG.md")],
     })?;
     let mut checker = Checker {
         locator: &locator,
@@ -108,7 +108,14 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Problems> {
     })
 }
 
-fn syntax_problem(locator: &Locator<'_>, text: &str, error: &toml::de::Error) -> Problem {
+/// A file that does not parse as its schema: the line, the key and what is wrong, with
+/// `doc` (the page listing every key) named where the message cannot say what is allowed.
+pub(crate) fn syntax_problem(
+    locator: &Locator<'_>,
+    text: &str,
+    error: &toml::de::Error,
+    doc: &str,
+) -> Problem {
     let offset = error.span().map_or(0, |s| s.start);
     let line = locator.line_of(offset);
     let message = error.message().trim().to_owned();
@@ -119,7 +126,7 @@ fn syntax_problem(locator: &Locator<'_>, text: &str, error: &toml::de::Error) ->
     Problem {
         line,
         key,
-        message: humanize(&message),
+        message: humanize(&message, doc),
     }
 }
 
@@ -138,19 +145,19 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
 }
 
 /// Serde's "unknown field `x`, expected one of `a`, `b`" as "unknown key; allowed: a, b".
-fn humanize(message: &str) -> String {
+fn humanize(message: &str, doc: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field") {
         let allowed = rest.split_once("expected").map_or("", |(_, a)| a);
         let allowed = allowed.trim_start_matches(" one of").replace('`', "");
         return format!("unknown key; allowed: {}", allowed.trim());
     }
     if message.starts_with("missing field") {
-        return "required, and missing; allowed: see docs/CONFIG.md for its values".to_owned();
+        return format!("required, and missing; allowed: see {doc} for its values");
     }
     if message.contains("; allowed") {
         return message.to_owned();
     }
-    format!("{message}; allowed: see docs/CONFIG.md")
+    format!("{message}; allowed: see {doc}")
 }
 
 struct Checker<'a> {
@@ -162,7 +169,8 @@ fn key(k: &str) -> Step {
     Step::Key(k.to_owned())
 }
 
-fn render(path: &[Step]) -> String {
+/// A key path as messages write it: `upstream[0].retry.max_attempts`.
+pub(crate) fn render(path: &[Step]) -> String {
     let mut out = String::new();
     for step in path {
         match step {
@@ -427,7 +435,7 @@ impl Checker<'_> {
                 } else if let Some(k) = table.keys().next().filter(|_| table.len() == 1) {
                     path.push(key(k));
                 }
-                self.problem(&path, humanize(&message));
+                self.problem(&path, humanize(&message, "docs/CONFIG.md"));
                 T::default()
             }
         }

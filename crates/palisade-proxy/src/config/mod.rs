@@ -10,7 +10,7 @@
 
 pub mod load;
 pub mod saga;
-mod spans;
+pub(crate) mod spans;
 
 pub use load::{Checked, Problem, Problems, UpstreamPolicies, load, parse};
 

@@ -45,6 +45,25 @@ pub struct ToxicRequest {
     attributes: Option<Map<String, Value>>,
 }
 
+impl ToxicRequest {
+    /// A request with every field given (the game day's toxics).
+    pub fn new(
+        name: Option<String>,
+        kind: String,
+        stream: Option<String>,
+        toxicity: Option<f64>,
+        attributes: Map<String, Value>,
+    ) -> Self {
+        Self {
+            name,
+            kind: Some(kind),
+            stream,
+            toxicity,
+            attributes: Some(attributes),
+        }
+    }
+}
+
 /// Ids of toxic versions.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

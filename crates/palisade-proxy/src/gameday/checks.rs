@@ -1,0 +1,302 @@
+//! The checks of an experiment file beyond its schema: names that refer to something
+//! defined, windows that can happen within the run, values in range. Each problem is
+//! reported at its key.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::experiment::{Experiment, FaultSpec, Hypothesis, MAX_DURATION, MAX_REQUESTS, Window};
+use crate::config::spans::Step;
+use crate::toxic::toxics::{Toxic, ToxicRequest};
+
+/// The route fault keys a game day may set.
+const ROUTE_KEYS: [&str; 4] = ["abort_percent", "abort_status", "delay_percent", "delay"];
+
+type Report<'r> = &'r mut dyn FnMut(&[Step], String);
+
+fn key(k: &str) -> Step {
+    Step::Key(k.to_owned())
+}
+
+/// Calls `report` with each problem of `experiment`.
+pub(super) fn check(experiment: &Experiment, report: Report<'_>) {
+    if experiment.title.trim().is_empty() {
+        report(
+            &[key("title")],
+            "empty; allowed: a sentence saying what the run shows".into(),
+        );
+    }
+    let duration = experiment.duration;
+    if duration < Duration::from_secs(1) || duration > MAX_DURATION {
+        report(
+            &[key("duration")],
+            format!("{duration:?}; allowed: 1 s to 1 h"),
+        );
+    }
+    check_load(experiment, report);
+    let targets = names(experiment.targets.iter().map(|t| &t.name), "target", report);
+    let proxies = names(experiment.proxies.iter().map(|p| &p.name), "proxy", report);
+    for (i, target) in experiment.targets.iter().enumerate() {
+        let at = |k: &str| [key("target"), Step::Index(i), key(k)];
+        if target.command.is_empty() {
+            report(
+                &at("command"),
+                "empty; allowed: [\"program\", \"arg\", ...]".into(),
+            );
+        }
+        if let Some(ready) = &target.ready
+            && !(ready.starts_with("http://") || ready.starts_with("tcp://"))
+        {
+            report(
+                &at("ready"),
+                format!("{ready:?}; allowed: http://host:port/path or tcp://host:port"),
+            );
+        }
+    }
+    for (i, proxy) in experiment.proxies.iter().enumerate() {
+        for (k, value) in [("listen", &proxy.listen), ("upstream", &proxy.upstream)] {
+            if !is_host_port(value) {
+                report(
+                    &[key("proxy"), Step::Index(i), key(k)],
+                    format!("{value:?}; allowed: host:port"),
+                );
+            }
+        }
+    }
+    let probes = names(experiment.probes.iter().map(|p| &p.name), "probe", report);
+    for (i, probe) in experiment.probes.iter().enumerate() {
+        let at = |k: &str| [key("probe"), Step::Index(i), key(k)];
+        if !probe.metrics.starts_with("http://") {
+            report(
+                &at("metrics"),
+                format!("{:?}; allowed: http://host:port/metrics", probe.metrics),
+            );
+        }
+        if super::probes::Selector::parse(&probe.metric).is_none() {
+            report(
+                &at("metric"),
+                format!(
+                    "{:?}; allowed: name or name{{label=\"value\",...}}",
+                    probe.metric
+                ),
+            );
+        }
+    }
+    for (i, fault) in experiment.faults.iter().enumerate() {
+        check_fault(i, fault, duration, &targets, &proxies, report);
+    }
+    for (i, hypothesis) in experiment.hypotheses.iter().enumerate() {
+        check_hypothesis(i, hypothesis, experiment, &probes, report);
+    }
+    if let Some(below) = experiment.abort.success_rate_below
+        && !(below > 0.0 && below <= 1.0)
+    {
+        report(
+            &[key("abort"), key("success_rate_below")],
+            format!("{below}; allowed: a share above 0, at most 1"),
+        );
+    }
+}
+
+fn check_load(experiment: &Experiment, report: Report<'_>) {
+    let load = &experiment.load;
+    let at = |k: &str| [key("load"), key(k)];
+    if !load.url.starts_with("http://") || load.url.parse::<http::Uri>().is_err() {
+        report(
+            &at("url"),
+            format!("{:?}; allowed: an http:// URL", load.url),
+        );
+    }
+    let requests = load.rate * experiment.duration.as_secs_f64();
+    if load.rate.is_nan() || load.rate <= 0.0 || requests > MAX_REQUESTS {
+        report(
+            &at("rate"),
+            format!(
+                "{}/s for {:?}; allowed: above 0, at most {MAX_REQUESTS} requests in a run",
+                load.rate, experiment.duration
+            ),
+        );
+    }
+    if load.timeout.is_zero() || load.timeout > Duration::from_secs(60) {
+        report(
+            &at("timeout"),
+            format!("{:?}; allowed: above 0, at most 60 s", load.timeout),
+        );
+    }
+}
+
+/// The set of `names`; a repeated or empty one is reported under `section`.
+fn names<'n>(
+    names: impl Iterator<Item = &'n String>,
+    section: &str,
+    report: Report<'_>,
+) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        if name.is_empty() || !seen.insert(name.clone()) {
+            report(
+                &[key(section), Step::Index(i), key("name")],
+                format!("{name:?} is empty or used twice; allowed: a name of its own"),
+            );
+        }
+    }
+    seen
+}
+
+fn check_fault(
+    i: usize,
+    fault: &FaultSpec,
+    duration: Duration,
+    targets: &HashSet<String>,
+    proxies: &HashSet<String>,
+    report: Report<'_>,
+) {
+    let at = |k: &str| vec![key("fault"), Step::Index(i), key(k)];
+    let kinds = [
+        fault.toxic.is_some(),
+        fault.down.is_some(),
+        fault.process.is_some(),
+        fault.route.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        report(
+            &[key("fault"), Step::Index(i)],
+            "needs exactly one of toxic, down, process, route".into(),
+        );
+    }
+    if fault.lasts.is_zero() || fault.at + fault.lasts > duration {
+        report(
+            &at("for"),
+            format!(
+                "{:?} from {:?} ends after the run's {duration:?}; allowed: a window within the run",
+                fault.lasts, fault.at
+            ),
+        );
+    }
+    let missing = |kind: &str, name: &str| {
+        format!("no {kind} named {name:?}; allowed: one of the [[{kind}]] names")
+    };
+    if let Some(toxic) = &fault.toxic {
+        if !proxies.contains(&toxic.proxy) {
+            report(
+                &[key("fault"), Step::Index(i), key("toxic"), key("proxy")],
+                missing("proxy", &toxic.proxy),
+            );
+        }
+        let request = ToxicRequest::new(
+            None,
+            toxic.kind.clone(),
+            toxic.stream.clone(),
+            toxic.toxicity,
+            toxic.attributes.clone(),
+        );
+        if let Err(error) = Toxic::create(request) {
+            report(&at("toxic"), error.message);
+        }
+    }
+    if let Some(proxy) = &fault.down
+        && !proxies.contains(proxy)
+    {
+        report(&at("down"), missing("proxy", proxy));
+    }
+    if let Some(process) = &fault.process
+        && !targets.contains(&process.target)
+    {
+        report(
+            &[key("fault"), Step::Index(i), key("process"), key("target")],
+            missing("target", &process.target),
+        );
+    }
+    if let Some(route) = &fault.route {
+        if !route.admin.starts_with("http://") {
+            report(
+                &at("route"),
+                format!("admin {:?}; allowed: http://host:port", route.admin),
+            );
+        }
+        if let Some(unknown) = route
+            .keys
+            .keys()
+            .find(|k| !ROUTE_KEYS.contains(&k.as_str()))
+        {
+            report(
+                &at("route"),
+                format!(
+                    "unknown key {unknown:?}; allowed: admin, route, {}",
+                    ROUTE_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+fn check_hypothesis(
+    i: usize,
+    hypothesis: &Hypothesis,
+    experiment: &Experiment,
+    probes: &HashSet<String>,
+    report: Report<'_>,
+) {
+    let at = |k: &str| vec![key("hypothesis"), Step::Index(i), key(k)];
+    let measures = [
+        hypothesis.success_rate.is_some(),
+        hypothesis.latency.is_some(),
+        hypothesis.probe.is_some(),
+    ];
+    if measures.iter().filter(|m| **m).count() != 1 {
+        report(
+            &[key("hypothesis"), Step::Index(i)],
+            "needs exactly one of success_rate, latency, probe".into(),
+        );
+    }
+    if hypothesis.window != Window::Throughout {
+        let (start, end) = experiment.window(hypothesis.window);
+        if experiment.fault_span().is_none() || end <= start {
+            report(
+                &at("window"),
+                format!(
+                    "{:?} is empty in this run (faults from {:?}); allowed: a window the faults leave",
+                    hypothesis.window,
+                    experiment.fault_span()
+                ),
+            );
+        }
+    }
+    if let Some(rate) = hypothesis.success_rate
+        && !(0.0..=1.0).contains(&rate.at_least)
+    {
+        report(
+            &at("success_rate"),
+            format!("{}; allowed: a share from 0 to 1", rate.at_least),
+        );
+    }
+    if let Some(latency) = hypothesis.latency
+        && !(latency.percentile > 0.0 && latency.percentile <= 100.0)
+    {
+        report(
+            &at("latency"),
+            format!(
+                "percentile {}; allowed: above 0, at most 100",
+                latency.percentile
+            ),
+        );
+    }
+    if let Some(probe) = &hypothesis.probe
+        && !probes.contains(&probe.name)
+    {
+        report(
+            &at("probe"),
+            format!(
+                "no probe named {:?}; allowed: one of the [[probe]] names",
+                probe.name
+            ),
+        );
+    }
+}
+
+/// `host:port` with a valid port.
+fn is_host_port(value: &str) -> bool {
+    value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}

@@ -1,0 +1,360 @@
+//! The experiment file: what a game day starts, the load it offers, the faults it injects
+//! and when, what it measures, the hypotheses it judges and when it stops early. Read
+//! and checked whole before anything starts; every problem is reported with its line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::load::{Problem, Problems, render, syntax_problem};
+use crate::config::spans::{Locator, Step};
+
+/// The page that lists every key.
+const DOC: &str = "docs/GAMEDAYS.md";
+/// The longest run.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// The most requests one run may send (rate × duration), so its record stays bounded.
+pub const MAX_REQUESTS: f64 = 2_000_000.0;
+
+/// An experiment, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// What it shows.
+    pub title: String,
+    /// Seeds the load's spacing and the toxics' dice. Default 1.
+    #[serde(default = "one")]
+    pub seed: u64,
+    /// How long the run lasts (the load runs throughout).
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Processes the runner starts first and stops last.
+    #[serde(default, rename = "target")]
+    pub targets: Vec<Target>,
+    /// TCP fault proxies the runner serves itself for the run.
+    #[serde(default, rename = "proxy")]
+    pub proxies: Vec<ProxySpec>,
+    /// The load.
+    pub load: LoadSpec,
+    /// The faults, each at a time for a while.
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<FaultSpec>,
+    /// Values sampled through the run (a metric of a `/metrics` page).
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<ProbeSpec>,
+    /// The hypotheses.
+    #[serde(default, rename = "hypothesis")]
+    pub hypotheses: Vec<Hypothesis>,
+    /// When to stop injecting early.
+    #[serde(default)]
+    pub abort: AbortSpec,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A process the runner starts, waits for, and stops at the end.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Its name, for faults and the journal.
+    pub name: String,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Ready when this URL answers (any status) or, as `tcp://host:port`, accepts.
+    pub ready: Option<String>,
+    /// How long it may take to be ready. Default 10 s.
+    #[serde(default = "ready_timeout", with = "humantime_serde")]
+    pub ready_timeout: Duration,
+}
+
+fn ready_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A fault proxy of the run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySpec {
+    /// Its name, for faults.
+    pub name: String,
+    /// Where it listens, `host:port`.
+    pub listen: String,
+    /// Where it forwards, `host:port`.
+    pub upstream: String,
+}
+
+/// The open-loop load.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// The URL requested (GET).
+    pub url: String,
+    /// Requests a second, sent on schedule whatever the answers (open loop).
+    pub rate: f64,
+    /// How long a request may take before it counts as failed. Default 2 s.
+    #[serde(default = "client_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn client_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// One fault: what, from when, for how long.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Its name in the journal; its kind and target unless given.
+    pub name: Option<String>,
+    /// When it begins, from the start of the run.
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    /// How long it lasts.
+    #[serde(rename = "for", with = "humantime_serde")]
+    pub lasts: Duration,
+    /// A toxic on one of the run's proxies.
+    pub toxic: Option<ToxicFault>,
+    /// One of the run's proxies disabled: the dependency down.
+    pub down: Option<String>,
+    /// A signal to a target: `kill` (restarted when the fault ends) or `stop` (resumed).
+    pub process: Option<ProcessFault>,
+    /// A sidecar route's fault injection, through its admin API.
+    pub route: Option<RouteFault>,
+}
+
+/// A toxic, as Toxiproxy's API takes it, on proxy `proxy`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToxicFault {
+    /// The run's proxy it goes on.
+    pub proxy: String,
+    /// Its type (`latency`, `timeout`…).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `downstream` (default) or `upstream`.
+    pub stream: Option<String>,
+    /// The probability it applies to a connection. Default 1.
+    pub toxicity: Option<f64>,
+    /// Its attributes.
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+}
+
+/// A signal to one of the targets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessFault {
+    /// The target.
+    pub target: String,
+    /// What is done to it.
+    pub action: ProcessAction,
+}
+
+/// What a process fault does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessAction {
+    /// SIGKILL; started again (and waited for) when the fault ends.
+    Kill,
+    /// SIGSTOP; SIGCONT when the fault ends.
+    Stop,
+}
+
+/// A route's fault injection on a running sidecar.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFault {
+    /// The sidecar's admin address, `http://host:port`.
+    pub admin: String,
+    /// The route's position in its config (0 first).
+    pub route: usize,
+    /// The `[route.fault]` keys to set (`abort_percent`, `abort_status`, `delay_percent`,
+    /// `delay`).
+    #[serde(flatten)]
+    pub keys: BTreeMap<String, toml::Value>,
+}
+
+/// A value sampled every 250 ms through the run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    /// Its name, for hypotheses and the report.
+    pub name: String,
+    /// A Prometheus-format page, `http://host:port/metrics`.
+    pub metrics: String,
+    /// The metric: a name, with labels it must have: `palisade_circuit_state{policy="a"}`.
+    /// Samples matching are summed.
+    pub metric: String,
+}
+
+/// A hypothesis: one measure over one window, against a threshold.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hypothesis {
+    /// What it claims.
+    pub name: String,
+    /// Over which part of the run. Default throughout.
+    #[serde(default)]
+    pub window: Window,
+    /// Share of the window's requests answered successfully, at least this.
+    pub success_rate: Option<AtLeast>,
+    /// A latency percentile of the window's successful requests, at most this.
+    pub latency: Option<LatencyBound>,
+    /// A probe reaches a value within a time (of the window's start).
+    pub probe: Option<ProbeExpectation>,
+}
+
+/// Which part of the run a hypothesis judges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    /// From the start to the first fault.
+    Before,
+    /// From the first fault's start to the last one's end.
+    During,
+    /// From the last fault's end to the end of the run.
+    After,
+    /// The whole run.
+    #[default]
+    Throughout,
+}
+
+/// `{ at_least = 0.99 }`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AtLeast {
+    /// The lowest value that holds.
+    pub at_least: f64,
+}
+
+/// `{ percentile = 99, at_most = "300ms" }`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyBound {
+    /// Which percentile, 1–100.
+    pub percentile: f64,
+    /// The longest that holds.
+    #[serde(with = "humantime_serde")]
+    pub at_most: Duration,
+}
+
+/// `{ name = "breaker", reaches = 1, within = "2s" }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeExpectation {
+    /// The probe.
+    pub name: String,
+    /// The value it must reach.
+    pub reaches: f64,
+    /// How soon after the window begins.
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+}
+
+/// `[abort]`: conditions checked every 250 ms; on a breach every fault is removed.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortSpec {
+    /// Abort when the success rate of the last second's answers falls below this.
+    pub success_rate_below: Option<f64>,
+}
+
+// === impl Experiment ===
+
+impl Experiment {
+    /// Reads and checks the experiment at `path`.
+    pub fn load(path: &Path) -> Result<Self, Problems> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Problems {
+            file: file.clone(),
+            problems: vec![Problem {
+                line: 1,
+                key: "-".into(),
+                message: format!("cannot read the file: {e}; allowed: a readable TOML file"),
+            }],
+        })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Checks `text`, read from `file`.
+    pub fn parse(file: &str, text: &str) -> Result<Self, Problems> {
+        let locator = Locator::new(text);
+        let problems = |problems| Problems {
+            file: file.to_owned(),
+            problems,
+        };
+        let experiment: Experiment = toml::from_str(text)
+            .map_err(|e| problems(vec![syntax_problem(&locator, text, &e, DOC)]))?;
+        let mut found = Vec::new();
+        super::checks::check(&experiment, &mut |path: &[Step], message: String| {
+            found.push(Problem {
+                line: locator.line(path),
+                key: render(path),
+                message,
+            });
+        });
+        if found.is_empty() {
+            return Ok(experiment);
+        }
+        found.sort_by_key(|p| p.line);
+        Err(problems(found))
+    }
+
+    /// When the first fault begins and the last one ends; none without faults.
+    pub fn fault_span(&self) -> Option<(Duration, Duration)> {
+        let start = self.faults.iter().map(|f| f.at).min()?;
+        let end = self.faults.iter().map(|f| f.at + f.lasts).max()?;
+        Some((start, end))
+    }
+
+    /// The bounds of `window` in this run.
+    pub fn window(&self, window: Window) -> (Duration, Duration) {
+        let span = self.fault_span();
+        match (window, span) {
+            (Window::Before, Some((start, _))) => (Duration::ZERO, start),
+            (Window::During, Some(span)) => span,
+            (Window::After, Some((_, end))) => (end, self.duration),
+            _ => (Duration::ZERO, self.duration),
+        }
+    }
+}
+
+// === impl FaultSpec ===
+
+impl FaultSpec {
+    /// Its name: as given, else what it does to what.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let (kind, target) = self.describe();
+        format!("{kind} {target}")
+    }
+
+    /// What it does, and to what.
+    pub fn describe(&self) -> (String, String) {
+        if let Some(toxic) = &self.toxic {
+            (format!("toxic {}", toxic.kind), toxic.proxy.clone())
+        } else if let Some(proxy) = &self.down {
+            ("down".to_owned(), proxy.clone())
+        } else if let Some(process) = &self.process {
+            let action = match process.action {
+                ProcessAction::Kill => "kill",
+                ProcessAction::Stop => "stop",
+            };
+            (action.to_owned(), process.target.clone())
+        } else if let Some(route) = &self.route {
+            (
+                "route fault".to_owned(),
+                format!("{} route {}", route.admin, route.route),
+            )
+        } else {
+            ("nothing".to_owned(), String::new())
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The processes a game day starts: each through a guard (`guard.rs`), its output to a log
+//! file in the output directory, waited for until ready; signalled by the faults; all
+//! stopped at the end.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::experiment::Target;
+use super::http::Client;
+
+/// A started target.
+pub(super) struct Running {
+    pub(super) spec: Target,
+    guard: Child,
+    pid: u32,
+    log: PathBuf,
+}
+
+/// Every started target; dropping this kills them all.
+pub(super) struct Targets {
+    running: Vec<Running>,
+    dir: PathBuf,
+}
+
+// === impl Targets ===
+
+impl Targets {
+    /// Starts each of `specs` in order, each ready before the next starts; on a failure,
+    /// the ones started are stopped and the error carries the failing one's output.
+    pub(super) async fn start(
+        specs: &[Target],
+        dir: &Path,
+        client: &Client,
+    ) -> Result<Self, String> {
+        let mut targets = Self {
+            running: Vec::new(),
+            dir: dir.to_owned(),
+        };
+        for spec in specs {
+            let running = targets.launch(spec, client).await?;
+            targets.running.push(running);
+        }
+        Ok(targets)
+    }
+
+    async fn launch(&self, spec: &Target, client: &Client) -> Result<Running, String> {
+        let log = self.dir.join(format!("{}.log", spec.name));
+        let pid_file = self.dir.join(format!("{}.pid", spec.name));
+        let _ = std::fs::remove_file(&pid_file);
+        let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let binary = std::env::current_exe().map_err(|e| format!("the runner's own path: {e}"))?;
+        let guard = Command::new(binary)
+            .arg("gameday-guard")
+            .arg(std::process::id().to_string())
+            .arg(&pid_file)
+            .arg("--")
+            .args(&spec.command)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("target {}: cannot start: {e}", spec.name))?;
+        let mut running = Running {
+            spec: spec.clone(),
+            guard,
+            pid: 0,
+            log,
+        };
+        running.pid = running.wait_for_pid(&pid_file).await?;
+        let _ = std::fs::remove_file(&pid_file);
+        running.wait_ready(client).await?;
+        Ok(running)
+    }
+
+    fn find(&mut self, name: &str) -> Result<&mut Running, String> {
+        self.running
+            .iter_mut()
+            .find(|r| r.spec.name == name)
+            .ok_or_else(|| format!("no target {name:?}"))
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`) to target `name`.
+    pub(super) fn signal(&mut self, name: &str, signal: &str) -> Result<(), String> {
+        let pid = self.find(name)?.pid;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .map_err(|e| format!("kill -{signal}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -{signal} {pid} failed"))
+        }
+    }
+
+    /// Starts target `name` again (after a kill) and waits until it is ready.
+    pub(super) async fn restart(&mut self, name: &str, client: &Client) -> Result<(), String> {
+        let spec = self.find(name)?.spec.clone();
+        let fresh = self.launch(&spec, client).await?;
+        let old = self.find(name)?;
+        let _ = old.guard.wait();
+        *old = fresh;
+        Ok(())
+    }
+
+    /// Stops every target: SIGCONT (a stopped one), then SIGKILL, and waits for them.
+    pub(super) fn stop_all(&mut self) {
+        for running in &mut self.running {
+            running.stop();
+        }
+        self.running.clear();
+    }
+}
+
+impl Drop for Targets {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+// === impl Running ===
+
+impl Running {
+    async fn wait_for_pid(&mut self, pid_file: &Path) -> Result<u32, String> {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Some(pid) = std::fs::read_to_string(pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                return Ok(pid);
+            }
+            if let Ok(Some(_)) = self.guard.try_wait() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(self.failed("did not start"))
+    }
+
+    async fn wait_ready(&mut self, client: &Client) -> Result<(), String> {
+        let Some(ready) = self.spec.ready.clone() else {
+            return Ok(());
+        };
+        let until = Instant::now() + self.spec.ready_timeout;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.guard.try_wait() {
+                return Err(self.failed(&format!("exited ({status}) before it was ready")));
+            }
+            let up = match ready.strip_prefix("tcp://") {
+                Some(address) => TcpStream::connect(address).await.is_ok(),
+                None => client.get(&ready, Duration::from_millis(500)).await.is_ok(),
+            };
+            if up {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let why = format!("not ready at {ready} within {:?}", self.spec.ready_timeout);
+        Err(self.failed(&why))
+    }
+
+    /// Why it failed, with the end of its output.
+    fn failed(&mut self, why: &str) -> String {
+        self.stop();
+        let output = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = output.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "target {} {why}; its output ({}):\n{}",
+            self.spec.name,
+            self.log.display(),
+            tail.join("\n")
+        )
+    }
+
+    fn stop(&mut self) {
+        if self.pid != 0 {
+            for signal in ["-CONT", "-KILL"] {
+                let _ = Command::new("kill")
+                    .arg(signal)
+                    .arg(self.pid.to_string())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let _ = self.guard.kill();
+        let _ = self.guard.wait();
+    }
+}
