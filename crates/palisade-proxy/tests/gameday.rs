@@ -1,0 +1,413 @@
+//! `palisade gameday`, black-box: the real binary runs experiment files written by the
+//! tests against real HTTP servers (and the sidecar itself as a target) on loopback
+//! ports. A game day that must pass passes and one that must fail fails; bad files are
+//! refused with their lines; a target that does not start fails the run with its output;
+//! an abort removes every fault within 500 ms; a runner killed with SIGKILL leaves no
+//! process and no fault behind (20 times).
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::process::Command;
+use tokio::time::{Instant, sleep, timeout};
+
+use support::{Behaviour, Upstream, bin, free_port, ms, secs, temp_path};
+
+/// What a run printed and how it ended.
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    out: PathBuf,
+}
+
+impl Drop for Ran {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.out);
+    }
+}
+
+impl Ran {
+    fn journal(&self) -> Value {
+        let text = std::fs::read_to_string(self.out.join("journal.json")).expect("journal.json");
+        serde_json::from_str(&text).expect("a JSON journal")
+    }
+}
+
+/// Writes `experiment` and runs `palisade gameday` on it (bounded by 60 s).
+async fn gameday(experiment: &str) -> Ran {
+    let file = temp_path("gameday", "toml");
+    std::fs::write(&file, experiment).expect("write the experiment");
+    let out = temp_path("gameday-out", "d");
+    let run = Command::new(bin())
+        .arg("gameday")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output();
+    let output = timeout(secs(60), run)
+        .await
+        .expect("the run ends")
+        .expect("it runs");
+    let _ = std::fs::remove_file(&file);
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        out,
+    }
+}
+
+/// An experiment against `upstream` through the run's proxy on `proxy_port`: 50 requests
+/// a second for `duration`, then `rest` (faults, hypotheses, targets).
+fn experiment(upstream: &Upstream, proxy_port: u16, duration: &str, rest: &str) -> String {
+    format!(
+        r#"
+title = "test"
+seed = 7
+duration = "{duration}"
+
+[[proxy]]
+name = "app"
+listen = "127.0.0.1:{proxy_port}"
+upstream = "{upstream}"
+
+[load]
+url = "http://127.0.0.1:{proxy_port}/data"
+rate = 50
+timeout = "1s"
+{rest}
+"#,
+        upstream = upstream.addr()
+    )
+}
+
+const LATENCY_FAULT: &str = r#"
+[[fault]]
+name = "200 ms more"
+at = "1s"
+for = "1500ms"
+toxic = { proxy = "app", type = "latency", attributes = { latency = 200 } }
+"#;
+
+#[tokio::test]
+async fn a_game_day_that_must_pass_passes_and_one_the_fault_breaks_fails() {
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    let passing = format!(
+        "{LATENCY_FAULT}{}",
+        r#"
+[[hypothesis]]
+name = "every request is answered"
+success_rate = { at_least = 0.99 }
+[[hypothesis]]
+name = "fast before the fault"
+window = "before"
+latency = { percentile = 99, at_most = "100ms" }
+[[hypothesis]]
+name = "fast again after it"
+window = "after"
+latency = { percentile = 50, at_most = "100ms" }
+"#
+    );
+    let ran = gameday(&experiment(&upstream, free_port(), "4s", &passing)).await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("PASSED"), "{}", ran.stdout);
+    let journal = ran.journal();
+    assert_eq!(journal["passed"], Value::Bool(true));
+    let window = &journal["faults"][0];
+    let (start, end) = (
+        window["start_ms"].as_u64().expect("start"),
+        window["end_ms"].as_u64().expect("ended"),
+    );
+    assert!((1000..1200).contains(&start), "began at {start} ms");
+    assert!((2500..2700).contains(&end), "ended at {end} ms");
+    let seconds = journal["seconds"].as_array().expect("seconds");
+    assert_eq!(seconds.len(), 4);
+    let slow = seconds[1]["p50_ms"].as_f64().expect("a p50 in second 1");
+    assert!(
+        slow >= 200.0,
+        "the toxic's 200 ms measured at the client: {slow}"
+    );
+
+    // The same fault against a claim it breaks.
+    let failing = format!(
+        "{LATENCY_FAULT}{}",
+        r#"
+[[hypothesis]]
+name = "fast during the fault"
+window = "during"
+latency = { percentile = 50, at_most = "100ms" }
+"#
+    );
+    let ran = gameday(&experiment(&upstream, free_port(), "3s", &failing)).await;
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("FAIL fast during the fault"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(ran.journal()["verdicts"][0]["passed"], Value::Bool(false));
+}
+
+#[tokio::test]
+async fn bad_experiment_files_are_refused_with_their_lines() {
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    let port = free_port();
+    for (rest, says) in [
+        ("colour = \"red\"\n", "unknown key"),
+        (
+            "[[fault]]\nat = \"1s\"\nfor = \"1s\"\ndown = \"nowhere\"\n",
+            "fault[0].down: no proxy named \"nowhere\"",
+        ),
+        (
+            "[[fault]]\nat = \"2s\"\nfor = \"5s\"\ndown = \"app\"\n",
+            "ends after the run's",
+        ),
+        (
+            "[[fault]]\nat = \"1s\"\nfor = \"2s\"\ndown = \"app\"\n[[hypothesis]]\nname = \"h\"\nwindow = \"after\"\nsuccess_rate = { at_least = 1.0 }\n",
+            "hypothesis[0].window: After is empty",
+        ),
+        (
+            "[[fault]]\nat = \"1s\"\nfor = \"1s\"\ntoxic = { proxy = \"app\", type = \"latency\", attributes = { latncy = 5 } }\n",
+            "no attribute \"latncy\"",
+        ),
+    ] {
+        let ran = gameday(&experiment(&upstream, port, "3s", rest)).await;
+        assert_eq!(ran.code, 2, "{rest}: {}", ran.stderr);
+        assert!(ran.stderr.contains(says), "{rest}: {}", ran.stderr);
+        let line = ran
+            .stderr
+            .split(':')
+            .nth(1)
+            .and_then(|l| l.parse::<usize>().ok());
+        assert!(line.is_some_and(|l| l > 1), "a line number: {}", ran.stderr);
+    }
+}
+
+#[tokio::test]
+async fn a_target_that_does_not_start_fails_the_run_with_its_output() {
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    let rest = format!(
+        r#"
+[[target]]
+name = "broken"
+command = ["sh", "-c", "echo 'cannot read settings.ini' >&2; exit 3"]
+ready = "tcp://127.0.0.1:{}"
+"#,
+        free_port()
+    );
+    let ran = gameday(&experiment(&upstream, free_port(), "2s", &rest)).await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("target broken exited"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("cannot read settings.ini"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[tokio::test]
+async fn an_abort_removes_every_fault_within_500_ms() {
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    let proxy_port = free_port();
+    let rest = r#"
+[[fault]]
+name = "the dependency down"
+at = "1s"
+for = "4s"
+down = "app"
+[[fault]]
+name = "and slow"
+at = "1s"
+for = "4s"
+toxic = { proxy = "app", type = "latency", attributes = { latency = 50 } }
+[abort]
+success_rate_below = 0.8
+"#;
+    let ran = gameday(&experiment(&upstream, proxy_port, "6s", rest)).await;
+    assert_eq!(ran.code, 1, "an aborted run fails: {}", ran.stdout);
+    let journal = ran.journal();
+    let aborted = &journal["aborted"];
+    let at = aborted["at_ms"].as_u64().expect("aborted");
+    assert!(
+        at < 2500,
+        "the breach seen within the checks' period: at {at} ms"
+    );
+    let cleared = aborted["cleared_in_ms"].as_u64().expect("cleared");
+    assert!(cleared <= 500, "every fault removed in {cleared} ms");
+    for fault in journal["faults"].as_array().expect("faults") {
+        let end = fault["end_ms"].as_u64().expect("every fault ended");
+        assert!(end <= at + 500, "{fault} ended long after the abort");
+    }
+    // Afterwards the dependency is back: the last second is all served.
+    let last = &journal["seconds"][5];
+    assert_eq!(last["ok"], last["sent"], "{last}");
+}
+
+/// The pids of processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(marker)
+            })
+        })
+        .collect()
+}
+
+async fn accepts(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+}
+
+#[tokio::test]
+async fn a_runner_killed_outright_leaves_no_process_and_no_fault_behind() {
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    for round in 0..20 {
+        let proxy_port = free_port();
+        let marker = format!("{}", 900_000 + std::process::id() * 100 % 90_000 + round);
+        let rest = format!(
+            r#"
+[[target]]
+name = "sleeper"
+command = ["sleep", "{marker}"]
+[[fault]]
+at = "0s"
+for = "20s"
+toxic = {{ proxy = "app", type = "timeout", attributes = {{ timeout = 0 }} }}
+"#
+        );
+        let file = temp_path("gameday-kill", "toml");
+        std::fs::write(&file, experiment(&upstream, proxy_port, "30s", &rest)).expect("write");
+        let out = temp_path("gameday-kill-out", "d");
+        let mut runner = Command::new(bin())
+            .arg("gameday")
+            .arg(&file)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the runner starts");
+        let started = Instant::now();
+        while !(accepts(proxy_port).await && !processes_with(&format!("sleep {marker}")).is_empty())
+        {
+            assert!(
+                started.elapsed() < secs(10),
+                "round {round}: the run did not start"
+            );
+            sleep(ms(20)).await;
+        }
+        runner.start_kill().expect("SIGKILL");
+        runner.wait().await.expect("reaped");
+        let killed = Instant::now();
+        loop {
+            let left = processes_with(&format!("sleep {marker}"));
+            let listening = accepts(proxy_port).await;
+            if left.is_empty() && !listening {
+                break;
+            }
+            assert!(
+                killed.elapsed() < secs(1),
+                "round {round}: 1 s after the kill, processes {left:?}, proxy listening {listening}"
+            );
+            sleep(ms(20)).await;
+        }
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[tokio::test]
+async fn a_game_day_proves_the_sidecar_s_breaker_opens_and_closes_again() {
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    let (proxy_port, listen, admin) = (free_port(), free_port(), free_port());
+    let sidecar = write_sidecar_config(listen, admin, proxy_port);
+    let rest = format!(
+        r#"
+[[target]]
+name = "sidecar"
+command = ["{bin}", "run", "--config", "{config}"]
+ready = "http://127.0.0.1:{admin}/health/live"
+
+[[probe]]
+name = "breaker"
+metrics = "http://127.0.0.1:{admin}/metrics"
+metric = "palisade_circuit_state"
+
+[[fault]]
+name = "the upstream down"
+at = "1s"
+for = "3s"
+down = "app"
+
+[[hypothesis]]
+name = "the breaker opens within 2 s"
+window = "during"
+probe = {{ name = "breaker", reaches = 1, within = "2s" }}
+[[hypothesis]]
+name = "it closes within 3 s of recovery"
+window = "after"
+probe = {{ name = "breaker", reaches = 0, within = "3s" }}
+"#,
+        bin = bin(),
+        config = sidecar.display()
+    );
+    let text = experiment(&upstream, proxy_port, "8s", &rest).replace(
+        &format!("http://127.0.0.1:{proxy_port}/data"),
+        &format!("http://127.0.0.1:{listen}/data"),
+    );
+    let ran = gameday(&text).await;
+    let _ = std::fs::remove_file(&sidecar);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let journal = ran.journal();
+    let series = &journal["series"][0]["points"];
+    assert!(
+        series.as_array().is_some_and(|p| p.len() > 10),
+        "sampled: {series}"
+    );
+}
+
+fn write_sidecar_config(listen: u16, admin: u16, endpoint: u16) -> PathBuf {
+    let path = temp_path("gameday-sidecar", "toml");
+    let text = format!(
+        r#"
+[listener]
+address = "127.0.0.1:{listen}"
+[admin]
+address = "127.0.0.1:{admin}"
+[[upstream]]
+name = "app"
+endpoints = ["127.0.0.1:{endpoint}"]
+[upstream.timeout]
+total = "1s"
+per_try = "500ms"
+[upstream.circuit_breaker]
+window = "count"
+size = 10
+minimum_calls = 5
+failure_rate = 0.5
+open_for = "500ms"
+[[route]]
+path_prefix = "/"
+upstream = "app"
+"#
+    );
+    std::fs::write(&path, text).expect("write the sidecar's config");
+    path
+}
