@@ -305,7 +305,13 @@ toxic = {{ proxy = "app", type = "timeout", attributes = {{ timeout = 0 }} }}
             .spawn()
             .expect("the runner starts");
         let started = Instant::now();
-        while !(accepts(proxy_port).await && !processes_with(&format!("sleep {marker}")).is_empty())
+        loop {
+            let started_all =
+                accepts(proxy_port).await && !processes_with(&format!("sleep {marker}")).is_empty();
+            if started_all {
+                break;
+            }
+marker}")).is_empty())
         {
             assert!(
                 started.elapsed() < secs(10),
