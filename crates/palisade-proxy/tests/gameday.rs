@@ -112,9 +112,24 @@ latency = { percentile = 99, at_most = "100ms" }
 name = "fast again after it"
 window = "after"
 latency = { percentile = 50, at_most = "100ms" }
+[[hypothesis]]
+name = "the control group, around the fault, stays fast"
+window = "during"
+group = "control"
+latency = { percentile = 50, at_most = "100ms" }
 "#
     );
-    let ran = gameday(&experiment(&upstream, free_port(), "4s", &passing)).await;
+    let control = format!(
+        "[load.control]\nurl = \"http://{}/data\"\nshare = 0.3\n",
+        upstream.addr()
+    );
+    let ran = gameday(&experiment(
+        &upstream,
+        free_port(),
+        "4s",
+        &format!("{control}{passing}"),
+    ))
+    .await;
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert!(ran.stdout.contains("PASSED"), "{}", ran.stdout);
     let journal = ran.journal();
@@ -132,6 +147,13 @@ latency = { percentile = 50, at_most = "100ms" }
     assert!(
         slow >= 200.0,
         "the toxic's 200 ms measured at the client: {slow}"
+    );
+    let control = journal["control"][1]["p50_ms"]
+        .as_f64()
+        .expect("the control group's p50");
+    assert!(
+        control < 100.0,
+        "the control group bypasses the fault: {control}"
     );
 
     // The same fault against a claim it breaks.

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::experiment::{Experiment, FaultSpec, Hypothesis, MAX_DURATION, MAX_REQUESTS, Window};
+use super::experiment::{
+    Experiment, FaultSpec, Group, Hypothesis, MAX_DURATION, MAX_REQUESTS, Window,
+};
 use crate::config::spans::Step;
 use crate::toxic::toxics::{Toxic, ToxicRequest};
 
@@ -116,6 +118,21 @@ fn check_load(experiment: &Experiment, report: Report<'_>) {
                 load.rate, experiment.duration
             ),
         );
+    }
+    if let Some(control) = &load.control {
+        let at = [key("load"), key("control")];
+        if !control.url.starts_with("http://") || control.url.parse::<http::Uri>().is_err() {
+            report(
+                &at,
+                format!("url {:?}; allowed: an http:// URL", control.url),
+            );
+        }
+        if !(control.share > 0.0 && control.share < 1.0) {
+            report(
+                &at,
+                format!("share {}; allowed: above 0 and below 1", control.share),
+            );
+        }
     }
     if load.timeout.is_zero() || load.timeout > Duration::from_secs(60) {
         report(
@@ -279,6 +296,12 @@ fn check_hypothesis(
                 "percentile {}; allowed: above 0, at most 100",
                 latency.percentile
             ),
+        );
+    }
+    if hypothesis.group == Group::Control && experiment.load.control.is_none() {
+        report(
+            &at("group"),
+            "the load has no control group; allowed: add [load.control]".into(),
         );
     }
     if let Some(probe) = &hypothesis.probe

@@ -99,6 +99,18 @@ pub struct LoadSpec {
     /// How long a request may take before it counts as failed. Default 2 s.
     #[serde(default = "client_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// A control group: a share of the arrivals sent where the faults do not reach.
+    pub control: Option<ControlSpec>,
+}
+
+/// `[load.control]`: the control group.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSpec {
+    /// Where its requests go (around the faults: straight to the dependency, say).
+    pub url: String,
+    /// The share of the arrivals it gets, above 0 and below 1.
+    pub share: f64,
 }
 
 fn client_timeout() -> Duration {
@@ -207,6 +219,20 @@ pub struct Hypothesis {
     pub latency: Option<LatencyBound>,
     /// A probe reaches a value within a time (of the window's start).
     pub probe: Option<ProbeExpectation>,
+    /// Whose requests a success rate or latency judges. Default the experiment's.
+    #[serde(default)]
+    pub group: Group,
+}
+
+/// The requests a hypothesis judges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// Those the faults reach.
+    #[default]
+    Experiment,
+    /// The control group's (`[load.control]`).
+    Control,
 }
 
 /// Which part of the run a hypothesis judges.

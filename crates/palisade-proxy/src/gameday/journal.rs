@@ -18,6 +18,9 @@ pub struct Journal {
     pub duration_ms: u64,
     /// The load, second by second (the first second is index 0).
     pub seconds: Vec<Second>,
+    /// The control group's, if the load has one (`[load.control]`).
+    #[serde(default)]
+    pub control: Vec<Second>,
     /// When each fault was active.
     pub faults: Vec<FaultWindow>,
     /// Metrics and probes sampled during the run (a breaker's state, say), by name.

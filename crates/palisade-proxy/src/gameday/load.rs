@@ -101,16 +101,23 @@ pub(super) fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
     values.get(rank.clamp(1, values.len()) - 1).copied()
 }
 
-/// Sends `spec`'s load from `start` for `duration`, recording into `tally`; returns when
-/// the last request was sent (answers still on their way keep being recorded until
-/// their timeout).
+/// The two groups' tallies: the experiment's, and the control group's if it has one.
+#[derive(Clone, Default)]
+pub(super) struct Tallies {
+    pub(super) experiment: Arc<Tally>,
+    pub(super) control: Arc<Tally>,
+}
+
+/// Sends `spec`'s load from `start` for `duration`, recording into `tallies` (a share of
+/// the arrivals to the control group's URL, if any); returns when the last request was
+/// sent (answers still on their way keep being recorded until their timeout).
 pub(super) async fn offer(
     spec: LoadSpec,
     seed: u64,
     start: Instant,
     duration: Duration,
     client: Client,
-    tally: Arc<Tally>,
+    tallies: Tallies,
 ) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -124,6 +131,12 @@ pub(super) async fn offer(
         }
         tokio::time::sleep_until(next).await;
         let sent_ms = start.elapsed().as_millis() as u64;
+        let (url, tally) = match &spec.control {
+            Some(control) if rng.random::<f64>() < control.share => {
+                (control.url.clone(), tallies.control.clone())
+            }
+            _ => (spec.url.clone(), tallies.experiment.clone()),
+        };
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             tally.push(Record {
                 sent_ms,
@@ -132,12 +145,7 @@ pub(super) async fn offer(
             });
             continue;
         };
-        let (client, tally, url, limit) = (
-            client.clone(),
-            tally.clone(),
-            spec.url.clone(),
-            spec.timeout,
-        );
+        let (client, limit) = (client.clone(), spec.timeout);
         tokio::spawn(async move {
             let sent = Instant::now();
             let answer = client.get(&url, limit).await;

@@ -38,7 +38,7 @@ use experiment::Experiment;
 use faults::{Stage, Undo};
 use http::Client;
 use journal::{Aborted, Event, FaultWindow, Journal};
-use load::Tally;
+use load::Tallies;
 use probes::Probe;
 use targets::Targets;
 
@@ -114,7 +114,7 @@ pub async fn run(path: &Path, out: Option<PathBuf>) -> Result<Journal, RunError>
         experiment: &experiment,
         journal: &mut journal,
         client: &client,
-        tally: Arc::new(Tally::default()),
+        tallies: Tallies::default(),
         probes: experiment
             .probes
             .iter()
@@ -152,7 +152,7 @@ struct Run<'r> {
     experiment: &'r Experiment,
     journal: &'r mut Journal,
     client: &'r Client,
-    tally: Arc<Tally>,
+    tallies: Tallies,
     probes: Vec<Arc<Probe>>,
     start: Instant,
 }
@@ -176,7 +176,7 @@ impl Run<'_> {
             self.start,
             duration,
             self.client.clone(),
-            self.tally.clone(),
+            self.tallies.clone(),
         ));
         let probing = self.sample_probes();
         let mut stage = Stage {
@@ -326,7 +326,11 @@ impl Run<'_> {
             return;
         }
         let now_ms = now.as_millis() as u64;
-        let Some(success) = self.tally.recent_success(now_ms, ABORT_WINDOW_MS) else {
+        let Some(success) = self
+            .tallies
+            .experiment
+            .recent_success(now_ms, ABORT_WINDOW_MS)
+        else {
             return;
         };
         if success >= below {
@@ -365,7 +369,12 @@ impl Run<'_> {
     /// One progress line: time, load, success, p99, the faults on.
     fn progress(&self, now: Duration, active: &[Active]) {
         let second = now.as_secs().saturating_sub(1);
-        let last = self.tally.seconds(second + 1).pop().unwrap_or_default();
+        let last = self
+            .tallies
+            .experiment
+            .seconds(second + 1)
+            .pop()
+            .unwrap_or_default();
         let faults: Vec<String> = active
             .iter()
             .map(|a| self.experiment.faults[a.index].label())
@@ -399,9 +408,13 @@ impl Run<'_> {
     fn finish(&mut self) {
         let seconds = self.experiment.duration.as_secs();
         self.journal.duration_ms = self.experiment.duration.as_millis() as u64;
-        self.journal.seconds = self.tally.seconds(seconds);
+        self.journal.seconds = self.tallies.experiment.seconds(seconds);
+        if self.experiment.load.control.is_some() {
+            self.journal.control = self.tallies.control.seconds(seconds);
+        }
         self.journal.series = self.probes.iter().map(|p| p.series()).collect();
-        self.journal.verdicts = verdicts::judge(self.experiment, &self.tally, &self.journal.series);
+        self.journal.verdicts =
+            verdicts::judge(self.experiment, &self.tallies, &self.journal.series);
         self.journal.passed = self.journal.aborted.is_none()
             && self.journal.verdicts.iter().all(|v| v.passed)
             && self.journal.faults.iter().all(|f| f.end_ms.is_some());

@@ -1,16 +1,22 @@
 //! Hypotheses judged: each measure over its window of the run, against its threshold.
 
-use super::experiment::{Experiment, Hypothesis, Window};
+use super::experiment::{Experiment, Group, Hypothesis, Window};
 use super::journal::{Series, Verdict};
-use super::load::{Tally, percentile};
+use super::load::{Tallies, Tally, percentile};
 
 /// The verdict on each hypothesis of `experiment`, from the load's `tally` and the
 /// probes' `series`.
-pub(super) fn judge(experiment: &Experiment, tally: &Tally, series: &[Series]) -> Vec<Verdict> {
+pub(super) fn judge(experiment: &Experiment, tallies: &Tallies, series: &[Series]) -> Vec<Verdict> {
     experiment
         .hypotheses
         .iter()
-        .map(|h| judge_one(experiment, h, tally, series))
+        .map(|h| {
+            let tally = match h.group {
+                Group::Experiment => &tallies.experiment,
+                Group::Control => &tallies.control,
+            };
+            judge_one(experiment, h, tally, series)
+        })
         .collect()
 }
 
@@ -25,7 +31,13 @@ fn judge_one(
     let records = tally.sent_between(start_ms, end_ms);
     let mut verdict = Verdict {
         name: hypothesis.name.clone(),
-        window: window_name(hypothesis.window, start_ms, end_ms),
+        window: match hypothesis.group {
+            Group::Experiment => window_name(hypothesis.window, start_ms, end_ms),
+            Group::Control => format!(
+                "{}, control group",
+                window_name(hypothesis.window, start_ms, end_ms)
+            ),
+        },
         ..Verdict::default()
     };
     if let Some(rate) = hypothesis.success_rate {
