@@ -198,6 +198,14 @@ async fn bad_experiment_files_are_refused_with_their_lines() {
             "[[fault]]\nat = \"1s\"\nfor = \"1s\"\ntoxic = { proxy = \"app\", type = \"latency\", attributes = { latncy = 5 } }\n",
             "no attribute \"latncy\"",
         ),
+        (
+            "[[target]]\nname = \"t\"\ncommand = [\"true\"]\n[[fault]]\nat = \"1s\"\nfor = \"1s\"\nskew = { target = \"t\", offset = \"5s\" }\n",
+            "allowed: + or - and a duration",
+        ),
+        (
+            "[[fault]]\nat = \"1s\"\nfor = \"1s\"\npressure = { cpu = 500 }\n",
+            "cpu = 1 to 64 workers",
+        ),
     ] {
         let ran = gameday(&experiment(&upstream, port, "3s", rest)).await;
         assert_eq!(ran.code, 2, "{rest}: {}", ran.stderr);
@@ -436,4 +444,95 @@ upstream = "app"
     );
     std::fs::write(&path, text).expect("write the sidecar's config");
     path
+}
+
+/// Whether `program` is installed; outside CI a missing one skips loudly, in CI it fails.
+fn installed(program: &str, package: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is not installed: .ci/run installs it (apt-get install {package})"
+        );
+        eprintln!("\n*** SKIPPED: {program} is not installed; apt-get install {package} ***\n");
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_skewed_target_runs_on_a_moved_clock_and_is_put_back() {
+    if !installed("faketime", "faketime") {
+        return;
+    }
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    let stamps = temp_path("gameday-clock", "txt");
+    let rest = format!(
+        r#"
+[[target]]
+name = "clock"
+command = ["sh", "-c", "date +%s >> {stamps}; exec sleep 1000"]
+[[fault]]
+at = "1s"
+for = "1s"
+skew = {{ target = "clock", offset = "+1h" }}
+"#,
+        stamps = stamps.display()
+    );
+    let ran = gameday(&experiment(&upstream, free_port(), "3s", &rest)).await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let text = std::fs::read_to_string(&stamps).expect("the target's stamps");
+    let _ = std::fs::remove_file(&stamps);
+    let stamps: Vec<i64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(stamps.len(), 3, "started, skewed, put back: {text}");
+    assert!(stamps[1] - stamps[0] >= 3590, "an hour ahead: {stamps:?}");
+    assert!(
+        (stamps[2] - stamps[0]).abs() < 60,
+        "the real time again: {stamps:?}"
+    );
+}
+
+#[tokio::test]
+async fn pressure_runs_for_its_window_only() {
+    if !installed("stress-ng", "stress-ng") {
+        return;
+    }
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    let marker = format!("{}", 3000 + std::process::id() % 1000);
+    let rest = format!(
+        r#"
+[[fault]]
+at = "500ms"
+for = "1s"
+pressure = {{ cpu = 1, memory = "{marker}K" }}
+"#
+    );
+    let run =
+        tokio::spawn(
+            async move { gameday(&experiment(&upstream, free_port(), "3s", &rest)).await },
+        );
+    let needle = format!("{marker}K");
+    let started = Instant::now();
+    let mut seen = false;
+    while started.elapsed() < secs(3) && !seen {
+        seen = processes_with("stress-ng").iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        });
+        sleep(ms(50)).await;
+    }
+    let ran = run.await.expect("joined");
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(seen, "stress-ng ran during the window");
+    let left: Vec<u32> = processes_with("stress-ng")
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect();
+    assert!(left.is_empty(), "stress-ng left running: {left:?}");
 }

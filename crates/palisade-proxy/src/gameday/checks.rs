@@ -174,11 +174,13 @@ fn check_fault(
         fault.down.is_some(),
         fault.process.is_some(),
         fault.route.is_some(),
+        fault.skew.is_some(),
+        fault.pressure.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         report(
             &[key("fault"), Step::Index(i)],
-            "needs exactly one of toxic, down, process, route".into(),
+            "needs exactly one of toxic, down, process, route, skew, pressure".into(),
         );
     }
     if fault.lasts.is_zero() || fault.at + fault.lasts > duration {
@@ -193,6 +195,29 @@ fn check_fault(
     let missing = |kind: &str, name: &str| {
         format!("no {kind} named {name:?}; allowed: one of the [[{kind}]] names")
     };
+    if let Some(skew) = &fault.skew {
+        if !targets.contains(&skew.target) {
+            let path = [key("fault"), Step::Index(i), key("skew"), key("target")];
+            report(&path, missing("target", &skew.target));
+        }
+        if skew.seconds().is_none() {
+            report(
+                &at("skew"),
+                format!(
+                    "offset {:?}; allowed: + or - and a duration, e.g. \"+5s\"",
+                    skew.offset
+                ),
+            );
+        }
+    }
+    if let Some(pressure) = &fault.pressure
+        && pressure.command(fault.lasts).is_none()
+    {
+        report(
+            &at("pressure"),
+            "allowed: cpu = 1 to 64 workers, memory = \"<n>[K|M|G]\" from 1K to 64G".into(),
+        );
+    }
     if let Some(toxic) = &fault.toxic {
         if !proxies.contains(&toxic.proxy) {
             report(

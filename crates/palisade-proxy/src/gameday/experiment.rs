@@ -137,6 +137,95 @@ pub struct FaultSpec {
     pub process: Option<ProcessFault>,
     /// A sidecar route's fault injection, through its admin API.
     pub route: Option<RouteFault>,
+    /// A target's clock moved: it is started again under libfaketime, and again without
+    /// it when the fault ends.
+    pub skew: Option<SkewFault>,
+    /// CPU or memory pressure on the machine (stress-ng) for the fault's window.
+    pub pressure: Option<PressureFault>,
+}
+
+/// `skew = { target = "orders", offset = "+5s" }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkewFault {
+    /// The target.
+    pub target: String,
+    /// `+` or `-` and a duration: how far its clock is moved.
+    pub offset: String,
+}
+
+/// `pressure = { cpu = 2, memory = "256M" }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PressureFault {
+    /// Workers spinning on the CPU, 1 to 64.
+    pub cpu: Option<u32>,
+    /// Memory held and touched, `<number>[K|M|G]`, at most 64G.
+    pub memory: Option<String>,
+}
+
+// === impl SkewFault ===
+
+impl SkewFault {
+    /// The offset in whole seconds (libfaketime's relative form), if it reads.
+    pub fn seconds(&self) -> Option<i64> {
+        let (sign, rest) = match self.offset.trim().split_at_checked(1)? {
+            ("+", rest) => (1, rest),
+            ("-", rest) => (-1, rest),
+            _ => return None,
+        };
+        let duration = humantime::parse_duration(rest.trim()).ok()?;
+        let seconds = i64::try_from(duration.as_secs()).ok()?;
+        (seconds > 0).then_some(sign * seconds)
+    }
+}
+
+// === impl PressureFault ===
+
+impl PressureFault {
+    /// stress-ng's command for this pressure over `lasts`; none if a value is out of
+    /// range or the fault asks for nothing.
+    pub fn command(&self, lasts: Duration) -> Option<Vec<String>> {
+        let mut command = vec!["stress-ng".to_owned(), "--quiet".to_owned()];
+        match self.cpu {
+            Some(cpu) if (1..=64).contains(&cpu) => {
+                command.extend(["--cpu".to_owned(), cpu.to_string()]);
+            }
+            Some(_) => return None,
+            None => {}
+        }
+        if let Some(memory) = &self.memory {
+            memory_bytes(memory)?;
+            command.extend(["--vm", "1", "--vm-keep", "--vm-bytes"].map(str::to_owned));
+            command.push(memory.trim().to_owned());
+        }
+        if command.len() == 2 {
+            return None;
+        }
+        command.extend([
+            "--timeout".to_owned(),
+            format!("{}s", lasts.as_secs().max(1)),
+        ]);
+        Some(command)
+    }
+}
+
+/// `256M` as bytes: at least 1 KiB, at most 64 GiB.
+fn memory_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let unit: u64 = match unit {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        _ => return None,
+    };
+    let bytes = digits.parse::<u64>().ok()?.checked_mul(unit)?;
+    (1024..=64 << 30).contains(&bytes).then_some(bytes)
 }
 
 /// A toxic, as Toxiproxy's API takes it, on proxy `proxy`.
@@ -378,6 +467,16 @@ impl FaultSpec {
             (
                 "route fault".to_owned(),
                 format!("{} route {}", route.admin, route.route),
+            )
+        } else if let Some(skew) = &self.skew {
+            (format!("clock {}", skew.offset), skew.target.clone())
+        } else if let Some(pressure) = &self.pressure {
+            let cpu = pressure.cpu.map(|c| format!("cpu {c}"));
+            let memory = pressure.memory.as_ref().map(|m| format!("memory {m}"));
+            let what: Vec<String> = cpu.into_iter().chain(memory).collect();
+            (
+                format!("pressure {}", what.join(", ")),
+                "the machine".to_owned(),
             )
         } else {
             ("nothing".to_owned(), String::new())

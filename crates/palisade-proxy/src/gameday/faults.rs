@@ -23,8 +23,10 @@ pub(super) enum Undo {
     Toxic { proxy: String, toxic: String },
     /// Enable this proxy again.
     Up(String),
-    /// Start this target again.
+    /// Start this target again (as the file says: without a wrapper).
     Restart(String),
+    /// Stop this process the fault started.
+    Remove(String),
     /// Resume this target.
     Resume(String),
     /// Put this route's fault back as it was.
@@ -81,6 +83,24 @@ impl Stage<'_> {
                 }
             };
         }
+        if let Some(skew) = &spec.skew {
+            let seconds = skew.seconds().ok_or("an unreadable offset")?;
+            let wrapper = [
+                "faketime".to_owned(),
+                "-f".to_owned(),
+                format!("{seconds:+}"),
+            ];
+            self.targets
+                .restart(&skew.target, &wrapper, self.client)
+                .await?;
+            return Ok(Undo::Restart(skew.target.clone()));
+        }
+        if let Some(pressure) = &spec.pressure {
+            let command = pressure.command(spec.lasts).ok_or("nothing to press")?;
+            let name = format!("pressure-{index}");
+            self.targets.add(&name, command, self.client).await?;
+            return Ok(Undo::Remove(name));
+        }
         if let Some(route) = &spec.route {
             let was = self.route_fault(route).await?;
             let mut fault = Map::new();
@@ -107,7 +127,8 @@ impl Stage<'_> {
                 .await
                 .map_err(|e| e.message),
             Undo::Up(proxy) => self.enable(&proxy, true).await,
-            Undo::Restart(target) => self.targets.restart(&target, self.client).await,
+            Undo::Restart(target) => self.targets.restart(&target, &[], self.client).await,
+            Undo::Remove(name) => self.targets.remove(&name),
             Undo::Resume(target) => self.targets.signal(&target, "CONT"),
             Undo::Route { admin, route, was } => self.set_route_fault(&admin, route, &was).await,
         }

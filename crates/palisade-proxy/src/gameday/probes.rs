@@ -64,7 +64,8 @@ impl Selector {
             };
             let matches =
                 sample.name == self.name && self.labels.iter().all(|l| sample.labels.contains(l));
-            if let (true, Ok(value)) = (matches, value.trim().parse::<f64>()) {
+            let value = value.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+            if let (true, Some(value)) = (matches, value) {
                 total = Some(total.unwrap_or(0.0) + value);
             }
         }

@@ -42,13 +42,20 @@ impl Targets {
             dir: dir.to_owned(),
         };
         for spec in specs {
-            let running = targets.launch(spec, client).await?;
+            let running = targets.launch(spec, &[], client).await?;
             targets.running.push(running);
         }
         Ok(targets)
     }
 
-    async fn launch(&self, spec: &Target, client: &Client) -> Result<Running, String> {
+    /// Starts `spec`'s command, after `wrapper` (a command that runs it: `faketime -f
+    /// +5s`) if any, and waits until it is ready.
+    async fn launch(
+        &self,
+        spec: &Target,
+        wrapper: &[String],
+        client: &Client,
+    ) -> Result<Running, String> {
         let log = self.dir.join(format!("{}.log", spec.name));
         let pid_file = self.dir.join(format!("{}.pid", spec.name));
         let _ = std::fs::remove_file(&pid_file);
@@ -60,6 +67,7 @@ impl Targets {
             .arg(std::process::id().to_string())
             .arg(&pid_file)
             .arg("--")
+            .args(wrapper)
             .args(&spec.command)
             .stdin(Stdio::null())
             .stdout(out)
@@ -100,13 +108,49 @@ impl Targets {
         }
     }
 
-    /// Starts target `name` again (after a kill) and waits until it is ready.
-    pub(super) async fn restart(&mut self, name: &str, client: &Client) -> Result<(), String> {
-        let spec = self.find(name)?.spec.clone();
-        let fresh = self.launch(&spec, client).await?;
+    /// Starts target `name` again, run by `wrapper` if any, and waits until it is ready;
+    /// the running one (if it still runs) is stopped first.
+    pub(super) async fn restart(
+        &mut self,
+        name: &str,
+        wrapper: &[String],
+        client: &Client,
+    ) -> Result<(), String> {
         let old = self.find(name)?;
-        let _ = old.guard.wait();
-        *old = fresh;
+        old.stop();
+        let spec = old.spec.clone();
+        let fresh = self.launch(&spec, wrapper, client).await?;
+        *self.find(name)? = fresh;
+        Ok(())
+    }
+
+    /// Starts a process that is no target of the file (a fault's own, like stress-ng)
+    /// under the same guard, as `name`.
+    pub(super) async fn add(
+        &mut self,
+        name: &str,
+        command: Vec<String>,
+        client: &Client,
+    ) -> Result<(), String> {
+        let spec = Target {
+            name: name.to_owned(),
+            command,
+            ready: None,
+            ready_timeout: Duration::from_secs(5),
+        };
+        let running = self.launch(&spec, &[], client).await?;
+        self.running.push(running);
+        Ok(())
+    }
+
+    /// Stops and forgets the process `name` (one [`add`](Self::add) started).
+    pub(super) fn remove(&mut self, name: &str) -> Result<(), String> {
+        let index = self
+            .running
+            .iter()
+            .position(|r| r.spec.name == name)
+            .ok_or_else(|| format!("no process {name:?}"))?;
+        self.running.remove(index).stop();
         Ok(())
     }
 
