@@ -34,6 +34,25 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Prints Prometheus alerting rules for the config's upstreams, routes and sagas
+    /// (YAML, for `rule_files`), each linking its runbook in docs/RUNBOOKS.md.
+    Alerts {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where docs/RUNBOOKS.md is read: each rule's `runbook_url` is this plus a
+        /// section's anchor.
+        #[arg(long, default_value = palisade_proxy::runbooks::DEFAULT_BASE)]
+        runbook_base: String,
+        /// Every route's SLO, in percent of answers that are not 5xx (95 to under 100):
+        /// the error-budget rules alert when it burns too fast.
+        #[arg(long, default_value_t = palisade_proxy::alerts::DEFAULT_SLO)]
+        slo: f64,
+        /// Label matchers added to every series the rules read, e.g. 'job="checkout"',
+        /// so that rules of several sidecars can share one Prometheus.
+        #[arg(long)]
+        selector: Option<String>,
+    },
     /// Lists, shows, resumes, retries or aborts the running proxy's sagas (through its
     /// admin port, as the config file gives it).
     Saga {
@@ -74,6 +93,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Alerts {
+            config,
+            runbook_base,
+            slo,
+            selector,
+        } => alerts(
+            &config,
+            &palisade_proxy::alerts::Options {
+                runbook_base,
+                slo,
+                selector,
+            },
+        ),
         Command::Run { config } => run(config),
         Command::Demo { duration } => demo(duration),
         Command::Saga { config, action } => saga(config, action),
@@ -118,6 +150,26 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(problems) => {
             eprintln!("{problems}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn alerts(path: &std::path::Path, options: &palisade_proxy::alerts::Options) -> ExitCode {
+    let checked = match palisade_proxy::config::load(path) {
+        Ok(checked) => checked,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(1);
+        }
+    };
+    match palisade_proxy::alerts::write(&path.display().to_string(), &checked, options) {
+        Ok(rules) => {
+            print!("{rules}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("palisade alerts: {error}");
+            ExitCode::from(2)
         }
     }
 }

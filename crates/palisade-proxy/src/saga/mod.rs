@@ -34,7 +34,7 @@ use steps::Caller;
 pub use steps::{Answered, Sender, Unanswered};
 
 pub use admin::handle as admin;
-pub use answer::{Asked, SAGA_ID_HEADER, SagaRoute, answer};
+pub use answer::{Asked, SAGA_ID_HEADER, SAGA_REASONS, SagaRoute, answer};
 
 /// The sidecar's sagas: the runner and what its steps need.
 pub struct Sagas {
