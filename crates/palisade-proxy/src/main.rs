@@ -28,11 +28,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validates a config file: prints "ok", or every problem with its line.
+    /// Validates a config file: prints "ok", or every problem with its line; warns of
+    /// common mistakes in a valid file (advice, each with its fix and runbook).
     Check {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Fails (exit 1) on warnings too.
+        #[arg(long)]
+        strict: bool,
     },
     /// Prints Prometheus alerting rules for the config's upstreams, routes and sagas
     /// (YAML, for `rule_files`), each linking its runbook in docs/RUNBOOKS.md.
@@ -92,7 +96,7 @@ enum SagaCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, strict } => check(&config, strict),
         Command::Alerts {
             config,
             runbook_base,
@@ -141,15 +145,29 @@ fn saga(config: Option<PathBuf>, action: SagaCommand) -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    match palisade_proxy::config::load(path) {
-        Ok(_) => {
+fn check(path: &std::path::Path, strict: bool) -> ExitCode {
+    let checked = match palisade_proxy::config::load(path) {
+        Ok(checked) => checked,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(1);
+        }
+    };
+    for advice in &checked.advice {
+        eprintln!("{advice}");
+    }
+    match checked.advice.len() {
+        0 => {
             println!("ok");
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            eprintln!("{problems}");
+        n if strict => {
+            eprintln!("{n} warning(s), and --strict: not ok");
             ExitCode::from(1)
+        }
+        n => {
+            println!("ok, with {n} warning(s)");
+            ExitCode::SUCCESS
         }
     }
 }
