@@ -305,3 +305,35 @@ fn every_rule_links_its_runbook_section() {
     assert_eq!(alerts, links, "{text}");
     assert!(text.contains("RUNBOOKS.md#palisadesagaparked\""));
 }
+
+#[test]
+fn the_runbooks_table_gives_each_alerts_hold_and_severity() {
+    let runbooks = include_str!("../../../../docs/RUNBOOKS.md");
+    for rule in rules_of(&format!("{RICH}{SAGA}")) {
+        let row = runbooks
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", rule.alert.name())))
+            .unwrap_or_else(|| panic!("no row for {}", rule.alert.name()));
+        let hold = format!("| {} |", rule.hold.unwrap_or("—"));
+        assert!(row.contains(&hold), "{row} lacks {hold}");
+        assert!(row.contains(rule.severity.as_str()), "{row}");
+    }
+    let row = |alert: Alert| {
+        let start = format!("| `{}` |", alert.name());
+        runbooks
+            .lines()
+            .find(|l| l.starts_with(&start))
+            .unwrap_or("")
+    };
+    for burn in [route::FAST, route::SLOW] {
+        let said = format!(
+            "{} × (100 − SLO)% over {} and over {}",
+            burn.rate, burn.long, burn.short
+        );
+        assert!(row(burn.alert).contains(&said), "{said}");
+    }
+    let busy = format!("{}%", upstream::BULKHEAD_BUSY_SHARE * 100.0);
+    assert!(row(Alert::BulkheadSaturated).contains(&busy), "{busy}");
+    let limited = format!("> {}%", upstream::RATE_LIMITED_SHARE * 100.0);
+    assert!(row(Alert::RateLimited).contains(&limited), "{limited}");
+}
