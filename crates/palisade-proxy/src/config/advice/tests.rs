@@ -336,3 +336,30 @@ fn the_readmes_sidecar_example_gets_no_advice() {
     assert!(example.contains("[listener]"), "{example}");
     assert_eq!(advice_on(example), []);
 }
+
+/// The load benchmark's config (bench/proxy/configs.sh) turns every policy on. Its one
+/// advice is true and kept: 1 s × 3 attempts + backoffs > total 2 s. Nothing times out
+/// at the rates measured, and changing the file would break the comparison with
+/// earlier runs.
+#[test]
+fn the_benchmarks_config_gets_only_its_known_advice() {
+    let script = include_str!("../../../../../bench/proxy/configs.sh");
+    let start = script.find("<<EOF\n").expect("the heredoc") + "<<EOF\n".len();
+    let text = script[start..start + script[start..].find("\nEOF").expect("its end")]
+        .replace("$1", "8080")
+        .replace("$2", "9901")
+        .replace("$3", "9001");
+    let advice = advice_on(&text);
+    let found: Vec<(Rule, &str)> = advice
+        .iter()
+        .map(|a| (a.rule, a.message.as_str()))
+        .collect();
+    assert_eq!(found.len(), 1, "{advice:#?}");
+    assert_eq!(found[0].0, Rule::RetryOverTotal);
+    assert!(
+        found[0]
+            .1
+            .starts_with("1 s × 3 attempts + backoffs up to 150 ms = 3.15 s > total 2 s"),
+        "{advice:#?}"
+    );
+}
