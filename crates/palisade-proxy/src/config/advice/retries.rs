@@ -102,20 +102,12 @@ fn over_total(at: &At<'_>) -> Option<Advice> {
     let retry = &at.policies.retry;
     let per_try = longest_try(at);
     let attempts = retry.max_attempts;
-    let backoffs = backoffs(retry, attempts);
-    let worst = per_try.saturating_mul(attempts).saturating_add(backoffs);
+    let waits = backoffs(retry, attempts);
+    let worst = per_try.saturating_mul(attempts).saturating_add(waits);
     if worst <= timeout.total {
         return None;
     }
-    let fit = (1..attempts)
-        .rev()
-        .find(|&n| {
-            per_try
-                .saturating_mul(n)
-                .saturating_add(backoffs_before(retry, n))
-                <= timeout.total
-        })
-        .unwrap_or(1);
+    let fit = attempts_within(retry, per_try, timeout.total);
     let keys = at.first_set(&[
         &["timeout", "per_try"],
         &["retry", "max_attempts"],
@@ -129,7 +121,7 @@ fn over_total(at: &At<'_>) -> Option<Advice> {
             "{} × {attempts} attempts + backoffs up to {} = {} > total {}: the last \
              attempts are cut short or never start",
             human(per_try),
-            human(backoffs),
+            human(waits),
             human(worst),
             human(timeout.total)
         ),
@@ -139,6 +131,14 @@ fn over_total(at: &At<'_>) -> Option<Advice> {
             humantime::format_duration(round_up_ms(worst))
         ),
     ))
+}
+
+/// The most attempts (at least 1) whose tries and backoffs fit in `total`.
+fn attempts_within(retry: &RetryConfig, per_try: Duration, total: Duration) -> u32 {
+    (1..retry.max_attempts)
+        .rev()
+        .find(|&n| per_try.saturating_mul(n).saturating_add(backoffs(retry, n)) <= total)
+        .unwrap_or(1)
 }
 
 /// The longest one attempt may take: `per_try`, or an adaptive timeout's bound.
@@ -152,13 +152,8 @@ fn longest_try(at: &At<'_>) -> Duration {
     }
 }
 
-/// The longest the backoffs between `attempts` attempts may add up to.
-fn backoffs(retry: &RetryConfig, attempts: u32) -> Duration {
-    backoffs_before(retry, attempts)
-}
-
-/// The longest backoffs before attempt `n` (between the first `n` attempts).
-fn backoffs_before(retry: &RetryConfig, n: u32) -> Duration {
+/// The longest the backoffs between the first `n` attempts may add up to.
+fn backoffs(retry: &RetryConfig, n: u32) -> Duration {
     (1..n).map(|k| longest_delay(retry, k)).sum()
 }
 

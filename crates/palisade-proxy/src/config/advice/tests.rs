@@ -113,6 +113,12 @@ fn a_worst_case_over_the_total_is_found_with_its_sum() {
         "{advice:?}"
     );
     assert_eq!(advice[0].line, line_of(&text, "per_try"));
+    let three_fit = "[upstream.timeout]\ntotal = \"10s\"\nper_try = \"3s\"\n";
+    let advice = advice_on(&file(three_fit, retry, GOOD_LIMIT));
+    assert!(
+        advice[0].fix.starts_with("max_attempts = 3, "),
+        "9.03 s fit: {advice:?}"
+    );
     let adaptive =
         "[upstream.timeout]\ntotal = \"2s\"\nper_try = \"500ms\"\nadaptive = { max = \"1s\" }\n";
     let advice = advice_on(&file(adaptive, GOOD_RETRY, GOOD_LIMIT));
