@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod alerts;
 pub mod body;
 pub mod config;
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod gameday;
 mod h1;
 pub mod respond;
 pub mod route;
+pub mod runbooks;
 pub mod runtime;
 pub mod saga;
 pub mod serve;

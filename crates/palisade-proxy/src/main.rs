@@ -28,11 +28,34 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validates a config file: prints "ok", or every problem with its line.
+    /// Validates a config file: prints "ok", or every problem with its line; warns of
+    /// common mistakes in a valid file (advice, each with its fix and runbook).
     Check {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Fails (exit 1) on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Prints Prometheus alerting rules for the config's upstreams, routes and sagas
+    /// (YAML, for `rule_files`), each linking its runbook in docs/RUNBOOKS.md.
+    Alerts {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where docs/RUNBOOKS.md is read: each rule's `runbook_url` is this plus a
+        /// section's anchor.
+        #[arg(long, default_value = palisade_proxy::runbooks::DEFAULT_BASE)]
+        runbook_base: String,
+        /// Every route's SLO, in percent of answers that are not 5xx (95 to under 100):
+        /// the error-budget rules alert when it burns too fast.
+        #[arg(long, default_value_t = palisade_proxy::alerts::DEFAULT_SLO)]
+        slo: f64,
+        /// Label matchers added to every series the rules read, e.g. 'job="checkout"',
+        /// so that rules of several sidecars can share one Prometheus.
+        #[arg(long)]
+        selector: Option<String>,
     },
     /// Lists, shows, resumes, retries or aborts the running proxy's sagas (through its
     /// admin port, as the config file gives it).
@@ -102,7 +125,20 @@ enum SagaCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, strict } => check(&config, strict),
+        Command::Alerts {
+            config,
+            runbook_base,
+            slo,
+            selector,
+        } => alerts(
+            &config,
+            &palisade_proxy::alerts::Options {
+                runbook_base,
+                slo,
+                selector,
+            },
+        ),
         Command::Run { config } => run(config),
         Command::Demo { duration } => demo(duration),
         Command::Saga { config, action } => saga(config, action),
@@ -145,15 +181,49 @@ fn saga(config: Option<PathBuf>, action: SagaCommand) -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    match palisade_proxy::config::load(path) {
-        Ok(_) => {
+fn check(path: &std::path::Path, strict: bool) -> ExitCode {
+    let checked = match palisade_proxy::config::load(path) {
+        Ok(checked) => checked,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(1);
+        }
+    };
+    for advice in &checked.advice {
+        eprintln!("{advice}");
+    }
+    match checked.advice.len() {
+        0 => {
             println!("ok");
             ExitCode::SUCCESS
         }
+        n if strict => {
+            eprintln!("{n} warning(s), and --strict: not ok");
+            ExitCode::from(1)
+        }
+        n => {
+            println!("ok, with {n} warning(s)");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn alerts(path: &std::path::Path, options: &palisade_proxy::alerts::Options) -> ExitCode {
+    let checked = match palisade_proxy::config::load(path) {
+        Ok(checked) => checked,
         Err(problems) => {
             eprintln!("{problems}");
-            ExitCode::from(1)
+            return ExitCode::from(1);
+        }
+    };
+    match palisade_proxy::alerts::write(&path.display().to_string(), &checked, options) {
+        Ok(rules) => {
+            print!("{rules}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("palisade alerts: {error}");
+            ExitCode::from(2)
         }
     }
 }

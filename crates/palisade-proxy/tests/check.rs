@@ -102,6 +102,78 @@ async fn a_valid_config_prints_ok() {
     assert!(out.stdout.trim().starts_with("ok"), "{out:?}");
 }
 
+/// `palisade check --config FILE --strict` on `text`.
+async fn check_strict(text: &str) -> CheckOutput {
+    let path = temp_path("check-strict", "toml");
+    std::fs::write(&path, text).expect("write config");
+    let mut out = palisade(&[
+        "check".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+        "--strict".as_ref(),
+    ])
+    .await;
+    let _ = std::fs::remove_file(&path);
+    out.path = path.display().to_string();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_without_mistakes_gets_no_advice_even_when_strict() {
+    for out in [check(GOOD).await, check_strict(GOOD).await] {
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(out.stdout.trim(), "ok", "{out:?}");
+        assert_eq!(out.stderr, "", "no warning: {out:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advice_warns_with_its_line_and_fails_the_check_only_when_strict() {
+    let text = GOOD.replace("jitter = \"full\"", "jitter = \"none\"");
+    let line = line_of(&text, "jitter");
+    let warning = |path: &str| {
+        format!("{path}:{line}: warning: upstream[0].retry.jitter: jitter = \"none\": ")
+    };
+    let out = check(&text).await;
+    assert!(out.status.success(), "a warning keeps exit 0: {out:?}");
+    assert_eq!(out.stdout.trim(), "ok, with 1 warning(s)", "{out:?}");
+    assert!(out.stderr.starts_with(&warning(&out.path)), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("RUNBOOKS.md#advice-retry-without-jitter]"),
+        "{out:?}"
+    );
+    let strict = check_strict(&text).await;
+    assert_eq!(
+        strict.status.code(),
+        Some(1),
+        "--strict fails on a warning: {strict:?}"
+    );
+    assert!(
+        strict.stderr.starts_with(&warning(&strict.path)),
+        "{strict:?}"
+    );
+    assert!(strict.stderr.contains("--strict"), "{strict:?}");
+    assert!(!strict.stdout.contains("ok"), "{strict:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_gets_its_problems_and_no_advice() {
+    let text = GOOD
+        .replace("jitter = \"full\"", "jitter = \"none\"")
+        .replace("failure_rate = 0.5", "failure_rate = 1.5");
+    let out = check_strict(&text).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("failure_rate: 1.5 is out of range"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.contains("warning"),
+        "advice waits for a valid file: {out:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_out_of_range_value_names_file_line_key_and_what_is_allowed() {
     let text = GOOD.replace("failure_rate = 0.5", "failure_rate = 1.5");

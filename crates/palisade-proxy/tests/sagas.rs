@@ -226,6 +226,12 @@ async fn a_compensation_that_keeps_failing_parks_the_saga_until_an_operator_resu
         "{}",
         r.text()
     );
+    let gauge = |m: &[Sample]| sum(m, "palisade_sagas_parked", &[("saga", "checkout")]);
+    assert_eq!(
+        gauge(&shop.proxy.metrics().await),
+        1.0,
+        "the parked saga is counted"
+    );
     // The inventory recovers; an operator resumes the saga.
     shop.inventory.set_behaviour(Behaviour::Ok);
     let refused = shop.proxy.admin_post("/admin/sagas/nope/resume", "").await;
@@ -242,6 +248,12 @@ async fn a_compensation_that_keeps_failing_parks_the_saga_until_an_operator_resu
     .await;
     assert_eq!(done.status, 409);
     assert_eq!(done.reason(), Some("saga-compensated"));
+    let m = shop.proxy.metrics().await;
+    assert_eq!(gauge(&m), 0.0, "a resumed saga is no longer counted");
+    assert!(
+        !matching(&m, "palisade_sagas_parked", &[("saga", "checkout")]).is_empty(),
+        "the gauge stays, at 0"
+    );
     let deletes = calls(&shop.inventory)
         .into_iter()
         .filter(|(m, _, _)| m == "DELETE")

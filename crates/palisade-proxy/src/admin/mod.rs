@@ -5,7 +5,7 @@
 //! | `GET /health/live` | 200 while the process serves |
 //! | `GET /health/ready` | 200 when every upstream has an available endpoint, else 503 with the reasons |
 //! | `GET /health/deep` | every endpoint's checks and breakers (cached for 1 s) |
-//! | `GET /metrics` | Prometheus text |
+//! | `GET /metrics` | Prometheus text (with sagas: the parked ones counted from the store first) |
 //! | `GET /admin/state` | JSON of every upstream, endpoint, breaker, bulkhead, limiter and route |
 //! | `POST /admin/upstream/{name}/circuit` | `{"state": "open" \| "closed" \| "auto"}` forces every breaker of the upstream |
 //! | `POST /admin/route/{n}/fault` | a `[route.fault]` table as JSON replaces the route's fault injection |
@@ -82,11 +82,17 @@ impl Admin {
             }
             (&Method::GET, ["health", "ready"]) => self.ready(),
             (&Method::GET, ["health", "deep"]) => self.deep(),
-            (&Method::GET, ["metrics"]) => text(
-                StatusCode::OK,
-                crate::telemetry::render_metrics(),
-                "text/plain; version=0.0.4",
-            ),
+            (&Method::GET, ["metrics"]) => {
+                let sagas = self.runtime.load().sagas.get().cloned();
+                if let Some(sagas) = sagas {
+                    crate::saga::gauge::refresh(&sagas).await;
+                }
+                text(
+                    StatusCode::OK,
+                    crate::telemetry::render_metrics(),
+                    "text/plain; version=0.0.4",
+                )
+            }
             (&Method::GET, ["admin", "state"]) => {
                 json(StatusCode::OK, &state::of(&self.runtime.load()))
             }

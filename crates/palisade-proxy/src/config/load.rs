@@ -56,6 +56,8 @@ pub struct Checked {
     pub config: Config,
     /// Per upstream, in order: the policies' configs.
     pub upstreams: Vec<UpstreamPolicies>,
+    /// Warnings on mistakes a valid file may still hold (see [`super::advice`]).
+    pub advice: Vec<super::advice::Advice>,
 }
 
 /// An upstream's policy configs, validated.
@@ -99,7 +101,12 @@ pub fn parse(file: &str, text: &str) -> Result<Checked, Problems> {
     let upstreams = checker.check(&config);
     let mut problems = checker.problems;
     if problems.is_empty() {
-        return Ok(Checked { config, upstreams });
+        let advice = super::advice::advise(file, &locator, &config, &upstreams);
+        return Ok(Checked {
+            config,
+            upstreams,
+            advice,
+        });
     }
     problems.sort_by_key(|p| p.line);
     Err(Problems {

@@ -6,8 +6,10 @@
 //! and a builder produce the same policy objects.
 //!
 //! [`load`] reads and validates a file and reports every problem as
-//! `FILE:LINE: key: what is wrong; what is allowed`.
+//! `FILE:LINE: key: what is wrong; what is allowed`; a valid file comes with its
+//! [`advice`], warnings on the mistakes every resilience guide lists.
 
+pub mod advice;
 pub mod load;
 pub mod saga;
 pub(crate) mod spans;

@@ -45,6 +45,29 @@ impl<'a> Locator<'a> {
     }
 }
 
+// === impl Locator ===
+
+impl Locator<'_> {
+    /// Whether the file itself sets `path` (a default is not in the file).
+    pub(crate) fn contains(&self, path: &[Step]) -> bool {
+        let Some(document) = &self.document else {
+            return false;
+        };
+        let mut item = document.as_item();
+        for step in path {
+            let next = match step {
+                Step::Key(key) => item.get(key.as_str()),
+                Step::Index(i) => item.get(*i),
+            };
+            match next {
+                Some(next) => item = next,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
 fn walk_table(table: &Table, path: &[Step], best: &mut Option<usize>) {
     if let Some(span) = table.span() {
         *best = Some(span.start);
@@ -114,6 +137,17 @@ mod tests {
             ]),
             11
         );
+        assert!(l.contains(&[
+            key("upstream"),
+            Step::Index(1),
+            key("retry"),
+            key("budget"),
+            key("ratio")
+        ]));
+        assert!(l.contains(&[key("upstream"), Step::Index(0), key("name")]));
+        assert!(!l.contains(&[key("upstream"), Step::Index(0), key("retry")]));
+        assert!(!l.contains(&[key("upstream"), Step::Index(2)]));
+        assert!(!l.contains(&[key("listener"), key("port")]));
         // A missing key points at its table.
         assert_eq!(
             l.line(&[key("upstream"), Step::Index(1), key("retry"), key("base")]),

@@ -69,6 +69,10 @@ name = "payments"
 endpoints = ["{payments}"]
 [upstream.timeout]
 per_try = "300ms"
+[upstream.retry]
+budget = {{ ratio = 0.2, min_per_second = 10 }}
+[upstream.bulkhead]
+max_concurrent = 64
 
 [saga_store]
 url = "sqlite://{}"

@@ -14,6 +14,7 @@ mod load;
 mod table;
 mod upstreams;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -58,11 +59,12 @@ fn stuck(_: f64) -> Mood {
     Mood::Hanging { share: 0.3 }
 }
 
+/// The proxy's config for the simulated upstreams at these addresses.
 fn embedded_config(
-    steady: &Simulated,
-    flaky: &Simulated,
-    replica: &Simulated,
-    stuck: &Simulated,
+    steady: SocketAddr,
+    flaky: SocketAddr,
+    replica: SocketAddr,
+    stuck: SocketAddr,
 ) -> String {
     format!(
         r#"
@@ -82,6 +84,8 @@ max_attempts = 2
 base = "10ms"
 max_delay = "50ms"
 budget = {{ ratio = 0.2, min_per_second = 10 }}
+[upstream.bulkhead]
+max_concurrent = 64
 
 [[upstream]]
 name = "flaky"
@@ -103,6 +107,8 @@ failure_rate = 0.5
 open_for = "1s"
 max_open_for = "4s"
 half_open_calls = 2
+[upstream.bulkhead]
+max_concurrent = 64
 [upstream.health_check]
 path = "/health"
 interval = "500ms"
@@ -146,10 +152,6 @@ status = 200
 body = '{{"degraded": true}}'
 content_type = "application/json"
 "#,
-        steady = steady.address,
-        flaky = flaky.address,
-        replica = replica.address,
-        stuck = stuck.address,
     )
 }
 
@@ -166,8 +168,12 @@ pub async fn run(length: Duration) -> Result<(), String> {
     let stuck = Simulated::start("stuck", stuck, length).await.map_err(io)?;
     let payments = checkout::payments().await.map_err(io)?;
     let store = checkout::store();
-    let text =
-        embedded_config(&steady, &flaky, &replica, &stuck) + &checkout::config(payments, &store);
+    let text = embedded_config(
+        steady.address,
+        flaky.address,
+        replica.address,
+        stuck.address,
+    ) + &checkout::config(payments, &store);
     let checked = config::parse("<embedded demo config>", &text).map_err(|p| p.to_string())?;
     let running = serve::start(checked, None).await.map_err(io)?;
     table::intro(length, running.address, running.admin_address);
@@ -228,4 +234,21 @@ pub async fn run(length: Duration) -> Result<(), String> {
         let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo shows the sidecar as it should be set up: `palisade check` has no advice
+    /// on its config.
+    #[test]
+    fn the_demo_config_gets_no_advice() {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let text = embedded_config(at(9001), at(9002), at(9003), at(9004))
+            + &checkout::config(at(9005), std::path::Path::new("/tmp/demo.db"));
+        let checked = config::parse("<demo>", &text).unwrap_or_else(|p| panic!("{p}"));
+        let advice: Vec<String> = checked.advice.iter().map(ToString::to_string).collect();
+        assert_eq!(advice, Vec::<String>::new());
+    }
 }

@@ -33,6 +33,36 @@ pub const SAGA_ID_HEADER: &str = "x-palisade-saga-id";
 /// The longest a client waits without a budget of its own and a saga without a deadline.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
+/// The `x-palisade-reason` values only a saga route answers with (it answers
+/// `bad-request` and `bad-deadline` too, as every route does). docs/RUNBOOKS.md has a
+/// section for each.
+pub const SAGA_REASONS: [&str; 8] = [
+    UNAVAILABLE,
+    NOT_FOUND,
+    FULL,
+    ID_TAKEN,
+    COMPENSATED,
+    PARKED,
+    ABORTED,
+    STORE_UNAVAILABLE,
+];
+/// Sagas are not running (503).
+const UNAVAILABLE: &str = "saga-unavailable";
+/// `GET {prefix}/{id}` of an id this route's saga does not have (404).
+const NOT_FOUND: &str = "saga-not-found";
+/// As many sagas running as the runner allows (503).
+const FULL: &str = "saga-full";
+/// The client's `Idempotency-Key` names a saga of another definition (409).
+const ID_TAKEN: &str = "saga-id-taken";
+/// The saga failed and was compensated (409).
+const COMPENSATED: &str = "saga-compensated";
+/// The saga waits for an operator (409).
+const PARKED: &str = "saga-parked";
+/// An operator gave the saga up (409).
+const ABORTED: &str = "saga-aborted";
+/// The store failed (503).
+const STORE_UNAVAILABLE: &str = "saga-store-unavailable";
+
 /// A route with `saga = "…"`.
 pub struct SagaRoute {
     /// Its position in the file.
@@ -70,7 +100,7 @@ pub async fn answer(sagas: Option<&Sagas>, asked: Asked<'_>) -> Reply {
     let response = match sagas {
         None => refusal(
             StatusCode::SERVICE_UNAVAILABLE,
-            "saga-unavailable",
+            UNAVAILABLE,
             "sagas are not running",
             None,
         ),
@@ -92,7 +122,7 @@ async fn respond(sagas: &Sagas, asked: Asked<'_>) -> Response<crate::body::Proxy
                 Ok(Some(view)) if view.saga.definition == route.saga => settled(route, &view.saga),
                 Ok(_) => refusal(
                     StatusCode::NOT_FOUND,
-                    "saga-not-found",
+                    NOT_FOUND,
                     "no such saga on this route",
                     None,
                 ),
@@ -152,18 +182,13 @@ async fn start(sagas: &Sagas, asked: Asked<'_>) -> Response<crate::body::ProxyBo
         Err(SagaError::Full(n)) => {
             return refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "saga-full",
+                FULL,
                 &format!("{n} sagas are running; try again"),
                 Some(1),
             );
         }
         Err(error @ SagaError::IdTaken { .. }) => {
-            return refusal(
-                StatusCode::CONFLICT,
-                "saga-id-taken",
-                &error.to_string(),
-                None,
-            );
+            return refusal(StatusCode::CONFLICT, ID_TAKEN, &error.to_string(), None);
         }
         Err(error @ SagaError::InvalidId(_)) => {
             return refusal(
@@ -249,16 +274,16 @@ fn settled(route: &SagaRoute, row: &SagaRow) -> Response<crate::body::ProxyBody>
         }
         SagaState::Compensated => (
             StatusCode::CONFLICT,
-            Some("saga-compensated"),
+            Some(COMPENSATED),
             json!({"saga_id": row.id, "state": row.state,
                    "failed_step": row.failed_step.and_then(step_name), "failure": row.failure}),
         ),
         SagaState::Parked | SagaState::Aborted => (
             StatusCode::CONFLICT,
             Some(if row.state == SagaState::Parked {
-                "saga-parked"
+                PARKED
             } else {
-                "saga-aborted"
+                ABORTED
             }),
             json!({"saga_id": row.id, "state": row.state, "reason": row.reason,
                    "failure": row.failure}),
@@ -290,7 +315,7 @@ fn store_failed(error: &SagaError) -> Response<crate::body::ProxyBody> {
     tracing::warn!(%error, "saga store");
     refusal(
         StatusCode::SERVICE_UNAVAILABLE,
-        "saga-store-unavailable",
+        STORE_UNAVAILABLE,
         &error.to_string(),
         Some(1),
     )

@@ -8,6 +8,8 @@
 //!   unknown);
 //! - `answer.rs`: a saga route's answers to clients (200 / 409 / 202);
 //! - `admin.rs`: `/admin/sagas…` on the admin port;
+//! - `gauge.rs`: `palisade_sagas_parked{saga}`, the sagas waiting for an operator, read
+//!   from the store when `/metrics` is scraped;
 //! - `cli.rs`: `palisade saga …`, the operator's commands, through the admin port.
 //!
 //! The service is built once, at start, and outlives config reloads: a reload that
@@ -19,6 +21,7 @@
 mod admin;
 mod answer;
 pub mod cli;
+pub mod gauge;
 mod steps;
 
 use std::sync::Arc;
@@ -31,13 +34,15 @@ use steps::Caller;
 pub use steps::{Answered, Sender, Unanswered};
 
 pub use admin::handle as admin;
-pub use answer::{Asked, SAGA_ID_HEADER, SagaRoute, answer};
+pub use answer::{Asked, SAGA_ID_HEADER, SAGA_REASONS, SagaRoute, answer};
 
 /// The sidecar's sagas: the runner and what its steps need.
 pub struct Sagas {
     runner: Runner,
     /// The store's URL, for `/admin/state`.
     pub store_url: String,
+    /// The configured sagas' names, for the parked-sagas gauge.
+    names: Vec<String>,
 }
 
 // === impl Sagas ===
@@ -58,7 +63,12 @@ impl Sagas {
             builder = builder.register(definition(saga, &send)?);
         }
         let runner = builder.start().await.map_err(|e| e.to_string())?;
-        Ok(Some(Arc::new(Sagas { runner, store_url })))
+        let names = config.saga.iter().map(|s| s.name.clone()).collect();
+        Ok(Some(Arc::new(Sagas {
+            runner,
+            store_url,
+            names,
+        })))
     }
 
     /// The runner, for the route and the admin API.

@@ -371,13 +371,13 @@ pub fn list(upstreams: &[&Upstream]) -> String {
         .join(", ")
 }
 
-/// What `palisade check` said.
+/// What `palisade check` (or another command run to its end) said.
 #[derive(Debug)]
 pub struct CheckOutput {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
-    /// The config file's path, as passed on the command line.
+    /// The config file's path, as passed on the command line (`check`).
     pub path: String,
 }
 
@@ -392,17 +392,23 @@ pub async fn check(text: &str) -> CheckOutput {
 
 /// `palisade check --config PATH` (bounded: killed after 10 s).
 pub async fn check_file(path: &std::path::Path) -> CheckOutput {
-    let out_path = temp_path("check-stdout", "txt");
-    let err_path = temp_path("check-stderr", "txt");
+    let mut out = palisade(&["check".as_ref(), "--config".as_ref(), path.as_os_str()]).await;
+    out.path = path.display().to_string();
+    out
+}
+
+/// `palisade ARGS…` run to its end (bounded: killed after 10 s): its exit status and
+/// output.
+pub async fn palisade(args: &[&std::ffi::OsStr]) -> CheckOutput {
+    let out_path = temp_path("palisade-stdout", "txt");
+    let err_path = temp_path("palisade-stderr", "txt");
     let mut child = Command::new(bin())
-        .arg("check")
-        .arg("--config")
-        .arg(path)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .spawn()
-        .expect("run palisade check");
+        .expect("run palisade");
     let deadline = Instant::now() + secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
@@ -411,7 +417,7 @@ pub async fn check_file(path: &std::path::Path) -> CheckOutput {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("palisade check did not exit within 10s");
+            panic!("palisade {args:?} did not exit within 10s");
         }
         sleep(ms(10)).await;
     };
@@ -424,6 +430,6 @@ pub async fn check_file(path: &std::path::Path) -> CheckOutput {
         status,
         stdout,
         stderr,
-        path: path.display().to_string(),
+        path: String::new(),
     }
 }
