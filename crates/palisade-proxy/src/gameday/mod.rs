@@ -2,3 +2,4 @@
 //! of faults, hypotheses with verdicts — and leaves nothing behind.
 
 pub mod journal;
+pub mod report;
