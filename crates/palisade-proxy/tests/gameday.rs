@@ -134,6 +134,10 @@ latency = { percentile = 50, at_most = "100ms" }
     assert!(ran.stdout.contains("PASSED"), "{}", ran.stdout);
     let journal = ran.journal();
     assert_eq!(journal["passed"], Value::Bool(true));
+    let junit = std::fs::read_to_string(ran.out.join("junit.xml")).expect("junit.xml");
+    assert!(junit.contains("fast before the fault"), "{junit}");
+    let html = std::fs::read_to_string(ran.out.join("report.html")).expect("report.html");
+    assert!(html.contains("200 ms more"), "the fault's band is labelled");
     let window = &journal["faults"][0];
     let (start, end) = (
         window["start_ms"].as_u64().expect("start"),
@@ -474,13 +478,14 @@ async fn a_skewed_target_runs_on_a_moved_clock_and_is_put_back() {
         r#"
 [[target]]
 name = "clock"
-command = ["sh", "-c", "date +%s >> {stamps}; exec sleep 1000"]
+command = ["sh", "-c", "date +%s >> {stamps}; exec sleep {sleep}"]
 [[fault]]
 at = "1s"
 for = "1s"
 skew = {{ target = "clock", offset = "+1h" }}
 "#,
-        stamps = stamps.display()
+        stamps = stamps.display(),
+        sleep = 800_000 + std::process::id() % 100_000
     );
     let ran = gameday(&experiment(&upstream, free_port(), "3s", &rest)).await;
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
@@ -492,6 +497,11 @@ skew = {{ target = "clock", offset = "+1h" }}
     assert!(
         (stamps[2] - stamps[0]).abs() < 60,
         "the real time again: {stamps:?}"
+    );
+    let sleep = format!("sleep {}", 800_000 + std::process::id() % 100_000);
+    assert!(
+        processes_with(&sleep).is_empty(),
+        "the target outlived the run"
     );
 }
 

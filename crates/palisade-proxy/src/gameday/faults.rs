@@ -85,13 +85,8 @@ impl Stage<'_> {
         }
         if let Some(skew) = &spec.skew {
             let seconds = skew.seconds().ok_or("an unreadable offset")?;
-            let wrapper = [
-                "faketime".to_owned(),
-                "-f".to_owned(),
-                format!("{seconds:+}"),
-            ];
             self.targets
-                .restart(&skew.target, &wrapper, self.client)
+                .restart(&skew.target, &skewed(seconds), self.client)
                 .await?;
             return Ok(Undo::Restart(skew.target.clone()));
         }
@@ -182,6 +177,21 @@ impl Stage<'_> {
             ))
         }
     }
+}
+
+/// The environment that moves a process's clock by `seconds`: libfaketime preloaded
+/// (Debian's `faketime` package; `$LIB` is the loader's own library directory), set
+/// directly rather than through the `faketime` command, which runs the target as its
+/// child and would outlive a kill of it.
+fn skewed(seconds: i64) -> Vec<(String, String)> {
+    vec![
+        (
+            "LD_PRELOAD".to_owned(),
+            "/usr/$LIB/faketime/libfaketime.so.1".to_owned(),
+        ),
+        ("FAKETIME".to_owned(), format!("{seconds:+}")),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".to_owned(), "1".to_owned()),
+    ]
 }
 
 /// A TOML value as JSON (a route fault's keys, given in the experiment's TOML).

@@ -3,8 +3,9 @@
 //! gone — so a runner killed with SIGKILL, which runs no cleanup, still leaves no process
 //! behind. The runner signals the process itself by that pid.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 /// How often the guard looks for its runner.
@@ -17,7 +18,8 @@ pub fn run(runner: u32, pid_file: &Path, command: &[String]) -> ExitCode {
         eprintln!("gameday-guard: no command");
         return ExitCode::from(2);
     };
-    let mut child = match Command::new(program).args(args).spawn() {
+    // Its own process group, so what it starts in turn is signalled and killed with it.
+    let mut child = match Command::new(program).args(args).process_group(0).spawn() {
         Ok(child) => child,
         Err(error) => {
             eprintln!("gameday-guard: cannot start {program}: {error}");
@@ -29,7 +31,7 @@ pub fn run(runner: u32, pid_file: &Path, command: &[String]) -> ExitCode {
             "gameday-guard: cannot write {}: {error}",
             pid_file.display()
         );
-        let _ = child.kill();
+        signal_group(child.id(), "KILL");
         let _ = child.wait();
         return ExitCode::from(2);
     }
@@ -42,13 +44,26 @@ pub fn run(runner: u32, pid_file: &Path, command: &[String]) -> ExitCode {
             }
             Ok(None) if runner_alive() => pause(),
             _ => {
-                // The runner is gone: take the process with it (a stopped one too).
-                let _ = child.kill();
+                // The runner is gone: take the process and its group with it (a stopped
+                // one too).
+                signal_group(child.id(), "KILL");
                 let _ = child.wait();
                 return ExitCode::from(1);
             }
         }
     }
+}
+
+/// Sends `signal` (`KILL`, `STOP`, `CONT`) to the process group led by `pid` (a guarded
+/// process leads its own); false when `kill` failed.
+pub(crate) fn signal_group(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pid}"))
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The guard's one wait: it runs no event loop.

@@ -9,7 +9,7 @@
 //! control loop begins and ends the faults on schedule (`faults`), checks the abort
 //! conditions every 250 ms and prints a progress line each second. At the end every
 //! fault still on is ended, the hypotheses are judged (`verdicts`) and the journal is
-//! written (`journal`).
+//! written with its JUnit and HTML reports (`journal`, `report`).
 //!
 //! Invariants: every fault that begins is ended exactly once — at its time, on an abort
 //! (all at once), on Ctrl-C, or when the run fails; the toxics live in the runner's own
@@ -24,6 +24,7 @@ mod http;
 pub mod journal;
 mod load;
 pub mod probes;
+pub mod report;
 mod targets;
 mod verdicts;
 
@@ -141,10 +142,9 @@ fn wall_clock() -> Duration {
 }
 
 fn write_journal(journal: &Journal, out: &Path) -> Result<(), RunError> {
-    let path = out.join("journal.json");
-    let text = serde_json::to_string_pretty(journal)
-        .map_err(|e| RunError::Failed(format!("the journal: {e}")))?;
-    std::fs::write(&path, text).map_err(|e| RunError::Failed(format!("{}: {e}", path.display())))
+    report::write_all(journal, out)
+        .map(drop)
+        .map_err(|e| RunError::Failed(format!("writing the reports into {}: {e}", out.display())))
 }
 
 /// One run in progress.

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::experiment::Target;
+use super::guard::signal_group;
 use super::http::Client;
 
 /// A started target.
@@ -48,12 +49,12 @@ impl Targets {
         Ok(targets)
     }
 
-    /// Starts `spec`'s command, after `wrapper` (a command that runs it: `faketime -f
-    /// +5s`) if any, and waits until it is ready.
+    /// Starts `spec`'s command with `env` added to its environment, and waits until it
+    /// is ready.
     async fn launch(
         &self,
         spec: &Target,
-        wrapper: &[String],
+        env: &[(String, String)],
         client: &Client,
     ) -> Result<Running, String> {
         let log = self.dir.join(format!("{}.log", spec.name));
@@ -67,8 +68,8 @@ impl Targets {
             .arg(std::process::id().to_string())
             .arg(&pid_file)
             .arg("--")
-            .args(wrapper)
             .args(&spec.command)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -93,33 +94,29 @@ impl Targets {
             .ok_or_else(|| format!("no target {name:?}"))
     }
 
-    /// Sends `signal` (`KILL`, `STOP`, `CONT`) to target `name`.
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`) to target `name` and every process it
+    /// started (its process group).
     pub(super) fn signal(&mut self, name: &str, signal: &str) -> Result<(), String> {
         let pid = self.find(name)?.pid;
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .map_err(|e| format!("kill -{signal}: {e}"))?;
-        if status.success() {
+        if signal_group(pid, signal) {
             Ok(())
         } else {
-            Err(format!("kill -{signal} {pid} failed"))
+            Err(format!("kill -{signal} -- -{pid} failed"))
         }
     }
 
-    /// Starts target `name` again, run by `wrapper` if any, and waits until it is ready;
-    /// the running one (if it still runs) is stopped first.
+    /// Starts target `name` again, with `env` added to its environment, and waits until
+    /// it is ready; the running one (if it still runs) is stopped first.
     pub(super) async fn restart(
         &mut self,
         name: &str,
-        wrapper: &[String],
+        env: &[(String, String)],
         client: &Client,
     ) -> Result<(), String> {
         let old = self.find(name)?;
         old.stop();
         let spec = old.spec.clone();
-        let fresh = self.launch(&spec, wrapper, client).await?;
+        let fresh = self.launch(&spec, env, client).await?;
         *self.find(name)? = fresh;
         Ok(())
     }
@@ -227,13 +224,8 @@ impl Running {
 
     fn stop(&mut self) {
         if self.pid != 0 {
-            for signal in ["-CONT", "-KILL"] {
-                let _ = Command::new("kill")
-                    .arg(signal)
-                    .arg(self.pid.to_string())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+            signal_group(self.pid, "CONT");
+            signal_group(self.pid, "KILL");
         }
         let _ = self.guard.kill();
         let _ = self.guard.wait();
