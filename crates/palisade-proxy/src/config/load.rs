@@ -75,16 +75,25 @@ pub struct UpstreamPolicies {
 
 /// Reads and checks `path`.
 pub fn load(path: &Path) -> Result<Checked, Problems> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Problems {
-        file: file.clone(),
-        problems: vec![Problem {
-            line: 1,
-            key: "-".into(),
-            message: format!("cannot read the file: {e}; allowed: a readable TOML file"),
-        }],
-    })?;
+    let (file, text) = read(path)?;
     parse(&file, &text)
+}
+
+/// The file at `path` as named in messages, and its text; a file that cannot be read is
+/// a problem of its own.
+pub(crate) fn read(path: &Path) -> Result<(String, String), Problems> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((file, text)),
+        Err(e) => Err(Problems {
+            file,
+            problems: vec![Problem {
+                line: 1,
+                key: "-".into(),
+                message: format!("cannot read the file: {e}; allowed: a readable TOML file"),
+            }],
+        }),
+    }
 }
 
 /// Checks `text`, read from `file`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::load::{Problem, Problems, render, syntax_problem};
+use crate::config::load::{Problem, Problems, read, render, syntax_problem};
 use crate::config::spans::{Locator, Step};
 
 /// The page that lists every key.
@@ -384,15 +384,7 @@ pub struct AbortSpec {
 impl Experiment {
     /// Reads and checks the experiment at `path`.
     pub fn load(path: &Path) -> Result<Self, Problems> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Problems {
-            file: file.clone(),
-            problems: vec![Problem {
-                line: 1,
-                key: "-".into(),
-                message: format!("cannot read the file: {e}; allowed: a readable TOML file"),
-            }],
-        })?;
+        let (file, text) = read(path)?;
         Self::parse(&file, &text)
     }
 
