@@ -70,24 +70,46 @@ impl Tally {
         (all > 0).then(|| ok as f64 / all as f64)
     }
 
-    /// The load second by second, for `seconds` seconds.
+    /// The load second by second, for `seconds` seconds, in one pass over the records.
     pub(super) fn seconds(&self, seconds: u64) -> Vec<Second> {
-        (0..seconds)
-            .map(|t| {
-                let records = self.sent_between(t * 1000, (t + 1) * 1000);
-                let mut latencies: Vec<f64> =
-                    records.iter().filter(|r| r.ok).map(|r| r.took_ms).collect();
-                let ok = latencies.len() as u64;
-                Second {
-                    t,
-                    sent: records.len() as u64,
-                    ok,
-                    failed: records.len() as u64 - ok,
-                    p50_ms: percentile(&mut latencies, 50.0),
-                    p99_ms: percentile(&mut latencies, 99.0),
+        let mut buckets = vec![(0u64, Vec::new()); seconds as usize];
+        for record in self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if let Some((sent, latencies)) = buckets.get_mut((record.sent_ms / 1000) as usize) {
+                *sent += 1;
+                if record.ok {
+                    latencies.push(record.took_ms);
                 }
-            })
+            }
+        }
+        (0..seconds)
+            .zip(buckets)
+            .map(|(t, (sent, mut latencies))| summary(t, sent, &mut latencies))
             .collect()
+    }
+
+    /// Second `t` of the load alone (the progress line's).
+    pub(super) fn second(&self, t: u64) -> Second {
+        let records = self.sent_between(t * 1000, (t + 1) * 1000);
+        let mut latencies: Vec<f64> = records.iter().filter(|r| r.ok).map(|r| r.took_ms).collect();
+        summary(t, records.len() as u64, &mut latencies)
+    }
+}
+
+/// Second `t`: `sent` requests, the successful ones' `latencies`.
+fn summary(t: u64, sent: u64, latencies: &mut [f64]) -> Second {
+    let ok = latencies.len() as u64;
+    Second {
+        t,
+        sent,
+        ok,
+        failed: sent - ok,
+        p50_ms: percentile(latencies, 50.0),
+        p99_ms: percentile(latencies, 99.0),
     }
 }
 

@@ -369,12 +369,7 @@ impl Run<'_> {
     /// One progress line: time, load, success, p99, the faults on.
     fn progress(&self, now: Duration, active: &[Active]) {
         let second = now.as_secs().saturating_sub(1);
-        let last = self
-            .tallies
-            .experiment
-            .seconds(second + 1)
-            .pop()
-            .unwrap_or_default();
+        let last = self.tallies.experiment.second(second);
         let faults: Vec<String> = active
             .iter()
             .map(|a| self.experiment.faults[a.index].label())

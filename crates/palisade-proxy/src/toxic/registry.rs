@@ -124,16 +124,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Removes every toxic at once (a game day's abort).
-    pub async fn remove_all_toxics(&self) {
-        let proxies = self.proxies.lock().await;
-        for proxy in proxies.values() {
-            for toxic in proxy.toxics().iter() {
-                let _ = proxy.remove_toxic(&toxic.name);
-            }
-        }
-    }
-
     /// `GET /proxies/{name}/toxics`.
     pub async fn toxics(&self, name: &str) -> Result<Value, ApiError> {
         let proxies = self.proxies.lock().await;
