@@ -3,6 +3,7 @@
 mod support;
 
 use support::*;
+use tokio::time::{Instant, sleep};
 
 fn config(up: &Upstream, fault: &str) -> String {
     format!(
@@ -183,4 +184,74 @@ async fn a_fault_section_with_a_bad_cap_is_a_config_error() {
             .contains("route[0].fault.max_concurrent: 0 is out of range"),
         "{out:?}"
     );
+}
+
+/// A fault set with `?lease=` holds for the lease, renewed by posting it again, and the
+/// config's own fault is back when it runs out; one set without a lease stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_fault_holds_while_renewed_and_the_configured_one_is_back_after() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let configured = "[route.fault]\ndelay_percent = 100.0\ndelay = \"1ms\"\n";
+    let proxy = Proxy::start(&config(&up, configured)).await;
+    let abort = r#"{"abort_percent":100,"abort_status":503}"#;
+    for _ in 0..4 {
+        let r = proxy
+            .admin_post("/admin/route/0/fault?lease=600ms", abort)
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(proxy.get("/api/x").await.status, 503, "leased and renewed");
+        sleep(ms(300)).await;
+    }
+    let state = proxy.state().await;
+    let left = state["routes"][0]["fault_lease_ms"]
+        .as_u64()
+        .expect("a lease");
+    assert!(left <= 600, "{left} ms left");
+    let over = Instant::now();
+    while proxy.get("/api/x").await.status != 200 {
+        assert!(over.elapsed() < ms(1500), "the lease never ran out");
+        sleep(ms(20)).await;
+    }
+    let state = proxy.state().await;
+    let fault = &state["routes"][0];
+    assert_eq!(fault["fault_lease_ms"], serde_json::Value::Null);
+    assert_eq!(fault["fault"]["abort_percent"].as_f64(), Some(0.0));
+    assert_eq!(
+        fault["fault"]["delay_percent"].as_f64(),
+        Some(100.0),
+        "{fault}"
+    );
+
+    // Set without a lease, a fault stays: it drops the lease before it.
+    proxy
+        .admin_post("/admin/route/0/fault?lease=300ms", abort)
+        .await;
+    proxy.set_fault(0, 100, 0, "0ms").await;
+    sleep(ms(700)).await;
+    assert_eq!(proxy.get("/api/x").await.status, 503, "no lease, no end");
+    assert_eq!(
+        proxy.state().await["routes"][0]["fault_lease_ms"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test]
+async fn a_bad_lease_is_refused_and_changes_nothing() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let proxy = Proxy::start(&config(&up, "")).await;
+    let abort = r#"{"abort_percent":100}"#;
+    for query in [
+        "lease=soon",
+        "lease=10ms",
+        "lease=2days",
+        "ttl=10s",
+        "lease",
+    ] {
+        let r = proxy
+            .admin_post(&format!("/admin/route/0/fault?{query}"), abort)
+            .await;
+        assert_eq!(r.status, 400, "{query}: {r:?}");
+        assert!(r.text().contains("lease"), "{query}: {}", r.text());
+    }
+    assert_eq!(proxy.get("/api/x").await.status, 200, "no fault was set");
 }

@@ -8,7 +8,7 @@
 //! | `GET /metrics` | Prometheus text (with sagas: the parked ones counted from the store first) |
 //! | `GET /admin/state` | JSON of every upstream, endpoint, breaker, bulkhead, limiter and route |
 //! | `POST /admin/upstream/{name}/circuit` | `{"state": "open" \| "closed" \| "auto"}` forces every breaker of the upstream |
-//! | `POST /admin/route/{n}/fault` | a `[route.fault]` table as JSON replaces the route's fault injection |
+//! | `POST /admin/route/{n}/fault` | a `[route.fault]` table as JSON replaces the route's fault injection; with `?lease=10s`, only for that long (the config's fault is back when it runs out; posting again renews it) |
 //!
 //! POST endpoints need `Authorization: Bearer <token>` when `admin.token` is set (and it
 //! must be set when the admin address is not loopback).
@@ -46,6 +46,7 @@ use tokio::time::Instant;
 
 use crate::body::{ProxyBody, full};
 use crate::config::{self, FaultSection};
+use crate::route::{MAX_LEASE, MIN_LEASE};
 use crate::runtime::Runtime;
 use crate::serve::cap::Cap;
 use crate::serve::drain::Hyper;
@@ -103,8 +104,11 @@ impl Admin {
             }
             (&Method::POST, ["admin", "route", index, "fault"]) => match index.parse::<usize>() {
                 Ok(index) => {
-                    self.authorized(request, |admin, body| admin.set_fault(index, body))
-                        .await
+                    let query = request.uri().query().map(str::to_owned);
+                    self.authorized(request, |admin, body| {
+                        admin.set_fault(index, query.as_deref(), body)
+                    })
+                    .await
                 }
                 Err(_) => error(StatusCode::NOT_FOUND, "route index must be a number"),
             },
@@ -246,10 +250,14 @@ impl Admin {
         )
     }
 
-    fn set_fault(&self, index: usize, body: &[u8]) -> Response<ProxyBody> {
+    fn set_fault(&self, index: usize, query: Option<&str>, body: &[u8]) -> Response<ProxyBody> {
         let runtime = self.runtime.load();
         let Some(route) = runtime.route_at(index) else {
             return error(StatusCode::NOT_FOUND, &format!("no route {index}"));
+        };
+        let lease = match lease_of(query) {
+            Ok(lease) => lease,
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
         let fault: FaultSection = match serde_json::from_slice(body) {
             Ok(fault) => fault,
@@ -267,16 +275,64 @@ impl Admin {
         tracing::info!(
             route = index,
             ?fault,
+            ?lease,
             "fault injection changed by the admin API"
         );
-        if let Err(refused) = route.set_fault(fault) {
+        let set = match lease {
+            None => route.set_fault(fault),
+            Some(lease) => {
+                let until = tokio::time::Instant::now() + lease;
+                route.lease_fault(fault, until, |generation| {
+                    self.watch_lease(index, generation, until)
+                })
+            }
+        };
+        if let Err(refused) = set {
             return error(StatusCode::BAD_REQUEST, &refused.to_string());
         }
+        let lease_ms = route
+            .fault_lease_left()
+            .map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
         json(
             StatusCode::OK,
-            &serde_json::json!({"route": index, "fault": route.fault()}),
+            &serde_json::json!({"route": index, "fault": route.fault(), "fault_lease_ms": lease_ms}),
         )
     }
+
+    /// The task that ends lease `generation` on route `index` at `until`: it finds the
+    /// route in the runtime then in force, whose lease, after a reload, is another one.
+    fn watch_lease(
+        &self,
+        index: usize,
+        generation: u64,
+        until: tokio::time::Instant,
+    ) -> tokio::task::AbortHandle {
+        let runtime = self.runtime.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(until).await;
+            if let Some(route) = runtime.load().route_at(index) {
+                route.end_lease(generation);
+            }
+        })
+        .abort_handle()
+    }
+}
+
+/// The `lease` of a fault's query string (`lease=10s`), within the bounds.
+fn lease_of(query: Option<&str>) -> Result<Option<Duration>, String> {
+    let mut lease = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let Some(("lease", value)) = pair.split_once('=') else {
+            return Err(format!("{pair:?}: allowed: lease=…"));
+        };
+        let duration = humantime::parse_duration(value)
+            .map_err(|e| format!("lease {value:?} is not a duration ({e}), e.g. lease=10s"))?;
+        if !(MIN_LEASE..=MAX_LEASE).contains(&duration) {
+            return Err(format!("lease {value:?} is out of range: 100ms to 24h"));
+        }
+        lease = Some(duration);
+    }
+    Ok(lease)
 }
 
 /// Whether `header` is `Bearer <token>`: the scheme in any case (RFC 9110 §11.1), the

@@ -3,10 +3,11 @@
 //! reported at its key.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
 use super::experiment::{
-    Experiment, FaultSpec, Group, Hypothesis, MAX_DURATION, MAX_REQUESTS, Window,
+    Experiment, FaultSpec, Group, Hypothesis, MAX_DURATION, MAX_REQUESTS, PrometheusSpec, Window,
 };
 use crate::config::spans::Step;
 use crate::toxic::toxics::{Toxic, ToxicRequest};
@@ -83,6 +84,9 @@ pub(super) fn check(experiment: &Experiment, report: Report<'_>) {
                 ),
             );
         }
+    }
+    if let Some(prometheus) = &experiment.prometheus {
+        check_prometheus(prometheus, report);
     }
     for (i, fault) in experiment.faults.iter().enumerate() {
         check_fault(i, fault, duration, &targets, &proxies, report);
@@ -250,6 +254,12 @@ fn check_fault(
         );
     }
     if let Some(route) = &fault.route {
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&route.lease) {
+            report(
+                &[key("fault"), Step::Index(i), key("route"), key("lease")],
+                format!("{:?}; allowed: 1s to 1h", route.lease),
+            );
+        }
         if !route.admin.starts_with("http://") {
             report(
                 &at("route"),
@@ -264,7 +274,7 @@ fn check_fault(
             report(
                 &at("route"),
                 format!(
-                    "unknown key {unknown:?}; allowed: admin, route, {}",
+                    "unknown key {unknown:?}; allowed: admin, route, lease, {}",
                     ROUTE_KEYS.join(", ")
                 ),
             );
@@ -284,12 +294,27 @@ fn check_hypothesis(
         hypothesis.success_rate.is_some(),
         hypothesis.latency.is_some(),
         hypothesis.probe.is_some(),
+        hypothesis.alert.is_some(),
     ];
     if measures.iter().filter(|m| **m).count() != 1 {
         report(
             &[key("hypothesis"), Step::Index(i)],
-            "needs exactly one of success_rate, latency, probe".into(),
+            "needs exactly one of success_rate, latency, probe, alert".into(),
         );
+    }
+    if let Some(alert) = &hypothesis.alert {
+        if experiment.prometheus.is_none() {
+            report(
+                &at("alert"),
+                "no Prometheus to fire it; allowed: add [prometheus]".into(),
+            );
+        }
+        if alert.name.trim().is_empty() {
+            report(
+                &at("alert"),
+                "an empty name; allowed: the alert's name".into(),
+            );
+        }
     }
     if hypothesis.window != Window::Throughout {
         let (start, end) = experiment.window(hypothesis.window);
@@ -337,6 +362,33 @@ fn check_hypothesis(
             format!(
                 "no probe named {:?}; allowed: one of the [[probe]] names",
                 probe.name
+            ),
+        );
+    }
+}
+
+fn check_prometheus(prometheus: &PrometheusSpec, report: Report<'_>) {
+    let at = |k: &str| [key("prometheus"), key(k)];
+    if prometheus.scrape.is_empty() {
+        report(
+            &at("scrape"),
+            "empty; allowed: [\"http://host:port/metrics\", ...]".into(),
+        );
+    }
+    for page in &prometheus.scrape {
+        if super::prometheus::split_page(page).is_none() {
+            report(
+                &at("scrape"),
+                format!("{page:?}; allowed: http://host:port/path"),
+            );
+        }
+    }
+    if let Err(problems) = crate::config::load(Path::new(&prometheus.alerts_for)) {
+        report(
+            &at("alerts_for"),
+            format!(
+                "{:?} is not a sidecar config that loads: {problems}",
+                prometheus.alerts_for
             ),
         );
     }

@@ -45,6 +45,8 @@ pub struct Experiment {
     /// Values sampled through the run (a metric of a `/metrics` page).
     #[serde(default, rename = "probe")]
     pub probes: Vec<ProbeSpec>,
+    /// A Prometheus the runner starts, for hypotheses that an alert fires.
+    pub prometheus: Option<PrometheusSpec>,
     /// The hypotheses.
     #[serde(default, rename = "hypothesis")]
     pub hypotheses: Vec<Hypothesis>,
@@ -266,18 +268,28 @@ pub enum ProcessAction {
     Stop,
 }
 
-/// A route's fault injection on a running sidecar.
+/// A route's fault injection on a running sidecar. Its keys beside `admin`, `route` and
+/// `lease` are the `[route.fault]` keys, checked by name (`checks.rs`): serde cannot deny
+/// unknown fields of a struct with a flattened map.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RouteFault {
     /// The sidecar's admin address, `http://host:port`.
     pub admin: String,
     /// The route's position in its config (0 first).
     pub route: usize,
+    /// The lease the fault is set with, renewed by the runner a third of it at a time: a
+    /// runner killed outright leaves the fault on for at most this long. 1 s to 1 h,
+    /// default 10 s.
+    #[serde(default = "route_lease", with = "humantime_serde")]
+    pub lease: Duration,
     /// The `[route.fault]` keys to set (`abort_percent`, `abort_status`, `delay_percent`,
     /// `delay`).
     #[serde(flatten)]
     pub keys: BTreeMap<String, toml::Value>,
+}
+
+fn route_lease() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// A value sampled every 250 ms through the run.
@@ -308,6 +320,8 @@ pub struct Hypothesis {
     pub latency: Option<LatencyBound>,
     /// A probe reaches a value within a time (of the window's start).
     pub probe: Option<ProbeExpectation>,
+    /// An alert of the run's Prometheus fires within a time (of the window's start).
+    pub alert: Option<AlertExpectation>,
     /// Whose requests a success rate or latency judges. Default the experiment's.
     #[serde(default)]
     pub group: Group,
@@ -356,6 +370,52 @@ pub struct LatencyBound {
     /// The longest that holds.
     #[serde(with = "humantime_serde")]
     pub at_most: Duration,
+}
+
+/// `[prometheus]`: a real Prometheus started for the run, scraping `scrape` and
+/// evaluating the rules `palisade alerts` writes for the config at `alerts_for`, each
+/// every second.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSpec {
+    /// The pages it scrapes, `http://host:port/path`.
+    pub scrape: Vec<String>,
+    /// A sidecar config (a path from the runner's directory, as the targets' commands
+    /// take theirs): the alerting rules are those `palisade alerts --config` writes for it.
+    pub alerts_for: String,
+}
+
+/// `{ name = "PalisadeErrorBudgetFastBurn", within = "15s", labels = { route = "/" } }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertExpectation {
+    /// The alert's name (`alertname`).
+    pub name: String,
+    /// Labels the firing alert must carry.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// How soon after the window begins it must be firing.
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+}
+
+// === impl AlertExpectation ===
+
+impl AlertExpectation {
+    /// The name of the series its alert's state is sampled into (0 inactive, 1
+    /// pending, 2 firing).
+    pub fn series_name(&self) -> String {
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        if labels.is_empty() {
+            format!("alert {}", self.name)
+        } else {
+            format!("alert {}{{{}}}", self.name, labels.join(","))
+        }
+    }
 }
 
 /// `{ name = "breaker", reaches = 1, within = "2s" }`.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::Method;
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 
 use super::experiment::{FaultSpec, ProcessAction, RouteFault};
 use super::http::Client;
@@ -29,12 +30,20 @@ pub(super) enum Undo {
     Remove(String),
     /// Resume this target.
     Resume(String),
-    /// Put this route's fault back as it was.
+    /// Put this route's fault back as it was; meanwhile renew the lease it was set with.
     Route {
         admin: String,
         route: usize,
         was: Value,
+        lease: RouteLease,
     },
+}
+
+/// The lease of a route fault the runner set: renewed a third of the way through.
+pub(super) struct RouteLease {
+    fault: Value,
+    length: Duration,
+    renewed: Instant,
 }
 
 /// Where faults are applied.
@@ -93,7 +102,9 @@ impl Stage<'_> {
         if let Some(pressure) = &spec.pressure {
             let command = pressure.command(spec.lasts).ok_or("nothing to press")?;
             let name = format!("pressure-{index}");
-            self.targets.add(&name, command, self.client).await?;
+            self.targets
+                .add(&name, command, None, Duration::from_secs(5), self.client)
+                .await?;
             return Ok(Undo::Remove(name));
         }
         if let Some(route) = &spec.route {
@@ -102,12 +113,18 @@ impl Stage<'_> {
             for (key, value) in &route.keys {
                 fault.insert(key.clone(), toml_to_json(value));
             }
-            self.set_route_fault(&route.admin, route.route, &Value::Object(fault))
+            let fault = Value::Object(fault);
+            self.set_route_fault(&route.admin, route.route, &fault, Some(route.lease))
                 .await?;
             return Ok(Undo::Route {
                 admin: route.admin.clone(),
                 route: route.route,
                 was,
+                lease: RouteLease {
+                    fault,
+                    length: route.lease,
+                    renewed: Instant::now(),
+                },
             });
         }
         Err("a fault with nothing to do".to_owned())
@@ -125,8 +142,29 @@ impl Stage<'_> {
             Undo::Restart(target) => self.targets.restart(&target, &[], self.client).await,
             Undo::Remove(name) => self.targets.remove(&name),
             Undo::Resume(target) => self.targets.signal(&target, "CONT"),
-            Undo::Route { admin, route, was } => self.set_route_fault(&admin, route, &was).await,
+            Undo::Route {
+                admin, route, was, ..
+            } => self.set_route_fault(&admin, route, &was, None).await,
         }
+    }
+
+    /// Renews the lease of a route fault when a third of it has passed; what failed.
+    pub(super) async fn renew(&self, undo: &mut Undo) -> Result<(), String> {
+        let Undo::Route {
+            admin,
+            route,
+            lease,
+            ..
+        } = undo
+        else {
+            return Ok(());
+        };
+        if lease.renewed.elapsed() < lease.length / 3 {
+            return Ok(());
+        }
+        lease.renewed = Instant::now();
+        self.set_route_fault(admin, *route, &lease.fault, Some(lease.length))
+            .await
     }
 
     async fn enable(&self, proxy: &str, enabled: bool) -> Result<(), String> {
@@ -162,8 +200,12 @@ impl Stage<'_> {
         admin: &str,
         route: usize,
         fault: &Value,
+        lease: Option<Duration>,
     ) -> Result<(), String> {
-        let url = format!("{}/admin/route/{route}/fault", admin.trim_end_matches('/'));
+        let mut url = format!("{}/admin/route/{route}/fault", admin.trim_end_matches('/'));
+        if let Some(lease) = lease {
+            url += &format!("?lease={}ms", lease.as_millis());
+        }
         let (status, body) = self
             .client
             .send(Method::POST, &url, Some(fault.to_string()), ADMIN_TIMEOUT)

@@ -24,6 +24,7 @@ mod http;
 pub mod journal;
 mod load;
 pub mod probes;
+mod prometheus;
 pub mod report;
 mod targets;
 mod verdicts;
@@ -41,6 +42,7 @@ use http::Client;
 use journal::{Aborted, Event, FaultWindow, Journal};
 use load::Tallies;
 use probes::Probe;
+use prometheus::Prometheus;
 use targets::Targets;
 
 use crate::config::load::Problems;
@@ -111,26 +113,53 @@ pub async fn run(path: &Path, out: Option<PathBuf>) -> Result<Journal, RunError>
     let mut targets = Targets::start(&experiment.targets, &out, &client)
         .await
         .map_err(RunError::Failed)?;
+    let prometheus = match &experiment.prometheus {
+        Some(spec) => Some(
+            Prometheus::start(spec, &out, &mut targets, &client)
+                .await
+                .map_err(RunError::Failed)?,
+        ),
+        None => None,
+    };
     let outcome = Run {
         experiment: &experiment,
         journal: &mut journal,
         client: &client,
         tallies: Tallies::default(),
-        probes: experiment
-            .probes
-            .iter()
-            .cloned()
-            .filter_map(Probe::new)
-            .map(Arc::new)
-            .collect(),
+        probes: probes(&experiment, prometheus.as_ref()),
         start: Instant::now(),
     }
     .play(&proxies, &mut targets)
     .await;
     targets.stop_all();
+    if let Some(prometheus) = &prometheus {
+        prometheus.clean_up();
+    }
     outcome?;
     write_journal(&journal, &out)?;
     Ok(journal)
+}
+
+/// The run's probes: the file's, and one per alert a hypothesis expects to fire.
+fn probes(experiment: &Experiment, prometheus: Option<&Prometheus>) -> Vec<Arc<Probe>> {
+    let alerts = experiment
+        .hypotheses
+        .iter()
+        .filter_map(|h| h.alert.as_ref())
+        .filter_map(|alert| Some(Probe::alert(alert, prometheus?.alerts_api())));
+    let mut probes: Vec<Arc<Probe>> = Vec::new();
+    for probe in experiment
+        .probes
+        .iter()
+        .cloned()
+        .filter_map(Probe::new)
+        .chain(alerts)
+    {
+        if !probes.iter().any(|p| p.name() == probe.name()) {
+            probes.push(Arc::new(probe));
+        }
+    }
+    probes
 }
 
 /// The wall clock, for the journal's start time only (runs are timed by tokio's clock).
@@ -215,6 +244,7 @@ impl Run<'_> {
                 return Ok(());
             }
             self.end_due(stage, active, now).await;
+            self.renew_leases(stage, active).await;
             while self.journal.aborted.is_none()
                 && next_fault < order.len()
                 && self.experiment.faults[order[next_fault]].at <= now
@@ -281,6 +311,19 @@ impl Run<'_> {
                 self.end(stage, ended, "its time was over").await;
             } else {
                 i += 1;
+            }
+        }
+    }
+
+    /// Renews the leases of the route faults on: a runner that stops renewing (killed
+    /// outright) leaves them on for one lease at most.
+    async fn renew_leases(&mut self, stage: &mut Stage<'_>, active: &mut [Active]) {
+        for fault in active.iter_mut() {
+            if let Err(why) = stage.renew(&mut fault.undo).await {
+                let label = self.experiment.faults[fault.index].label();
+                self.event(format!(
+                    "fault {label:?}: its lease could not be renewed: {why}"
+                ));
             }
         }
     }

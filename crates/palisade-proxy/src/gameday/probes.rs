@@ -1,9 +1,14 @@
-//! Probes: a metric of a Prometheus-format page, sampled through the run into a series.
+//! Probes: a metric of a Prometheus-format page, or the state of an alert in the run's
+//! Prometheus (`prometheus.rs`), sampled through the run into a series.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::experiment::ProbeSpec;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::experiment::{AlertExpectation, ProbeSpec};
 use super::http::Client;
 use super::journal::Series;
 
@@ -19,10 +24,26 @@ pub struct Selector {
 
 /// One probe and what it sampled.
 pub(super) struct Probe {
-    pub(super) spec: ProbeSpec,
-    selector: Selector,
+    name: String,
+    source: Source,
     points: Mutex<Vec<(u64, f64)>>,
 }
+
+/// Where a probe reads its value.
+enum Source {
+    /// The sum of a metric's matching samples on a Prometheus-format page.
+    Metric { page: String, selector: Selector },
+    /// The state of an alert in a Prometheus's alerts API: 0 inactive, 1 pending, 2
+    /// firing (the most advanced of the alerts with that name and labels).
+    Alert {
+        api: String,
+        name: String,
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// An alert's state as a probe's value.
+pub const FIRING: f64 = 2.0;
 
 // === impl Selector ===
 
@@ -73,6 +94,28 @@ impl Selector {
     }
 }
 
+/// The state of the alerts named `name` carrying `labels` in an answer of Prometheus's
+/// `/api/v1/alerts`: 2 when one fires, 1 when one is pending, 0 when none; none when
+/// the answer is not that API's.
+fn alert_state(body: &[u8], name: &str, labels: &BTreeMap<String, String>) -> Option<f64> {
+    let answer: Value = serde_json::from_slice(body).ok()?;
+    let alerts = answer.get("data")?.get("alerts")?.as_array()?;
+    let carries = |alert: &Value| {
+        let own = &alert["labels"];
+        own["alertname"] == name && labels.iter().all(|(k, v)| own[k.as_str()] == v.as_str())
+    };
+    let state = alerts
+        .iter()
+        .filter(|alert| carries(alert))
+        .map(|alert| match alert["state"].as_str() {
+            Some("firing") => FIRING,
+            Some("pending") => 1.0,
+            _ => 0.0,
+        })
+        .fold(0.0, f64::max);
+    Some(state)
+}
+
 /// `a="x",b="y"` as pairs; none if malformed.
 fn labels(text: &str) -> Option<Vec<(String, String)>> {
     let mut pairs = Vec::new();
@@ -96,22 +139,47 @@ impl Probe {
     pub(super) fn new(spec: ProbeSpec) -> Option<Self> {
         let selector = Selector::parse(&spec.metric)?;
         Some(Self {
-            spec,
-            selector,
+            name: spec.name,
+            source: Source::Metric {
+                page: spec.metrics,
+                selector,
+            },
             points: Mutex::new(Vec::new()),
         })
     }
 
-    /// Scrapes once and keeps the value at `at_ms` (nothing when the page or the metric
-    /// is missing).
+    /// A probe of `alert`'s state in the alerts API at `api`, named as the alert's
+    /// series ([`AlertExpectation::series_name`]).
+    pub(super) fn alert(alert: &AlertExpectation, api: String) -> Self {
+        Self {
+            name: alert.series_name(),
+            source: Source::Alert {
+                api,
+                name: alert.name.clone(),
+                labels: alert.labels.clone(),
+            },
+            points: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Reads once and keeps the value at `at_ms` (nothing when the page, the metric or
+    /// the API's answer is missing).
     pub(super) async fn sample(&self, client: &Client, at_ms: u64) {
-        let Ok((status, body)) = client.get(&self.spec.metrics, SCRAPE_TIMEOUT).await else {
+        let url = match &self.source {
+            Source::Metric { page, .. } => page,
+            Source::Alert { api, .. } => api,
+        };
+        let Ok((status, body)) = client.get(url, SCRAPE_TIMEOUT).await else {
             return;
         };
         if !status.is_success() {
             return;
         }
-        if let Some(value) = self.selector.sum(&String::from_utf8_lossy(&body)) {
+        let value = match &self.source {
+            Source::Metric { selector, .. } => selector.sum(&String::from_utf8_lossy(&body)),
+            Source::Alert { name, labels, .. } => alert_state(&body, name, labels),
+        };
+        if let Some(value) = value {
             self.points
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -119,10 +187,15 @@ impl Probe {
         }
     }
 
+    /// Its name: the file's, or its alert's series name.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// What it sampled.
     pub(super) fn series(&self) -> Series {
         Series {
-            name: self.spec.name.clone(),
+            name: self.name.clone(),
             points: self
                 .points
                 .lock()
@@ -149,6 +222,21 @@ mod tests {
         assert_eq!(all.sum(page), Some(7.0));
         let none = Selector::parse("palisade_circuit_state{policy=\"c\"}").expect("valid");
         assert_eq!(none.sum(page), None);
+    }
+
+    #[test]
+    fn an_alerts_state_is_read_from_the_alerts_api() {
+        let body = br#"{"status":"success","data":{"alerts":[
+            {"labels":{"alertname":"Burn","route":"/a"},"state":"pending"},
+            {"labels":{"alertname":"Burn","route":"/b"},"state":"firing"},
+            {"labels":{"alertname":"Other"},"state":"firing"}]}}"#;
+        let labels = |route: &str| BTreeMap::from([("route".to_owned(), route.to_owned())]);
+        assert_eq!(alert_state(body, "Burn", &BTreeMap::new()), Some(FIRING));
+        assert_eq!(alert_state(body, "Burn", &labels("/a")), Some(1.0));
+        assert_eq!(alert_state(body, "Burn", &labels("/c")), Some(0.0));
+        assert_eq!(alert_state(body, "Missing", &BTreeMap::new()), Some(0.0));
+        assert_eq!(alert_state(b"<html>", "Burn", &BTreeMap::new()), None);
+        assert_eq!(alert_state(b"{}", "Burn", &BTreeMap::new()), None);
     }
 
     #[test]

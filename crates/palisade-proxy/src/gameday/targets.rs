@@ -121,19 +121,21 @@ impl Targets {
         Ok(())
     }
 
-    /// Starts a process that is no target of the file (a fault's own, like stress-ng)
-    /// under the same guard, as `name`.
+    /// Starts a process that is no target of the file (a fault's own, like stress-ng, or
+    /// the run's Prometheus) under the same guard, as `name`, ready as `ready` says.
     pub(super) async fn add(
         &mut self,
         name: &str,
         command: Vec<String>,
+        ready: Option<String>,
+        ready_timeout: Duration,
         client: &Client,
     ) -> Result<(), String> {
         let spec = Target {
             name: name.to_owned(),
             command,
-            ready: None,
-            ready_timeout: Duration::from_secs(5),
+            ready,
+            ready_timeout,
         };
         let running = self.launch(&spec, &[], client).await?;
         self.running.push(running);

@@ -3,6 +3,9 @@
 use super::experiment::{Experiment, Group, Hypothesis, Window};
 use super::journal::{Series, Verdict};
 use super::load::{Tallies, Tally, percentile};
+use super::probes::FIRING;
+
+use std::time::Duration;
 
 /// The verdict on each hypothesis of `experiment`, from the load's `tally` and the
 /// probes' `series`.
@@ -65,31 +68,55 @@ fn judge_one(
     } else if let Some(probe) = &hypothesis.probe {
         verdict.measure = format!("{} reaches {}", probe.name, probe.reaches);
         verdict.threshold = format!("within {:?}", probe.within);
-        let points = series
-            .iter()
-            .find(|s| s.name == probe.name)
-            .map(|s| s.points.as_slice())
-            .unwrap_or_default();
-        let reached = points.iter().find(|(at, value)| {
-            *at >= start_ms
-                && *at < end_ms.max(start_ms + 1)
-                && (value - probe.reaches).abs() < 1e-9
-        });
-        match reached {
-            Some((at, _)) => {
-                let after = at - start_ms;
-                verdict.measured = format!("after {:.2} s", after as f64 / 1000.0);
-                verdict.passed = after as u128 <= probe.within.as_millis();
-            }
-            None => {
-                let last = points
-                    .last()
-                    .map_or("no sample".to_owned(), |(_, v)| format!("last {v}"));
-                verdict.measured = format!("never in the window ({last})");
-            }
-        }
+        let points = points_of(series, &probe.name);
+        (verdict.measured, verdict.passed) =
+            reaches(points, probe.reaches, probe.within, start_ms, end_ms);
+    } else if let Some(alert) = &hypothesis.alert {
+        let name = alert.series_name();
+        verdict.measure = format!("{name} fires");
+        verdict.threshold = format!("within {:?}", alert.within);
+        let points = points_of(series, &name);
+        (verdict.measured, verdict.passed) =
+            reaches(points, FIRING, alert.within, start_ms, end_ms);
     }
     verdict
+}
+
+fn points_of<'s>(series: &'s [Series], name: &str) -> &'s [(u64, f64)] {
+    series
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.points.as_slice())
+        .unwrap_or_default()
+}
+
+/// When `points` first reach `value` in the window, as the measured text, and whether
+/// that was `within` of its start.
+fn reaches(
+    points: &[(u64, f64)],
+    value: f64,
+    within: Duration,
+    start_ms: u64,
+    end_ms: u64,
+) -> (String, bool) {
+    let reached = points.iter().find(|(at, v)| {
+        *at >= start_ms && *at < end_ms.max(start_ms + 1) && (v - value).abs() < 1e-9
+    });
+    match reached {
+        Some((at, _)) => {
+            let after = at - start_ms;
+            (
+                format!("after {:.2} s", after as f64 / 1000.0),
+                u128::from(after) <= within.as_millis(),
+            )
+        }
+        None => {
+            let last = points
+                .last()
+                .map_or("no sample".to_owned(), |(_, v)| format!("last {v}"));
+            (format!("never in the window ({last})"), false)
+        }
+    }
 }
 
 fn window_name(window: Window, start_ms: u64, end_ms: u64) -> String {

@@ -7,6 +7,9 @@
 //! them). The sidecar asks it for a decision ([`FaultInjection::roll`]) before a
 //! request's future exists, so an injected abort is answered at once, with the route's
 //! configured status.
+//!
+//! A fault set through the admin API with a lease (`lease.rs`) holds until the lease
+//! runs out, then the fault the config gave is back.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, RwLock};
@@ -14,9 +17,13 @@ use std::time::Duration;
 
 use palisade::ConfigError;
 use palisade::policy::fault::{self, FaultInjection, FaultSlot};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
+mod lease;
 mod requests;
 
+pub use lease::{FaultLease, MAX_LEASE, MIN_LEASE};
 pub use requests::RequestMetrics;
 
 use crate::config::FaultSection;
@@ -43,6 +50,10 @@ pub struct Route {
     faults: FaultInjection<(), ()>,
     /// The status of injected aborts.
     abort_status: AtomicU16,
+    /// The fault settings the config gave: what a lease's end puts back.
+    configured: FaultSection,
+    /// The lease on the fault settings now, if they were set with one.
+    lease: FaultLease,
 }
 
 /// What fault injection decided for one request.
@@ -79,8 +90,10 @@ impl Route {
                 .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
             requests,
             abort_status: AtomicU16::new(fault.abort_status),
+            configured: fault.clone(),
             fault: RwLock::new(fault),
             faults,
+            lease: FaultLease::default(),
         })
     }
 
@@ -99,8 +112,48 @@ impl Route {
         self.fault.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Replaces the fault settings (admin API). `max_concurrent` keeps its loaded value.
-    pub fn set_fault(&self, mut fault: FaultSection) -> Result<(), ConfigError> {
+    /// Replaces the fault settings until replaced again (admin API), dropping any lease.
+    pub fn set_fault(&self, fault: FaultSection) -> Result<(), ConfigError> {
+        self.apply(fault)?;
+        self.lease.cancel();
+        Ok(())
+    }
+
+    /// Replaces the fault settings until `until` (admin API); `watch` starts the task
+    /// that calls [`end_lease`](Self::end_lease) with the lease's generation then.
+    pub fn lease_fault(
+        &self,
+        fault: FaultSection,
+        until: Instant,
+        watch: impl FnOnce(u64) -> AbortHandle,
+    ) -> Result<(), ConfigError> {
+        self.apply(fault)?;
+        self.lease.grant(until, watch);
+        Ok(())
+    }
+
+    /// Puts the configured fault settings back when lease `generation` is the one held
+    /// and is over.
+    pub fn end_lease(&self, generation: u64) {
+        if self.lease.expire(generation, Instant::now()) {
+            tracing::info!(
+                route = self.index,
+                "fault lease ran out: the configured fault injection is back"
+            );
+            // The configured settings were validated when the config loaded.
+            if let Err(error) = self.apply(self.configured.clone()) {
+                tracing::error!(route = self.index, %error, "configured fault refused");
+            }
+        }
+    }
+
+    /// How long the fault settings' lease has left; none when they hold until replaced.
+    pub fn fault_lease_left(&self) -> Option<Duration> {
+        self.lease.left(Instant::now())
+    }
+
+    /// Puts `fault` in force. `max_concurrent` keeps its loaded value.
+    fn apply(&self, mut fault: FaultSection) -> Result<(), ConfigError> {
         let mut current = self.fault.write().unwrap_or_else(|e| e.into_inner());
         self.faults.set_rates(
             fault.abort_percent / 100.0,

@@ -8,6 +8,7 @@
 //! - `upstream`: the HTTP servers behind the proxy, which record what they received;
 //! - `client`: the tests' HTTP client, pooled or on one kept connection;
 //! - `proxy`: the `palisade` binary run as a child process, and `palisade check`;
+//! - `gameday`: `palisade gameday` run on experiment files;
 //! - `prometheus`: `/metrics` read back as samples;
 //! - here: ports, waits and temp files.
 
@@ -15,6 +16,7 @@
 #![allow(dead_code, missing_docs, unused_imports)]
 
 mod client;
+mod gameday;
 mod prometheus;
 mod proxy;
 mod upstream;
@@ -28,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 
 pub use client::*;
+pub use gameday::*;
 pub use prometheus::*;
 pub use proxy::*;
 pub use upstream::*;
