@@ -100,6 +100,13 @@ enum Command {
         /// How long to run, e.g. "30s" or "2m".
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
+        /// Serve only this one of the demo's upstreams (steady, flaky, replica, stuck),
+        /// on `--listen`, until stopped: a dependency for game days.
+        #[arg(long, requires = "listen")]
+        upstream: Option<String>,
+        /// Where `--upstream` listens, e.g. 127.0.0.1:18101.
+        #[arg(long, requires = "upstream")]
+        listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -140,7 +147,14 @@ fn main() -> ExitCode {
             },
         ),
         Command::Run { config } => run(config),
-        Command::Demo { duration } => demo(duration),
+        Command::Demo {
+            duration,
+            upstream,
+            listen,
+        } => match upstream.zip(listen) {
+            Some((name, address)) => demo_upstream(&name, address),
+            None => demo(duration),
+        },
         Command::Saga { config, action } => saga(config, action),
         Command::Toxic { host, port, config } => toxic((host, port).into(), config),
         Command::Gameday { file, out } => gameday(&file, out),
@@ -292,6 +306,20 @@ fn demo(duration: std::time::Duration) -> ExitCode {
             }
         }
     })
+}
+
+fn demo_upstream(name: &str, address: std::net::SocketAddr) -> ExitCode {
+    let runtime = match event_loop(tokio::runtime::Builder::new_current_thread()) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(palisade_proxy::demo::serve_upstream(name, address)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("palisade demo --upstream: {error}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn toxic(address: std::net::SocketAddr, config: Option<PathBuf>) -> ExitCode {

@@ -155,6 +155,35 @@ content_type = "application/json"
     )
 }
 
+/// The demo's upstreams by name, each with its script.
+const UPSTREAMS: [(&str, upstreams::Script); 4] = [
+    ("steady", steady),
+    ("flaky", flaky),
+    ("replica", replica),
+    ("stuck", stuck),
+];
+
+/// Serves one of the demo's simulated upstreams (`steady`, `flaky`, `replica`, `stuck`)
+/// on `address` until Ctrl-C or a signal ends the process — as a process of its own, for
+/// game days that crash, stop or cut off an upstream (`gamedays/standard.toml`). Its
+/// script stays as at the demo's start.
+pub async fn serve_upstream(name: &str, address: SocketAddr) -> Result<(), String> {
+    let Some((name, script)) = UPSTREAMS.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = UPSTREAMS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "no demo upstream {name:?}; allowed: {}",
+            names.join(", ")
+        ));
+    };
+    // A script's progress over a century: the mood of its start, for good.
+    let forever = Duration::from_secs(100 * 365 * 24 * 3600);
+    let upstream = Simulated::start_on(address, name, *script, forever)
+        .await
+        .map_err(|e| format!("{address}: {e}"))?;
+    println!("demo upstream {name} on http://{}", upstream.address);
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
+}
+
 /// Runs the demo for `length` (or until Ctrl-C).
 pub async fn run(length: Duration) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();

@@ -46,7 +46,17 @@ impl Simulated {
         script: Script,
         length: Duration,
     ) -> std::io::Result<Arc<Self>> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), name, script, length).await
+    }
+
+    /// Binds `address` and starts serving.
+    pub(crate) async fn start_on(
+        address: SocketAddr,
+        name: &'static str,
+        script: Script,
+        length: Duration,
+    ) -> std::io::Result<Arc<Self>> {
+        let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let upstream = Arc::new(Self {
             name,

@@ -316,8 +316,16 @@ fn check_hypothesis(
             );
         }
     }
+    if let Some(name) = &hypothesis.fault
+        && !experiment.faults.iter().any(|f| &f.label() == name)
+    {
+        report(
+            &at("fault"),
+            format!("no fault named {name:?}; allowed: one of the [[fault]] names"),
+        );
+    }
     if hypothesis.window != Window::Throughout {
-        let (start, end) = experiment.window(hypothesis.window);
+        let (start, end) = experiment.window_of(hypothesis);
         if experiment.fault_span().is_none() || end <= start {
             report(
                 &at("window"),

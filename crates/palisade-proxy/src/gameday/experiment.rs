@@ -325,6 +325,10 @@ pub struct Hypothesis {
     /// Whose requests a success rate or latency judges. Default the experiment's.
     #[serde(default)]
     pub group: Group,
+    /// The faults (by name) whose window `window` means, when the run has several in
+    /// turn: *during* their span, *before* from the end of the fault before them, *after*
+    /// until the next fault begins. Default every fault.
+    pub fault: Option<String>,
 }
 
 /// The requests a hypothesis judges.
@@ -477,6 +481,43 @@ impl Experiment {
         let start = self.faults.iter().map(|f| f.at).min()?;
         let end = self.faults.iter().map(|f| f.at + f.lasts).max()?;
         Some((start, end))
+    }
+
+    /// The bounds of `hypothesis`'s window in this run: of its `fault`, or of every fault.
+    pub fn window_of(&self, hypothesis: &Hypothesis) -> (Duration, Duration) {
+        match &hypothesis.fault {
+            Some(name) => self.fault_window(hypothesis.window, name),
+            None => self.window(hypothesis.window),
+        }
+    }
+
+    /// The bounds of `window` around the faults named `name`, between the faults
+    /// before and after them (empty when no fault has that name).
+    fn fault_window(&self, window: Window, name: &str) -> (Duration, Duration) {
+        let (named, others): (Vec<&FaultSpec>, Vec<&FaultSpec>) =
+            self.faults.iter().partition(|f| f.label() == name);
+        let Some(start) = named.iter().map(|f| f.at).min() else {
+            return (Duration::ZERO, Duration::ZERO);
+        };
+        let end = named.iter().map(|f| f.at + f.lasts).max().unwrap_or(start);
+        let previous_end = others
+            .iter()
+            .map(|f| f.at + f.lasts)
+            .filter(|e| *e <= start)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        let next_start = others
+            .iter()
+            .map(|f| f.at)
+            .filter(|s| *s >= end)
+            .min()
+            .unwrap_or(self.duration);
+        match window {
+            Window::Before => (previous_end, start),
+            Window::During => (start, end),
+            Window::After => (end, next_start),
+            Window::Throughout => (Duration::ZERO, self.duration),
+        }
     }
 
     /// The bounds of `window` in this run.

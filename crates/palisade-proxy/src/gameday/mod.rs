@@ -27,6 +27,8 @@ pub mod probes;
 mod prometheus;
 pub mod report;
 mod targets;
+#[cfg(test)]
+mod tests;
 mod verdicts;
 
 use std::io::{IsTerminal, Write};

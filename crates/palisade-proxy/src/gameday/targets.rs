@@ -14,6 +14,18 @@ use super::experiment::Target;
 use super::guard::signal_group;
 use super::http::Client;
 
+/// The program of `command`: the runner's own binary for `palisade`, so an experiment
+/// runs the sidecar, the demo's upstreams and the fault proxy of the runner's version
+/// wherever it is installed.
+fn program<'c>(command: &'c [String], runner: &'c Path) -> Option<&'c std::ffi::OsStr> {
+    let first = command.first()?;
+    Some(if first == "palisade" {
+        runner.as_os_str()
+    } else {
+        std::ffi::OsStr::new(first)
+    })
+}
+
 /// A started target.
 pub(super) struct Running {
     pub(super) spec: Target,
@@ -63,12 +75,13 @@ impl Targets {
         let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let binary = std::env::current_exe().map_err(|e| format!("the runner's own path: {e}"))?;
-        let guard = Command::new(binary)
+        let guard = Command::new(&binary)
             .arg("gameday-guard")
             .arg(std::process::id().to_string())
             .arg(&pid_file)
             .arg("--")
-            .args(&spec.command)
+            .args(program(&spec.command, &binary))
+            .args(spec.command.iter().skip(1))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)

@@ -29,16 +29,16 @@ fn judge_one(
     tally: &Tally,
     series: &[Series],
 ) -> Verdict {
-    let (start, end) = experiment.window(hypothesis.window);
+    let (start, end) = experiment.window_of(hypothesis);
     let (start_ms, end_ms) = (start.as_millis() as u64, end.as_millis() as u64);
     let records = tally.sent_between(start_ms, end_ms);
     let mut verdict = Verdict {
         name: hypothesis.name.clone(),
         window: match hypothesis.group {
-            Group::Experiment => window_name(hypothesis.window, start_ms, end_ms),
+            Group::Experiment => window_name(hypothesis, start_ms, end_ms),
             Group::Control => format!(
                 "{}, control group",
-                window_name(hypothesis.window, start_ms, end_ms)
+                window_name(hypothesis, start_ms, end_ms)
             ),
         },
         ..Verdict::default()
@@ -119,15 +119,20 @@ fn reaches(
     }
 }
 
-fn window_name(window: Window, start_ms: u64, end_ms: u64) -> String {
-    let name = match window {
+fn window_name(hypothesis: &Hypothesis, start_ms: u64, end_ms: u64) -> String {
+    let name = match hypothesis.window {
         Window::Before => "before",
         Window::During => "during",
         Window::After => "after",
         Window::Throughout => "throughout",
     };
+    let fault = hypothesis
+        .fault
+        .as_ref()
+        .map(|f| format!(" {f}"))
+        .unwrap_or_default();
     format!(
-        "{name} ({:.1}–{:.1} s)",
+        "{name}{fault} ({:.1}–{:.1} s)",
         start_ms as f64 / 1000.0,
         end_ms as f64 / 1000.0
     )
