@@ -113,6 +113,13 @@ fn check_load(experiment: &Experiment, report: Report<'_>) {
             format!("{:?}; allowed: an http:// URL", load.url),
         );
     }
+    const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    if !METHODS.contains(&load.method.as_str()) {
+        report(
+            &at("method"),
+            format!("{:?}; allowed: {}", load.method, METHODS.join(", ")),
+        );
+    }
     let requests = load.rate * experiment.duration.as_secs_f64();
     if load.rate.is_nan() || load.rate <= 0.0 || requests > MAX_REQUESTS {
         report(
@@ -295,12 +302,28 @@ fn check_hypothesis(
         hypothesis.latency.is_some(),
         hypothesis.probe.is_some(),
         hypothesis.alert.is_some(),
+        hypothesis.sagas.is_some(),
     ];
     if measures.iter().filter(|m| **m).count() != 1 {
         report(
             &[key("hypothesis"), Step::Index(i)],
-            "needs exactly one of success_rate, latency, probe, alert".into(),
+            "needs exactly one of success_rate, latency, probe, alert, sagas".into(),
         );
+    }
+    if let Some(sagas) = &hypothesis.sagas {
+        if !sagas.admin.starts_with("http://") {
+            report(
+                &at("sagas"),
+                format!("admin {:?}; allowed: http://host:port", sagas.admin),
+            );
+        }
+        if hypothesis.window != Window::Throughout {
+            report(
+                &at("window"),
+                "sagas are judged once the load has ended; allowed: throughout (the default)"
+                    .into(),
+            );
+        }
     }
     if let Some(alert) = &hypothesis.alert {
         if experiment.prometheus.is_none() {

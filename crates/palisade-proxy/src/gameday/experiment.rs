@@ -94,8 +94,12 @@ pub struct ProxySpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadSpec {
-    /// The URL requested (GET).
+    /// The URL requested.
     pub url: String,
+    /// The method: GET (the default), HEAD, POST, PUT, DELETE, PATCH or OPTIONS; a POST
+    /// to a saga route starts a saga.
+    #[serde(default = "get")]
+    pub method: String,
     /// Requests a second, sent on schedule whatever the answers (open loop).
     pub rate: f64,
     /// How long a request may take before it counts as failed. Default 2 s.
@@ -113,6 +117,10 @@ pub struct ControlSpec {
     pub url: String,
     /// The share of the arrivals it gets, above 0 and below 1.
     pub share: f64,
+}
+
+fn get() -> String {
+    "GET".to_owned()
 }
 
 fn client_timeout() -> Duration {
@@ -322,6 +330,9 @@ pub struct Hypothesis {
     pub probe: Option<ProbeExpectation>,
     /// An alert of the run's Prometheus fires within a time (of the window's start).
     pub alert: Option<AlertExpectation>,
+    /// Every saga of a sidecar ends consistent (completed or compensated) within a time
+    /// of the load's end.
+    pub sagas: Option<SagaExpectation>,
     /// Whose requests a success rate or latency judges. Default the experiment's.
     #[serde(default)]
     pub group: Group,
@@ -420,6 +431,19 @@ impl AlertExpectation {
             format!("alert {}{{{}}}", self.name, labels.join(","))
         }
     }
+}
+
+/// `{ admin = "http://127.0.0.1:9901", saga = "checkout", within = "10s" }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagaExpectation {
+    /// The sidecar's admin address, `http://host:port`.
+    pub admin: String,
+    /// The saga (its `[[saga]]` name) judged; default every saga.
+    pub saga: Option<String>,
+    /// How long after the load ends the sagas still running or compensating may take.
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
 }
 
 /// `{ name = "breaker", reaches = 1, within = "2s" }`.

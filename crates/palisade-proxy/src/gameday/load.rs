@@ -142,6 +142,8 @@ pub(super) async fn offer(
     tallies: Tallies,
 ) {
     let mut rng = SmallRng::seed_from_u64(seed);
+    // Checked before the run (`checks.rs`).
+    let method = http::Method::from_bytes(spec.method.as_bytes()).unwrap_or(http::Method::GET);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut next = start;
     let end = start + duration;
@@ -167,10 +169,10 @@ pub(super) async fn offer(
             });
             continue;
         };
-        let (client, limit) = (client.clone(), spec.timeout);
+        let (client, limit, method) = (client.clone(), spec.timeout, method.clone());
         tokio::spawn(async move {
             let sent = Instant::now();
-            let answer = client.get(&url, limit).await;
+            let answer = client.send(method, &url, None, limit).await;
             let ok = matches!(&answer, Ok((status, _)) if status.is_success() || status.is_redirection());
             tally.push(Record {
                 sent_ms,

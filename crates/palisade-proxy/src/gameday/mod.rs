@@ -26,6 +26,7 @@ mod load;
 pub mod probes;
 mod prometheus;
 pub mod report;
+mod sagas;
 mod targets;
 #[cfg(test)]
 mod tests;
@@ -221,10 +222,24 @@ impl Run<'_> {
         self.end_all(&mut stage, &mut active, "the run ended").await;
         probing.abort();
         let _ = load.await;
+        let load_ended = Instant::now();
         // Answers still on their way have until the client's timeout.
         tokio::time::sleep(self.experiment.load.timeout.min(Duration::from_secs(5))).await;
-        self.finish();
+        let settlements = self.settle_sagas(load_ended).await;
+        self.finish(&settlements);
         result
+    }
+
+    /// For each hypothesis on sagas, what they came to once the load ended.
+    async fn settle_sagas(&self, load_ended: Instant) -> Vec<Option<sagas::Settlement>> {
+        let mut settlements = Vec::new();
+        for hypothesis in &self.experiment.hypotheses {
+            settlements.push(match &hypothesis.sagas {
+                Some(spec) => Some(sagas::settle(spec, self.client, load_ended).await),
+                None => None,
+            });
+        }
+        settlements
     }
 
     /// Begins and ends faults on schedule, checks the abort condition, prints progress.
@@ -445,7 +460,7 @@ impl Run<'_> {
     }
 
     /// Fills the journal from what was recorded, and judges the hypotheses.
-    fn finish(&mut self) {
+    fn finish(&mut self, settlements: &[Option<sagas::Settlement>]) {
         let seconds = self.experiment.duration.as_secs();
         self.journal.duration_ms = self.experiment.duration.as_millis() as u64;
         self.journal.seconds = self.tallies.experiment.seconds(seconds);
@@ -453,8 +468,12 @@ impl Run<'_> {
             self.journal.control = self.tallies.control.seconds(seconds);
         }
         self.journal.series = self.probes.iter().map(|p| p.series()).collect();
-        self.journal.verdicts =
-            verdicts::judge(self.experiment, &self.tallies, &self.journal.series);
+        self.journal.verdicts = verdicts::judge(
+            self.experiment,
+            &self.tallies,
+            &self.journal.series,
+            settlements,
+        );
         self.journal.passed = self.journal.aborted.is_none()
             && self.journal.verdicts.iter().all(|v| v.passed)
             && self.journal.faults.iter().all(|f| f.end_ms.is_some());

@@ -4,21 +4,40 @@ use super::experiment::{Experiment, Group, Hypothesis, Window};
 use super::journal::{Series, Verdict};
 use super::load::{Tallies, Tally, percentile};
 use super::probes::FIRING;
+use super::sagas::Settlement;
 
 use std::time::Duration;
 
 /// The verdict on each hypothesis of `experiment`, from the load's `tally` and the
 /// probes' `series`.
-pub(super) fn judge(experiment: &Experiment, tallies: &Tallies, series: &[Series]) -> Vec<Verdict> {
+pub(super) fn judge(
+    experiment: &Experiment,
+    tallies: &Tallies,
+    series: &[Series],
+    settlements: &[Option<Settlement>],
+) -> Vec<Verdict> {
     experiment
         .hypotheses
         .iter()
-        .map(|h| {
+        .enumerate()
+        .map(|(i, h)| {
             let tally = match h.group {
                 Group::Experiment => &tallies.experiment,
                 Group::Control => &tallies.control,
             };
-            judge_one(experiment, h, tally, series)
+            let mut verdict = judge_one(experiment, h, tally, series);
+            if let Some(sagas) = &h.sagas {
+                verdict.measure = match &sagas.saga {
+                    Some(saga) => format!("{saga} sagas completed or compensated"),
+                    None => "sagas completed or compensated".to_owned(),
+                };
+                verdict.threshold = format!("within {:?} of the load's end", sagas.within);
+                (verdict.measured, verdict.passed) = settlements
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map_or(("not read".to_owned(), false), Settlement::judged);
+            }
+            verdict
         })
         .collect()
 }
