@@ -142,6 +142,14 @@ async fn bad_experiment_files_are_refused_with_their_lines() {
             "cpu = 1 to 64 workers",
         ),
         (
+            "[[target]]\nname = \"running\"\nready = \"tcp://127.0.0.1:1\"\n[[fault]]\nat = \"1s\"\nfor = \"1s\"\nprocess = { target = \"running\", action = \"kill\" }\n",
+            "\"running\" is an address the run does not start",
+        ),
+        (
+            "[[probe]]\nname = \"p\"\nhttp = \"http://127.0.0.1:1/\"\nmetric = \"x\"\n",
+            "or http (an HTTP check)",
+        ),
+        (
             "[[fault]]\nat = \"1s\"\nfor = \"1s\"\nroute = { admin = \"http://127.0.0.1:1\", route = 0, abort_percnt = 5, lease = \"1s\" }\n",
             "unknown key \"abort_percnt\"",
         ),
@@ -429,4 +437,48 @@ pressure = {{ cpu = 1, memory = "{marker}K" }}
         })
         .collect();
     assert!(left.is_empty(), "stress-ng left running: {left:?}");
+}
+
+#[tokio::test]
+async fn a_running_service_is_a_target_by_address_and_http_checks_are_probes() {
+    let upstream = Upstream::start("app", Behaviour::Ok).await;
+    let proxy_port = free_port();
+    let rest = format!(
+        r#"
+[[target]]
+name = "app"
+ready = "tcp://{upstream}"
+
+[[probe]]
+name = "through the proxy"
+http = "http://127.0.0.1:{proxy_port}/data"
+
+[[fault]]
+name = "the app unreachable"
+at = "1s"
+for = "2s"
+down = "app"
+
+[[hypothesis]]
+name = "the check fails during"
+window = "during"
+probe = {{ name = "through the proxy", reaches = 0, within = "1s" }}
+[[hypothesis]]
+name = "and answers 200 after"
+window = "after"
+probe = {{ name = "through the proxy", reaches = 200, within = "1s" }}
+"#,
+        upstream = upstream.addr()
+    );
+    let ran = gameday(&experiment(&upstream, proxy_port, "5s", &rest)).await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let points = &ran.journal()["series"][0]["points"];
+    let statuses: Vec<f64> = points
+        .as_array()
+        .expect("points")
+        .iter()
+        .filter_map(|p| p[1].as_f64())
+        .collect();
+    assert_eq!(statuses.first(), Some(&200.0), "{statuses:?}");
+    assert!(statuses.contains(&0.0), "{statuses:?}");
 }

@@ -41,10 +41,10 @@ pub(super) fn check(experiment: &Experiment, report: Report<'_>) {
     let proxies = names(experiment.proxies.iter().map(|p| &p.name), "proxy", report);
     for (i, target) in experiment.targets.iter().enumerate() {
         let at = |k: &str| [key("target"), Step::Index(i), key(k)];
-        if target.command.is_empty() {
+        if target.command.is_empty() && target.ready.is_none() {
             report(
                 &at("command"),
-                "empty; allowed: [\"program\", \"arg\", ...]".into(),
+                "neither a command nor a ready address; allowed: command = [\"program\", \"arg\", ...] to start it, or ready = \"tcp://host:port\" (or an http:// URL) for a service already running".into(),
             );
         }
         if let Some(ready) = &target.ready
@@ -69,27 +69,49 @@ pub(super) fn check(experiment: &Experiment, report: Report<'_>) {
     let probes = names(experiment.probes.iter().map(|p| &p.name), "probe", report);
     for (i, probe) in experiment.probes.iter().enumerate() {
         let at = |k: &str| [key("probe"), Step::Index(i), key(k)];
-        if !probe.metrics.starts_with("http://") {
-            report(
-                &at("metrics"),
-                format!("{:?}; allowed: http://host:port/metrics", probe.metrics),
-            );
-        }
-        if super::probes::Selector::parse(&probe.metric).is_none() {
-            report(
-                &at("metric"),
-                format!(
-                    "{:?}; allowed: name or name{{label=\"value\",...}}",
-                    probe.metric
-                ),
-            );
+        match (&probe.http, &probe.metrics, &probe.metric) {
+            (Some(url), None, None) => {
+                if !url.starts_with("http://") {
+                    report(&at("http"), format!("{url:?}; allowed: an http:// URL"));
+                }
+            }
+            (None, Some(page), Some(metric)) => {
+                if !page.starts_with("http://") {
+                    report(
+                        &at("metrics"),
+                        format!("{page:?}; allowed: http://host:port/metrics"),
+                    );
+                }
+                if super::probes::Selector::parse(metric).is_none() {
+                    report(
+                        &at("metric"),
+                        format!("{metric:?}; allowed: name or name{{label=\"value\",...}}"),
+                    );
+                }
+            }
+            _ => report(
+                &[key("probe"), Step::Index(i)],
+                "allowed: metrics and metric (a Prometheus page's metric), or http (an HTTP check)"
+                    .into(),
+            ),
         }
     }
     if let Some(prometheus) = &experiment.prometheus {
         check_prometheus(prometheus, report);
     }
+    let addresses: HashSet<String> = experiment
+        .targets
+        .iter()
+        .filter(|t| t.command.is_empty())
+        .map(|t| t.name.clone())
+        .collect();
     for (i, fault) in experiment.faults.iter().enumerate() {
-        check_fault(i, fault, duration, &targets, &proxies, report);
+        let known = Known {
+            targets: &targets,
+            addresses: &addresses,
+            proxies: &proxies,
+        };
+        check_fault(i, fault, duration, &known, report);
     }
     for (i, hypothesis) in experiment.hypotheses.iter().enumerate() {
         check_hypothesis(i, hypothesis, experiment, &probes, report);
@@ -171,14 +193,28 @@ fn names<'n>(
     seen
 }
 
+/// The names a fault may refer to.
+struct Known<'k> {
+    /// Every target's.
+    targets: &'k HashSet<String>,
+    /// The targets the run does not start (no command).
+    addresses: &'k HashSet<String>,
+    /// The fault proxies'.
+    proxies: &'k HashSet<String>,
+}
+
 fn check_fault(
     i: usize,
     fault: &FaultSpec,
     duration: Duration,
-    targets: &HashSet<String>,
-    proxies: &HashSet<String>,
+    known: &Known<'_>,
     report: Report<'_>,
 ) {
+    let Known {
+        targets,
+        addresses,
+        proxies,
+    } = *known;
     let at = |k: &str| vec![key("fault"), Step::Index(i), key(k)];
     let kinds = [
         fault.toxic.is_some(),
@@ -259,6 +295,20 @@ fn check_fault(
             &[key("fault"), Step::Index(i), key("process"), key("target")],
             missing("target", &process.target),
         );
+    }
+    let signalled = [
+        fault.process.as_ref().map(|p| (&p.target, "process")),
+        fault.skew.as_ref().map(|s| (&s.target, "skew")),
+    ];
+    for (target, kind) in signalled.into_iter().flatten() {
+        if addresses.contains(target) {
+            report(
+                &[key("fault"), Step::Index(i), key(kind), key("target")],
+                format!(
+                    "{target:?} is an address the run does not start; allowed: a target with a command"
+                ),
+            );
+        }
     }
     if let Some(route) = &fault.route {
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&route.lease) {

@@ -65,7 +65,9 @@ fn one() -> u64 {
 pub struct Target {
     /// Its name, for faults and the journal.
     pub name: String,
-    /// The program and its arguments.
+    /// The program and its arguments; none for a service already running, which the run
+    /// only waits for at its `ready` address (and cannot signal or restart).
+    #[serde(default)]
     pub command: Vec<String>,
     /// Ready when this URL answers (any status) or, as `tcp://host:port`, accepts.
     pub ready: Option<String>,
@@ -306,11 +308,13 @@ fn route_lease() -> Duration {
 pub struct ProbeSpec {
     /// Its name, for hypotheses and the report.
     pub name: String,
-    /// A Prometheus-format page, `http://host:port/metrics`.
-    pub metrics: String,
+    /// A Prometheus-format page, `http://host:port/metrics` (with `metric`).
+    pub metrics: Option<String>,
     /// The metric: a name, with labels it must have: `palisade_circuit_state{policy="a"}`.
     /// Samples matching are summed.
-    pub metric: String,
+    pub metric: Option<String>,
+    /// Or an HTTP check: a GET of this URL, sampled as its status (0: no answer).
+    pub http: Option<String>,
 }
 
 /// A hypothesis: one measure over one window, against a threshold.

@@ -1,5 +1,6 @@
-//! Probes: a metric of a Prometheus-format page, or the state of an alert in the run's
-//! Prometheus (`prometheus.rs`), sampled through the run into a series.
+//! Probes: a metric of a Prometheus-format page, an HTTP check's status, or the state of
+//! an alert in the run's Prometheus (`prometheus.rs`), sampled through the run into a
+//! series.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub(super) struct Probe {
 enum Source {
     /// The sum of a metric's matching samples on a Prometheus-format page.
     Metric { page: String, selector: Selector },
+    /// The status of a GET of a URL; 0 when nothing answers in time.
+    Check { url: String },
     /// The state of an alert in a Prometheus's alerts API: 0 inactive, 1 pending, 2
     /// firing (the most advanced of the alerts with that name and labels).
     Alert {
@@ -137,13 +140,17 @@ fn labels(text: &str) -> Option<Vec<(String, String)>> {
 
 impl Probe {
     pub(super) fn new(spec: ProbeSpec) -> Option<Self> {
-        let selector = Selector::parse(&spec.metric)?;
+        let source = match (spec.http, spec.metrics, spec.metric) {
+            (Some(url), None, None) => Source::Check { url },
+            (None, Some(page), Some(metric)) => Source::Metric {
+                page,
+                selector: Selector::parse(&metric)?,
+            },
+            _ => return None,
+        };
         Some(Self {
             name: spec.name,
-            source: Source::Metric {
-                page: spec.metrics,
-                selector,
-            },
+            source,
             points: Mutex::new(Vec::new()),
         })
     }
@@ -167,17 +174,19 @@ impl Probe {
     pub(super) async fn sample(&self, client: &Client, at_ms: u64) {
         let url = match &self.source {
             Source::Metric { page, .. } => page,
+            Source::Check { url } => url,
             Source::Alert { api, .. } => api,
         };
-        let Ok((status, body)) = client.get(url, SCRAPE_TIMEOUT).await else {
-            return;
-        };
-        if !status.is_success() {
-            return;
-        }
-        let value = match &self.source {
-            Source::Metric { selector, .. } => selector.sum(&String::from_utf8_lossy(&body)),
-            Source::Alert { name, labels, .. } => alert_state(&body, name, labels),
+        let answer = client.get(url, SCRAPE_TIMEOUT).await;
+        let value = match (&self.source, answer) {
+            (Source::Check { .. }, Ok((status, _))) => Some(f64::from(status.as_u16())),
+            (Source::Check { .. }, Err(_)) => Some(0.0),
+            (_, Ok((status, _))) if !status.is_success() => None,
+            (_, Err(_)) => None,
+            (Source::Metric { selector, .. }, Ok((_, body))) => {
+                selector.sum(&String::from_utf8_lossy(&body))
+            }
+            (Source::Alert { name, labels, .. }, Ok((_, body))) => alert_state(&body, name, labels),
         };
         if let Some(value) = value {
             self.points

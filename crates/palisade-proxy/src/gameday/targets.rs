@@ -26,6 +26,31 @@ fn program<'c>(command: &'c [String], runner: &'c Path) -> Option<&'c std::ffi::
     })
 }
 
+/// Waits for a target the run does not start (no command): a service already running,
+/// found at its `ready` address (checked before the run).
+async fn wait_for_address(spec: &Target, client: &Client) -> Result<(), String> {
+    let ready = spec.ready.as_deref().unwrap_or_default();
+    let until = Instant::now() + spec.ready_timeout;
+    while Instant::now() < until {
+        if is_up(ready, client).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "target {} not ready at {ready} within {:?} (an address the run does not start)",
+        spec.name, spec.ready_timeout
+    ))
+}
+
+/// Whether `ready` answers: `tcp://host:port` accepts, or the URL answers at all.
+async fn is_up(ready: &str, client: &Client) -> bool {
+    match ready.strip_prefix("tcp://") {
+        Some(address) => TcpStream::connect(address).await.is_ok(),
+        None => client.get(ready, Duration::from_millis(500)).await.is_ok(),
+    }
+}
+
 /// A started target.
 pub(super) struct Running {
     pub(super) spec: Target,
@@ -55,6 +80,10 @@ impl Targets {
             dir: dir.to_owned(),
         };
         for spec in specs {
+            if spec.command.is_empty() {
+                wait_for_address(spec, client).await?;
+                continue;
+            }
             let running = targets.launch(spec, &[], client).await?;
             targets.running.push(running);
         }
@@ -210,11 +239,7 @@ impl Running {
             if let Ok(Some(status)) = self.guard.try_wait() {
                 return Err(self.failed(&format!("exited ({status}) before it was ready")));
             }
-            let up = match ready.strip_prefix("tcp://") {
-                Some(address) => TcpStream::connect(address).await.is_ok(),
-                None => client.get(&ready, Duration::from_millis(500)).await.is_ok(),
-            };
-            if up {
+            if is_up(&ready, client).await {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
