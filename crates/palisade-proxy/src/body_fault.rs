@@ -73,8 +73,10 @@ pin_project! {
         started: Option<Instant>,
         // Slow: the wait for the next release, made at the first one.
         wait: Option<Pin<Box<Sleep>>>,
-        // Truncate: the cut is made; the next poll fails.
+        // Truncate: the cut is made; the body fails after one yield (see `report_cut`).
         cut: bool,
+        // Truncate: the yield before the failure is over.
+        yielded: bool,
         // The body has ended or failed.
         done: bool,
     }
@@ -92,6 +94,7 @@ impl<B, G> FaultyBody<B, G> {
             started: None,
             wait: None,
             cut: false,
+            yielded: false,
             done: false,
         }
     }
@@ -183,6 +186,20 @@ where
     Poll::Ready(Some(Ok(Frame::data(chunk))))
 }
 
+/// The failure of a cut body, after one yield: a server that finds a body failed
+/// closes the connection at once, and hyper's drops what it has buffered (the head, the
+/// bytes before the cut) when it does; given a pending poll first, it writes them out.
+/// (A client that is not reading may so get fewer bytes than the cut: the response is
+/// incomplete either way.)
+fn report_cut<B, G>(this: &mut Projected<'_, B, G>, after: u64, cx: &mut Context<'_>) -> Polled {
+    if !*this.yielded {
+        *this.yielded = true;
+        cx.waker().wake_by_ref();
+        return Poll::Pending;
+    }
+    Poll::Ready(Some(Err(BodyTruncated(after).into())))
+}
+
 /// How long `bytes` take at `bytes_per_second`.
 fn release_time(bytes: u64, bytes_per_second: u64) -> Duration {
     let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(bytes_per_second);
@@ -196,7 +213,7 @@ where
     B::Error: Into<BoxError>,
 {
     if *this.cut {
-        return Poll::Ready(Some(Err(BodyTruncated(after).into())));
+        return report_cut(this, after, cx);
     }
     let frame = match ready!(this.inner.as_mut().poll_frame(cx)) {
         None => return Poll::Ready(None),
@@ -213,7 +230,8 @@ where
         return Poll::Ready(Some(Ok(Frame::data(data))));
     }
     if left == 0 {
-        return Poll::Ready(Some(Err(BodyTruncated(after).into())));
+        *this.cut = true;
+        return report_cut(this, after, cx);
     }
     if data.len() as u64 > left {
         // `left` is below the data's length, a usize.
