@@ -159,8 +159,7 @@ async fn exchange(proxy: SocketAddr, via: Via) -> Raw {
     let mut closed = false;
     let deadline = started + Duration::from_secs(10);
     loop {
-        if let Some((body, true)) = parse(&read).map(|(_, body, complete)| (body, complete)) {
-            let _ = body;
+        if parse(&read).is_some_and(|(_, _, complete)| complete) {
             break;
         }
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
@@ -417,4 +416,29 @@ async fn bad_body_fault_keys_are_config_errors_with_their_line() {
             "{keys}: want {expected:?} in {out:?}"
         );
     }
+}
+
+/// A body fault set with a lease ends with it: the config's (none here) is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_body_fault_ends_with_its_lease() {
+    let up = sized_upstream().await;
+    let proxy = Proxy::start(&config(up.addr(), "")).await;
+    let cut = r#"{"body_percent":100,"body":"truncate","truncate_after":5}"#;
+    let r = proxy
+        .admin_post("/admin/route/0/fault?lease=300ms", cut)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = exchange(proxy.addr, Via::Own).await;
+    assert_eq!(r.body.len(), 5, "{r:?}");
+    eventually("the lease to run out", secs(5), async || {
+        let r = exchange(proxy.addr, Via::Own).await;
+        (r.complete && r.body.len() == BODY_LEN).then_some(())
+    })
+    .await;
+    let state = proxy.state().await;
+    assert_eq!(
+        state["routes"][0]["fault"]["body_percent"].as_f64(),
+        Some(0.0),
+        "{state}"
+    );
 }
