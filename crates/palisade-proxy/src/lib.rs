@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod body;
+pub mod body_fault;
 pub mod config;
 pub mod demo;
 pub mod forward;

@@ -109,7 +109,7 @@ pub enum Event {
     FaultInjected {
         /// The fault injection policy.
         name: Name,
-        /// `"outcome"` or `"latency"`.
+        /// `"outcome"`, `"latency"` or `"degrade"`.
         kind: &'static str,
     },
     /// A hedge sent a second attempt of a call that had not answered in time.

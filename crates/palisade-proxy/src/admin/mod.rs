@@ -263,13 +263,23 @@ impl Admin {
             Ok(fault) => fault,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("not a fault table: {e}")),
         };
-        let percents_ok = [fault.abort_percent, fault.delay_percent]
+        let percents_ok = [fault.abort_percent, fault.delay_percent, fault.body_percent]
             .iter()
             .all(|p| (0.0..=100.0).contains(p));
         if !percents_ok || !crate::config::FINAL_STATUSES.contains(&fault.abort_status) {
             return error(
                 StatusCode::BAD_REQUEST,
                 "percents must be 0 to 100 and abort_status a final status, 200 to 599",
+            );
+        }
+        if !config::BODY_RATES.contains(&fault.body_rate) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "body_rate {} is out of range: 1 to {} (bytes per second)",
+                    fault.body_rate,
+                    config::BODY_RATES.end()
+                ),
             );
         }
         tracing::info!(

@@ -595,6 +595,7 @@ impl Checker<'_> {
                 for (name, value) in [
                     ("abort_percent", f.abort_percent),
                     ("delay_percent", f.delay_percent),
+                    ("body_percent", f.body_percent),
                 ] {
                     if !(0.0..=100.0).contains(&value) {
                         self.problem(
@@ -602,6 +603,17 @@ impl Checker<'_> {
                             format!("{value} is out of range; allowed: 0 to 100"),
                         );
                     }
+                }
+                if !super::BODY_RATES.contains(&f.body_rate) {
+                    self.problem(
+                        &at_fault("body_rate"),
+                        format!(
+                            "{} is out of range; allowed: {} to {} (bytes per second)",
+                            f.body_rate,
+                            super::BODY_RATES.start(),
+                            super::BODY_RATES.end()
+                        ),
+                    );
                 }
                 if !(1..=1_000_000).contains(&f.max_concurrent) {
                     self.problem(

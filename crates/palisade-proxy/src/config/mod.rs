@@ -352,16 +352,56 @@ pub struct FaultSection {
     /// The injected delay.
     #[serde(default, with = "humantime_serde")]
     pub delay: Duration,
+    /// Percent of requests whose response body is degraded as `body` says, 0–100.
+    #[serde(default)]
+    pub body_percent: f64,
+    /// What a body fault does: `slow` (released at `body_rate`) or `truncate` (cut after
+    /// `truncate_after` bytes). Default `slow`.
+    #[serde(default)]
+    pub body: BodyFaultKind,
+    /// A slowed body's rate, bytes per second, 1 to 1 GiB. Default 1024: a page of text
+    /// a second, slow enough to show in any client's timing.
+    #[serde(default = "defaults::body_rate")]
+    pub body_rate: u64,
+    /// Bytes of a truncated body let through before the cut. Default 0: the head only.
+    #[serde(default)]
+    pub truncate_after: u64,
     /// Injected faults in progress at once, 1 to 1,000,000; beyond it requests pass
     /// untouched. Read when the config loads. Default 1000.
     #[serde(default = "defaults::fault_max_concurrent")]
     pub max_concurrent: usize,
 }
 
+/// What a body fault does (`[route.fault] body`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFaultKind {
+    /// The body released at `body_rate` bytes per second.
+    #[default]
+    Slow,
+    /// The body cut after `truncate_after` bytes, the response left incomplete.
+    Truncate,
+}
+
+/// The range of `[route.fault] body_rate`, bytes per second.
+pub const BODY_RATES: std::ops::RangeInclusive<u64> = 1..=1 << 30;
+
 impl FaultSection {
-    /// True when either rate is above zero.
+    /// True when any rate is above zero.
     pub fn is_active(&self) -> bool {
-        self.abort_percent > 0.0 || self.delay_percent > 0.0
+        self.abort_percent > 0.0 || self.delay_percent > 0.0 || self.body_percent > 0.0
+    }
+
+    /// What a body fault does to a response body, by these keys.
+    pub fn body_fault(&self) -> crate::body_fault::BodyFault {
+        match self.body {
+            BodyFaultKind::Slow => crate::body_fault::BodyFault::Slow {
+                bytes_per_second: self.body_rate,
+            },
+            BodyFaultKind::Truncate => crate::body_fault::BodyFault::Truncate {
+                after: self.truncate_after,
+            },
+        }
     }
 
     /// The library's fault injection settings these keys stand for (percentages as
@@ -373,6 +413,7 @@ impl FaultSection {
             error_rate: self.abort_percent / 100.0,
             latency_rate: self.delay_percent / 100.0,
             latency: self.delay,
+            degrade_rate: self.body_percent / 100.0,
             max_concurrent: self.max_concurrent,
             seed: None,
         }
@@ -386,6 +427,10 @@ impl Default for FaultSection {
             abort_status: defaults::abort_status(),
             delay_percent: 0.0,
             delay: Duration::ZERO,
+            body_percent: 0.0,
+            body: BodyFaultKind::default(),
+            body_rate: defaults::body_rate(),
+            truncate_after: 0,
             max_concurrent: defaults::fault_max_concurrent(),
         }
     }
@@ -472,5 +517,8 @@ pub(crate) mod defaults {
     }
     pub(crate) fn abort_status() -> u16 {
         503
+    }
+    pub(crate) fn body_rate() -> u64 {
+        1024
     }
 }

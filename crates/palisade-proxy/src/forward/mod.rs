@@ -43,6 +43,7 @@ use palisade_http::classify::{HttpClassifier, Replay, TransportError};
 use tokio::time::Instant;
 
 use crate::body::{BodyIdle, ClientBody, Guarded, IdleTimeout, boxed};
+use crate::body_fault::{BodyFault, FaultyBody};
 use crate::h1::interim::EarlyHints;
 use crate::respond::{self, Reason, Reply};
 use crate::route::{Injected, Route};
@@ -194,8 +195,10 @@ struct Admitted {
     route: usize,
     /// The end of the caller's budget (deadline headers), if it sent one.
     deadline: Option<Instant>,
-    /// An injected delay to wait first, and its place among the faults in progress.
-    delay: Option<(Duration, FaultSlot)>,
+    /// The fault injected into it: none, a delay to wait first, or a body fault for its
+    /// response, each with its place among the faults in progress (never an abort,
+    /// which is answered at once).
+    fault: Injected,
     /// For a request to switch protocols: the client's side of the switch.
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
@@ -265,7 +268,7 @@ impl Exchange {
             return Err(self.refuse(route, Reason::DeadlineExceeded, None));
         }
         let deadline = budget.map(|b| palisade::clock::instant_after(Instant::now(), b));
-        let delay = match route.inject() {
+        let fault = match route.inject() {
             Injected::Abort(status) => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -275,16 +278,16 @@ impl Exchange {
                 ));
             }
             // The refusal is asked after the delay, when it is over.
-            Injected::Delay(delay, slot) => Some((delay, slot)),
-            Injected::None => {
+            delay @ Injected::Delay(..) => delay,
+            other => {
                 self.refusal(route)?;
-                None
+                other
             }
         };
         Ok(Admitted {
             route: position,
             deadline,
-            delay,
+            fault,
             upgrade: None,
         })
     }
@@ -333,10 +336,15 @@ impl Exchange {
         let upstream = &route.upstream;
         let Admitted {
             deadline,
-            delay,
+            fault,
             upgrade,
             ..
         } = admitted;
+        let (delay, body_fault) = match fault {
+            Injected::Delay(delay, slot) => (Some((delay, slot)), None),
+            Injected::Body(fault, slot) => (None, Some((fault, slot))),
+            Injected::None | Injected::Abort(_) => (None, None),
+        };
         if let Some((delay, slot)) = delay {
             let until = palisade::clock::instant_after(Instant::now(), delay);
             if deadline.is_some_and(|d| d <= until) {
@@ -437,7 +445,8 @@ impl Exchange {
                     ),
                     _ => {
                         let idle = IdleOnDrop(self.client.waiting.clone());
-                        let mut reply = relay(*response, upstream.body_idle, (held.slot, idle));
+                        let guard = (held.slot, idle);
+                        let mut reply = relay(*response, upstream.body_idle, guard, body_fault);
                         let attempts = attempt.attempts.load(Ordering::Relaxed);
                         reply
                             .response
@@ -598,14 +607,24 @@ async fn read_body(
 
 /// The upstream's response, relayed: hop-by-hop headers stripped (its raw header lines,
 /// if kept, go with it), `guard` (the bulkhead slot, the connection's idle mark) held
-/// until the body is done.
-fn relay<G: Send + 'static>(response: Response<PooledBody>, idle: Duration, guard: G) -> Reply {
+/// until the body is done; the body slowed or cut if a body fault was injected (its head
+/// unchanged: see `body_fault`).
+fn relay<G: Send + 'static>(
+    response: Response<PooledBody>,
+    idle: Duration,
+    guard: G,
+    fault: Option<(BodyFault, FaultSlot)>,
+) -> Reply {
     let (mut parts, mut body) = response.into_parts();
     let head = body.take_raw();
     palisade_http::headers::strip_hop_by_hop(&mut parts.headers);
     let body = IdleTimeout::new(body, idle);
+    let body = match fault {
+        None => boxed(Guarded::new(body, guard)),
+        Some((fault, slot)) => boxed(Guarded::new(FaultyBody::new(body, fault, slot), guard)),
+    };
     Reply {
-        response: Response::from_parts(parts, boxed(Guarded::new(body, guard))),
+        response: Response::from_parts(parts, body),
         head,
     }
 }

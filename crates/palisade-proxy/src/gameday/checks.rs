@@ -13,7 +13,16 @@ use crate::config::spans::Step;
 use crate::toxic::toxics::{Toxic, ToxicRequest};
 
 /// The route fault keys a game day may set.
-const ROUTE_KEYS: [&str; 4] = ["abort_percent", "abort_status", "delay_percent", "delay"];
+const ROUTE_KEYS: [&str; 8] = [
+    "abort_percent",
+    "abort_status",
+    "delay_percent",
+    "delay",
+    "body_percent",
+    "body",
+    "body_rate",
+    "truncate_after",
+];
 
 type Report<'r> = &'r mut dyn FnMut(&[Step], String);
 

@@ -293,7 +293,7 @@ pub struct RouteFault {
     #[serde(default = "route_lease", with = "humantime_serde")]
     pub lease: Duration,
     /// The `[route.fault]` keys to set (`abort_percent`, `abort_status`, `delay_percent`,
-    /// `delay`).
+    /// `delay`, `body_percent`, `body`, `body_rate`, `truncate_after`).
     #[serde(flatten)]
     pub keys: BTreeMap<String, toml::Value>,
 }

@@ -6,7 +6,9 @@
 //! mapped to its rates once, when the config loads (and when the admin API replaces
 //! them). The sidecar asks it for a decision ([`FaultInjection::roll`]) before a
 //! request's future exists, so an injected abort is answered at once, with the route's
-//! configured status.
+//! configured status. A body fault is the library's degradation (`degrade_rate`): the
+//! request is forwarded, and its response body slowed or cut (see `body_fault`), the
+//! fault's slot held until that body ends.
 //!
 //! A fault set through the admin API with a lease (`lease.rs`) holds until the lease
 //! runs out, then the fault the config gave is back.
@@ -26,6 +28,7 @@ mod requests;
 pub use lease::{FaultLease, MAX_LEASE, MIN_LEASE};
 pub use requests::RequestMetrics;
 
+use crate::body_fault::BodyFault;
 use crate::config::FaultSection;
 use crate::respond::Fallback;
 use crate::upstream::Upstream;
@@ -65,6 +68,8 @@ pub enum Injected {
     Abort(u16),
     /// Wait this long first, holding the slot (one of the faults in progress).
     Delay(Duration, FaultSlot),
+    /// Forward, then degrade the response body so, holding the slot until it ends.
+    Body(BodyFault, FaultSlot),
 }
 
 impl Route {
@@ -75,8 +80,10 @@ impl Route {
     ) -> Result<Self, ConfigError> {
         let fault = config.fault.clone().unwrap_or_default();
         let faults = FaultInjection::builder(fault.policy_config(&config.path_prefix))
-            // An injected outcome is answered by the sidecar itself (see `inject`).
+            // An injected outcome is answered by the sidecar itself (see `inject`), and a
+            // degradation is its own too: the response body's (see `body_fault`).
             .inject(|| Ok(()))
+            .degrade(Ok)
             .build()?;
         let requests = RequestMetrics::new(&config.path_prefix, &upstream.name);
         Ok(Self {
@@ -160,6 +167,7 @@ impl Route {
             fault.delay_percent / 100.0,
             fault.delay,
         )?;
+        self.faults.set_degrade_rate(fault.body_percent / 100.0)?;
         self.abort_status
             .store(fault.abort_status, Ordering::Relaxed);
         if fault.is_active() {
@@ -180,6 +188,15 @@ impl Route {
                 Injected::Abort(self.abort_status.load(Ordering::Relaxed))
             }
             fault::Injected::Latency { delay, slot } => Injected::Delay(delay, slot),
+            // What a body fault does is read now, under the settings' lock: on this
+            // fault's path only.
+            fault::Injected::Degrade(slot) => Injected::Body(
+                self.fault
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .body_fault(),
+                slot,
+            ),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::config::{ConfigError, DEFAULT_NAME, ONE_DAY, in_range};
 /// | `error_rate` | `0` | share of calls answered by the injected outcome instead of running |
 /// | `latency_rate` | `0` | share of calls delayed by `latency` before running |
 /// | `latency` | `0s` | the injected delay |
+/// | `degrade_rate` | `0` | share of calls that run and whose result the caller degrades (a slowed or cut response body, say); the fault is in progress for as long as the degradation lasts |
 /// | `max_concurrent` | `1000` | injected faults in progress at once; beyond it calls run untouched, so an experiment cannot pile up unbounded delayed calls |
 /// | `seed` | random | reproducible experiments and tests |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,8 @@ pub struct FaultConfig {
     /// The injected delay, 0 to 1 day.
     #[serde(with = "humantime_serde")]
     pub latency: Duration,
+    /// Share of calls that run and have their result degraded, 0 to 1.
+    pub degrade_rate: f64,
     /// Injected faults in progress at once, 1 to 1,000,000.
     pub max_concurrent: usize,
     /// Seed of the dice.
@@ -44,6 +47,7 @@ impl Default for FaultConfig {
             error_rate: 0.0,
             latency_rate: 0.0,
             latency: Duration::ZERO,
+            degrade_rate: 0.0,
             max_concurrent: 1000,
             seed: None,
         }
@@ -55,6 +59,7 @@ impl FaultConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         in_range("error_rate", self.error_rate, 0.0, 1.0)?;
         in_range("latency_rate", self.latency_rate, 0.0, 1.0)?;
+        in_range("degrade_rate", self.degrade_rate, 0.0, 1.0)?;
         if self.latency > ONE_DAY {
             return Err(ConfigError::new(
                 "latency",

@@ -1,17 +1,27 @@
 //! Fault injection: chaos in-process, switched on and off at run time.
 //!
 //! A [`FaultInjection`] answers a share of calls (`error_rate`) with an injected outcome —
-//! an error, or a chosen value — without running them, and delays a share
-//! (`latency_rate`) by `latency` before running them. At most `max_concurrent` injected
-//! faults are in progress at once. It is off by default, and when off a call costs one
-//! relaxed atomic load: leave it compiled into production pipelines and switch it on for
-//! a game day with [`enable`](FaultInjection::enable) and
-//! [`set_rates`](FaultInjection::set_rates).
+//! an error, or a chosen value — without running them, delays a share (`latency_rate`)
+//! by `latency` before running them, and degrades a share (`degrade_rate`): runs them,
+//! then hands their result to be degraded. At most `max_concurrent` injected faults are
+//! in progress at once. It is off by default, and when off a call costs one relaxed
+//! atomic load: leave it compiled into production pipelines and switch it on for a game
+//! day with [`enable`](FaultInjection::enable), [`set_rates`](FaultInjection::set_rates)
+//! and [`set_degrade_rate`](FaultInjection::set_degrade_rate).
+//!
+//! A call gets at most one fault. The dice are rolled in order — outcome, then latency,
+//! then degradation — and the first that comes up (with a free slot) is the call's: with
+//! several rates set, the share of the later kinds is their rate among the calls the
+//! earlier kinds left (`latency_rate × (1 − error_rate)`, and so on).
 //!
 //! A caller that must decide before it has a future to wrap (the sidecar, which answers
 //! an injected abort without building the request's future) asks
 //! [`roll`](FaultInjection::roll) for the same decision `call` makes, and holds the
-//! [`FaultSlot`] it gets while the fault is in progress.
+//! [`FaultSlot`] it gets while the fault is in progress. A degradation is what the caller
+//! makes of it, and lasts as long as the caller says: the sidecar, for one, slows or cuts
+//! the response body and holds the slot until that body ends. With `call`, the
+//! degradation is the builder's [`degrade`](FaultInjectionBuilder::degrade) hook, applied
+//! to a successful value (a failed call is left as it is: there is nothing to degrade).
 //!
 //! ```
 //! use palisade::{Error, Policy};
@@ -25,6 +35,20 @@
 //! assert_eq!(chaos.call(|| async { Ok(1) }).await.unwrap(), 1, "off by default");
 //! chaos.enable();
 //! assert!(matches!(chaos.call(|| async { Ok(1) }).await, Err(Error::Inner("injected"))));
+//!
+//! // The call runs, and its value is degraded: a reply cut short.
+//! let degrading = FaultInjection::<String, &str>::builder(FaultConfig {
+//!     enabled: true,
+//!     degrade_rate: 1.0,
+//!     ..Default::default()
+//! })
+//! .degrade(|mut reply| {
+//!     reply.truncate(2);
+//!     Ok(reply)
+//! })
+//! .build()
+//! .unwrap();
+//! assert_eq!(degrading.call(|| async { Ok("hello".to_owned()) }).await.unwrap(), "he");
 //! # }
 //! ```
 
@@ -47,6 +71,7 @@ use crate::random::Dice;
 use crate::{Error, Name};
 
 type Injector<T, E> = Arc<dyn Fn() -> Result<T, Error<E>> + Send + Sync>;
+type Degrader<T, E> = Arc<dyn Fn(T) -> Result<T, Error<E>> + Send + Sync>;
 
 /// In-process fault injection; clones share the switch, rates and dice.
 pub struct FaultInjection<T, E> {
@@ -59,20 +84,24 @@ struct Shared<T, E> {
     error_rate: AtomicU64,
     latency_rate: AtomicU64,
     latency_nanos: AtomicU64,
+    degrade_rate: AtomicU64,
     max_concurrent: usize,
     /// Injected faults in progress; shared with their [`FaultSlot`]s.
     active: Arc<AtomicUsize>,
     dice: Dice,
     inject: Option<Injector<T, E>>,
+    degrade: Option<Degrader<T, E>>,
     emitter: Emitter,
     injected_errors: metrics::Counter,
     injected_delays: metrics::Counter,
+    injected_degradations: metrics::Counter,
 }
 
 /// Builds a [`FaultInjection`].
 pub struct FaultInjectionBuilder<T, E> {
     config: FaultConfig,
     inject: Option<Injector<T, E>>,
+    degrade: Option<Degrader<T, E>>,
     listener: Option<Listener>,
 }
 
@@ -86,13 +115,25 @@ impl<T, E> FaultInjectionBuilder<T, E> {
         self
     }
 
+    /// How a degraded call's successful value is degraded by [`call`](Policy::call): a
+    /// poorer value, or an error. A caller that acts on [`roll`](FaultInjection::roll)
+    /// itself degrades the result its own way, and may set `Ok` here.
+    pub fn degrade(
+        mut self,
+        degrade: impl Fn(T) -> Result<T, Error<E>> + Send + Sync + 'static,
+    ) -> Self {
+        self.degrade = Some(Arc::new(degrade));
+        self
+    }
+
     /// Receives an [`Event::FaultInjected`] for every fault.
     pub fn on_event(mut self, listener: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.listener = Some(Arc::new(listener));
         self
     }
 
-    /// Validates and builds. An `error_rate` above 0 needs [`inject`](Self::inject).
+    /// Validates and builds. An `error_rate` above 0 needs [`inject`](Self::inject), a
+    /// `degrade_rate` above 0 needs [`degrade`](Self::degrade).
     pub fn build(self) -> Result<FaultInjection<T, E>, ConfigError> {
         let config = self.config;
         config.validate()?;
@@ -103,20 +144,26 @@ impl<T, E> FaultInjectionBuilder<T, E> {
                 "0, or set inject(..)",
             ));
         }
+        if config.degrade_rate > 0.0 && self.degrade.is_none() {
+            return Err(no_degradation("0, or set degrade(..)"));
+        }
         let name: Name = config.name.as_str().into();
         let counter = |kind: &'static str| metrics::counter!(names::FAULTS_INJECTED_TOTAL, "policy" => name.to_string(), "kind" => kind);
         Ok(FaultInjection {
             shared: Arc::new(Shared {
                 injected_errors: counter("outcome"),
                 injected_delays: counter("latency"),
+                injected_degradations: counter(DEGRADE),
                 enabled: AtomicBool::new(config.enabled),
                 error_rate: AtomicU64::new(config.error_rate.to_bits()),
                 latency_rate: AtomicU64::new(config.latency_rate.to_bits()),
                 latency_nanos: AtomicU64::new(crate::clock::duration_to_nanos(config.latency)),
+                degrade_rate: AtomicU64::new(config.degrade_rate.to_bits()),
                 max_concurrent: config.max_concurrent,
                 active: Arc::new(AtomicUsize::new(0)),
                 dice: Dice::new(config.seed),
                 inject: self.inject,
+                degrade: self.degrade,
                 emitter: Emitter::new(self.listener),
                 name,
             }),
@@ -132,6 +179,7 @@ impl<T, E> FaultInjection<T, E> {
         FaultInjectionBuilder {
             config,
             inject: None,
+            degrade: None,
             listener: None,
         }
     }
@@ -184,10 +232,39 @@ impl<T, E> FaultInjection<T, E> {
         Ok(())
     }
 
+    /// Changes the share of calls degraded at run time (the other rates are
+    /// [`set_rates`](Self::set_rates)'s).
+    pub fn set_degrade_rate(&self, degrade_rate: f64) -> Result<(), ConfigError> {
+        let check = FaultConfig {
+            degrade_rate,
+            ..FaultConfig::default()
+        };
+        check.validate()?;
+        if degrade_rate > 0.0 && self.shared.degrade.is_none() {
+            return Err(no_degradation("0"));
+        }
+        self.shared
+            .degrade_rate
+            .store(degrade_rate.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The policy's name.
     pub fn name(&self) -> &Name {
         &self.shared.name
     }
+}
+
+/// The `kind` of a degradation, in events and metrics.
+const DEGRADE: &str = "degrade";
+
+/// The refusal of a `degrade_rate` with no degradation to apply.
+fn no_degradation(allowed: &str) -> ConfigError {
+    ConfigError::new(
+        "degrade_rate",
+        "is above 0 but no degradation is set",
+        allowed,
+    )
 }
 
 impl<T, E> Shared<T, E> {
@@ -238,6 +315,9 @@ pub enum Injected {
         /// Counts the fault among those in progress until dropped.
         slot: FaultSlot,
     },
+    /// Run the call, then degrade its result, holding the slot for as long as the
+    /// degradation lasts (a response body being slowed, say).
+    Degrade(FaultSlot),
 }
 
 /// One of the `max_concurrent` injected faults in progress, given back when dropped.
@@ -300,6 +380,13 @@ where
                 tokio::time::sleep(delay).await;
                 drop(slot);
             }
+            Injected::Degrade(_slot) => {
+                let result = operation().await;
+                return match (&self.shared.degrade, result) {
+                    (Some(degrade), Ok(value)) => degrade(value),
+                    (_, result) => result,
+                };
+            }
             Injected::None => {}
         }
         operation().await
@@ -329,6 +416,15 @@ impl<T, E> FaultInjection<T, E> {
                 shared.report("latency");
                 let delay = Duration::from_nanos(shared.latency_nanos.load(Ordering::Relaxed));
                 return Injected::Latency { delay, slot };
+            }
+        }
+        if shared.degrade.is_some()
+            && shared.dice.roll() < Shared::<T, E>::rate(&shared.degrade_rate)
+        {
+            if let Some(slot) = shared.take_slot() {
+                shared.injected_degradations.increment(1);
+                shared.report(DEGRADE);
+                return Injected::Degrade(slot);
             }
         }
         Injected::None
