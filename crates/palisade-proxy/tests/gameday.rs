@@ -7,15 +7,12 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use serde_json::Value;
-use tokio::process::Command;
 use tokio::time::{Instant, sleep};
 
 use support::{
     Behaviour, Upstream, accepts, bin, experiment, free_port, gameday, installed, ms,
-    processes_with, secs, temp_path, write_sidecar_config,
+    processes_with, secs, spawn_runner, temp_path, write_sidecar_config,
 };
 
 const LATENCY_FAULT: &str = r#"
@@ -267,15 +264,7 @@ toxic = {{ proxy = "app", type = "timeout", attributes = {{ timeout = 0 }} }}
         let file = temp_path("gameday-kill", "toml");
         std::fs::write(&file, experiment(&upstream, proxy_port, "30s", &rest)).expect("write");
         let out = temp_path("gameday-kill-out", "d");
-        let mut runner = Command::new(bin())
-            .arg("gameday")
-            .arg(&file)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the runner starts");
+        let mut runner = spawn_runner(&file, &out);
         let started = Instant::now();
         loop {
             let started_all =

@@ -4,12 +4,9 @@
 
 mod support;
 
-use std::process::Stdio;
-
-use tokio::process::Command;
 use tokio::time::{Instant, sleep};
 
-use support::{Behaviour, Proxy, Upstream, bin, list, ms, secs, temp_path};
+use support::{Behaviour, Proxy, Upstream, list, ms, secs, spawn_runner, temp_path};
 
 /// The abort percent of route 0 and whether it holds a lease.
 async fn route_fault(proxy: &Proxy) -> (f64, bool) {
@@ -51,15 +48,7 @@ route = {{ admin = "http://{admin}", route = 0, abort_percent = 100, lease = "1s
     .expect("write the experiment");
     for round in 0..20 {
         let out = temp_path("gameday-lease-out", "d");
-        let mut runner = Command::new(bin())
-            .arg("gameday")
-            .arg(&file)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the runner starts");
+        let mut runner = spawn_runner(&file, &out);
         let started = Instant::now();
         while route_fault(&proxy).await != (100.0, true) {
             assert!(started.elapsed() < secs(10), "round {round}: no fault set");

@@ -7,49 +7,6 @@ mod support;
 
 use support::*;
 
-fn config(inventory: &Upstream, payments: &Upstream, store: &std::path::Path) -> String {
-    format!(
-        r#"
-[[upstream]]
-name = "inventory"
-endpoints = ["{inventory}"]
-[upstream.retry]
-max_attempts = 1
-
-[[upstream]]
-name = "payments"
-endpoints = ["{payments}"]
-[upstream.retry]
-max_attempts = 1
-
-[saga_store]
-url = "sqlite://{store}"
-
-[[saga]]
-name = "checkout"
-compensation_retry = {{ max_attempts = 2, base = "20ms", max_delay = "50ms" }}
-[[saga.step]]
-name = "reserve"
-upstream = "inventory"
-method = "POST"
-path = "/reservations"
-compensate = {{ method = "DELETE", path = "/reservations/{{saga_id}}" }}
-[[saga.step]]
-name = "charge"
-upstream = "payments"
-method = "POST"
-path = "/charges"
-
-[[route]]
-path_prefix = "/checkout"
-saga = "checkout"
-"#,
-        inventory = inventory.addr(),
-        payments = payments.addr(),
-        store = store.display()
-    )
-}
-
 fn experiment(proxy: &Proxy) -> String {
     format!(
         r#"
@@ -72,7 +29,7 @@ async fn play(inventory: Behaviour, payments: Behaviour) -> Ran {
     let inventory = Upstream::start("inventory", inventory).await;
     let payments = Upstream::start("payments", payments).await;
     let store = temp_path("gameday-sagas", "db");
-    let proxy = Proxy::start(&config(&inventory, &payments, &store)).await;
+    let proxy = Proxy::start(&saga_config(&inventory, &payments, &store, "300ms")).await;
     let ran = gameday(&experiment(&proxy)).await;
     drop(proxy);
     for suffix in ["", "-wal", "-shm"] {

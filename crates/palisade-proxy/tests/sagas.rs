@@ -8,64 +8,6 @@ mod support;
 
 use support::*;
 
-fn config(inventory: &Upstream, payments: &Upstream, store: &std::path::Path) -> String {
-    config_with(inventory, payments, store, "300ms")
-}
-
-/// With `per_try` as both upstreams' per-try timeout.
-fn config_with(
-    inventory: &Upstream,
-    payments: &Upstream,
-    store: &std::path::Path,
-    per_try: &str,
-) -> String {
-    format!(
-        r#"
-[[upstream]]
-name = "inventory"
-endpoints = ["{}"]
-[upstream.timeout]
-per_try = "{per_try}"
-[upstream.retry]
-max_attempts = 1
-
-[[upstream]]
-name = "payments"
-endpoints = ["{}"]
-[upstream.timeout]
-per_try = "{per_try}"
-[upstream.retry]
-max_attempts = 1
-
-[saga_store]
-url = "sqlite://{}"
-
-[[saga]]
-name = "checkout"
-compensation_retry = {{ max_attempts = 2, base = "20ms", max_delay = "50ms" }}
-[[saga.step]]
-name = "reserve"
-upstream = "inventory"
-method = "POST"
-path = "/reservations"
-compensate = {{ method = "DELETE", path = "/reservations/{{saga_id}}" }}
-[[saga.step]]
-name = "charge"
-upstream = "payments"
-method = "POST"
-path = "/charges"
-compensate = {{ method = "POST", path = "/refunds" }}
-
-[[route]]
-path_prefix = "/checkout"
-saga = "checkout"
-"#,
-        inventory.addr(),
-        payments.addr(),
-        store.display()
-    )
-}
-
 struct Shop {
     inventory: Upstream,
     payments: Upstream,
@@ -77,7 +19,7 @@ async fn shop(inventory: Behaviour, payments: Behaviour) -> Shop {
     let inventory = Upstream::start("inventory", inventory).await;
     let payments = Upstream::start("payments", payments).await;
     let store = temp_path("sagas", "db");
-    let proxy = Proxy::start(&config(&inventory, &payments, &store)).await;
+    let proxy = Proxy::start(&saga_config(&inventory, &payments, &store, "300ms")).await;
     Shop {
         inventory,
         payments,
@@ -334,7 +276,7 @@ async fn a_step_in_flight_when_the_process_dies_is_run_again_with_its_key() {
     let payments = Upstream::start("payments", Behaviour::Gate).await;
     let store = temp_path("sagas", "db");
     // The charge hangs until the process is killed.
-    let text = config_with(&inventory, &payments, &store, "10s");
+    let text = saga_config(&inventory, &payments, &store, "10s");
     let mut first = Proxy::start(&text).await;
     let answer = first
         .send(
@@ -382,7 +324,7 @@ async fn a_step_in_flight_when_the_process_dies_is_run_again_with_its_key() {
 async fn a_store_that_cannot_be_opened_fails_the_start_with_the_reason() {
     let payments = Upstream::start("payments", Behaviour::Ok).await;
     let store = std::path::Path::new("/nonexistent-palisade-dir/sagas.db");
-    let text = config_with(&payments, &payments, store, "300ms");
+    let text = saga_config(&payments, &payments, store, "300ms");
     let body = format!(
         "[listener]\naddress = \"127.0.0.1:{}\"\n[admin]\naddress = \"127.0.0.1:{}\"\n{text}",
         free_port(),

@@ -148,3 +148,17 @@ pub fn installed(program: &str, package: &str) -> bool {
     }
     found
 }
+
+/// Starts `palisade gameday FILE --out OUT` in the background, its output discarded (for
+/// tests that kill the runner).
+pub fn spawn_runner(file: &std::path::Path, out: &std::path::Path) -> tokio::process::Child {
+    Command::new(bin())
+        .arg("gameday")
+        .arg(file)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the runner starts")
+}

@@ -10,6 +10,7 @@
 //! - `proxy`: the `palisade` binary run as a child process, and `palisade check`;
 //! - `gameday`: `palisade gameday` run on experiment files;
 //! - `prometheus`: `/metrics` read back as samples;
+//! - `sagas`: the checkout saga's sidecar config;
 //! - here: ports, waits and temp files.
 
 // Each test binary includes this harness and uses only part of it.
@@ -19,6 +20,7 @@ mod client;
 mod gameday;
 mod prometheus;
 mod proxy;
+mod sagas;
 mod upstream;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -33,6 +35,7 @@ pub use client::*;
 pub use gameday::*;
 pub use prometheus::*;
 pub use proxy::*;
+pub use sagas::*;
 pub use upstream::*;
 
 /// Milliseconds.
