@@ -195,10 +195,11 @@ struct Admitted {
     route: usize,
     /// The end of the caller's budget (deadline headers), if it sent one.
     deadline: Option<Instant>,
-    /// The fault injected into it: none, a delay to wait first, or a body fault for its
-    /// response, each with its place among the faults in progress (never an abort,
-    /// which is answered at once).
-    fault: Injected,
+    /// The fault injected into it, if any: a delay to wait first, or a fault of its
+    /// response body, each with its place among the faults in progress (an abort is
+    /// answered at once). Boxed: a request carries it through its whole exchange, and a
+    /// pointer keeps that state small for the requests without one.
+    fault: Option<Box<Injected>>,
     /// For a request to switch protocols: the client's side of the switch.
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
@@ -278,10 +279,14 @@ impl Exchange {
                 ));
             }
             // The refusal is asked after the delay, when it is over.
-            delay @ Injected::Delay(..) => delay,
-            other => {
+            delay @ Injected::Delay(..) => Some(Box::new(delay)),
+            Injected::None => {
                 self.refusal(route)?;
-                other
+                None
+            }
+            body @ Injected::Body(..) => {
+                self.refusal(route)?;
+                Some(Box::new(body))
             }
         };
         Ok(Admitted {
@@ -340,21 +345,23 @@ impl Exchange {
             upgrade,
             ..
         } = admitted;
-        let (delay, body_fault) = match fault {
-            Injected::Delay(delay, slot) => (Some((delay, slot)), None),
-            Injected::Body(fault, slot) => (None, Some((fault, slot))),
-            Injected::None | Injected::Abort(_) => (None, None),
-        };
-        if let Some((delay, slot)) = delay {
-            let until = palisade::clock::instant_after(Instant::now(), delay);
-            if deadline.is_some_and(|d| d <= until) {
-                tokio::time::sleep_until(deadline.unwrap_or(until)).await;
-                return self.refuse(route, Reason::DeadlineExceeded, None);
-            }
-            tokio::time::sleep_until(until).await;
-            drop(slot);
-            if let Err(answer) = self.refusal(route) {
-                return answer;
+        let mut body_fault = None;
+        if let Some(fault) = fault {
+            match *fault {
+                Injected::Delay(delay, slot) => {
+                    let until = palisade::clock::instant_after(Instant::now(), delay);
+                    if deadline.is_some_and(|d| d <= until) {
+                        tokio::time::sleep_until(deadline.unwrap_or(until)).await;
+                        return self.refuse(route, Reason::DeadlineExceeded, None);
+                    }
+                    tokio::time::sleep_until(until).await;
+                    drop(slot);
+                    if let Err(answer) = self.refusal(route) {
+                        return answer;
+                    }
+                }
+                Injected::Body(fault, slot) => body_fault = Some((fault, slot)),
+                Injected::None | Injected::Abort(_) => {}
             }
         }
         let mut held = Held::default();
@@ -618,10 +625,12 @@ fn relay<G: Send + 'static>(
     let (mut parts, mut body) = response.into_parts();
     let head = body.take_raw();
     palisade_http::headers::strip_hop_by_hop(&mut parts.headers);
-    let body = IdleTimeout::new(body, idle);
+    let body = boxed(Guarded::new(IdleTimeout::new(body, idle), guard));
+    // The fault wraps the boxed body: the relayed body's type stays the one type of the
+    // path without a fault, whose code is then the same as if body faults did not exist.
     let body = match fault {
-        None => boxed(Guarded::new(body, guard)),
-        Some((fault, slot)) => boxed(Guarded::new(FaultyBody::new(body, fault, slot), guard)),
+        None => body,
+        Some((fault, slot)) => boxed(FaultyBody::new(body, fault, slot)),
     };
     Reply {
         response: Response::from_parts(parts, body),
