@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::provider::{self, Provider};
 use super::source::Document;
-use super::tolerance::Tolerance;
+use super::tolerance::{Produced, Tolerance};
 use super::vars::{Vars, configuration_entry, secret_entry};
 use crate::config::load::{Problem, render};
 use crate::config::spans::Step;
@@ -290,16 +290,9 @@ impl<'d> Loader<'d> {
                         self.problem(&path, "a steady-state probe is written out in full; allowed: an activity with a tolerance");
                         continue;
                     }
-                    let Some(probe) = self.activity(item, &path, true) else {
-                        continue;
-                    };
-                    if probe.kind != Kind::Probe {
-                        self.problem(&child(&path, key("type")), "the hypothesis holds probes only; allowed: probe");
+                    if let Some(probe) = self.activity(item, &path, true) {
+                        probes.push(probe);
                     }
-                    if probe.background {
-                        self.problem(&child(&path, key("background")), "steady-state probes run one after the other; allowed: false");
-                    }
-                    probes.push(probe);
                 }
             }
             Some(_) => self.problem(&list_at, "a list of probes"),
@@ -375,6 +368,9 @@ impl<'d> Loader<'d> {
                 Kind::Probe
             }
         };
+        if in_hypothesis && kind != Kind::Probe {
+            self.problem(&child(path, key("type")), "the hypothesis holds probes only; allowed: probe");
+        }
         let name = self.text(map, path, "name", true);
         let provider_at = child(path, key("provider"));
         let provider = match map.get("provider") {
@@ -387,7 +383,14 @@ impl<'d> Loader<'d> {
         let tolerance = match map.get("tolerance") {
             Some(t) => {
                 let t = self.vars.substitute(t);
-                let produced = provider.as_ref().map(Provider::produced);
+                // Checked even when the provider is not: its type alone says the output.
+                let produced = provider.as_ref().map(Provider::produced).or_else(|| {
+                    match map.get("provider")?.get("type")?.as_str()? {
+                        "http" => Some(Produced::Http),
+                        "process" => Some(Produced::Process),
+                        _ => None,
+                    }
+                });
                 match produced.map(|p| Tolerance::parse(&t, p)) {
                     Some(Ok(t)) => Some(t),
                     Some(Err((sub, message))) => {
@@ -412,6 +415,10 @@ impl<'d> Loader<'d> {
         let (pause_before, pause_after) = self.pauses(map.get("pauses"), path);
         let background = match map.get("background") {
             None => false,
+            Some(Value::Bool(true)) if in_hypothesis => {
+                self.problem(&child(path, key("background")), "steady-state probes run one after the other; allowed: false");
+                false
+            }
             Some(Value::Bool(b)) => *b,
             Some(_) => {
                 self.problem(&child(path, key("background")), "allowed: true, false");
