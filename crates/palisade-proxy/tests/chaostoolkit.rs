@@ -83,10 +83,22 @@ async fn an_experiment_whose_steady_state_holds_passes_with_chaos_toolkit_s_jour
     });
     let ran = run(&experiment.to_string(), "json").await;
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    assert!(ran.stdout.contains("[method] action \"say hello\": succeeded"), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains("[method] action \"say hello\": succeeded"),
+        "{}",
+        ran.stdout
+    );
     assert!(ran.stdout.contains("PASSED"), "{}", ran.stdout);
     let journal = ran.journal();
-    for key in ["chaoslib-version", "platform", "node", "start", "end", "duration"] {
+    for key in [
+        "chaoslib-version",
+        "platform",
+        "node",
+        "start",
+        "end",
+        "duration",
+    ] {
         assert!(journal.get(key).is_some(), "journal.{key}");
     }
     assert_eq!(journal["status"], json!("completed"));
@@ -107,16 +119,34 @@ async fn an_experiment_whose_steady_state_holds_passes_with_chaos_toolkit_s_jour
         assert_eq!(r["status"], json!("succeeded"), "{r}");
         assert!(r["duration"].as_f64().is_some() && r["start"].is_string() && r["end"].is_string());
     }
-    let hello = runs.as_array().expect("runs").iter().find(|r| r["activity"]["name"] == "say hello").expect("hello");
+    let hello = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["activity"]["name"] == "say hello")
+        .expect("hello");
     let addr = app.addr().to_string();
-    assert_eq!(hello["output"]["stdout"], json!(format!("hello http://{addr}\n")));
+    assert_eq!(
+        hello["output"]["stdout"],
+        json!(format!("hello http://{addr}\n"))
+    );
     assert_eq!(names(&journal["rollbacks"]), ["say hello"]);
-    let posted = app.requests().into_iter().find(|r| r.method == "POST").expect("the POST arrived");
+    let posted = app
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .expect("the POST arrived");
     assert_eq!(posted.path, "/orders");
-    assert_eq!(serde_json::from_slice::<Value>(&posted.body).ok(), Some(json!({"item": 7})));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&posted.body).ok(),
+        Some(json!({"item": 7}))
+    );
     let junit = std::fs::read_to_string(ran.out.join("junit.xml")).expect("junit.xml");
     assert!(junit.contains("tests=\"6\" failures=\"0\""), "{junit}");
-    assert!(junit.contains("classname=\"steady state after\" name=\"body says ok\""), "{junit}");
+    assert!(
+        junit.contains("classname=\"steady state after\" name=\"body says ok\""),
+        "{junit}"
+    );
 }
 
 #[tokio::test]
@@ -155,17 +185,33 @@ rollbacks:
     );
     let ran = run(&yaml, "yaml").await;
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
-    assert!(ran.stdout.contains("NOT within its tolerance (status 1)"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("NOT within its tolerance (status 1)"),
+        "{}",
+        ran.stdout
+    );
     assert!(ran.stdout.contains("FAILED"), "{}", ran.stdout);
     let journal = ran.journal();
     assert_eq!(journal["deviated"], json!(true));
     assert_eq!(journal["status"], json!("completed"));
-    assert_eq!(journal["steady_states"]["before"]["steady_state_met"], json!(true));
-    assert_eq!(journal["steady_states"]["after"]["steady_state_met"], json!(false));
-    assert_eq!(journal["steady_states"]["after"]["probes"][0]["tolerance_met"], json!(false));
+    assert_eq!(
+        journal["steady_states"]["before"]["steady_state_met"],
+        json!(true)
+    );
+    assert_eq!(
+        journal["steady_states"]["after"]["steady_state_met"],
+        json!(false)
+    );
+    assert_eq!(
+        journal["steady_states"]["after"]["probes"][0]["tolerance_met"],
+        json!(false)
+    );
     assert_eq!(names(&journal["rollbacks"]), ["remove the marker"]);
     assert_eq!(journal["rollbacks"][0]["status"], json!("succeeded"));
-    assert!(!Path::new(&marker.to_string()).exists(), "the rollback removed the marker");
+    assert!(
+        !Path::new(&marker.to_string()).exists(),
+        "the rollback removed the marker"
+    );
     let junit = std::fs::read_to_string(ran.out.join("junit.xml")).expect("junit.xml");
     assert!(junit.contains("failures=\"1\""), "{junit}");
 }
@@ -187,7 +233,11 @@ async fn a_steady_state_that_does_not_hold_before_fails_the_run_without_its_meth
     assert_eq!(journal["run"], json!([]), "the method was not played");
     assert!(!marker.exists());
     assert_eq!(journal["steady_states"]["after"], Value::Null);
-    assert_eq!(names(&journal["rollbacks"]), ["undo"], "rollbacks are always played");
+    assert_eq!(
+        names(&journal["rollbacks"]),
+        ["undo"],
+        "rollbacks are always played"
+    );
 }
 
 #[tokio::test]
@@ -204,11 +254,16 @@ async fn a_python_provider_is_refused_with_its_location() {
     let ran = run(text, "json").await;
     assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
-        ran.stderr.contains(":7: method[1].provider.type: python providers"),
+        ran.stderr
+            .contains(":7: method[1].provider.type: python providers"),
         "{}",
         ran.stderr
     );
-    assert!(ran.stderr.contains("only http and process"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("only http and process"),
+        "{}",
+        ran.stderr
+    );
     assert!(!ran.out.join("journal.json").exists(), "nothing ran");
 }
 
@@ -227,13 +282,19 @@ async fn a_process_past_its_timeout_is_killed_and_its_action_fails() {
     let journal = ran.journal();
     assert_eq!(journal["status"], json!("completed"));
     assert_eq!(journal["run"][0]["status"], json!("failed"));
-    let why = journal["run"][0]["exception"][0].as_str().unwrap_or_default();
+    let why = journal["run"][0]["exception"][0]
+        .as_str()
+        .unwrap_or_default();
     assert!(why.contains("took too long"), "{why}");
     assert!(processes_with(&format!("sleep {tag}")).is_empty());
 }
 
 /// A runner stopped (`signal`) while its action sleeps `tag` seconds; the journal dir.
-async fn stop_during_a_long_action(signal: &str, tag: &str, rollback_marker: &Path) -> std::path::PathBuf {
+async fn stop_during_a_long_action(
+    signal: &str,
+    tag: &str,
+    rollback_marker: &Path,
+) -> std::path::PathBuf {
     let text = json!({
         "title": "t", "description": "d",
         "method": [{"type": "action", "name": "long", "provider":
@@ -265,14 +326,20 @@ async fn stop_during_a_long_action(signal: &str, tag: &str, rollback_marker: &Pa
         .status()
         .expect("kill");
     assert!(sent.success());
-    let status = timeout(secs(10), runner.wait()).await.expect("it ends").expect("reaped");
+    let status = timeout(secs(10), runner.wait())
+        .await
+        .expect("it ends")
+        .expect("reaped");
     let stopped = Instant::now();
     loop {
         let left = processes_with(&format!("sleep {tag}"));
         if left.is_empty() {
             break;
         }
-        assert!(stopped.elapsed() < secs(1), "1 s after {signal}: processes {left:?} left");
+        assert!(
+            stopped.elapsed() < secs(1),
+            "1 s after {signal}: processes {left:?} left"
+        );
         sleep(ms(20)).await;
     }
     if signal == "INT" {
@@ -285,7 +352,11 @@ async fn stop_during_a_long_action(signal: &str, tag: &str, rollback_marker: &Pa
 #[tokio::test]
 async fn a_runner_killed_outright_during_a_long_process_action_leaves_no_process_behind() {
     for round in 0..5 {
-        let tag = format!("{}.{round}{}", 800 + std::process::id() % 100, std::process::id());
+        let tag = format!(
+            "{}.{round}{}",
+            800 + std::process::id() % 100,
+            std::process::id()
+        );
         let marker = temp_path("ctk-killed", "flag");
         let out = stop_during_a_long_action("KILL", &tag, &marker).await;
         assert!(!marker.exists(), "a killed runner plays nothing more");

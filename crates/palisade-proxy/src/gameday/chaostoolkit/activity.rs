@@ -62,7 +62,11 @@ impl Executor {
         pause(activity.pause_after).await;
         let (status, output, exception) = match result {
             Ok(output) => ("succeeded", output, None),
-            Err((why, output)) => ("failed", output, Some(vec![format!("ActivityFailed: {why}")])),
+            Err((why, output)) => (
+                "failed",
+                output,
+                Some(vec![format!("ActivityFailed: {why}")]),
+            ),
         };
         Run {
             activity: activity.raw.clone(),
@@ -97,7 +101,10 @@ pub(super) fn verdict_line(phase: &str, activity: &Activity, run: &Run) -> Strin
         }
         (Some(true), None) => line.push_str(", within its tolerance"),
         (Some(false), None) => {
-            let status = run.output.get("status").map_or("-".into(), Value::to_string);
+            let status = run
+                .output
+                .get("status")
+                .map_or("-".into(), Value::to_string);
             line.push_str(&format!(", NOT within its tolerance (status {status})"));
         }
         (None, None) => {}

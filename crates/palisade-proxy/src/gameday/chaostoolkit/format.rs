@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::provider::{self, Provider};
+use super::activities::Slot;
+use super::provider::Provider;
 use super::source::Document;
-use super::tolerance::{Produced, Tolerance};
+use super::tolerance::Tolerance;
 use super::vars::{Vars, configuration_entry, secret_entry};
 use crate::config::load::{Problem, render};
 use crate::config::spans::Step;
@@ -89,15 +90,6 @@ const TOP: &[&str] = &[
     "method",
     "rollbacks",
 ];
-const ACTIVITY: &[&str] = &[
-    "type",
-    "name",
-    "provider",
-    "tolerance",
-    "pauses",
-    "background",
-];
-
 /// Reads the checker's way through one document.
 pub(super) struct Loader<'d> {
     doc: &'d Document,
@@ -105,18 +97,11 @@ pub(super) struct Loader<'d> {
     pub(super) vars: Vars,
 }
 
-/// A method or rollback slot before references are resolved.
-enum Slot {
-    Parsed(Activity),
-    Ref(String, Vec<Step>),
-    Broken,
-}
-
-fn key(k: &str) -> Step {
+pub(super) fn key(k: &str) -> Step {
     Step::Key(k.to_owned())
 }
 
-fn child(path: &[Step], step: Step) -> Vec<Step> {
+pub(super) fn child(path: &[Step], step: Step) -> Vec<Step> {
     let mut out = path.to_vec();
     out.push(step);
     out
@@ -136,39 +121,60 @@ impl<'d> Loader<'d> {
     pub(super) fn problem(&mut self, path: &[Step], message: impl Into<String>) {
         self.problems.push(Problem {
             line: self.doc.line(path),
-            key: if path.is_empty() { "-".into() } else { render(path) },
+            key: if path.is_empty() {
+                "-".into()
+            } else {
+                render(path)
+            },
             message: message.into(),
         });
     }
 
     /// The whole experiment, or `None` with its problems recorded.
-    pub(super) fn experiment(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Option<Experiment> {
+    pub(super) fn experiment(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Experiment> {
         let doc = self.doc;
         let Some(top) = doc.value.as_object() else {
-            self.problem(&[], "an experiment is a mapping of keys; allowed: title, description, method, ...");
+            self.problem(
+                &[],
+                "an experiment is a mapping of keys; allowed: title, description, method, ...",
+            );
             return None;
         };
         self.top_keys(top);
         self.configuration(top, env);
         self.secrets(top, env);
         let title = self.text(top, &[], "title", true);
-        let title = self.vars.substitute_str(&title).as_str().map_or(title, str::to_owned);
+        let title = self
+            .vars
+            .substitute_str(&title)
+            .as_str()
+            .map_or(title, str::to_owned);
         self.text(top, &[], "description", true);
         self.tags(top);
 
         let hypothesis = self.hypothesis(top);
         if !top.contains_key("method") {
-            self.problem(&[key("method")], "required, and missing; allowed: a list of activities (it may be empty)");
+            self.problem(
+                &[key("method")],
+                "required, and missing; allowed: a list of activities (it may be empty)",
+            );
         }
         let method = self.list(top, "method");
         let rollbacks = self.list(top, "rollbacks");
         let mut named: HashMap<String, Activity> = HashMap::new();
         for activity in hypothesis.iter().flat_map(|h| h.probes.iter()) {
-            named.entry(activity.name.clone()).or_insert_with(|| activity.clone());
+            named
+                .entry(activity.name.clone())
+                .or_insert_with(|| activity.clone());
         }
         for slot in method.iter().chain(rollbacks.iter()) {
             if let Slot::Parsed(activity) = slot {
-                named.entry(activity.name.clone()).or_insert_with(|| activity.clone());
+                named
+                    .entry(activity.name.clone())
+                    .or_insert_with(|| activity.as_ref().clone());
             }
         }
         let method = self.resolve(method, &named);
@@ -216,7 +222,10 @@ impl<'d> Loader<'d> {
             return;
         };
         let Some(scopes) = secrets.as_object() else {
-            self.problem(&[key("secrets")], "a mapping of scopes, each a mapping of names to secrets");
+            self.problem(
+                &[key("secrets")],
+                "a mapping of scopes, each a mapping of names to secrets",
+            );
             return;
         };
         for (scope, entries) in scopes {
@@ -235,7 +244,13 @@ impl<'d> Loader<'d> {
     }
 
     /// The text at `at.name`; empty (with a problem) when required and missing or empty.
-    fn text(&mut self, map: &Map<String, Value>, at: &[Step], name: &str, required: bool) -> String {
+    pub(super) fn text(
+        &mut self,
+        map: &Map<String, Value>,
+        at: &[Step],
+        name: &str,
+        required: bool,
+    ) -> String {
         let path = child(at, key(name));
         match map.get(name) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -256,7 +271,7 @@ impl<'d> Loader<'d> {
             None => {}
             Some(Value::Array(tags)) => {
                 for (i, tag) in tags.iter().enumerate() {
-                    if !tag.as_str().is_some_and(|t| !t.is_empty()) {
+                    if tag.as_str().is_none_or(str::is_empty) {
                         self.problem(&[key("tags"), Step::Index(i)], "a tag is non-empty text");
                     }
                 }
@@ -272,11 +287,20 @@ impl<'d> Loader<'d> {
             self.problem(&at, "a mapping with title and probes");
             return None;
         };
-        for name in map.keys().filter(|k| !["title", "probes", "controls"].contains(&k.as_str())) {
-            self.problem(&child(&at, key(name)), "unknown key; allowed: title, probes");
+        for name in map
+            .keys()
+            .filter(|k| !["title", "probes", "controls"].contains(&k.as_str()))
+        {
+            self.problem(
+                &child(&at, key(name)),
+                "unknown key; allowed: title, probes",
+            );
         }
         if map.contains_key("controls") {
-            self.problem(&child(&at, key("controls")), "controls are Python extensions and are not supported");
+            self.problem(
+                &child(&at, key("controls")),
+                "controls are Python extensions and are not supported",
+            );
         }
         let title = self.text(map, &at, "title", true);
         let mut probes = Vec::new();
@@ -299,174 +323,4 @@ impl<'d> Loader<'d> {
         }
         Some(Hypothesis { title, probes })
     }
-
-    fn list(&mut self, top: &Map<String, Value>, name: &str) -> Vec<Slot> {
-        let at = [key(name)];
-        match top.get(name) {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let path = child(&at, Step::Index(i));
-                    match item.get("ref") {
-                        Some(Value::String(r)) if item.as_object().is_some_and(|m| m.len() == 1) => {
-                            Slot::Ref(r.clone(), path)
-                        }
-                        Some(_) => {
-                            self.problem(&path, "a reference is {ref: \"name\"} alone; allowed: the name of an activity in this file");
-                            Slot::Broken
-                        }
-                        None => self.activity(item, &path, false).map_or(Slot::Broken, Slot::Parsed),
-                    }
-                })
-                .collect(),
-            Some(_) => {
-                self.problem(&at, "a list of activities");
-                Vec::new()
-            }
-        }
-    }
-
-    fn resolve(&mut self, slots: Vec<Slot>, named: &HashMap<String, Activity>) -> Vec<Activity> {
-        let mut out = Vec::with_capacity(slots.len());
-        for slot in slots {
-            match slot {
-                Slot::Parsed(activity) => out.push(activity),
-                Slot::Ref(name, path) => match named.get(&name) {
-                    Some(activity) => out.push(activity.clone()),
-                    None => self.problem(
-                        &child(&path, key("ref")),
-                        format!("no activity named {name:?} in this file; allowed: the name of a probe or action written out here"),
-                    ),
-                },
-                Slot::Broken => {}
-            }
-        }
-        out
-    }
-
-    /// One activity at `path`; a hypothesis probe must have a tolerance.
-    fn activity(&mut self, value: &Value, path: &[Step], in_hypothesis: bool) -> Option<Activity> {
-        let Some(map) = value.as_object() else {
-            self.problem(path, "an activity is a mapping with type, name and provider");
-            return None;
-        };
-        let before = self.problems.len();
-        for name in map.keys() {
-            match name.as_str() {
-                k if ACTIVITY.contains(&k) => {}
-                "controls" => self.problem(&child(path, key(name)), "controls are Python extensions and are not supported"),
-                _ => self.problem(&child(path, key(name)), format!("unknown key; allowed: {}", ACTIVITY.join(", "))),
-            }
-        }
-        let kind = match map.get("type").and_then(Value::as_str) {
-            Some("probe") => Kind::Probe,
-            Some("action") => Kind::Action,
-            _ => {
-                self.problem(&child(path, key("type")), "allowed: probe, action");
-                Kind::Probe
-            }
-        };
-        if in_hypothesis && kind != Kind::Probe {
-            self.problem(&child(path, key("type")), "the hypothesis holds probes only; allowed: probe");
-        }
-        let name = self.text(map, path, "name", true);
-        let provider_at = child(path, key("provider"));
-        let provider = match map.get("provider") {
-            Some(p) => provider::parse(self, p, &provider_at),
-            None => {
-                self.problem(&provider_at, "required, and missing; allowed: an http or process provider");
-                None
-            }
-        };
-        let tolerance = match map.get("tolerance") {
-            Some(t) => {
-                let t = self.vars.substitute(t);
-                // Checked even when the provider is not: its type alone says the output.
-                let produced = provider.as_ref().map(Provider::produced).or_else(|| {
-                    match map.get("provider")?.get("type")?.as_str()? {
-                        "http" => Some(Produced::Http),
-                        "process" => Some(Produced::Process),
-                        _ => None,
-                    }
-                });
-                match produced.map(|p| Tolerance::parse(&t, p)) {
-                    Some(Ok(t)) => Some(t),
-                    Some(Err((sub, message))) => {
-                        let mut at = child(path, key("tolerance"));
-                        if let Some(name) = sub.strip_prefix('.') {
-                            at.push(key(name));
-                        } else if let Some(i) = sub.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-                            at.push(Step::Index(i.parse().unwrap_or_default()));
-                        }
-                        self.problem(&at, message);
-                        None
-                    }
-                    None => None,
-                }
-            }
-            None if in_hypothesis => {
-                self.problem(&child(path, key("tolerance")), "a steady-state probe needs a tolerance; allowed: an integer, a list, a boolean, a range or regex tolerance");
-                None
-            }
-            None => None,
-        };
-        let (pause_before, pause_after) = self.pauses(map.get("pauses"), path);
-        let background = match map.get("background") {
-            None => false,
-            Some(Value::Bool(true)) if in_hypothesis => {
-                self.problem(&child(path, key("background")), "steady-state probes run one after the other; allowed: false");
-                false
-            }
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                self.problem(&child(path, key("background")), "allowed: true, false");
-                false
-            }
-        };
-        let provider = provider?;
-        (self.problems.len() == before).then(|| Activity {
-            kind,
-            name,
-            provider,
-            tolerance,
-            pause_before,
-            pause_after,
-            background,
-            raw: value.clone(),
-        })
-    }
-
-    fn pauses(&mut self, value: Option<&Value>, path: &[Step]) -> (Duration, Duration) {
-        let at = child(path, key("pauses"));
-        let Some(value) = value else {
-            return (Duration::ZERO, Duration::ZERO);
-        };
-        let value = self.vars.substitute(value);
-        let Some(map) = value.as_object() else {
-            self.problem(&at, "a mapping with before and after, in seconds");
-            return (Duration::ZERO, Duration::ZERO);
-        };
-        for name in map.keys().filter(|k| !["before", "after"].contains(&k.as_str())) {
-            self.problem(&child(&at, key(name)), "unknown key; allowed: before, after");
-        }
-        let mut pause = |name: &str| match map.get(name) {
-            None => Duration::ZERO,
-            Some(v) => match seconds(v) {
-                Some(d) => d,
-                None => {
-                    self.problem(&child(&at, key(name)), "seconds, a number from 0 to 86400");
-                    Duration::ZERO
-                }
-            },
-        };
-        (pause("before"), pause("after"))
-    }
-}
-
-/// A number of seconds (0 to a day) as a duration.
-pub(super) fn seconds(value: &Value) -> Option<Duration> {
-    let n = value.as_f64()?;
-    (n.is_finite() && (0.0..=86_400.0).contains(&n)).then(|| Duration::from_secs_f64(n))
 }

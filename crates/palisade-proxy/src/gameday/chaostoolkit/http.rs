@@ -36,7 +36,9 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Connect(why) => write!(f, "{why}"),
             CallError::Timeout => write!(f, "activity took too long to complete"),
-            CallError::Unexpected(status, _) => write!(f, "the status was {status}, not the expected one"),
+            CallError::Unexpected(status, _) => {
+                write!(f, "the status was {status}, not the expected one")
+            }
         }
     }
 }
@@ -64,7 +66,12 @@ pub(super) async fn call(spec: &HttpCall) -> Result<Value, CallError> {
                         kept.extend_from_slice(&data[..data.len().min(room)]);
                     }
                 }
-                Some(Err(e)) => return Err(CallError::Connect(format!("{}: the answer broke: {e}", spec.url))),
+                Some(Err(e)) => {
+                    return Err(CallError::Connect(format!(
+                        "{}: the answer broke: {e}",
+                        spec.url
+                    )));
+                }
             }
         }
         Ok((parts, kept.freeze()))
@@ -85,7 +92,11 @@ pub(super) async fn call(spec: &HttpCall) -> Result<Value, CallError> {
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
     let body = json
         .then(|| serde_json::from_slice::<Value>(&body).ok())
         .flatten()
@@ -125,7 +136,10 @@ fn request(spec: &HttpCall) -> Result<Request<Full<Bytes>>, http::Error> {
     for (name, value) in &spec.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let has_type = spec.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    let has_type = spec
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
     if let (Some(kind), false) = (content_type, has_type) {
         builder = builder.header(http::header::CONTENT_TYPE, HeaderValue::from_static(kind));
     }
@@ -165,7 +179,9 @@ fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{byte:02X}")),
         }

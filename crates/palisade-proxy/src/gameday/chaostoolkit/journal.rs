@@ -110,7 +110,11 @@ impl Journal {
     pub fn passed(&self) -> bool {
         self.status == Status::Completed
             && !self.deviated
-            && self.run.iter().chain(&self.rollbacks).all(|r| r.status == "succeeded")
+            && self
+                .run
+                .iter()
+                .chain(&self.rollbacks)
+                .all(|r| r.status == "succeeded")
     }
 
     /// Writes `journal.json` and `junit.xml` into `dir`.
@@ -123,11 +127,17 @@ impl Journal {
     /// The JUnit XML report.
     pub fn junit(&self) -> String {
         let mut cases: Vec<(String, String, Option<String>)> = Vec::new();
-        for (when, state) in [("before", &self.steady_states.before), ("after", &self.steady_states.after)] {
+        for (when, state) in [
+            ("before", &self.steady_states.before),
+            ("after", &self.steady_states.after),
+        ] {
             for probe in state.iter().flat_map(|s| s.probes.iter()) {
                 let failure = match (probe.status, probe.tolerance_met) {
                     ("failed", _) => Some(format!("the probe failed: {}", exception(probe))),
-                    (_, Some(false)) => Some(format!("not within its tolerance; output: {}", probe.output)),
+                    (_, Some(false)) => Some(format!(
+                        "not within its tolerance; output: {}",
+                        probe.output
+                    )),
                     _ => None,
                 };
                 cases.push((format!("steady state {when}"), name(probe), failure));
@@ -145,7 +155,12 @@ impl Journal {
             cases.push(("run".into(), "run".into(), Some(why)));
         }
         let failures = cases.iter().filter(|c| c.2.is_some()).count();
-        let title = escape(self.experiment.get("title").and_then(Value::as_str).unwrap_or("experiment"));
+        let title = escape(
+            self.experiment
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or("experiment"),
+        );
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = writeln!(
             xml,
@@ -161,7 +176,12 @@ impl Journal {
             escape(&self.start)
         );
         for (class, case, failure) in &cases {
-            let _ = write!(xml, "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"", escape(class), escape(case));
+            let _ = write!(
+                xml,
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"",
+                escape(class),
+                escape(case)
+            );
             match failure {
                 None => xml.push_str("/>\n"),
                 Some(message) => {
@@ -188,7 +208,10 @@ fn name(run: &Run) -> String {
 }
 
 fn exception(run: &Run) -> String {
-    run.exception.as_ref().map(|e| e.join(" ")).unwrap_or_default()
+    run.exception
+        .as_ref()
+        .map(|e| e.join(" "))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -222,7 +245,10 @@ mod tests {
             status: Status::Completed,
             deviated: false,
             steady_states: SteadyStates {
-                before: Some(State { steady_state_met: true, probes: vec![run("up", "succeeded", Some(true))] }),
+                before: Some(State {
+                    steady_state_met: true,
+                    probes: vec![run("up", "succeeded", Some(true))],
+                }),
                 after: None,
                 during: Vec::new(),
             },
@@ -234,11 +260,27 @@ mod tests {
     #[test]
     fn the_journal_has_chaos_toolkits_keys() {
         let value = serde_json::to_value(journal()).unwrap();
-        for key in ["chaoslib-version", "platform", "node", "experiment", "start", "end", "duration", "status", "deviated", "steady_states", "run", "rollbacks"] {
+        for key in [
+            "chaoslib-version",
+            "platform",
+            "node",
+            "experiment",
+            "start",
+            "end",
+            "duration",
+            "status",
+            "deviated",
+            "steady_states",
+            "run",
+            "rollbacks",
+        ] {
             assert!(value.get(key).is_some(), "{key}");
         }
         assert_eq!(value["status"], json!("completed"));
-        assert_eq!(value["steady_states"]["before"]["probes"][0]["tolerance_met"], json!(true));
+        assert_eq!(
+            value["steady_states"]["before"]["probes"][0]["tolerance_met"],
+            json!(true)
+        );
         assert!(value["run"][0].get("tolerance_met").is_none());
     }
 
@@ -247,8 +289,14 @@ mod tests {
         let mut j = journal();
         assert!(j.passed());
         let xml = j.junit();
-        assert!(xml.contains("failures=\"0\"") && xml.contains("name=\"&lt;t&gt;\""), "{xml}");
-        j.steady_states.after = Some(State { steady_state_met: false, probes: vec![run("up", "succeeded", Some(false))] });
+        assert!(
+            xml.contains("failures=\"0\"") && xml.contains("name=\"&lt;t&gt;\""),
+            "{xml}"
+        );
+        j.steady_states.after = Some(State {
+            steady_state_met: false,
+            probes: vec![run("up", "succeeded", Some(false))],
+        });
         j.deviated = true;
         assert!(!j.passed());
         assert!(j.junit().contains("failures=\"1\""));

@@ -18,6 +18,7 @@
 //! bounded (`http`); the exit code is 0 only when the run completed, did not deviate and
 //! no action or rollback failed.
 
+mod activities;
 mod activity;
 mod format;
 mod http;
@@ -161,9 +162,9 @@ pub async fn run(path: &Path, syntax: Syntax, out: &Path) -> Result<Journal, Run
     listener.abort();
     journal.end = now_iso();
     journal.duration = began.elapsed().as_secs_f64();
-    journal
-        .write(out)
-        .map_err(|e| RunError::Failed(format!("writing the journal into {}: {e}", out.display())))?;
+    journal.write(out).map_err(|e| {
+        RunError::Failed(format!("writing the journal into {}: {e}", out.display()))
+    })?;
     Ok(journal)
 }
 
@@ -245,7 +246,10 @@ async fn rollbacks(list: &[Activity], executor: &Arc<Executor>, runs: &mut Vec<R
     for activity in list {
         if activity.background {
             let (executor, spawned) = (executor.clone(), activity.clone());
-            background.push((activity, tokio::spawn(async move { executor.execute(&spawned).await })));
+            background.push((
+                activity,
+                tokio::spawn(async move { executor.execute(&spawned).await }),
+            ));
             continue;
         }
         let run = executor.execute(activity).await;
@@ -267,5 +271,7 @@ fn platform() -> String {
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }

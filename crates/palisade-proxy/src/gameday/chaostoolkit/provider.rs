@@ -12,7 +12,8 @@ use std::time::Duration;
 use http::Method;
 use serde_json::{Map, Value};
 
-use super::format::{Loader, seconds};
+use super::activities::seconds;
+use super::format::Loader;
 use super::tolerance::Produced;
 use crate::config::spans::Step;
 
@@ -116,12 +117,20 @@ pub(super) fn parse(loader: &mut Loader<'_>, value: &Value, path: &[Step]) -> Op
             return None;
         }
         other => {
-            loader.problem(&at(path, "type"), format!("provider type {other:?} is not supported; only http and process providers are"));
+            loader.problem(
+                &at(path, "type"),
+                format!(
+                    "provider type {other:?} is not supported; only http and process providers are"
+                ),
+            );
             return None;
         }
     };
     for name in map.keys().filter(|k| !allowed.contains(&k.as_str())) {
-        loader.problem(&at(path, name), format!("unknown key; allowed: {}", allowed.join(", ")));
+        loader.problem(
+            &at(path, name),
+            format!("unknown key; allowed: {}", allowed.join(", ")),
+        );
     }
     let provider = if kind == "http" {
         http(loader, map, path).map(Provider::Http)
@@ -134,13 +143,23 @@ pub(super) fn parse(loader: &mut Loader<'_>, value: &Value, path: &[Step]) -> Op
 fn http(loader: &mut Loader<'_>, map: &Map<String, Value>, path: &[Step]) -> Option<HttpCall> {
     let get = |loader: &Loader<'_>, name: &str| map.get(name).map(|v| loader.vars.substitute(v));
     let url = match get(loader, "url") {
-        Some(Value::String(url)) if url.starts_with("http://") && url.parse::<http::Uri>().is_ok() => url,
+        Some(Value::String(url))
+            if url.starts_with("http://") && url.parse::<http::Uri>().is_ok() =>
+        {
+            url
+        }
         Some(Value::String(url)) if url.starts_with("https://") => {
-            loader.problem(&at(path, "url"), "https is not supported by this runner's client; allowed: an http:// URL");
+            loader.problem(
+                &at(path, "url"),
+                "https is not supported by this runner's client; allowed: an http:// URL",
+            );
             return None;
         }
         None => {
-            loader.problem(&at(path, "url"), "required, and missing; allowed: an http:// URL");
+            loader.problem(
+                &at(path, "url"),
+                "required, and missing; allowed: an http:// URL",
+            );
             return None;
         }
         Some(_) => {
@@ -153,12 +172,18 @@ fn http(loader: &mut Loader<'_>, map: &Map<String, Value>, path: &[Step]) -> Opt
         Some(Value::String(m)) => match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
             Ok(method) => method,
             Err(_) => {
-                loader.problem(&at(path, "method"), "not an HTTP method; allowed: GET, POST, PUT, DELETE, ...");
+                loader.problem(
+                    &at(path, "method"),
+                    "not an HTTP method; allowed: GET, POST, PUT, DELETE, ...",
+                );
                 Method::GET
             }
         },
         Some(_) => {
-            loader.problem(&at(path, "method"), "not an HTTP method; allowed: GET, POST, PUT, DELETE, ...");
+            loader.problem(
+                &at(path, "method"),
+                "not an HTTP method; allowed: GET, POST, PUT, DELETE, ...",
+            );
             Method::GET
         }
     };
@@ -178,7 +203,10 @@ fn http(loader: &mut Loader<'_>, map: &Map<String, Value>, path: &[Step]) -> Opt
                 if valid {
                     headers.push((name.clone(), text));
                 } else {
-                    loader.problem(&at(&at(path, "headers"), name.as_str()), "a header is a name and a text value");
+                    loader.problem(
+                        &at(&at(path, "headers"), name.as_str()),
+                        "a header is a name and a text value",
+                    );
                 }
             }
         }
@@ -190,19 +218,28 @@ fn http(loader: &mut Loader<'_>, map: &Map<String, Value>, path: &[Step]) -> Opt
             [c, r] => match (positive(c), positive(r)) {
                 (Some(c), Some(r)) => (c, r),
                 _ => {
-                    loader.problem(&at(path, "timeout"), "[connect, read] in seconds, each above 0 and at most a day");
+                    loader.problem(
+                        &at(path, "timeout"),
+                        "[connect, read] in seconds, each above 0 and at most a day",
+                    );
                     (HTTP_TIMEOUT, HTTP_TIMEOUT)
                 }
             },
             _ => {
-                loader.problem(&at(path, "timeout"), "[connect, read] in seconds, or one number of seconds");
+                loader.problem(
+                    &at(path, "timeout"),
+                    "[connect, read] in seconds, or one number of seconds",
+                );
                 (HTTP_TIMEOUT, HTTP_TIMEOUT)
             }
         },
         Some(t) => match positive(&t) {
             Some(t) => (t, t),
             None => {
-                loader.problem(&at(path, "timeout"), "seconds, above 0 and at most a day, or [connect, read]");
+                loader.problem(
+                    &at(path, "timeout"),
+                    "seconds, above 0 and at most a day, or [connect, read]",
+                );
                 (HTTP_TIMEOUT, HTTP_TIMEOUT)
             }
         },
@@ -218,7 +255,10 @@ fn http(loader: &mut Loader<'_>, map: &Map<String, Value>, path: &[Step]) -> Opt
         },
     };
     if map.get("verify_tls").is_some_and(|v| !v.is_boolean()) {
-        loader.problem(&at(path, "verify_tls"), "allowed: true, false (ignored: http:// only)");
+        loader.problem(
+            &at(path, "verify_tls"),
+            "allowed: true, false (ignored: http:// only)",
+        );
     }
     Some(HttpCall {
         url,
@@ -235,26 +275,40 @@ fn positive(value: &Value) -> Option<Duration> {
     seconds(value).filter(|d| !d.is_zero())
 }
 
-fn process(loader: &mut Loader<'_>, map: &Map<String, Value>, path: &[Step]) -> Option<ProcessCall> {
+fn process(
+    loader: &mut Loader<'_>,
+    map: &Map<String, Value>,
+    path: &[Step],
+) -> Option<ProcessCall> {
     let program = match map.get("path") {
         Some(Value::String(p)) if !p.is_empty() => match which(p) {
             Some(found) => found,
             None => {
-                loader.problem(&at(path, "path"), format!("{p:?} is not an executable file, nor found on PATH"));
+                loader.problem(
+                    &at(path, "path"),
+                    format!("{p:?} is not an executable file, nor found on PATH"),
+                );
                 return None;
             }
         },
         _ => {
-            loader.problem(&at(path, "path"), "required: the program to run, a path or a name on PATH");
+            loader.problem(
+                &at(path, "path"),
+                "required: the program to run, a path or a name on PATH",
+            );
             return None;
         }
     };
     let arguments = match map.get("arguments").map(|v| loader.vars.substitute(v)) {
         None | Some(Value::Null) => Arguments::List(Vec::new()),
         Some(Value::String(s)) => Arguments::Shell(s),
-        Some(Value::Array(items)) => {
-            Arguments::List(items.iter().filter_map(argument).filter(|a| !a.is_empty()).collect())
-        }
+        Some(Value::Array(items)) => Arguments::List(
+            items
+                .iter()
+                .filter_map(argument)
+                .filter(|a| !a.is_empty())
+                .collect(),
+        ),
         // Chaos Toolkit flattens a mapping into its keys and values, in order.
         Some(Value::Object(m)) => Arguments::List(
             m.iter()
@@ -264,7 +318,10 @@ fn process(loader: &mut Loader<'_>, map: &Map<String, Value>, path: &[Step]) -> 
                 .collect(),
         ),
         Some(_) => {
-            loader.problem(&at(path, "arguments"), "a list of arguments, or one string run by the shell");
+            loader.problem(
+                &at(path, "arguments"),
+                "a list of arguments, or one string run by the shell",
+            );
             return None;
         }
     };

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
+use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
-use yaml_rust2::Yaml;
 
 use crate::config::load::{Problem, render};
 use crate::config::spans::Step;
@@ -262,7 +262,10 @@ mod tests {
     fn yaml_values_take_their_types_and_keys_their_lines() {
         let text = "title: t\nmethod:\n  - type: action\n    pauses:\n      after: 1.5\n    n: 3\n    s: '3'\n    b: true\n    z: ~\n";
         let doc = Document::parse(text, Syntax::Yaml).unwrap();
-        assert_eq!(doc.value["method"][0]["pauses"]["after"], serde_json::json!(1.5));
+        assert_eq!(
+            doc.value["method"][0]["pauses"]["after"],
+            serde_json::json!(1.5)
+        );
         assert_eq!(doc.value["method"][0]["n"], serde_json::json!(3));
         assert_eq!(doc.value["method"][0]["s"], serde_json::json!("3"));
         assert_eq!(doc.value["method"][0]["b"], serde_json::json!(true));
@@ -296,6 +299,10 @@ mod tests {
         let bad = Document::parse("a: [1, 2\nb: 3\n", Syntax::Yaml).unwrap_err();
         assert!(bad.message.starts_with("not valid YAML"), "{}", bad.message);
         let two = Document::parse("a: 1\n---\nb: 2\n", Syntax::Yaml).unwrap_err();
-        assert!(two.message.contains("more than one document"), "{}", two.message);
+        assert!(
+            two.message.contains("more than one document"),
+            "{}",
+            two.message
+        );
     }
 }

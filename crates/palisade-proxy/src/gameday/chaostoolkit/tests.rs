@@ -89,12 +89,22 @@ fn every_supported_form_is_read_as_meant() {
         panic!("http");
     };
     assert_eq!(status.url, "http://127.0.0.1:18080/health");
-    assert_eq!(status.headers, [("Authorization".to_owned(), "Bearer s3cret".to_owned())]);
-    assert_eq!((status.connect, status.read), (Duration::from_secs(1), Duration::from_secs(5)));
+    assert_eq!(
+        status.headers,
+        [("Authorization".to_owned(), "Bearer s3cret".to_owned())]
+    );
+    assert_eq!(
+        (status.connect, status.read),
+        (Duration::from_secs(1), Duration::from_secs(5))
+    );
     let Provider::Http(list) = &hypothesis.probes[1].provider else {
         panic!("http");
     };
-    assert_eq!(list.read, Duration::from_millis(250), "a substituted number keeps its type");
+    assert_eq!(
+        list.read,
+        Duration::from_millis(250),
+        "a substituted number keeps its type"
+    );
     let Provider::Http(regex) = &hypothesis.probes[3].provider else {
         panic!("http");
     };
@@ -105,7 +115,10 @@ fn every_supported_form_is_read_as_meant() {
     let restart = &e.method[0];
     assert!(restart.background);
     assert_eq!(restart.kind, Kind::Action);
-    assert_eq!((restart.pause_before, restart.pause_after), (Duration::from_secs(1), Duration::from_millis(250)));
+    assert_eq!(
+        (restart.pause_before, restart.pause_after),
+        (Duration::from_secs(1), Duration::from_millis(250))
+    );
     let Provider::Process(p) = &restart.provider else {
         panic!("process");
     };
@@ -175,10 +188,20 @@ fn python_providers_and_controls_are_refused_with_where_they_are() {
   ]
 }"#;
     let problems = refused(text, Syntax::Json);
-    assert_eq!(line_of(&problems, "method[2].provider.type", "only http and process"), 9);
+    assert_eq!(
+        line_of(
+            &problems,
+            "method[2].provider.type",
+            "only http and process"
+        ),
+        9
+    );
     assert_eq!(line_of(&problems, "controls", "not supported"), 4);
     let shown = problems.to_string();
-    assert!(shown.contains("exp:9: method[2].provider.type: python providers"), "{shown}");
+    assert!(
+        shown.contains("exp:9: method[2].provider.type: python providers"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -221,22 +244,65 @@ rollbacks: {not: a list}
     assert_eq!(line_of(&p, "description", "required"), 1);
     assert_eq!(line_of(&p, "runtime", "always played"), 2);
     assert_eq!(line_of(&p, "secrets.vault.token", "not supported"), 6);
-    assert_eq!(line_of(&p, "configuration.missing", "NOT_SET_ANYWHERE is not set"), 8);
-    assert_eq!(line_of(&p, "configuration.dynamic", "dynamic configuration"), 9);
-    assert_eq!(line_of(&p, "steady-state-hypothesis.probes[0].type", "probes only"), 13);
-    assert_eq!(line_of(&p, "steady-state-hypothesis.probes[0].tolerance", "string tolerance"), 15);
-    assert_eq!(line_of(&p, "steady-state-hypothesis.probes[1].tolerance[1]", "integers"), 19);
-    assert_eq!(line_of(&p, "steady-state-hypothesis.probes[1].provider.timeout", "[connect, read]"), 20);
-    assert_eq!(line_of(&p, "steady-state-hypothesis.probes[2].provider.path", "not an executable"), 24);
+    assert_eq!(
+        line_of(&p, "configuration.missing", "NOT_SET_ANYWHERE is not set"),
+        8
+    );
+    assert_eq!(
+        line_of(&p, "configuration.dynamic", "dynamic configuration"),
+        9
+    );
+    assert_eq!(
+        line_of(&p, "steady-state-hypothesis.probes[0].type", "probes only"),
+        13
+    );
+    assert_eq!(
+        line_of(
+            &p,
+            "steady-state-hypothesis.probes[0].tolerance",
+            "string tolerance"
+        ),
+        15
+    );
+    assert_eq!(
+        line_of(
+            &p,
+            "steady-state-hypothesis.probes[1].tolerance[1]",
+            "integers"
+        ),
+        19
+    );
+    assert_eq!(
+        line_of(
+            &p,
+            "steady-state-hypothesis.probes[1].provider.timeout",
+            "[connect, read]"
+        ),
+        20
+    );
+    assert_eq!(
+        line_of(
+            &p,
+            "steady-state-hypothesis.probes[2].provider.path",
+            "not an executable"
+        ),
+        24
+    );
     assert_eq!(line_of(&p, "method[0].pauses.before", "seconds"), 28);
     assert_eq!(line_of(&p, "method[0].pauses.during", "unknown key"), 28);
     assert_eq!(line_of(&p, "method[0].background", "true, false"), 29);
     assert_eq!(line_of(&p, "method[0].provider.url", "http:// URL"), 30);
     assert_eq!(line_of(&p, "method[1].ref", "no activity named"), 31);
-    assert_eq!(line_of(&p, "method[2].provider.type", "only http and process"), 32);
+    assert_eq!(
+        line_of(&p, "method[2].provider.type", "only http and process"),
+        32
+    );
     assert_eq!(line_of(&p, "rollbacks", "a list"), 33);
     let lines: Vec<usize> = p.problems.iter().map(|p| p.line).collect();
-    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "in file order: {lines:?}");
+    assert!(
+        lines.windows(2).all(|w| w[0] <= w[1]),
+        "in file order: {lines:?}"
+    );
 }
 
 #[test]
@@ -247,7 +313,14 @@ fn a_jsonpath_tolerance_is_refused_at_its_type() {
    "tolerance": {"type": "jsonpath",
                  "path": "$.a"}}]}}"#;
     let p = refused(text, Syntax::Json);
-    assert_eq!(line_of(&p, "steady-state-hypothesis.probes[0].tolerance.type", "jsonpath"), 4);
+    assert_eq!(
+        line_of(
+            &p,
+            "steady-state-hypothesis.probes[0].tolerance.type",
+            "jsonpath"
+        ),
+        4
+    );
 }
 
 #[test]
@@ -256,7 +329,10 @@ fn unknown_keys_are_refused_and_the_specs_extensions_accepted() {
 "extensions": [{"name": "x"}], "contributions": {"a": "b"}, "version": "1"}"#;
     let p = refused(text, Syntax::Json);
     assert_eq!(p.problems.len(), 1, "{p}");
-    assert_eq!(line_of(&p, "colour", "unknown key; allowed: version, title"), 1);
+    assert_eq!(
+        line_of(&p, "colour", "unknown key; allowed: version, title"),
+        1
+    );
     let p = refused(r#"{"title": "t", "description": "d"}"#, Syntax::Json);
     line_of(&p, "method", "required");
 }

@@ -149,7 +149,10 @@ impl Tolerance {
             Some(_) => {
                 return Err((
                     ".target".into(),
-                    format!("not a key of this probe's output; allowed: {}", produced.fields().join(", ")),
+                    format!(
+                        "not a key of this probe's output; allowed: {}",
+                        produced.fields().join(", ")
+                    ),
                 ));
             }
         };
@@ -172,10 +175,17 @@ impl Tolerance {
             };
         }
         let Some(pattern) = map.get("pattern").and_then(Value::as_str) else {
-            return Err((".pattern".into(), "a regex tolerance needs its pattern, as text".into()));
+            return Err((
+                ".pattern".into(),
+                "a regex tolerance needs its pattern, as text".into(),
+            ));
         };
-        let pattern = Regex::new(pattern)
-            .map_err(|e| (".pattern".into(), format!("not a valid regular expression: {e}")))?;
+        let pattern = Regex::new(pattern).map_err(|e| {
+            (
+                ".pattern".into(),
+                format!("not a valid regular expression: {e}"),
+            )
+        })?;
         Ok(Tolerance::Regex {
             target: target.unwrap_or_else(|| produced.text_field().into()),
             pattern,
@@ -237,7 +247,10 @@ mod tests {
         assert!(list.holds(&ok, Produced::Http));
         assert!(!list.holds(&json!({"status": 250}), Produced::Http));
         let exit = parse(json!(0), Produced::Process);
-        assert!(exit.holds(&json!({"status": 0, "stdout": "", "stderr": ""}), Produced::Process));
+        assert!(exit.holds(
+            &json!({"status": 0, "stdout": "", "stderr": ""}),
+            Produced::Process
+        ));
         assert!(!exit.holds(&json!({"status": 1}), Produced::Process));
     }
 
@@ -254,7 +267,10 @@ mod tests {
 
     #[test]
     fn a_range_reads_the_status_or_a_number_in_text() {
-        let t = parse(json!({"type": "range", "range": [200, 299]}), Produced::Http);
+        let t = parse(
+            json!({"type": "range", "range": [200, 299]}),
+            Produced::Http,
+        );
         assert!(t.holds(&json!({"status": 250}), Produced::Http));
         assert!(!t.holds(&json!({"status": 300}), Produced::Http));
         let t = parse(
@@ -269,34 +285,71 @@ mod tests {
     #[test]
     fn a_regex_searches_the_body_or_stdout() {
         let t = parse(json!({"type": "regex", "pattern": "^ok"}), Produced::Http);
-        assert!(t.holds(&json!({"status": 200, "body": "ok from app"}), Produced::Http));
+        assert!(t.holds(
+            &json!({"status": 200, "body": "ok from app"}),
+            Produced::Http
+        ));
         assert!(!t.holds(&json!({"status": 200, "body": "not ok"}), Produced::Http));
         // A JSON body is matched as its text.
-        let t = parse(json!({"type": "regex", "pattern": "\"up\":true"}), Produced::Http);
-        assert!(t.holds(&json!({"status": 200, "body": {"up": true}}), Produced::Http));
-        let t = parse(json!({"type": "regex", "pattern": "ready"}), Produced::Process);
-        assert!(t.holds(&json!({"status": 0, "stdout": "all ready\n"}), Produced::Process));
+        let t = parse(
+            json!({"type": "regex", "pattern": "\"up\":true"}),
+            Produced::Http,
+        );
+        assert!(t.holds(
+            &json!({"status": 200, "body": {"up": true}}),
+            Produced::Http
+        ));
+        let t = parse(
+            json!({"type": "regex", "pattern": "ready"}),
+            Produced::Process,
+        );
+        assert!(t.holds(
+            &json!({"status": 0, "stdout": "all ready\n"}),
+            Produced::Process
+        ));
         let t = parse(
             json!({"type": "regex", "pattern": "warn", "target": "stderr"}),
             Produced::Process,
         );
-        assert!(!t.holds(&json!({"status": 0, "stdout": "warn", "stderr": ""}), Produced::Process));
+        assert!(!t.holds(
+            &json!({"status": 0, "stdout": "warn", "stderr": ""}),
+            Produced::Process
+        ));
     }
 
     #[test]
     fn unsupported_forms_are_refused_with_where_and_what() {
         let (at, why) = refused(json!({"type": "jsonpath", "path": "$.a"}));
         assert_eq!(at, ".type");
-        assert!(why.contains("jsonpath tolerances are not supported"), "{why}");
-        assert!(refused(json!({"type": "probe"})).1.contains("not supported"));
+        assert!(
+            why.contains("jsonpath tolerances are not supported"),
+            "{why}"
+        );
+        assert!(
+            refused(json!({"type": "probe"}))
+                .1
+                .contains("not supported")
+        );
         assert!(refused(json!("200")).1.contains("string tolerance"));
         assert!(refused(json!(1.5)).1.contains("integer"));
         assert_eq!(refused(json!([200, "x"])).0, "[1]");
-        assert_eq!(refused(json!({"type": "range", "range": [3, 1]})).0, ".range");
+        assert_eq!(
+            refused(json!({"type": "range", "range": [3, 1]})).0,
+            ".range"
+        );
         assert_eq!(refused(json!({"type": "range", "range": [1]})).0, ".range");
-        assert_eq!(refused(json!({"type": "regex", "pattern": "("})).0, ".pattern");
-        assert_eq!(refused(json!({"type": "regex", "pattern": "a", "path": "x"})).0, ".path");
-        assert_eq!(refused(json!({"type": "regex", "pattern": "a", "target": "stdout"})).0, ".target");
+        assert_eq!(
+            refused(json!({"type": "regex", "pattern": "("})).0,
+            ".pattern"
+        );
+        assert_eq!(
+            refused(json!({"type": "regex", "pattern": "a", "path": "x"})).0,
+            ".path"
+        );
+        assert_eq!(
+            refused(json!({"type": "regex", "pattern": "a", "target": "stdout"})).0,
+            ".target"
+        );
         assert_eq!(refused(json!({"type": "other"})).0, ".type");
     }
 }

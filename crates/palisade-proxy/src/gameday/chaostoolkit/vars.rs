@@ -186,7 +186,11 @@ fn convert(raw: Value, kind: Option<&str>) -> Result<Value, VarError> {
     let bad = |k: &str| VarError::Invalid(format!("{text:?} is no {k}"));
     match kind {
         None | Some("str" | "bytes") => Ok(raw.clone()),
-        Some("int") => text.trim().parse::<i64>().map(Value::from).map_err(|_| bad("int")),
+        Some("int") => text
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| bad("int")),
         Some("float") => text
             .trim()
             .parse::<f64>()
@@ -213,7 +217,9 @@ pub(super) fn secret_entry(
             let key = map.get("key").and_then(Value::as_str).ok_or_else(|| {
                 VarError::Invalid("an env secret needs \"key\", the variable's name".into())
             })?;
-            env(key).map(Value::String).ok_or_else(|| VarError::Unset(key.to_owned()))
+            env(key)
+                .map(Value::String)
+                .ok_or_else(|| VarError::Unset(key.to_owned()))
         }
         Some(other) => Err(VarError::Unsupported(format!(
             "secrets of type {other:?} are not supported; allowed: a literal value or {{type: env, key}}"
@@ -242,7 +248,10 @@ mod tests {
         let vars = vars();
         assert_eq!(vars.substitute_str("${t}"), json!(5));
         assert_eq!(vars.substitute_str("$t"), json!(5));
-        assert_eq!(vars.substitute_str("http://${host}/x"), json!("http://127.0.0.1:80/x"));
+        assert_eq!(
+            vars.substitute_str("http://${host}/x"),
+            json!("http://127.0.0.1:80/x")
+        );
         assert_eq!(vars.substitute_str("t=$t, on=${on}"), json!("t=5, on=True"));
     }
 
@@ -270,16 +279,25 @@ mod tests {
         let entry = json!({"type": "env", "key": "HOST", "default": "localhost"});
         assert_eq!(configuration_entry(&entry, &env), Ok(json!("localhost")));
         let entry = json!({"type": "env", "key": "HOST"});
-        assert_eq!(configuration_entry(&entry, &env), Err(VarError::Unset("HOST".into())));
+        assert_eq!(
+            configuration_entry(&entry, &env),
+            Err(VarError::Unset("HOST".into()))
+        );
         assert_eq!(configuration_entry(&json!("lit"), &env), Ok(json!("lit")));
         let probe = json!({"type": "probe", "name": "x"});
-        assert!(matches!(configuration_entry(&probe, &env), Err(VarError::Unsupported(_))));
+        assert!(matches!(
+            configuration_entry(&probe, &env),
+            Err(VarError::Unsupported(_))
+        ));
     }
 
     #[test]
     fn secrets_come_from_the_environment_or_literally_and_nothing_else() {
         let env = |k: &str| (k == "TOKEN").then(|| "s3cret".to_owned());
-        assert_eq!(secret_entry(&json!({"type": "env", "key": "TOKEN"}), &env), Ok(json!("s3cret")));
+        assert_eq!(
+            secret_entry(&json!({"type": "env", "key": "TOKEN"}), &env),
+            Ok(json!("s3cret"))
+        );
         assert!(matches!(
             secret_entry(&json!({"type": "vault", "path": "x"}), &env),
             Err(VarError::Unsupported(_))
