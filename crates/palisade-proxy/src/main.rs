@@ -79,9 +79,10 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Runs a game day: the experiment file's targets, load, faults and hypotheses;
-    /// exit code 0 when every hypothesis held, 1 when not, 2 for a bad file.
+    /// exit code 0 when every hypothesis held, 1 when not, 2 for a bad file. A .json,
+    /// .yaml or .yml file is a Chaos Toolkit experiment (http and process activities).
     Gameday {
-        /// The experiment file.
+        /// The experiment file: .toml (Palisade's) or .json/.yaml/.yml (Chaos Toolkit's).
         file: PathBuf,
         /// Where the journal and reports go. Default gameday-out/<file stem>.
         #[arg(long)]
@@ -355,11 +356,30 @@ fn toxic(address: std::net::SocketAddr, config: Option<PathBuf>) -> ExitCode {
 }
 
 fn gameday(file: &std::path::Path, out: Option<PathBuf>) -> ExitCode {
-    use palisade_proxy::gameday::{RunError, run};
+    use palisade_proxy::gameday::{RunError, chaostoolkit, run};
     let runtime = match event_loop(tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
+    if let Some(syntax) = chaostoolkit::syntax_of(file) {
+        let out = palisade_proxy::gameday::out_dir(file, out);
+        return match runtime.block_on(chaostoolkit::run(file, syntax, &out)) {
+            Ok(journal) => {
+                let deviated = if journal.deviated { ", deviated" } else { "" };
+                println!("status: {:?}{deviated}", journal.status);
+                println!("{}", if journal.passed() { "PASSED" } else { "FAILED" });
+                ExitCode::from(u8::from(!journal.passed()))
+            }
+            Err(RunError::Invalid(problems)) => {
+                eprintln!("{problems}");
+                ExitCode::from(2)
+            }
+            Err(error @ RunError::Failed(_)) => {
+                eprintln!("palisade gameday: {error}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match runtime.block_on(run(file, out)) {
         Ok(journal) => {
             eprintln!();

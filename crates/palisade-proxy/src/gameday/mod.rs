@@ -16,6 +16,7 @@
 //! process, so a runner killed outright takes them with it, and its guards kill its
 //! targets within 100 ms; nothing is written outside the output directory.
 
+pub mod chaostoolkit;
 mod checks;
 pub mod experiment;
 mod faults;
@@ -81,12 +82,7 @@ impl std::fmt::Display for RunError {
 /// `gameday-out/<file stem>`); the journal, whose `passed` is the verdict.
 pub async fn run(path: &Path, out: Option<PathBuf>) -> Result<Journal, RunError> {
     let experiment = Experiment::load(path).map_err(RunError::Invalid)?;
-    let out = out.unwrap_or_else(|| {
-        let stem = path
-            .file_stem()
-            .map_or("gameday".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from("gameday-out").join(stem)
-    });
+    let out = out_dir(path, out);
     std::fs::create_dir_all(&out)
         .map_err(|e| RunError::Failed(format!("cannot create {}: {e}", out.display())))?;
     let mut journal = Journal {
@@ -141,6 +137,16 @@ pub async fn run(path: &Path, out: Option<PathBuf>) -> Result<Journal, RunError>
     outcome?;
     write_journal(&journal, &out)?;
     Ok(journal)
+}
+
+/// Where a run on `path` writes: `out`, or `gameday-out/<file stem>`.
+pub fn out_dir(path: &Path, out: Option<PathBuf>) -> PathBuf {
+    out.unwrap_or_else(|| {
+        let stem = path
+            .file_stem()
+            .map_or("gameday".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from("gameday-out").join(stem)
+    })
 }
 
 /// The run's probes: the file's, and one per alert a hypothesis expects to fire.

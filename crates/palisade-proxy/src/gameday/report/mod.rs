@@ -12,7 +12,7 @@ pub mod junit;
 #[cfg(test)]
 mod sample;
 mod svg;
-mod text;
+pub(crate) mod text;
 mod timeline;
 
 use std::path::{Path, PathBuf};
