@@ -15,32 +15,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 use tokio::time::{Instant, sleep, timeout};
 
-use support::{Behaviour, Ran, Upstream, bin, ms, processes_with, secs, temp_path};
-
-/// Writes `experiment` as a `.ext` file and runs `palisade gameday` on it (bounded by 60 s).
-async fn run(experiment: &str, ext: &str) -> Ran {
-    let file = temp_path("ctk", ext);
-    std::fs::write(&file, experiment).expect("write the experiment");
-    let out = temp_path("ctk-out", "d");
-    let output = Command::new(bin())
-        .arg("gameday")
-        .arg(&file)
-        .arg("--out")
-        .arg(&out)
-        .stdin(Stdio::null())
-        .output();
-    let output = timeout(secs(60), output)
-        .await
-        .expect("the run ends")
-        .expect("it runs");
-    let _ = std::fs::remove_file(&file);
-    Ran {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        out,
-    }
-}
+use support::{Behaviour, Upstream, bin, gameday_file, ms, processes_with, secs, temp_path};
 
 fn names(runs: &Value) -> Vec<&str> {
     runs.as_array()
@@ -81,7 +56,7 @@ async fn an_experiment_whose_steady_state_holds_passes_with_chaos_toolkit_s_jour
         ],
         "rollbacks": [{"ref": "say hello"}]
     });
-    let ran = run(&experiment.to_string(), "json").await;
+    let ran = gameday_file(&experiment.to_string(), "json").await;
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
         ran.stdout
@@ -183,7 +158,7 @@ rollbacks:
       arguments: ["-f", "{marker}"]
 "#
     );
-    let ran = run(&yaml, "yaml").await;
+    let ran = gameday_file(&yaml, "yaml").await;
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
         ran.stdout.contains("NOT within its tolerance (status 1)"),
@@ -225,7 +200,7 @@ async fn a_steady_state_that_does_not_hold_before_fails_the_run_without_its_meth
         app.addr(),
         marker.display()
     );
-    let ran = run(&yaml, "yml").await;
+    let ran = gameday_file(&yaml, "yml").await;
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
     let journal = ran.journal();
     assert_eq!(journal["status"], json!("failed"));
@@ -251,7 +226,7 @@ async fn a_python_provider_is_refused_with_its_location() {
      "provider": {"type": "python", "module": "chaosk8s.pod.actions", "func": "terminate_pods"}}
   ]
 }"#;
-    let ran = run(text, "json").await;
+    let ran = gameday_file(text, "json").await;
     assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
         ran.stderr
@@ -276,7 +251,7 @@ async fn a_process_past_its_timeout_is_killed_and_its_action_fails() {
             {"type": "process", "path": "sleep", "arguments": [tag], "timeout": 0.5}}]
     });
     let started = Instant::now();
-    let ran = run(&text.to_string(), "json").await;
+    let ran = gameday_file(&text.to_string(), "json").await;
     assert!(started.elapsed() < secs(10), "took {:?}", started.elapsed());
     assert_eq!(ran.code, 1, "a failed action fails the run: {}", ran.stdout);
     let journal = ran.journal();

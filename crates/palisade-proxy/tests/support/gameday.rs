@@ -35,7 +35,13 @@ impl Ran {
 
 /// Writes `experiment` and runs `palisade gameday` on it (bounded by 60 s).
 pub async fn gameday(experiment: &str) -> Ran {
-    let file = temp_path("gameday", "toml");
+    gameday_file(experiment, "toml").await
+}
+
+/// Writes `experiment` as a `.ext` file (`toml`, or a Chaos Toolkit `json`, `yaml`) and
+/// runs `palisade gameday` on it (bounded by 60 s).
+pub async fn gameday_file(experiment: &str, ext: &str) -> Ran {
+    let file = temp_path("gameday", ext);
     std::fs::write(&file, experiment).expect("write the experiment");
     let out = temp_path("gameday-out", "d");
     let run = Command::new(bin())
