@@ -16,6 +16,11 @@
 if #KEYS == 0 or #ARGV ~= 2 * #KEYS then
   return redis.error_reply('ERR palisade gcra: want N keys and 2N arguments')
 end
+-- Redis >= 5 replicates a script's effects by default; 3.2-4 must be asked to, or a
+-- script that reads TIME may not write.
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local next_tat = {}
