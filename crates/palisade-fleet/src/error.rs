@@ -31,6 +31,10 @@ pub enum FleetError {
         /// What was wrong with it.
         reason: String,
     },
+    /// The store's configuration cannot work (a URL that does not parse, a timeout out
+    /// of range); returned by [`RedisStore::connect`](crate::RedisStore::connect).
+    #[error("invalid fleet store config: {0}")]
+    Config(#[from] palisade::ConfigError),
     /// The call itself was invalid (no limits, too many, a key too long); nothing was
     /// sent.
     #[error("invalid check: {reason}")]
@@ -48,13 +52,17 @@ impl FleetError {
             FleetError::Unavailable { .. } => "fleet-unavailable",
             FleetError::Malformed { .. } => "fleet-malformed",
             FleetError::InvalidCheck { .. } => "fleet-invalid-check",
+            FleetError::Config(_) => "fleet-config",
         }
     }
 
     /// True when the store failed (timeout, unavailable, malformed): the case a fallback
-    /// mode takes over. False for the caller's own mistake.
+    /// mode takes over. False for the caller's own mistakes (a bad check or config).
     pub fn is_store_failure(&self) -> bool {
-        !matches!(self, FleetError::InvalidCheck { .. })
+        !matches!(
+            self,
+            FleetError::InvalidCheck { .. } | FleetError::Config(_)
+        )
     }
 
     pub(crate) fn malformed(reason: impl Into<String>) -> Self {

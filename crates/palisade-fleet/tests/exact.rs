@@ -401,3 +401,14 @@ async fn nobody_listening_is_an_error_at_connect() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_bad_url_is_a_config_error_not_an_outage() {
+    match RedisStore::connect(&StoreConfig::new("http://127.0.0.1:1/")).await {
+        Err(e @ FleetError::Config(_)) => {
+            assert!(!e.is_store_failure());
+            assert_eq!(e.reason(), "fleet-config");
+        }
+        other => panic!("{other:?}"),
+    }
+}

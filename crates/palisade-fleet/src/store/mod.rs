@@ -17,7 +17,7 @@ pub use config::{DEFAULT_TIMEOUT, StoreConfig};
 use std::time::Duration;
 
 use palisade::policy::timeout::{Timeout, TimeoutConfig};
-use palisade::{ConfigError, Error, Policy};
+use palisade::{Error, Policy};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script, Value};
 
@@ -42,21 +42,17 @@ impl RedisStore {
     /// Validates `config` and connects, within `connect_timeout`.
     ///
     /// # Errors
-    /// [`FleetError::Unavailable`] (with the config error's text) for an invalid config,
+    /// [`FleetError::Config`] for an invalid config (nothing is tried);
     /// [`FleetError::Timeout`] or [`FleetError::Unavailable`] when Redis cannot be
-    /// reached. Use [`StoreConfig::validate`] to tell a bad config apart beforehand.
+    /// reached.
     pub async fn connect(config: &StoreConfig) -> Result<Self, FleetError> {
-        let invalid = |e: ConfigError| FleetError::Unavailable {
-            reason: format!("invalid store config: {e}"),
-        };
-        config.validate().map_err(invalid)?;
-        let client = config.client().map_err(invalid)?;
+        config.validate()?;
+        let client = config.client()?;
         let timeout = TimeoutConfig {
             name: "fleet.redis".to_owned(),
             after: config.timeout,
         }
-        .build()
-        .map_err(invalid)?;
+        .build()?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(config.connect_timeout)
             // Reconnect quickly and a few times; a call meanwhile fails with its timeout.
