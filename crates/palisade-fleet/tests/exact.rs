@@ -412,3 +412,36 @@ async fn a_bad_url_is_a_config_error_not_an_outage() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_store_started_while_redis_is_down_connects_when_it_is_up() {
+    let Some(redis) = OwnRedis::start() else {
+        return;
+    };
+    redis.stop();
+    let config = StoreConfig::new(redis.url())
+        .timeout(PATIENT)
+        .connect_timeout(Duration::from_millis(200));
+    let store = RedisStore::start(&config).unwrap();
+    let limiter = limiter(&store, "late");
+    let limit = FleetLimit::new("l", Quota::new(1000.0, 1000)).unwrap();
+    let check = [Check::global(&limit)];
+    let t = Instant::now();
+    match limiter.check(&check).await {
+        Err(FleetError::Unavailable { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+    assert!(!store.is_connected());
+    redis.start_again();
+    let mut decided = false;
+    for _ in 0..500 {
+        if limiter.check(&check).await.is_ok() {
+            decided = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(decided, "no decision within 5 s of redis coming up");
+    assert!(store.is_connected());
+}
