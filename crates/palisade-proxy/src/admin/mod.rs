@@ -300,9 +300,7 @@ impl Admin {
         if let Err(refused) = set {
             return error(StatusCode::BAD_REQUEST, &refused.to_string());
         }
-        let lease_ms = route
-            .fault_lease_left()
-            .map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+        let lease_ms = route.fault_lease_ms();
         json(
             StatusCode::OK,
             &serde_json::json!({"route": index, "fault": route.fault(), "fault_lease_ms": lease_ms}),

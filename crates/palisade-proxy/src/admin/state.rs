@@ -18,9 +18,7 @@ pub(crate) fn of(runtime: &Runtime) -> Value {
                 "path_prefix": r.path_prefix,
                 "upstream": &*r.upstream.name,
                 "fault": r.fault(),
-                "fault_lease_ms": r
-                    .fault_lease_left()
-                    .map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
+                "fault_lease_ms": r.fault_lease_ms(),
                 "fallback": r.fallback,
             })
         })

@@ -485,7 +485,7 @@ fn check_prometheus(prometheus: &PrometheusSpec, report: Report<'_>) {
 }
 
 /// `host:port` with a valid port.
-fn is_host_port(value: &str) -> bool {
+pub(super) fn is_host_port(value: &str) -> bool {
     value
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())

@@ -122,10 +122,7 @@ pub(super) fn split_page(page: &str) -> Option<(&str, &str)> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/metrics"),
     };
-    let port_ok = address
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    port_ok.then_some((address, path))
+    super::checks::is_host_port(address).then_some((address, path))
 }
 
 /// A YAML double-quoted string.

@@ -67,28 +67,37 @@ impl Settlement {
 }
 
 /// Reads the sagas of `spec` until none is unsettled or `spec.within` has passed since
-/// `load_ended`.
+/// `load_ended`; the settled ones are counted once, at the end.
 pub(super) async fn settle(
     spec: &SagaExpectation,
     client: &Client,
     load_ended: Instant,
 ) -> Settlement {
-    loop {
-        let mut settlement = read(spec, client).await;
+    let mut settlement = loop {
+        let mut settlement = unsettled(spec, client).await;
         settlement.after = load_ended.elapsed();
         let done = settlement.error.is_none() && settlement.unsettled.values().all(|n| *n == 0);
         if done || settlement.after >= spec.within {
-            return settlement;
+            break settlement;
         }
         tokio::time::sleep(EVERY).await;
+    };
+    if settlement.error.is_none() {
+        for state in SETTLED {
+            match count(spec, client, state).await {
+                Ok(n) => settlement.settled += n,
+                Err(error) => settlement.error = Some(error),
+            }
+        }
     }
+    settlement
 }
 
-async fn read(spec: &SagaExpectation, client: &Client) -> Settlement {
+/// The sagas of `spec` in each state that is not consistent (yet).
+async fn unsettled(spec: &SagaExpectation, client: &Client) -> Settlement {
     let mut settlement = Settlement::default();
-    for state in SETTLED.into_iter().chain(UNSETTLED) {
+    for state in UNSETTLED {
         match count(spec, client, state).await {
-            Ok(n) if SETTLED.contains(&state) => settlement.settled += n,
             Ok(n) => {
                 settlement.unsettled.insert(state, n);
             }

@@ -154,9 +154,12 @@ impl Route {
         }
     }
 
-    /// How long the fault settings' lease has left; none when they hold until replaced.
-    pub fn fault_lease_left(&self) -> Option<Duration> {
-        self.lease.left(Instant::now())
+    /// How long the fault settings' lease has left, in milliseconds (as `/admin/state`
+    /// shows it); none when they hold until replaced.
+    pub fn fault_lease_ms(&self) -> Option<u64> {
+        self.lease
+            .left(Instant::now())
+            .map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Puts `fault` in force. `max_concurrent` keeps its loaded value.
