@@ -44,10 +44,12 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
+pub mod membership;
 pub mod rate_limit;
 pub mod store;
 
 pub use error::FleetError;
+pub use membership::{Membership, MembershipConfig};
 pub use rate_limit::{
     Check, Decision, FleetLimit, FleetRateLimitConfig, FleetRateLimiter, FleetRateLimiterBuilder,
 };

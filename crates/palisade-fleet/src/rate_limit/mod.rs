@@ -42,6 +42,7 @@ mod limit;
 mod script;
 
 pub use config::{FleetRateLimitConfig, FleetRateLimiterBuilder};
+pub(crate) use limit::check_name;
 pub use limit::{Check, FleetLimit, MAX_CHECKS, MAX_KEY_BYTES, MAX_PER_SECOND};
 
 use std::sync::Arc;
