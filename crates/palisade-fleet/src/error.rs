@@ -1,10 +1,11 @@
 //! The one error a fleet call returns.
 //!
-//! Every failure of a call to Redis is one of three answers, so that a caller (the
+//! Every failure of a call to Redis is one of four answers, so that a caller (the
 //! fallback modes of a fleet limit) can choose what to do without reading messages:
-//! the server did not answer in time, could not be reached or refused to work, or
-//! answered something that is not a decision. A fourth, [`FleetError::InvalidCheck`],
-//! is the caller's own mistake and never reaches Redis.
+//! the server did not answer in time, could not be reached or refused to work, answered
+//! something that is not a decision, or was not asked because the store's breaker is
+//! open. A fifth, [`FleetError::InvalidCheck`], is the caller's own mistake and never
+//! reaches Redis.
 
 use std::time::Duration;
 
@@ -31,6 +32,13 @@ pub enum FleetError {
         /// What was wrong with it.
         reason: String,
     },
+    /// The store's circuit breaker is open: Redis failed several calls in a row (timed
+    /// out or unavailable), so this call was answered at once without being sent.
+    #[error("redis not asked: the store's breaker is open for {retry_after:?} more")]
+    CircuitOpen {
+        /// How long until the breaker lets a call probe Redis again.
+        retry_after: Duration,
+    },
     /// The store's configuration cannot work (a URL that does not parse, a timeout out
     /// of range); returned by [`RedisStore::connect`](crate::RedisStore::connect).
     #[error("invalid fleet store config: {0}")]
@@ -51,13 +59,14 @@ impl FleetError {
             FleetError::Timeout { .. } => "fleet-timeout",
             FleetError::Unavailable { .. } => "fleet-unavailable",
             FleetError::Malformed { .. } => "fleet-malformed",
+            FleetError::CircuitOpen { .. } => "fleet-breaker-open",
             FleetError::InvalidCheck { .. } => "fleet-invalid-check",
             FleetError::Config(_) => "fleet-config",
         }
     }
 
-    /// True when the store failed (timeout, unavailable, malformed): the case a fallback
-    /// mode takes over. False for the caller's own mistakes (a bad check or config).
+    /// True when the store failed (timeout, unavailable, malformed, breaker open): the
+    /// case a fallback mode takes over. False for the caller's own mistakes (a bad check or config).
     pub fn is_store_failure(&self) -> bool {
         !matches!(
             self,
@@ -68,6 +77,51 @@ impl FleetError {
     pub(crate) fn malformed(reason: impl Into<String>) -> Self {
         FleetError::Malformed {
             reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_reason_and_a_side() {
+        let cases = [
+            (
+                FleetError::Timeout {
+                    after: Duration::from_millis(5),
+                },
+                "fleet-timeout",
+                true,
+            ),
+            (
+                FleetError::Unavailable { reason: "x".into() },
+                "fleet-unavailable",
+                true,
+            ),
+            (FleetError::malformed("x"), "fleet-malformed", true),
+            (
+                FleetError::CircuitOpen {
+                    retry_after: Duration::from_millis(250),
+                },
+                "fleet-breaker-open",
+                true,
+            ),
+            (
+                FleetError::InvalidCheck { reason: "x" },
+                "fleet-invalid-check",
+                false,
+            ),
+            (
+                FleetError::Config(palisade::ConfigError::new("url", "x", "y")),
+                "fleet-config",
+                false,
+            ),
+        ];
+        for (error, reason, store) in cases {
+            assert_eq!(error.reason(), reason, "{error}");
+            assert_eq!(error.is_store_failure(), store, "{error}");
         }
     }
 }
