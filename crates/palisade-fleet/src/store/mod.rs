@@ -1,8 +1,8 @@
 //! The connection to Redis that every fleet policy shares.
 //!
-//! A [`RedisStore`] is one multiplexed connection (the `redis` crate's
-//! `ConnectionManager`): many tasks' calls are pipelined on one socket, and a lost
-//! connection is reopened on a later call. Every call passes the store's circuit breaker, then runs
+//! A [`RedisStore`] is one multiplexed connection, to one server (`url`) or to a Redis
+//! Cluster (`nodes`): many tasks' calls are pipelined on it, and a lost connection is
+//! reopened on a later call. Every call passes the store's circuit breaker, then runs
 //! under a Palisade [`Timeout`] (so it also ends at the caller's deadline), and every
 //! failure becomes one [`FleetError`]: `Timeout`, `Unavailable`, `Malformed` or
 //! `CircuitOpen`. The store never retries a call: a retry would spend the request's
@@ -25,9 +25,11 @@
 //!
 //! Cheap to clone; clones share the connection and the breaker.
 
+mod classify;
 mod config;
+mod connection;
 
-pub use config::{DEFAULT_TIMEOUT, StoreBreakerConfig, StoreConfig};
+pub use config::{DEFAULT_TIMEOUT, MAX_NODES, StoreBreakerConfig, StoreConfig};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,17 +38,18 @@ use std::time::Duration;
 use palisade::policy::circuit_breaker::{CircuitBreaker, Rejected};
 use palisade::policy::timeout::{Timeout, TimeoutConfig};
 use palisade::{ConfigError, Error, Outcome, Policy};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, Script, Value};
+use redis::{RedisError, Script, Value};
 use tokio::sync::OnceCell;
 
 use crate::error::FleetError;
+use classify::classify;
+use connection::{Connection, Connector};
 
 /// The name of the store's timeout and breaker, in errors and metrics.
 pub const STORE_POLICY_NAME: &str = "fleet.redis";
 
-/// A shared connection to one Redis server, behind a circuit breaker; see the
-/// [module docs](self).
+/// A shared connection to Redis (one server or a cluster), behind a circuit breaker;
+/// see the [module docs](self).
 #[derive(Clone)]
 pub struct RedisStore {
     link: Arc<Link>,
@@ -57,10 +60,9 @@ pub struct RedisStore {
     open_for: Duration,
 }
 
-/// The connection, once there is one. Set once; from then on the `ConnectionManager`
-/// reconnects by itself.
+/// The connection, once there is one. Set once; from then on it reconnects by itself.
 struct Link {
-    connection: OnceCell<ConnectionManager>,
+    connection: OnceCell<Connection>,
 }
 
 /// One call's answer, and what it says about Redis's health (for the breaker).
@@ -90,8 +92,8 @@ impl RedisStore {
     /// [`FleetError::Timeout`] or [`FleetError::Unavailable`] when Redis cannot be
     /// reached.
     pub async fn connect(config: &StoreConfig) -> Result<Self, FleetError> {
-        let (store, (client, manager)) = Self::unconnected(config)?;
-        let connection = open(client, manager, config.connect_timeout).await?;
+        let (store, connector) = Self::unconnected(config)?;
+        let connection = connector.open(config.connect_timeout).await?;
         // Nobody else can have set it: the store is not shared yet.
         let _ = store.link.connection.set(connection);
         Ok(store)
@@ -106,13 +108,13 @@ impl RedisStore {
     /// # Errors
     /// [`FleetError::Config`] for an invalid config.
     pub fn start(config: &StoreConfig) -> Result<Self, FleetError> {
-        let (store, (client, manager)) = Self::unconnected(config)?;
+        let (store, connector) = Self::unconnected(config)?;
         let weak = Arc::downgrade(&store.link);
         let connect_timeout = config.connect_timeout;
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
             loop {
-                let attempt = open(client.clone(), manager.clone(), connect_timeout).await;
+                let attempt = connector.open(connect_timeout).await;
                 // Every store dropped: nobody needs the connection.
                 let Some(link) = weak.upgrade() else { return };
                 match attempt {
@@ -131,19 +133,10 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// A store for `config` with no connection yet, and what opens one: the client and
-    /// the connection manager's settings.
-    fn unconnected(
-        config: &StoreConfig,
-    ) -> Result<(Self, (redis::Client, ConnectionManagerConfig)), FleetError> {
+    /// A store for `config` with no connection yet, and what opens one.
+    fn unconnected(config: &StoreConfig) -> Result<(Self, Connector), FleetError> {
         config.validate()?;
-        let client = config.client()?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(config.connect_timeout)
-            // Reconnect quickly and a few times; a call meanwhile fails with its timeout.
-            .set_number_of_retries(2)
-            .set_factor(10)
-            .set_max_delay(200);
+        let connector = Connector::new(config.target()?, config.connect_timeout)?;
         let timeout = TimeoutConfig {
             name: STORE_POLICY_NAME.to_owned(),
             after: config.timeout,
@@ -158,7 +151,7 @@ impl RedisStore {
             breaker,
             open_for: config.breaker.open_for,
         };
-        Ok((store, (client, manager)))
+        Ok((store, connector))
     }
 
     /// True once a connection was opened (it may be lost since; calls then say so).
@@ -185,8 +178,8 @@ impl RedisStore {
         self.timeout.after()
     }
 
-    /// Evaluates `script` (EVALSHA, loading it on `NOSCRIPT`) with `keys` and `args`,
-    /// through the breaker and under the timeout.
+    /// Evaluates `script` (EVALSHA, loading it on `NOSCRIPT`, on every node of a
+    /// cluster) with `keys` and `args`, through the breaker and under the timeout.
     pub(crate) async fn eval(
         &self,
         script: &Script,
@@ -215,7 +208,9 @@ impl RedisStore {
     }
 
     /// Sends one command through the breaker and under the timeout, and returns the raw
-    /// answer (for tests and tools: `PTTL`, `PING`, `INFO`).
+    /// answer (for tests and tools: `PTTL`, `PING`, `INFO`). On a cluster the command
+    /// goes to its first key's node, or to a random node without keys (as the `redis`
+    /// crate routes it; `DBSIZE` and the like are summed over the primaries).
     pub async fn command(&self, command: &redis::Cmd) -> Result<Value, FleetError> {
         self.guarded(async {
             let connection = match self.connection() {
@@ -231,7 +226,7 @@ impl RedisStore {
         .await
     }
 
-    fn connection(&self) -> Result<&ConnectionManager, FleetError> {
+    fn connection(&self) -> Result<&Connection, FleetError> {
         self.link
             .connection
             .get()
@@ -306,49 +301,6 @@ fn breaker(config: &StoreBreakerConfig) -> Result<CircuitBreaker, ConfigError> {
         .half_open(1, 1, 1)
         .build()
         .map_err(|e| e.within("breaker"))
-}
-
-/// Opens the connection within `connect_timeout`.
-async fn open(
-    client: redis::Client,
-    manager: ConnectionManagerConfig,
-    connect_timeout: Duration,
-) -> Result<ConnectionManager, FleetError> {
-    let connect = ConnectionManager::new_with_config(client, manager);
-    match tokio::time::timeout(connect_timeout, connect).await {
-        Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(e)) => Err(classify(&e, connect_timeout)),
-        Err(_) => Err(FleetError::Timeout {
-            after: connect_timeout,
-        }),
-    }
-}
-
-/// Sorts a client or server error into the three answers a caller acts on.
-fn classify(e: &RedisError, after: Duration) -> FleetError {
-    if e.is_timeout() {
-        return FleetError::Timeout { after };
-    }
-    let unavailable = match e.kind() {
-        ErrorKind::IoError
-        | ErrorKind::BusyLoadingError
-        | ErrorKind::TryAgain
-        | ErrorKind::ClusterDown
-        | ErrorKind::MasterDown
-        | ErrorKind::ReadOnly
-        | ErrorKind::ClusterConnectionNotFound
-        | ErrorKind::AuthenticationFailed
-        | ErrorKind::InvalidClientConfig => true,
-        ErrorKind::ExtensionError => matches!(e.code(), Some("OOM" | "BUSY" | "NOPERM")),
-        _ => e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error(),
-    };
-    if unavailable {
-        FleetError::Unavailable {
-            reason: e.to_string(),
-        }
-    } else {
-        FleetError::malformed(e.to_string())
-    }
 }
 
 #[cfg(test)]
