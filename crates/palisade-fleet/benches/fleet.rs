@@ -10,6 +10,9 @@
 //! - **throughput**: `CONCURRENCY` callers on one runtime thread sharing one
 //!   multiplexed connection (their calls pipelined), for `SECONDS`; decisions/s, and the
 //!   same for `PING` as the floor.
+//! - **breaker open**: a store pointed at a port nobody listens on, its breaker tripped
+//!   by three failed calls; `LATENCY_CALLS` decisions (and `PING`s) that answer
+//!   `CircuitOpen` at once, p50/p99/p99.9 and the mean (target: ≤ 10 µs).
 //!
 //! `cargo bench -p palisade-fleet --bench fleet` (env: `LATENCY_CALLS`, default 20000;
 //! `SECONDS`, default 3; `CONCURRENCY`, default 256).
@@ -19,7 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade::policy::rate_limit::Quota;
-use palisade_fleet::{Check, FleetLimit, FleetRateLimiter, RedisStore, StoreConfig};
+use palisade_fleet::store::StoreBreakerConfig;
+use palisade_fleet::{Check, FleetError, FleetLimit, FleetRateLimiter, RedisStore, StoreConfig};
 use palisade_testkit::redis::OwnRedis;
 use tokio::time::Instant;
 
@@ -190,6 +194,73 @@ async fn run(redis: &OwnRedis) {
     .await;
     println!("| decision, 3 limits | {decided3:.0} |");
     println!("THROUGHPUT 1 limit: {decided:.0} decisions/s (target ≥ 50000)");
+
+    breaker_open(calls).await;
+}
+
+/// The cost of a call that the store's open breaker answers: no socket, no timer.
+async fn breaker_open(calls: usize) {
+    let port = palisade_testkit::free_port();
+    // Open for 10 s, so that no probe falls inside the measurement.
+    let config =
+        StoreConfig::new(format!("redis://127.0.0.1:{port}/")).breaker(StoreBreakerConfig {
+            failures: 3,
+            open_for: Duration::from_secs(10),
+        });
+    let store = RedisStore::start(&config).expect("a store");
+    let limiter = FleetRateLimiter::builder()
+        .name("bench-open")
+        .store(store.clone())
+        .build()
+        .expect("a limiter");
+    let global = FleetLimit::new("global", Quota::new(1000.0, 100)).expect("limit");
+    let check = [Check::global(&global)];
+    while store.is_available() {
+        let _ = limiter.check(&check).await;
+    }
+    let ping = redis::cmd("PING");
+    let mut decisions = Vec::with_capacity(calls);
+    let mut pings = Vec::with_capacity(calls);
+    let total = Instant::now();
+    for _ in 0..calls {
+        let t = Instant::now();
+        let answer = limiter.check(&check).await;
+        decisions.push(t.elapsed());
+        assert!(
+            matches!(answer, Err(FleetError::CircuitOpen { .. })),
+            "{answer:?}"
+        );
+        let t = Instant::now();
+        let answer = store.command(&ping).await;
+        pings.push(t.elapsed());
+        assert!(
+            matches!(answer, Err(FleetError::CircuitOpen { .. })),
+            "{answer:?}"
+        );
+    }
+    let total = total.elapsed();
+    for v in [&mut decisions, &mut pings] {
+        v.sort();
+    }
+    println!("\n## breaker open: a call answered without Redis ({calls} calls each, µs)\n");
+    println!("| call | p50 | p99 | p99.9 | mean |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, v) in [("decision, 1 limit", &decisions), ("PING", &pings)] {
+        let mean = v.iter().sum::<Duration>() / v.len().max(1) as u32;
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            micros(percentile(v, 0.5)),
+            micros(percentile(v, 0.99)),
+            micros(percentile(v, 0.999)),
+            micros(mean)
+        );
+    }
+    println!(
+        "OPEN decision: p50 {:.2} µs, p99 {:.2} µs (target ≤ 10 µs); {:.0} calls/s on one thread",
+        micros(percentile(&decisions, 0.5)),
+        micros(percentile(&decisions, 0.99)),
+        (2 * calls) as f64 / total.as_secs_f64()
+    );
 }
 
 /// Calls per second of `call`, from `concurrency` callers for `run`.
