@@ -11,6 +11,12 @@
 //! withdrawals that race for the last token may both succeed; the overshoot is bounded
 //! by the number of threads racing at that instant.
 //!
+//! A budget may instead be kept elsewhere — by every instance of a fleet together, say
+//! (`palisade_fleet::FleetRetryBudget`): [`RetryBudget::from_ledger`] puts any
+//! [`BudgetLedger`] behind a `RetryBudget`, so that the policies charged to a budget
+//! ([`Retry`](super::Retry), and [`Hedge`](crate::policy::hedge::Hedge) through its
+//! builder's `budget`) use it unchanged.
+//!
 //! ```
 //! use std::time::Duration;
 //! use palisade::policy::retry::{RetryBudget, RetryBudgetConfig};
@@ -81,10 +87,59 @@ impl RetryBudgetConfig {
     }
 }
 
+/// Where a [`RetryBudget`]'s counts are kept when not in this process: the hook for a
+/// budget shared by a fleet.
+///
+/// The methods are synchronous on purpose. A retry (or a hedge) is decided on the
+/// request's path, and that decision must never wait for a network call: a ledger kept
+/// in a store answers from what it holds locally — a grant of tokens taken ahead, the
+/// calls counted since its last exchange — and talks to its store in the background.
+/// Each method is called on the hot path, so it should cost a few atomic operations.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use palisade::policy::retry::{BudgetLedger, RetryBudget};
+///
+/// /// Ten retries, ever; calls are not counted.
+/// struct Ten(AtomicU64);
+///
+/// impl BudgetLedger for Ten {
+///     fn deposit(&self) {}
+///     fn try_withdraw(&self) -> bool {
+///         self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+///     }
+///     fn available(&self) -> u64 {
+///         self.0.load(Ordering::Acquire)
+///     }
+/// }
+///
+/// let budget = RetryBudget::from_ledger(Arc::new(Ten(AtomicU64::new(10))));
+/// assert_eq!((0..20).filter(|_| budget.try_withdraw()).count(), 10);
+/// ```
+pub trait BudgetLedger: Send + Sync + 'static {
+    /// Counts one call (which earns the budget its ratio of a retry).
+    fn deposit(&self);
+    /// Takes one retry if the ledger has one at hand; never waits.
+    fn try_withdraw(&self) -> bool;
+    /// Whole retries available now, as far as this ledger knows without waiting.
+    fn available(&self) -> u64;
+}
+
 /// A retry budget; clones share it, and one budget may serve many retry policies.
+///
+/// Kept in this process ([`RetryBudget::new`]) or by a [`BudgetLedger`]
+/// ([`RetryBudget::from_ledger`]).
 #[derive(Clone)]
 pub struct RetryBudget {
-    shared: Arc<Shared>,
+    inner: Inner,
+}
+
+/// Where the counts are: here (the default, and the fast path), or in a ledger.
+#[derive(Clone)]
+enum Inner {
+    Local(Arc<Shared>),
+    Ledger(Arc<dyn BudgetLedger>),
 }
 
 struct Shared {
@@ -94,6 +149,8 @@ struct Shared {
     reserve_milli: u64,
     clock: Clock,
 }
+
+// === impl RetryBudget ===
 
 impl RetryBudget {
     /// A budget on tokio's clock.
@@ -106,40 +163,69 @@ impl RetryBudget {
         config.validate()?;
         let window_secs = config.window.as_secs_f64();
         Ok(Self {
-            shared: Arc::new(Shared {
+            inner: Inner::Local(Arc::new(Shared {
                 ring: BucketRing::new(BUCKETS as usize, config.window / BUCKETS),
                 ratio_milli: (config.ratio * MILLI as f64).round() as u64,
                 reserve_milli: (f64::from(config.min_per_second) * window_secs * MILLI as f64)
                     as u64,
                 clock,
-            }),
+            })),
         })
+    }
+
+    /// A budget kept by `ledger`: every deposit, withdrawal and question goes to it.
+    pub fn from_ledger(ledger: Arc<dyn BudgetLedger>) -> Self {
+        Self {
+            inner: Inner::Ledger(ledger),
+        }
     }
 
     /// Counts one call.
     #[inline]
     pub fn deposit(&self) {
-        self.shared.ring.add(self.shared.clock.now(), 1, 0);
+        match &self.inner {
+            Inner::Local(shared) => shared.ring.add(shared.clock.now(), 1, 0),
+            Inner::Ledger(ledger) => ledger.deposit(),
+        }
     }
 
     /// Takes one retry from the budget if it has one.
     pub fn try_withdraw(&self) -> bool {
-        let now = self.shared.clock.now();
-        if self.balance_milli(now) < MILLI {
-            return false;
+        match &self.inner {
+            Inner::Local(shared) => shared.try_withdraw(),
+            Inner::Ledger(ledger) => ledger.try_withdraw(),
         }
-        self.shared.ring.add(now, 0, 1);
-        true
     }
 
     /// Whole retries available now.
     pub fn available(&self) -> u64 {
-        self.balance_milli(self.shared.clock.now()) / MILLI
+        match &self.inner {
+            Inner::Local(shared) => shared.balance_milli(shared.clock.now()) / MILLI,
+            Inner::Ledger(ledger) => ledger.available(),
+        }
+    }
+
+    /// True when a [`BudgetLedger`] keeps this budget.
+    pub fn is_ledger(&self) -> bool {
+        matches!(self.inner, Inner::Ledger(_))
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    fn try_withdraw(&self) -> bool {
+        let now = self.clock.now();
+        if self.balance_milli(now) < MILLI {
+            return false;
+        }
+        self.ring.add(now, 0, 1);
+        true
     }
 
     fn balance_milli(&self, now: u64) -> u64 {
-        let (deposits, withdrawals) = self.shared.ring.sum(now);
-        let earned = self.shared.reserve_milli + deposits.saturating_mul(self.shared.ratio_milli);
+        let (deposits, withdrawals) = self.ring.sum(now);
+        let earned = self.reserve_milli + deposits.saturating_mul(self.ratio_milli);
         earned.saturating_sub(withdrawals.saturating_mul(MILLI))
     }
 }
@@ -148,13 +234,19 @@ impl std::fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetryBudget")
             .field("available", &self.available())
+            .field("ledger", &self.is_ledger())
             .finish()
     }
 }
 
 #[cfg(all(test, not(palisade_loom)))]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
+    use crate::policy::Policy;
+    use crate::policy::hedge::Hedge;
+    use crate::policy::retry::Retry;
 
     proptest::proptest! {
         /// At every accepted retry at time t: retries in (t − window + bucket, t] ≤
@@ -191,6 +283,116 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A ledger that counts what it is asked, and grants what `tokens` holds.
+    #[derive(Default)]
+    struct FakeLedger {
+        deposits: AtomicU64,
+        asked: AtomicU64,
+        tokens: AtomicU64,
+    }
+
+    impl BudgetLedger for FakeLedger {
+        fn deposit(&self) {
+            self.deposits.fetch_add(1, Ordering::SeqCst);
+        }
+        fn try_withdraw(&self) -> bool {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            self.tokens
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        }
+        fn available(&self) -> u64 {
+            self.tokens.load(Ordering::SeqCst)
+        }
+    }
+
+    fn ledger(tokens: u64) -> (Arc<FakeLedger>, RetryBudget) {
+        let ledger = Arc::new(FakeLedger {
+            tokens: AtomicU64::new(tokens),
+            ..FakeLedger::default()
+        });
+        let budget = RetryBudget::from_ledger(ledger.clone());
+        (ledger, budget)
+    }
+
+    #[test]
+    fn a_ledger_answers_for_the_budget() {
+        let (ledger, budget) = ledger(2);
+        assert!(budget.is_ledger());
+        assert!(
+            !RetryBudget::new(&RetryBudgetConfig::default())
+                .unwrap()
+                .is_ledger()
+        );
+        budget.deposit();
+        budget.clone().deposit();
+        assert_eq!(ledger.deposits.load(Ordering::SeqCst), 2);
+        assert_eq!(budget.available(), 2);
+        assert!(budget.try_withdraw());
+        assert!(budget.try_withdraw());
+        assert!(!budget.try_withdraw());
+        assert_eq!(budget.available(), 0);
+        assert_eq!(ledger.asked.load(Ordering::SeqCst), 3);
+        assert!(format!("{budget:?}").contains("ledger: true"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_refuses_when_the_ledger_says_no() {
+        let (ledger, budget) = ledger(1);
+        let retry = Retry::builder()
+            .max_attempts(5)
+            .seed(1)
+            .budget(budget)
+            .build()
+            .unwrap();
+        let attempts = AtomicU64::new(0);
+        let answer = retry
+            .call(|| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(Err::<(), _>("down"))
+            })
+            .await;
+        assert!(matches!(
+            answer,
+            Err(crate::Error::RetriesExhausted { attempts: 2, .. })
+        ));
+        // One call deposited; the first retry was granted, the second refused.
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(ledger.deposits.load(Ordering::SeqCst), 1);
+        assert_eq!(ledger.asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hedge_is_charged_to_the_ledger() {
+        let (ledger, budget) = ledger(1);
+        let hedge = Hedge::builder()
+            .delay(Duration::from_millis(20))
+            .learn(false)
+            .max_extra_load(1.0)
+            .budget(budget)
+            .build()
+            .unwrap();
+        let slow_then_fast = || {
+            let sent = AtomicU64::new(0);
+            move || {
+                let n = sent.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let wait = if n == 0 { 1000 } else { 5 };
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    Ok::<_, std::io::Error>(n)
+                }
+            }
+        };
+        assert_eq!(hedge.call_idempotent(slow_then_fast()).await.unwrap(), 1);
+        assert_eq!(ledger.available(), 0, "the hedge took the ledger's token");
+        assert_eq!(
+            hedge.call_idempotent(slow_then_fast()).await.unwrap(),
+            0,
+            "no token, no hedge"
+        );
+        assert_eq!(ledger.asked.load(Ordering::SeqCst), 2);
     }
 
     #[test]

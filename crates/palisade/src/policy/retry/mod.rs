@@ -42,7 +42,7 @@ mod future;
 mod layer;
 
 pub use backoff::{Backoff, BackoffKind, BackoffState, Jitter};
-pub use budget::{RetryBudget, RetryBudgetConfig};
+pub use budget::{BudgetLedger, RetryBudget, RetryBudgetConfig};
 pub use config::{RetryBuilder, RetryConfig};
 pub use layer::{Replayable, RetryLayer, RetryService};
 
