@@ -46,6 +46,7 @@
 pub mod error;
 pub mod membership;
 pub mod rate_limit;
+pub mod retry_budget;
 pub mod store;
 
 pub use error::FleetError;
@@ -53,4 +54,5 @@ pub use membership::{Membership, MembershipConfig};
 pub use rate_limit::{
     Check, Decision, FleetLimit, FleetRateLimitConfig, FleetRateLimiter, FleetRateLimiterBuilder,
 };
+pub use retry_budget::{FleetRetryBudget, FleetRetryBudgetConfig};
 pub use store::{RedisStore, StoreConfig};
