@@ -512,3 +512,45 @@ async fn a_key_of_another_type_is_malformed_and_never_a_grant() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_runs_on_a_redis_cluster() {
+    let Some(cluster) = palisade_testkit::redis::OwnRedisCluster::start() else {
+        return;
+    };
+    let config = StoreConfig::cluster(cluster.urls()).timeout(PATIENT);
+    let mut fleet = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::connect(&config).await.unwrap();
+        let membership =
+            Membership::start(store.clone(), "on-cluster", &MembershipConfig::default()).unwrap();
+        let floor_of_three = FleetRetryBudgetConfig {
+            ratio: 0.0,
+            min_per_second: 1,
+            window: Duration::from_secs(3),
+            ..defaults()
+        };
+        fleet.push(
+            FleetRetryBudget::start(store, membership, "on-cluster", &floor_of_three).unwrap(),
+        );
+    }
+    until("both hold a grant", Duration::from_secs(5), || {
+        fleet.iter().all(|f| f.budget().available() > 0)
+    })
+    .await;
+    // The one key is in its hash tag's slot: the script ran there. Two instances share a
+    // floor of 3 tokens: they spend 3 between them (plus nothing: the grants are part of
+    // the 3), and stay shared.
+    let mut spent = 0;
+    for _ in 0..20 {
+        for f in &fleet {
+            spent += u32::from(f.budget().try_withdraw());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("on a cluster: {spent} tokens of a floor of 3");
+    assert_eq!(spent, 3);
+    for f in &fleet {
+        assert_eq!(f.counting(), SHARED);
+    }
+}
