@@ -4,6 +4,10 @@
 --                  server's clock, an integer written as a decimal string
 -- ARGV[2i-1]       limit i's emission interval T, microseconds (>= 1)
 -- ARGV[2i]         limit i's tolerance tau = (burst - 1) * T, microseconds
+-- ARGV[2N+1]       optional: '1' = a missing key starts *spent* (TAT = now + tau, its
+--                  burst counted as used), for the refill window after an outage, when
+--                  the instances' local shares have already spent the burst; absent or
+--                  '0' = a missing key starts fresh (TAT = now)
 --
 -- Time is the server's (TIME), never a client's. A limit admits when
 -- max(TAT, now) - now <= tau; the request is admitted only when every limit admits, and
@@ -13,9 +17,10 @@
 --
 -- Reply: {1, 0, 0} admitted; {0, wait, i} refused, every limit admits again after
 -- `wait` microseconds, limit i the last of them.
-if #KEYS == 0 or #ARGV ~= 2 * #KEYS then
-  return redis.error_reply('ERR palisade gcra: want N keys and 2N arguments')
+if #KEYS == 0 or (#ARGV ~= 2 * #KEYS and #ARGV ~= 2 * #KEYS + 1) then
+  return redis.error_reply('ERR palisade gcra: want N keys and 2N or 2N+1 arguments')
 end
+local spent = #ARGV == 2 * #KEYS + 1 and ARGV[#ARGV] == '1'
 -- Redis >= 5 replicates a script's effects by default; 3.2-4 must be asked to, or a
 -- script that reads TIME may not write.
 if redis.replicate_commands then
@@ -31,8 +36,16 @@ for i = 1, #KEYS do
   if interval == nil or tolerance == nil or interval < 1 or tolerance < 0 then
     return redis.error_reply('ERR palisade gcra: bad interval or tolerance')
   end
-  -- A missing key (false) or a value that is not a number is a fresh limit.
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  -- A missing key (false) or a value that is not a number is a fresh limit, or a spent
+  -- one when asked.
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat == nil then
+    if spent then
+      tat = now + tolerance
+    else
+      tat = now
+    end
+  end
   if tat < now then
     tat = now
   end

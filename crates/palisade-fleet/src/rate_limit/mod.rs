@@ -92,6 +92,7 @@ struct Shared {
     prefix: String,
     store: RedisStore,
     script: Script,
+    lease_script: Script,
     admitted: Counter,
     refused: Counter,
     failed: Counter,
@@ -123,6 +124,7 @@ impl FleetRateLimiter {
                 name: config.name,
                 store,
                 script: Script::new(script::SOURCE),
+                lease_script: Script::new(script::LEASE_SOURCE),
             }),
         }
     }
@@ -153,11 +155,7 @@ impl FleetRateLimiter {
             args.push(c.limit.tolerance_micros());
         }
         let shared = &self.shared;
-        let answer = shared
-            .store
-            .eval(&shared.script, &keys, &args)
-            .await
-            .and_then(|value| script::parse_reply(&value, checks.len()));
+        let answer = self.decide(&keys, &args).await;
         match &answer {
             Ok(Decision::Admitted) => shared.admitted.increment(1),
             Ok(Decision::Refused { .. }) => shared.refused.increment(1),
@@ -167,6 +165,36 @@ impl FleetRateLimiter {
             }
         }
         answer
+    }
+
+    /// One evaluation of `gcra.lua` with `keys` (already checked) and `args` (`T, τ` per
+    /// key, and the optional "fresh keys start spent" flag), read; no metrics (the
+    /// caller counts). The one way a decision is asked of Redis.
+    pub(crate) async fn decide(&self, keys: &[String], args: &[u64]) -> Result<Decision, FleetError> {
+        let shared = &self.shared;
+        let value = shared.store.eval(&shared.script, keys, args).await?;
+        script::parse_reply(&value, keys.len())
+    }
+
+    /// One evaluation of `lease.lua` for `limit` at `key` (a full Redis key): up to
+    /// `want` (≥ 1) admissions at once; `spent` as in [`decide`](Self::decide).
+    pub(crate) async fn lease(
+        &self,
+        key: &[String; 1],
+        limit: &FleetLimit,
+        want: u64,
+        spent: bool,
+    ) -> Result<script::Grant, FleetError> {
+        let shared = &self.shared;
+        let want = want.max(1);
+        let args = [
+            limit.interval_micros(),
+            limit.tolerance_micros(),
+            want,
+            u64::from(spent),
+        ];
+        let value = shared.store.eval(&shared.lease_script, key, &args).await?;
+        script::parse_lease_reply(&value, want)
     }
 
     /// The Redis key that holds `check`'s state:
@@ -202,7 +230,8 @@ mod tests {
     fn the_script_takes_time_from_the_server_only() {
         // The decision's one source of time is the server's TIME; no client time is an
         // argument (the arguments are intervals and tolerances).
-        assert!(script::SOURCE.contains("redis.call('TIME')"));
-        assert_eq!(script::SOURCE.matches("redis.call('TIME')").count(), 1);
+        for source in [script::SOURCE, script::LEASE_SOURCE] {
+            assert_eq!(source.matches("redis.call('TIME')").count(), 1);
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! The GCRA script (`gcra.lua`) and the reading of its answer.
+//! The scripts (`gcra.lua`, `lease.lua`) and the reading of their answers.
 //!
-//! The answer is read defensively: anything but the three integers the script returns,
-//! in their ranges, is [`FleetError::Malformed`] — never an admission, never a panic.
+//! The answers are read defensively: anything but the integers a script returns, in
+//! their ranges, is [`FleetError::Malformed`] — never an admission nor a grant, never a
+//! panic.
 
 use std::time::Duration;
 
@@ -12,6 +13,19 @@ use crate::error::FleetError;
 
 /// The script's source: GCRA over N limits on the server's clock, all or nothing.
 pub(crate) const SOURCE: &str = include_str!("gcra.lua");
+
+/// The lease script's source: up to `want` GCRA admissions of one limit at once.
+pub(crate) const LEASE_SOURCE: &str = include_str!("lease.lua");
+
+/// What `lease.lua` granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// Tokens granted, `0..=want`.
+    pub(crate) tokens: u64,
+    /// Until the next token fits, by the server's clock (zero when one fits now; never
+    /// zero when nothing was granted).
+    pub(crate) wait: Duration,
+}
 
 /// The longest wait an answer may carry: a year (a quota's interval is at most a year;
 /// more is a server clock that jumped back or an answer that is not ours).
@@ -62,6 +76,40 @@ pub(crate) fn parse_reply(value: &Value, checks: usize) -> Result<Decision, Flee
             "admitted flag {other}, not 0 or 1"
         ))),
     }
+}
+
+/// Reads the lease script's answer to a request of `want` tokens: `{n, wait}` with
+/// `0 ≤ n ≤ want`, `0 ≤ wait ≤ a year`, and `wait ≥ 1` when `n = 0`.
+pub(crate) fn parse_lease_reply(value: &Value, want: u64) -> Result<Grant, FleetError> {
+    let Value::Array(items) = value else {
+        return Err(FleetError::malformed(format!(
+            "expected an array of 2 integers, got {}",
+            shape(value)
+        )));
+    };
+    let [tokens, wait] = items.as_slice() else {
+        return Err(FleetError::malformed(format!(
+            "expected 2 integers, got {} items",
+            items.len()
+        )));
+    };
+    let (tokens, wait) = (integer(tokens)?, integer(wait)?);
+    let tokens = u64::try_from(tokens)
+        .ok()
+        .filter(|n| *n <= want)
+        .ok_or_else(|| FleetError::malformed(format!("granted {tokens}, not 0..={want}")))?;
+    let low = if tokens == 0 { 1 } else { 0 };
+    if !(low..=MAX_WAIT_MICROS).contains(&wait) {
+        return Err(FleetError::malformed(format!(
+            "granted {tokens} with wait {wait} µs, not {low} µs to a year"
+        )));
+    }
+    let micros =
+        u64::try_from(wait).map_err(|_| FleetError::malformed(format!("negative wait {wait}")))?;
+    Ok(Grant {
+        tokens,
+        wait: Duration::from_micros(micros),
+    })
 }
 
 fn integer(value: &Value) -> Result<i64, FleetError> {
@@ -183,6 +231,68 @@ mod tests {
         malformed(&reply(0, 10, 3), 2); // refused by a limit not asked
         malformed(&reply(0, 10, -1), 2);
         malformed(&reply(i64::MIN, i64::MIN, i64::MIN), 2);
+    }
+
+    fn lease(n: i64, w: i64) -> Value {
+        Value::Array(vec![Value::Int(n), Value::Int(w)])
+    }
+
+    #[test]
+    fn reads_a_grant() {
+        assert_eq!(
+            parse_lease_reply(&lease(5, 0), 8),
+            Ok(Grant {
+                tokens: 5,
+                wait: Duration::ZERO
+            })
+        );
+        assert_eq!(
+            parse_lease_reply(&lease(8, 1_000), 8),
+            Ok(Grant {
+                tokens: 8,
+                wait: Duration::from_millis(1)
+            })
+        );
+        assert_eq!(
+            parse_lease_reply(&lease(0, 2_500), 8),
+            Ok(Grant {
+                tokens: 0,
+                wait: Duration::from_micros(2_500)
+            })
+        );
+    }
+
+    fn not_a_grant(value: &Value, want: u64) {
+        match parse_lease_reply(value, want) {
+            Err(FleetError::Malformed { .. }) => {}
+            other => panic!("{value:?} read as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn odd_lease_replies_are_malformed_never_a_grant() {
+        not_a_grant(&Value::Nil, 4);
+        not_a_grant(&Value::Okay, 4);
+        not_a_grant(&Value::Int(4), 4);
+        not_a_grant(&Value::BulkString(b"4".to_vec()), 4);
+        not_a_grant(&Value::Array(vec![]), 4);
+        not_a_grant(&Value::Array(vec![Value::Int(4)]), 4);
+        not_a_grant(&reply(1, 0, 0), 4); // the exact script's answer
+        not_a_grant(
+            &Value::Array(vec![Value::BulkString(b"4".to_vec()), Value::Int(0)]),
+            4,
+        );
+        not_a_grant(&Value::Array(vec![Value::Double(4.0), Value::Int(0)]), 4);
+        not_a_grant(&Value::Array(vec![Value::Int(4), Value::Nil]), 4);
+        not_a_grant(&Value::Map(vec![(Value::Int(4), Value::Int(0))]), 4);
+        not_a_grant(&lease(5, 0), 4); // more than asked
+        not_a_grant(&lease(-1, 0), 4);
+        not_a_grant(&lease(i64::MAX, 0), 4);
+        not_a_grant(&lease(0, 0), 4); // nothing, and no wait
+        not_a_grant(&lease(0, -3), 4);
+        not_a_grant(&lease(2, -3), 4);
+        not_a_grant(&lease(0, MAX_WAIT_MICROS + 1), 4);
+        not_a_grant(&lease(i64::MIN, i64::MIN), 4);
     }
 
     #[test]
