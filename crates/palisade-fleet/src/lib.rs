@@ -54,5 +54,9 @@ pub use membership::{Membership, MembershipConfig};
 pub use rate_limit::{
     Check, Decision, FleetLimit, FleetRateLimitConfig, FleetRateLimiter, FleetRateLimiterBuilder,
 };
+pub use rate_limit::{
+    Admit, Counting, Mode, OnStoreDown, SharedRateLimit, SharedRateLimitBuilder,
+    SharedRateLimitConfig,
+};
 pub use retry_budget::{FleetRetryBudget, FleetRetryBudgetConfig};
 pub use store::{RedisStore, StoreConfig};

@@ -40,10 +40,15 @@
 mod config;
 mod limit;
 mod script;
+pub mod shared;
 
 pub use config::{FleetRateLimitConfig, FleetRateLimiterBuilder};
 pub(crate) use limit::check_name;
 pub use limit::{Check, FleetLimit, MAX_CHECKS, MAX_KEY_BYTES, MAX_PER_SECOND};
+pub use shared::{
+    Admit, Counting, Mode, OnStoreDown, SharedRateLimit, SharedRateLimitBuilder,
+    SharedRateLimitConfig,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
