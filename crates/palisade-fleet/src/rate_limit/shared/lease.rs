@@ -11,6 +11,14 @@
 //! size: over the fleet, at most `Σ sizes` tokens are outstanding, the whole excess lease
 //! mode can admit over the exact bound.
 //!
+//! **A starved lease waits for half a lease.** When a grant leaves the lease holding
+//! under half its size (the fleet's bucket is empty: every instance wants more than the
+//! rate), the instance fetches again only once the server could grant it the rest of
+//! half a lease (`wait + (half − held − 1)·T`, from the server's answer), and refuses
+//! locally until then. Without that, an overloaded fleet fetches as often as a token
+//! refills, one token (or none) per round trip; with it, each fetch brings about half a
+//! lease, and an instance that carries all the load alone still gets the whole rate.
+//!
 //! **Tokens expire** `lease_ttl` after the last grant received (each grant renews the
 //! lease's tokens; a grant to an expired lease replaces them). An expired token is never
 //! spent: tokens are lost (under-admission), never admitted late. Every race between a
@@ -52,8 +60,9 @@ pub(super) struct Lease {
     tokens: AtomicU64,
     /// When the tokens expire, clock nanoseconds (0: never granted).
     expires_at: AtomicU64,
-    /// The server said no token fits before this (clock nanoseconds; 0: no such word).
-    empty_until: AtomicU64,
+    /// No fetch before this (clock nanoseconds; 0: none): the server could not grant
+    /// half a lease sooner.
+    fetch_after: AtomicU64,
     /// Fetches completed (granted, empty or failed): a caller that waited for a fetch
     /// tells by it that one finished meanwhile.
     generation: AtomicU64,
@@ -66,7 +75,7 @@ impl Lease {
         Self {
             tokens: AtomicU64::new(0),
             expires_at: AtomicU64::new(0),
-            empty_until: AtomicU64::new(0),
+            fetch_after: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             refresh: Arc::new(tokio::sync::Mutex::new(())),
         }
@@ -93,10 +102,10 @@ impl Lease {
         }
     }
 
-    /// How long the server said no token fits, from `now`; `None` when that has passed.
+    /// How long until the next fetch may go, from `now`; `None` when it may now.
     #[inline]
-    pub(super) fn empty_for(&self, now: Nanos) -> Option<Duration> {
-        let until = self.empty_until.load(Ordering::Acquire);
+    pub(super) fn fetch_in(&self, now: Nanos) -> Option<Duration> {
+        let until = self.fetch_after.load(Ordering::Acquire);
         (now < until).then(|| Duration::from_nanos(until - now))
     }
 
@@ -105,8 +114,17 @@ impl Lease {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Adds a grant received at `now`; the tokens live until `now + ttl`.
-    pub(super) fn grant(&self, grant: Grant, now: Nanos, ttl: Duration) {
+    /// Adds a grant received at `now`; the tokens live until `now + ttl`. When the lease
+    /// then holds under `half` tokens, the next fetch waits until the server could grant
+    /// the rest of `half` (a token per `interval` after the grant's `wait`).
+    pub(super) fn grant(
+        &self,
+        grant: Grant,
+        now: Nanos,
+        ttl: Duration,
+        half: u64,
+        interval: Duration,
+    ) {
         if grant.tokens > 0 {
             if now >= self.expires_at.load(Ordering::Acquire) {
                 // The old tokens expired: they are replaced, never revived.
@@ -119,12 +137,15 @@ impl Lease {
                 Ordering::Release,
             );
         }
-        let empty_until = if grant.tokens == 0 {
+        let held = self.held(now);
+        let fetch_after = if held < half {
+            let rest = half - held - 1;
             now.saturating_add(duration_to_nanos(grant.wait))
+                .saturating_add(duration_to_nanos(interval).saturating_mul(rest))
         } else {
             0
         };
-        self.empty_until.store(empty_until, Ordering::Release);
+        self.fetch_after.store(fetch_after, Ordering::Release);
         self.finished();
     }
 
@@ -190,6 +211,8 @@ mod tests {
         }
     }
 
+    const T: Duration = Duration::from_millis(10);
+
     #[test]
     fn the_lease_size_is_a_share_of_the_fraction_at_least_one_at_most_the_burst() {
         // 2% of 1000/s among 4 instances: 5 tokens each.
@@ -217,7 +240,7 @@ mod tests {
     fn tokens_are_taken_until_none_is_left() {
         let lease = Lease::new();
         assert_eq!(lease.take(0), None); // never granted
-        lease.grant(grant(3, 0), 0, Duration::from_secs(1));
+        lease.grant(grant(3, 0), 0, Duration::from_secs(1), 1, T);
         assert_eq!(lease.held(0), 3);
         assert_eq!(lease.take(1), Some(2));
         assert_eq!(lease.take(2), Some(1));
@@ -230,15 +253,15 @@ mod tests {
     fn tokens_expire_and_are_never_revived() {
         let lease = Lease::new();
         let ttl = Duration::from_millis(100);
-        lease.grant(grant(5, 0), 0, ttl);
+        lease.grant(grant(5, 0), 0, ttl, 1, T);
         assert_eq!(lease.take(99 * MS), Some(4));
         assert_eq!(lease.take(100 * MS), None);
         assert_eq!(lease.held(100 * MS), 0);
         // A grant to an expired lease replaces its tokens: 2, not 4 + 2.
-        lease.grant(grant(2, 0), 150 * MS, ttl);
+        lease.grant(grant(2, 0), 150 * MS, ttl, 1, T);
         assert_eq!(lease.held(150 * MS), 2);
         // A grant to a live lease adds and renews.
-        lease.grant(grant(1, 0), 200 * MS, ttl);
+        lease.grant(grant(1, 0), 200 * MS, ttl, 1, T);
         assert_eq!(lease.held(299 * MS), 3);
         assert_eq!(lease.held(300 * MS), 0);
     }
@@ -246,12 +269,30 @@ mod tests {
     #[test]
     fn an_empty_grant_says_when_to_come_back() {
         let lease = Lease::new();
-        lease.grant(grant(0, 40), 10 * MS, Duration::from_secs(1));
-        assert_eq!(lease.empty_for(10 * MS), Some(Duration::from_millis(40)));
-        assert_eq!(lease.empty_for(30 * MS), Some(Duration::from_millis(20)));
-        assert_eq!(lease.empty_for(50 * MS), None);
-        lease.grant(grant(1, 0), 60 * MS, Duration::from_secs(1));
-        assert_eq!(lease.empty_for(60 * MS), None);
+        // Nothing granted, the next token in 40 ms; a half lease of 1: fetch in 40 ms.
+        lease.grant(grant(0, 40), 10 * MS, Duration::from_secs(1), 1, T);
+        assert_eq!(lease.fetch_in(10 * MS), Some(Duration::from_millis(40)));
+        assert_eq!(lease.fetch_in(30 * MS), Some(Duration::from_millis(20)));
+        assert_eq!(lease.fetch_in(50 * MS), None);
+        lease.grant(grant(1, 0), 60 * MS, Duration::from_secs(1), 1, T);
+        assert_eq!(lease.fetch_in(60 * MS), None);
+    }
+
+    #[test]
+    fn a_starved_lease_waits_for_half_a_lease() {
+        let lease = Lease::new();
+        // Half a lease is 5; 2 granted, the next token in 4 ms: 3 more are 4 + 2 × 10 ms
+        // away.
+        lease.grant(grant(2, 4), 0, Duration::from_secs(1), 5, T);
+        assert_eq!(lease.fetch_in(0), Some(Duration::from_millis(24)));
+        // Nothing granted: all 5 are 4 + 4 × 10 ms away.
+        let lease = Lease::new();
+        lease.grant(grant(0, 4), 0, Duration::from_secs(1), 5, T);
+        assert_eq!(lease.fetch_in(0), Some(Duration::from_millis(44)));
+        // Half a lease or more held: no wait.
+        let lease = Lease::new();
+        lease.grant(grant(5, 4), 0, Duration::from_secs(1), 5, T);
+        assert_eq!(lease.fetch_in(0), None);
     }
 
     #[test]
@@ -260,7 +301,7 @@ mod tests {
         let ttl = Duration::from_millis(100);
         for i in 0..MAX_LEASED_KEYS {
             let lease = map.get_or_insert(&format!("k{i}"), 0).unwrap();
-            lease.grant(grant(1, 0), 0, ttl);
+            lease.grant(grant(1, 0), 0, ttl, 1, T);
         }
         assert_eq!(map.len(), MAX_LEASED_KEYS);
         // Full of live leases: a new key is decided exactly.

@@ -336,8 +336,9 @@ impl SharedRateLimit {
             };
         }
         if !inner.is_failing() {
-            // The server said no token fits before then: no round trip can admit.
-            if let Some(retry_after) = lease.empty_for(now) {
+            // The server cannot grant half a lease before then: refused here, no round
+            // trip.
+            if let Some(retry_after) = lease.fetch_in(now) {
                 return Admit::Refused {
                     retry_after,
                     counting: Counting::Shared,
@@ -375,13 +376,14 @@ impl SharedRateLimit {
         }
         let interval = Duration::from_micros(inner.limit.interval_micros());
         Admit::Refused {
-            retry_after: lease.empty_for(now).unwrap_or(interval),
+            retry_after: lease.fetch_in(now).unwrap_or(interval),
             counting: Counting::Shared,
         }
     }
 
-    /// Starts a background fetch when the lease holds under half its size and none is in
-    /// flight (and a tokio runtime is there to run it).
+    /// Starts a background fetch when the lease holds under half its size, none is in
+    /// flight, the server could grant some by now (and a tokio runtime is there to run
+    /// it).
     #[inline]
     fn refresh_if_low(&self, lease: &Arc<Lease>, key: Option<&str>, left: u64) {
         if left.saturating_mul(2) >= self.inner.lease_size() {
@@ -392,6 +394,9 @@ impl SharedRateLimit {
 
     #[cold]
     fn refresh(&self, lease: &Arc<Lease>, key: Option<&str>) {
+        if lease.fetch_in(self.inner.clock.now()).is_some() {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -488,9 +493,8 @@ impl Inner {
     /// Lease mode: asks Redis for `size − held` tokens and adds them to `lease`. The
     /// caller holds the lease's `refresh` lock.
     async fn fetch(&self, lease: &Lease, key: Option<&str>) -> Result<(), FleetError> {
-        let want = self
-            .lease_size()
-            .saturating_sub(lease.held(self.clock.now()));
+        let size = self.lease_size();
+        let want = size.saturating_sub(lease.held(self.clock.now()));
         if want == 0 {
             lease.finished();
             return Ok(());
@@ -510,7 +514,9 @@ impl Inner {
         };
         match answer {
             Ok(grant) => {
-                lease.grant(grant, self.clock.now(), self.config.lease_ttl);
+                let interval = Duration::from_micros(self.limit.interval_micros());
+                let half = size.div_ceil(2);
+                lease.grant(grant, self.clock.now(), self.config.lease_ttl, half, interval);
                 self.store_answered();
                 Ok(())
             }
