@@ -265,12 +265,41 @@ impl SharedRateLimit {
         inner.follow_membership();
         let key = key.map(key_part);
         let key = key.as_deref();
-        let admit = match inner.config.mode {
-            Mode::Exact => inner.exact(key).await,
-            Mode::Lease => self.lease(key).await,
+        let admit = match self.decide_here(key) {
+            Some(admit) => admit,
+            // Boxed: the path to Redis is a large future, and a decision from a held
+            // lease should not carry (and move) it.
+            None => Box::pin(self.decide_remotely(key)).await,
         };
-        inner.metrics.decision(admit.is_admitted(), admit.counting());
+        inner
+            .metrics
+            .decision(admit.is_admitted(), admit.counting());
         admit
+    }
+
+    /// Lease mode, without waiting: a held token admits; a starved lease refuses until
+    /// its next fetch may go. `None`: Redis must be asked (or exact mode).
+    #[inline]
+    fn decide_here(&self, key: Option<&str>) -> Option<Admit> {
+        let inner = &*self.inner;
+        if inner.config.mode != Mode::Lease {
+            return None;
+        }
+        let now = inner.clock.now();
+        match key {
+            None => self.lease_here(&inner.global_lease, None, now),
+            Some(k) => {
+                let lease = inner.keyed_lease(k, now)?;
+                self.lease_here(&lease, key, now)
+            }
+        }
+    }
+
+    async fn decide_remotely(&self, key: Option<&str>) -> Admit {
+        match self.inner.config.mode {
+            Mode::Exact => self.inner.exact(key).await,
+            Mode::Lease => self.lease(key).await,
+        }
     }
 
     /// What a request now would be decided by: [`Counting::Shared`] while the store
@@ -311,39 +340,38 @@ impl SharedRateLimit {
         let inner = &*self.inner;
         let now = inner.clock.now();
         match key {
-            None => self.from_lease(&inner.global_lease, None, now).await,
-            Some(k) => {
-                let lease = inner
-                    .leases
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(k, now);
-                match lease {
-                    Some(lease) => self.from_lease(&lease, key, now).await,
-                    // No room for another leased key: this one is decided exactly.
-                    None => inner.exact(key).await,
-                }
-            }
+            None => self.decide_by_lease(&inner.global_lease, None, now).await,
+            Some(k) => match inner.keyed_lease(k, now) {
+                Some(lease) => self.decide_by_lease(&lease, key, now).await,
+                // No room for another leased key: this one is decided exactly.
+                None => inner.exact(key).await,
+            },
         }
     }
 
-    async fn from_lease(&self, lease: &Arc<Lease>, key: Option<&str>, now: Nanos) -> Admit {
-        let inner = &*self.inner;
+    /// A held token, or a refusal while the lease is starved; `None` to fetch.
+    #[inline]
+    fn lease_here(&self, lease: &Arc<Lease>, key: Option<&str>, now: Nanos) -> Option<Admit> {
         if let Some(left) = lease.take(now) {
-            self.refresh_if_low(lease, key, left);
-            return Admit::Admitted {
+            self.refresh_if_low(lease, key, left, now);
+            return Some(Admit::Admitted {
                 counting: Counting::Shared,
-            };
+            });
         }
-        if !inner.is_failing() {
-            // The server cannot grant half a lease before then: refused here, no round
-            // trip.
-            if let Some(retry_after) = lease.fetch_in(now) {
-                return Admit::Refused {
-                    retry_after,
-                    counting: Counting::Shared,
-                };
-            }
+        if self.inner.is_failing() {
+            return None;
+        }
+        // The server cannot grant half a lease before then: refused here, no round trip.
+        lease.fetch_in(now).map(|retry_after| Admit::Refused {
+            retry_after,
+            counting: Counting::Shared,
+        })
+    }
+
+    async fn decide_by_lease(&self, lease: &Arc<Lease>, key: Option<&str>, now: Nanos) -> Admit {
+        let inner = &*self.inner;
+        if let Some(admit) = self.lease_here(lease, key, now) {
+            return admit;
         }
         // No token: wait for the fetch in flight, or fetch, then decide.
         let seen = lease.generation();
@@ -366,7 +394,7 @@ impl SharedRateLimit {
         let inner = &*self.inner;
         let now = inner.clock.now();
         if let Some(left) = lease.take(now) {
-            self.refresh_if_low(lease, key, left);
+            self.refresh_if_low(lease, key, left, now);
             return Admit::Admitted {
                 counting: Counting::Shared,
             };
@@ -385,16 +413,18 @@ impl SharedRateLimit {
     /// flight, the server could grant some by now (and a tokio runtime is there to run
     /// it).
     #[inline]
-    fn refresh_if_low(&self, lease: &Arc<Lease>, key: Option<&str>, left: u64) {
+    fn refresh_if_low(&self, lease: &Arc<Lease>, key: Option<&str>, left: u64, now: Nanos) {
         if left.saturating_mul(2) >= self.inner.lease_size() {
             return;
         }
-        self.refresh(lease, key);
+        self.refresh(lease, key, now);
     }
 
     #[cold]
-    fn refresh(&self, lease: &Arc<Lease>, key: Option<&str>) {
-        if lease.fetch_in(self.inner.clock.now()).is_some() {
+    fn refresh(&self, lease: &Arc<Lease>, key: Option<&str>, now: Nanos) {
+        // Cheap probes first: every decision under half a lease comes here while the
+        // fetch is in flight.
+        if lease.fetch_in(now).is_some() || lease.refresh.try_lock().is_err() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -454,6 +484,14 @@ impl Inner {
         } else {
             Counting::Shared
         }
+    }
+
+    /// The lease of `key`, made if there is room (`None`: decide it exactly).
+    fn keyed_lease(&self, key: &str, now: Nanos) -> Option<Arc<Lease>> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(key, now)
     }
 
     /// The Redis key of `key`'s limit.
@@ -516,7 +554,13 @@ impl Inner {
             Ok(grant) => {
                 let interval = Duration::from_micros(self.limit.interval_micros());
                 let half = size.div_ceil(2);
-                lease.grant(grant, self.clock.now(), self.config.lease_ttl, half, interval);
+                lease.grant(
+                    grant,
+                    self.clock.now(),
+                    self.config.lease_ttl,
+                    half,
+                    interval,
+                );
                 self.store_answered();
                 Ok(())
             }
@@ -556,9 +600,7 @@ impl Inner {
                 counting: Counting::Open,
             },
             OnStoreDown::Closed => Admit::Refused {
-                retry_after: error
-                    .and_then(retry_after_of)
-                    .unwrap_or(CLOSED_RETRY_AFTER),
+                retry_after: error.and_then(retry_after_of).unwrap_or(CLOSED_RETRY_AFTER),
                 counting: Counting::Closed,
             },
         }
