@@ -13,17 +13,28 @@
 //! - **breaker open**: a store pointed at a port nobody listens on, its breaker tripped
 //!   by three failed calls; `LATENCY_CALLS` decisions (and `PING`s) that answer
 //!   `CircuitOpen` at once, p50/p99/p99.9 and the mean (target: ≤ 10 µs).
+//! - **lease** (the `SharedRateLimit` in lease mode): a decision from a held lease,
+//!   global and keyed, beside palisade's local `RateLimiter::check` and
+//!   `KeyedRateLimiter::check` in the same run (target: within 2×).
+//! - **store_down**: a `SharedRateLimit` decision while the store is down (a
+//!   `RedisStore::start` pointed at a port nothing listens on), `local_share`, exact and
+//!   lease mode (target: ≤ 10 µs).
 //!
-//! `cargo bench -p palisade-fleet --bench fleet` (env: `LATENCY_CALLS`, default 20000;
-//! `SECONDS`, default 3; `CONCURRENCY`, default 256).
+//! `cargo bench -p palisade-fleet --bench fleet [-- exact|lease|store_down]` (`exact`:
+//! latency, throughput and breaker open; env:
+//! `LATENCY_CALLS`, default 20000; `SECONDS`, default 3; `CONCURRENCY`, default 256;
+//! `LOCAL_CALLS`, default 1000000).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use palisade::policy::rate_limit::Quota;
+use palisade::policy::rate_limit::{KeyedRateLimiter, Quota, RateLimiter};
 use palisade_fleet::store::StoreBreakerConfig;
-use palisade_fleet::{Check, FleetError, FleetLimit, FleetRateLimiter, RedisStore, StoreConfig};
+use palisade_fleet::{
+    Check, FleetError, FleetLimit, FleetRateLimiter, Membership, MembershipConfig, Mode,
+    OnStoreDown, RedisStore, SharedRateLimitBuilder, SharedRateLimitConfig, StoreConfig,
+};
 use palisade_testkit::redis::OwnRedis;
 use tokio::time::Instant;
 
@@ -44,18 +55,199 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter or `--list` from the harness is ignored.
+    // `cargo bench` passes `--bench`; `--list` from the harness is ignored; the first
+    // other argument picks the sections whose name contains it.
     if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |section: &str| filter.as_deref().is_none_or(|f| section.contains(f));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    if wanted("store_down") {
+        runtime.block_on(store_down());
+    }
+    if !(wanted("exact") || wanted("lease")) {
         return;
     }
     let Some(redis) = OwnRedis::start() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+    if wanted("lease") {
+        runtime.block_on(lease(&redis));
+    }
+    if wanted("exact") {
+        runtime.block_on(run(&redis));
+    }
+}
+
+/// The mean time (ns) of one call of `$body` over `$batch` calls (`$i` the call's
+/// index), and how many it admitted: a batch's mean keeps the clock's own cost out of
+/// calls of tens of nanoseconds. Inline (a macro), so that no call pays for a box or a
+/// dynamic call the others do not.
+macro_rules! timed_batch {
+    ($batch:expr, $i:ident, $body:expr) => {{
+        let t = Instant::now();
+        let mut admitted = 0usize;
+        for $i in 0..$batch {
+            admitted += usize::from($body);
+        }
+        (t.elapsed().as_secs_f64() * 1e9 / $batch as f64, admitted)
+    }};
+}
+
+fn ns_row(name: &str, means: &mut [f64]) -> f64 {
+    means.sort_by(f64::total_cmp);
+    let at = |p: f64| means[((means.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "| {name} | {:.1} | {:.1} | {:.1} |",
+        at(0.5),
+        at(0.9),
+        at(0.99)
+    );
+    at(0.5)
+}
+
+/// A lease-mode decision while tokens are held, beside palisade's local limiter.
+async fn lease(redis: &OwnRedis) {
+    let calls = env("LOCAL_CALLS", 1_000_000) as usize;
+    let (batch, batches) = (1_000, (calls / 1_000).max(1));
+    let store = RedisStore::connect(&StoreConfig::new(redis.url()).timeout(Duration::from_secs(1)))
+        .await
+        .expect("connected");
+    let membership = Membership::start(store.clone(), "bench-lease", &MembershipConfig::default())
+        .expect("membership");
+    // Leases of 1,000,000 tokens (a whole burst) kept for 60 s: after the first fetch
+    // the decisions are local, a background refresh at every half.
+    let config = SharedRateLimitConfig {
+        mode: Mode::Lease,
+        lease_fraction: 1.0,
+        lease_ttl: Duration::from_secs(60),
+        ..SharedRateLimitConfig::new("bench-lease", 1_000_000.0, 1_000_000)
+    };
+    let limit = SharedRateLimitBuilder::from_config(config)
+        .store(store)
+        .membership(membership)
         .build()
-        .expect("a runtime");
-    runtime.block_on(run(&redis));
+        .expect("a limit");
+    let local = RateLimiter::builder()
+        .name("bench-local")
+        .quota(Quota::new(1e9, 1_000_000))
+        .build()
+        .expect("a limiter");
+    let keyed = KeyedRateLimiter::<String>::builder()
+        .name("bench-keyed")
+        .quota(Quota::new(1e9, 1_000_000))
+        .max_keys(1_024)
+        .build()
+        .expect("a limiter");
+    let keys: Vec<String> = (0..64).map(|i| format!("client-{i}")).collect();
+    // Warm: the first fetch of each lease, the script loaded.
+    for key in &keys {
+        assert!(limit.acquire(Some(key)).await.is_admitted());
+    }
+    assert!(limit.acquire(None).await.is_admitted());
+    let _ = local.check();
+
+    println!(
+        "\n## a decision from a held lease vs the local limiter ({batches} batches of {batch} each, interleaved, ns per call)\n"
+    );
+    println!("| call | p50 | p90 | p99 |");
+    println!("|---|---:|---:|---:|");
+    // The four calls' batches interleaved, so that all see the same machine; the
+    // runtime runs its other tasks (a lease's background refresh) between rounds, as a
+    // server would.
+    let mut means: Vec<Vec<f64>> = (0..4).map(|_| Vec::with_capacity(batches)).collect();
+    let mut admitted = [0usize; 4];
+    for _ in 0..batches {
+        let rounds = [
+            timed_batch!(batch, _i, local.check().is_ok()),
+            timed_batch!(batch, _i, limit.acquire(None).await.is_admitted()),
+            timed_batch!(batch, i, keyed.check(&keys[i % keys.len()]).is_ok()),
+            timed_batch!(
+                batch,
+                i,
+                limit
+                    .acquire(Some(keys[i % keys.len()].as_str()))
+                    .await
+                    .is_admitted()
+            ),
+        ];
+        for (c, (mean, n)) in rounds.into_iter().enumerate() {
+            means[c].push(mean);
+            admitted[c] += n;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        admitted.iter().all(|n| *n > 0),
+        "nothing admitted: not the path meant"
+    );
+    let l = ns_row("palisade RateLimiter::check", &mut means[0]);
+    let g = ns_row("lease mode, acquire(None)", &mut means[1]);
+    let kl = ns_row("palisade KeyedRateLimiter::check (64 keys)", &mut means[2]);
+    let k = ns_row("lease mode, acquire(Some(key)) (64 keys)", &mut means[3]);
+    println!(
+        "LEASE global: {:.2}× RateLimiter::check; keyed: {:.2}× KeyedRateLimiter::check (target ≤ 2×)",
+        g / l,
+        k / kl
+    );
+}
+
+/// A decision while the store is down, `local_share`.
+async fn store_down() {
+    let calls = env("LOCAL_CALLS", 1_000_000) as usize / 10;
+    let port = palisade_testkit::free_port();
+    let store = RedisStore::start(&StoreConfig::new(format!("redis://127.0.0.1:{port}/")))
+        .expect("a store");
+    let membership = Membership::start(store.clone(), "bench-down", &MembershipConfig::default())
+        .expect("membership");
+    let build = |mode: Mode| {
+        let config = SharedRateLimitConfig {
+            mode,
+            on_store_down: OnStoreDown::LocalShare,
+            ..SharedRateLimitConfig::new("bench-down", 1_000_000.0, 1_000_000)
+        };
+        SharedRateLimitBuilder::from_config(config)
+            .store(store.clone())
+            .membership(membership.clone())
+            .build()
+            .expect("a limit")
+    };
+    println!("\n## a decision with the store down, local_share ({calls} single calls each, µs)\n");
+    println!("| call | mean | p50 | p99 | p99.9 |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut worst_p99 = 0.0f64;
+    for (name, mode, keyed) in [
+        ("exact, acquire(None)", Mode::Exact, false),
+        ("exact, acquire(Some(key))", Mode::Exact, true),
+        ("lease, acquire(None)", Mode::Lease, false),
+        ("lease, acquire(Some(key))", Mode::Lease, true),
+    ] {
+        let limit = build(mode);
+        let keys: Vec<String> = (0..64).map(|i| format!("client-{i}")).collect();
+        let mut times = Vec::with_capacity(calls);
+        let total = Instant::now();
+        for i in 0..calls {
+            let key = keyed.then(|| keys[i % keys.len()].as_str());
+            let t = Instant::now();
+            let admit = limit.acquire(key).await;
+            times.push(t.elapsed());
+            assert_eq!(admit.counting(), palisade_fleet::Counting::LocalShare);
+        }
+        let mean = micros(total.elapsed()) / calls as f64;
+        times.sort();
+        let p99 = micros(percentile(&times, 0.99));
+        worst_p99 = worst_p99.max(p99);
+        println!(
+            "| {name} | {mean:.2} | {:.2} | {p99:.2} | {:.2} |",
+            micros(percentile(&times, 0.5)),
+            micros(percentile(&times, 0.999))
+        );
+    }
+    println!("STORE DOWN: worst p99 {worst_p99:.2} µs (target ≤ 10)");
 }
 
 async fn run(redis: &OwnRedis) {
