@@ -52,11 +52,11 @@ pub mod store;
 pub use error::FleetError;
 pub use membership::{Membership, MembershipConfig};
 pub use rate_limit::{
-    Check, Decision, FleetLimit, FleetRateLimitConfig, FleetRateLimiter, FleetRateLimiterBuilder,
-};
-pub use rate_limit::{
     Admit, Counting, Mode, OnStoreDown, SharedRateLimit, SharedRateLimitBuilder,
     SharedRateLimitConfig,
+};
+pub use rate_limit::{
+    Check, Decision, FleetLimit, FleetRateLimitConfig, FleetRateLimiter, FleetRateLimiterBuilder,
 };
 pub use retry_budget::{FleetRetryBudget, FleetRetryBudgetConfig};
 pub use store::{RedisStore, StoreConfig};

@@ -39,7 +39,11 @@ fn lease_config(name: &str, per_second: f64, burst: u32, fraction: f64) -> Share
 
 /// One instance: its own store and membership (the membership on `beats`, so that a
 /// test can count the limit's own calls on `redis`).
-async fn instance(redis: &OwnRedis, beats: &OwnRedis, config: &SharedRateLimitConfig) -> SharedRateLimit {
+async fn instance(
+    redis: &OwnRedis,
+    beats: &OwnRedis,
+    config: &SharedRateLimitConfig,
+) -> SharedRateLimit {
     let membership = Membership::start(store(beats).await, config.scope(), &quick()).unwrap();
     SharedRateLimitBuilder::from_config(config.clone())
         .store(store(redis).await)
@@ -128,7 +132,11 @@ async fn four_instances_at_ten_times_the_limit_stay_within_the_lease_bound() {
     assert_eq!(not_shared, 0, "decided without Redis");
     assert!(refused > 5.0 * admitted, "the load was not 10×: {refused}");
     assert!(admitted <= bound, "admitted {admitted} > bound {bound}");
-    assert!(admitted >= floor, "admitted {admitted} < 90% of {}", PER_SECOND * elapsed);
+    assert!(
+        admitted >= floor,
+        "admitted {admitted} < 90% of {}",
+        PER_SECOND * elapsed
+    );
     // Far fewer round trips than decisions.
     assert!((calls as f64) < (admitted + refused) / 5.0, "{calls} calls");
 }
@@ -211,7 +219,10 @@ async fn one_busy_instance_among_four_still_gets_the_whole_rate() {
         PER_SECOND * elapsed
     );
     assert!(admitted <= bound);
-    assert!(admitted >= 0.9 * PER_SECOND * elapsed, "{admitted}: capped at its share");
+    assert!(
+        admitted >= 0.9 * PER_SECOND * elapsed,
+        "{admitted}: capped at its share"
+    );
 }
 
 #[tokio::test]
@@ -230,7 +241,11 @@ async fn no_round_trip_while_tokens_are_held() {
     // The first decision fetches (a script call; a second when the script is loaded).
     assert!(limit.acquire(None).await.is_admitted());
     let after_fetch = script_calls(&probe).await;
-    assert!((1..=2).contains(&(after_fetch - before)), "{}", after_fetch - before);
+    assert!(
+        (1..=2).contains(&(after_fetch - before)),
+        "{}",
+        after_fetch - before
+    );
     // 24 more: 25 left, not under half; not one call.
     for _ in 0..24 {
         assert_eq!(
@@ -240,7 +255,11 @@ async fn no_round_trip_while_tokens_are_held() {
             }
         );
     }
-    assert_eq!(script_calls(&probe).await, after_fetch, "a round trip while tokens were held");
+    assert_eq!(
+        script_calls(&probe).await,
+        after_fetch,
+        "a round trip while tokens were held"
+    );
     // One more: 24 left, under half: one background refresh, and the decision did not
     // wait for it.
     let t = Instant::now();
@@ -324,11 +343,10 @@ async fn lease_mode_falls_back_while_redis_is_stopped_and_returns() {
         on_store_down: OnStoreDown::LocalShare,
         ..lease_config("fall", 2.0, 4, 1.0)
     };
-    let quick_store = RedisStore::connect(
-        &StoreConfig::new(redis.url()).timeout(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
+    let quick_store =
+        RedisStore::connect(&StoreConfig::new(redis.url()).timeout(Duration::from_millis(50)))
+            .await
+            .unwrap();
     let membership = Membership::start(store(&beats).await, config.scope(), &quick()).unwrap();
     let limit = SharedRateLimitBuilder::from_config(config)
         .store(quick_store)
@@ -373,4 +391,3 @@ async fn lease_mode_falls_back_while_redis_is_stopped_and_returns() {
     eprintln!("lease mode back to shared after {:?}", back.elapsed());
     assert_eq!(limit.counting(), Counting::Shared);
 }
-

@@ -161,7 +161,9 @@ fn run_processes(redis: &OwnRedis, mode: &str) -> Vec<Report> {
 #[ignore = "a worker process of four_processes_at_ten_times_the_limit_for_30_s, which starts it"]
 fn worker() {
     let Ok(spec) = std::env::var(WORKER_ENV) else {
-        eprintln!("worker: not started by four_processes_at_ten_times_the_limit_for_30_s; nothing to do");
+        eprintln!(
+            "worker: not started by four_processes_at_ten_times_the_limit_for_30_s; nothing to do"
+        );
         return;
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -193,7 +195,11 @@ async fn work(spec: &str) -> Report {
     .unwrap();
     let config = SharedRateLimitConfig {
         scope: Some(scope.to_owned()),
-        mode: if mode == "lease" { Mode::Lease } else { Mode::Exact },
+        mode: if mode == "lease" {
+            Mode::Lease
+        } else {
+            Mode::Exact
+        },
         // Any store failure refuses, and is counted: the bound is Redis's alone.
         on_store_down: OnStoreDown::Closed,
         lease_fraction: LEASE_FRACTION,
@@ -209,7 +215,11 @@ async fn work(spec: &str) -> Report {
         assert!(Instant::now() < deadline, "never counted {PROCESSES} live");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let lease_size = if mode == "lease" { limit.lease_size() } else { 0 };
+    let lease_size = if mode == "lease" {
+        limit.lease_size()
+    } else {
+        0
+    };
     let admitted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let not_shared = Arc::new(AtomicU64::new(0));

@@ -168,7 +168,9 @@ fn config(name: &str, per_second: f64, burst: u32, down: OnStoreDown) -> SharedR
 }
 
 /// Two instances, Redis stopped, 2 s at 10× the limit: what each fallback admits.
-async fn under_a_stopped_redis(down: OnStoreDown) -> Option<(Arc<Tally>, f64, Vec<SharedRateLimit>)> {
+async fn under_a_stopped_redis(
+    down: OnStoreDown,
+) -> Option<(Arc<Tally>, f64, Vec<SharedRateLimit>)> {
     let redis = OwnRedis::start()?;
     const PER_SECOND: f64 = 100.0;
     let instances = fleet(&redis, &config("down", PER_SECOND, 10, down), 2).await;
@@ -210,7 +212,11 @@ async fn local_share_admits_each_instance_its_share_while_redis_is_stopped() {
         tally.admitted_counting(Counting::LocalShare),
         "every admission was the local share's"
     );
-    assert!(instances.iter().all(|i| i.counting() == Counting::LocalShare));
+    assert!(
+        instances
+            .iter()
+            .all(|i| i.counting() == Counting::LocalShare)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,10 +225,16 @@ async fn open_admits_everything_while_redis_is_stopped() {
         return;
     };
     let admitted = tally.admitted();
-    eprintln!("open: admitted {admitted} in {elapsed:.2} s, refused {}", tally.refused.load(Ordering::Relaxed));
+    eprintln!(
+        "open: admitted {admitted} in {elapsed:.2} s, refused {}",
+        tally.refused.load(Ordering::Relaxed)
+    );
     assert_eq!(tally.refused.load(Ordering::Relaxed), 0);
     assert_eq!(admitted, tally.admitted_counting(Counting::Open));
-    assert!(admitted as f64 > 3.0 * 100.0 * elapsed, "not 10× load: {admitted}");
+    assert!(
+        admitted as f64 > 3.0 * 100.0 * elapsed,
+        "not 10× load: {admitted}"
+    );
     assert!(instances.iter().all(|i| i.counting() == Counting::Open));
 }
 
@@ -234,7 +246,10 @@ async fn closed_refuses_everything_while_redis_is_stopped() {
     let refused = tally.refused.load(Ordering::Relaxed);
     eprintln!("closed: refused {refused} in {elapsed:.2} s");
     assert_eq!(tally.admitted(), 0);
-    assert!(refused as f64 > 3.0 * 100.0 * elapsed, "not 10× load: {refused}");
+    assert!(
+        refused as f64 > 3.0 * 100.0 * elapsed,
+        "not 10× load: {refused}"
+    );
     for i in &instances {
         assert_eq!(i.counting(), Counting::Closed);
         match i.acquire(Some("k")).await {
@@ -277,7 +292,10 @@ async fn three_instances_under_a_dead_redis_keep_the_fleet_near_the_limit() {
         tally.refused.load(Ordering::Relaxed)
     );
     assert!(admitted <= 1.05 * limit, "{admitted} > 1.05 × {limit}");
-    assert!(admitted >= 0.85 * PER_SECOND * elapsed, "{admitted}: starved");
+    assert!(
+        admitted >= 0.85 * PER_SECOND * elapsed,
+        "{admitted}: starved"
+    );
     assert_eq!(tally.admitted_counting(Counting::Shared), 0);
 }
 
@@ -347,7 +365,10 @@ async fn the_return_after_an_outage_adds_no_second_burst() {
         to_shared <= Duration::from_secs(1),
         "counting back to shared took {to_shared:?}"
     );
-    assert!(shared <= shared_bound, "{shared} > {shared_bound}: a second burst");
+    assert!(
+        shared <= shared_bound,
+        "{shared} > {shared_bound}: a second burst"
+    );
     assert!(shared + local <= bound, "{shared} + {local} > {bound}");
     assert!(shared >= 0.8 * PER_SECOND * span, "{shared}: starved");
 }

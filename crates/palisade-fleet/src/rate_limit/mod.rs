@@ -175,7 +175,11 @@ impl FleetRateLimiter {
     /// One evaluation of `gcra.lua` with `keys` (already checked) and `args` (`T, τ` per
     /// key, and the optional "fresh keys start spent" flag), read; no metrics (the
     /// caller counts). The one way a decision is asked of Redis.
-    pub(crate) async fn decide(&self, keys: &[String], args: &[u64]) -> Result<Decision, FleetError> {
+    pub(crate) async fn decide(
+        &self,
+        keys: &[String],
+        args: &[u64],
+    ) -> Result<Decision, FleetError> {
         let shared = &self.shared;
         let value = shared.store.eval(&shared.script, keys, args).await?;
         script::parse_reply(&value, keys.len())

@@ -308,11 +308,7 @@ mod tests {
             c
         };
         for name in ["", "a:b", "{a}", "a b", "é"] {
-            assert_eq!(
-                field(&with(&|c| c.name = name.into())),
-                "name",
-                "{name:?}"
-            );
+            assert_eq!(field(&with(&|c| c.name = name.into())), "name", "{name:?}");
         }
         for scope in ["", "a}", "{a", "a b"] {
             assert_eq!(
@@ -342,12 +338,12 @@ mod tests {
                 "{fraction}"
             );
         }
-        for ttl in [Duration::ZERO, Duration::from_millis(9), Duration::from_secs(61)] {
-            assert_eq!(
-                field(&with(&|c| c.lease_ttl = ttl)),
-                "lease_ttl",
-                "{ttl:?}"
-            );
+        for ttl in [
+            Duration::ZERO,
+            Duration::from_millis(9),
+            Duration::from_secs(61),
+        ] {
+            assert_eq!(field(&with(&|c| c.lease_ttl = ttl)), "lease_ttl", "{ttl:?}");
         }
         // Each error says what would be accepted.
         let err = with(&|c| c.lease_fraction = 2.0).validate().unwrap_err();

@@ -30,7 +30,10 @@ fn long_keys_are_hashed_stably() {
 fn counting_names_and_fallbacks() {
     let names: Vec<_> = Counting::ALL.iter().map(Counting::as_str).collect();
     assert_eq!(names, ["shared", "local_share", "open", "closed"]);
-    assert_eq!(Counting::from(OnStoreDown::LocalShare), Counting::LocalShare);
+    assert_eq!(
+        Counting::from(OnStoreDown::LocalShare),
+        Counting::LocalShare
+    );
     assert_eq!(Counting::from(OnStoreDown::Open), Counting::Open);
     assert_eq!(Counting::from(OnStoreDown::Closed), Counting::Closed);
     for (i, c) in Counting::ALL.iter().enumerate() {
@@ -62,7 +65,8 @@ fn down(mode: Mode, on_store_down: OnStoreDown, quota: Quota) -> SharedRateLimit
             .connect_timeout(Duration::from_millis(100)),
     )
     .unwrap();
-    let membership = Membership::start(store.clone(), "down", &MembershipConfig::default()).unwrap();
+    let membership =
+        Membership::start(store.clone(), "down", &MembershipConfig::default()).unwrap();
     SharedRateLimit::builder()
         .name("down")
         .quota(quota)
@@ -126,9 +130,10 @@ async fn with_the_store_down_each_fallback_decides() {
 
 /// The scripts called directly, as the policy calls them.
 async fn fleet(redis: &OwnRedis) -> FleetRateLimiter {
-    let store = RedisStore::connect(&StoreConfig::new(redis.url()).timeout(Duration::from_millis(500)))
-        .await
-        .unwrap();
+    let store =
+        RedisStore::connect(&StoreConfig::new(redis.url()).timeout(Duration::from_millis(500)))
+            .await
+            .unwrap();
     FleetRateLimiter::builder()
         .name("scripts")
         .store(store)
@@ -155,7 +160,12 @@ async fn a_missing_key_starts_spent_only_when_asked() {
         async move {
             let keys = [fleet.key_of(&Check::keyed(limit, key))];
             let mut admitted = 0;
-            while fleet.decide(&keys, &args(limit, spent)).await.unwrap().is_admitted() {
+            while fleet
+                .decide(&keys, &args(limit, spent))
+                .await
+                .unwrap()
+                .is_admitted()
+            {
                 admitted += 1;
             }
             admitted
@@ -180,7 +190,13 @@ async fn a_lease_is_a_batch_of_gcra_admissions() {
     let limit = FleetLimit::new("l", Quota::new(100.0, 10)).unwrap();
     let key = [fleet.key_of(&Check::keyed(&limit, "a"))];
     let grant = fleet.lease(&key, &limit, 4, false).await.unwrap();
-    assert_eq!(grant, Grant { tokens: 4, wait: Duration::ZERO });
+    assert_eq!(
+        grant,
+        Grant {
+            tokens: 4,
+            wait: Duration::ZERO
+        }
+    );
     // Asking for more than fits: the 6 left, and the wait for the next one (≈ T).
     let grant = fleet.lease(&key, &limit, 100, false).await.unwrap();
     assert_eq!(grant.tokens, 6);
@@ -196,7 +212,11 @@ async fn a_lease_is_a_batch_of_gcra_admissions() {
     let refused = fleet.decide(&key, &args(&limit, None)).await.unwrap();
     assert!(!refused.is_admitted());
     // The key lives until its TAT is now again (10 tokens: 100 ms).
-    let Ok(redis::Value::Int(pttl)) = fleet.shared.store.command(redis::cmd("PTTL").arg(&key[0])).await
+    let Ok(redis::Value::Int(pttl)) = fleet
+        .shared
+        .store
+        .command(redis::cmd("PTTL").arg(&key[0]))
+        .await
     else {
         panic!("PTTL")
     };
