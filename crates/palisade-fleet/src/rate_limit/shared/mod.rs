@@ -150,7 +150,8 @@ pub enum Admit {
     Refused {
         /// How long until a request would be admitted, if no one else comes first (for
         /// `Retry-After`): the server's arithmetic, the local share's, or for `closed`
-        /// the store breaker's wait (1 s without one).
+        /// the store breaker's wait ([`CLOSED_RETRY_AFTER`], 1 s, when the error carries
+        /// none).
         retry_after: Duration,
         /// What decided.
         counting: Counting,
@@ -667,11 +668,13 @@ impl Inner {
     }
 }
 
-/// The wait a store error carries, if any (the breaker's, once the store has one).
+/// The wait a store error carries, if any: the store's breaker says when it lets a call
+/// probe Redis again.
 fn retry_after_of(error: &FleetError) -> Option<Duration> {
     // Exhaustive on purpose: a new error variant must decide here whether it says when
     // to come back.
     match error {
+        FleetError::CircuitOpen { retry_after } => Some(*retry_after),
         FleetError::Timeout { .. }
         | FleetError::Unavailable { .. }
         | FleetError::Malformed { .. }

@@ -50,7 +50,11 @@ fn counting_names_and_fallbacks() {
 }
 
 #[test]
-fn store_errors_carry_no_wait_yet() {
+fn only_the_breaker_says_when_to_come_back() {
+    let open = FleetError::CircuitOpen {
+        retry_after: Duration::from_millis(180),
+    };
+    assert_eq!(retry_after_of(&open), Some(Duration::from_millis(180)));
     let timeout = FleetError::Timeout {
         after: Duration::from_millis(5),
     };
