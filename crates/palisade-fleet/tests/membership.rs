@@ -95,6 +95,7 @@ async fn the_count_survives_a_redis_outage() {
     let a = Membership::start(store(&redis).await, "api", &quick()).unwrap();
     let b = Membership::start(store(&redis).await, "api", &quick()).unwrap();
     until_count(&a, 2).await;
+    until_count(&b, 2).await;
     redis.stop();
     assert!(a.beat().await.is_err(), "no Redis, no count");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -53,11 +53,12 @@ impl Connector {
                 client,
                 manager: ConnectionManagerConfig::new()
                     .set_connection_timeout(connect_timeout)
-                    // Reconnect quickly and a few times; a call meanwhile fails with its
-                    // timeout.
-                    .set_number_of_retries(2)
-                    .set_factor(10)
-                    .set_max_delay(200),
+                    // One attempt per reconnect, no backoff of its own: a call that
+                    // finds the connection lost starts a new attempt and fails at once,
+                    // and the breaker's probe (every open_for) is the retry. With the
+                    // client's own retries a probe waited on their backoff and timed
+                    // out, and a fleet came back 1.6 s after Redis instead of 0.5 s.
+                    .set_number_of_retries(0),
             }),
             Target::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes)
