@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::config::load::Checked;
 use crate::route::{RequestMetrics, Route};
 use crate::saga::{SagaRoute, Sagas};
-use crate::upstream::Upstream;
+use crate::upstream::{FleetStore, Upstream};
 
 /// Everything a request needs, built from one config.
 pub struct Runtime {
@@ -47,11 +47,12 @@ impl Runtime {
     pub fn build(checked: &Checked, workers: usize) -> Result<Self, ConfigError> {
         let config = &checked.config;
         let clock = Clock::fast();
+        let fleet = config.fleet.as_ref().map(FleetStore::start).transpose()?;
         let upstreams = config
             .upstream
             .iter()
             .zip(&checked.upstreams)
-            .map(|(u, p)| Upstream::build(u, p, &clock, workers).map(Arc::new))
+            .map(|(u, p)| Upstream::build(u, p, &clock, workers, fleet.as_ref()).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let mut routes = Vec::with_capacity(config.route.len());
         let mut saga_routes = Vec::new();

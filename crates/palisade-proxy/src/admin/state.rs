@@ -51,7 +51,31 @@ fn upstream(u: &Upstream) -> Value {
         "bulkhead": u.pipeline.bulkhead().map(|b| b.snapshot()),
         "rate_limit": u.pipeline.rate_limit().map(|l| l.quota()),
         "retry_budget_available": u.pipeline.retry().budget().map(|b| b.available()),
+        "fleet": fleet(u),
         "endpoints": endpoints,
+    })
+}
+
+/// The upstream's fleet-scoped policies: how each decides now (`shared` in Redis, or
+/// its fallback while Redis fails) and how many sidecars share them.
+fn fleet(u: &Upstream) -> Value {
+    let limit = u.pipeline.fleet_rate_limit();
+    let budget = u.pipeline.fleet_budget();
+    if limit.is_none() && budget.is_none() {
+        return Value::Null;
+    }
+    json!({
+        "rate_limit": limit.map(|l| json!({
+            "per_second": l.config().per_second,
+            "burst": l.config().burst,
+            "mode": l.config().mode,
+            "on_store_down": l.config().on_store_down,
+            "counting": l.counting().as_str(),
+            "live_instances": l.live_instances(),
+        })),
+        "retry_budget": budget.map(|b| json!({
+            "counting": b.counting(),
+        })),
     })
 }
 

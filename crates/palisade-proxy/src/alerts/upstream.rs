@@ -163,8 +163,8 @@ fn rate_limit(u: &Upstream, scope: &Scope) -> Option<Rule> {
         &[eq("policy", &u.name)],
     );
     let expr = format!(
-        "sum without (decision) (rate({limited}[{WINDOW}]))\n  \
-         / sum without (decision) (rate({all}[{WINDOW}]))\n  \
+        "sum without (decision, counting) (rate({limited}[{WINDOW}]))\n  \
+         / sum without (decision, counting) (rate({all}[{WINDOW}]))\n  \
          > {RATE_LIMITED_SHARE}"
     );
     Some(Rule {

@@ -8,10 +8,15 @@ use http::Method;
 use http::uri::Authority;
 use palisade::ConfigError;
 use palisade::policy::circuit_breaker::CircuitBreakerConfig;
+use palisade::policy::rate_limit::RateLimitConfig;
 use palisade::policy::retry::RetryConfig;
+use palisade_fleet::FleetRetryBudgetConfig;
 use palisade_http::classify::RetryOn;
 use serde::de::DeserializeOwned;
 
+pub use fleet::RateLimitPolicy;
+
+use super::fleet::Scope;
 use super::spans::{Locator, Step};
 use super::{Config, Upstream};
 
@@ -71,6 +76,11 @@ pub struct UpstreamPolicies {
     pub methods: Vec<Method>,
     /// Breaker settings.
     pub breaker: CircuitBreakerConfig,
+    /// The rate limit, this sidecar's or the fleet's.
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// The retry budget, when it is the fleet's (`budget = { …, scope = "fleet" }`);
+    /// an instance's budget stays in `retry`.
+    pub fleet_budget: Option<FleetRetryBudgetConfig>,
 }
 
 /// Reads and checks `path`.
@@ -242,6 +252,7 @@ impl Checker<'_> {
             .collect();
         self.check_routes(config);
         self.check_sagas(config);
+        self.check_fleet(config);
         policies
     }
 
@@ -366,11 +377,7 @@ impl Checker<'_> {
                 self.config_error(&at("bulkhead"), e);
             }
         }
-        if let Some(limit) = &upstream.rate_limit {
-            if let Err(e) = limit.validate() {
-                self.config_error(&at("rate_limit"), e);
-            }
-        }
+        let rate_limit = self.check_rate_limit(config, i, upstream);
         if let Some(adaptive) = &upstream.adaptive_concurrency {
             if let Err(e) = adaptive.validate() {
                 self.config_error(&at("adaptive_concurrency"), e);
@@ -398,7 +405,15 @@ impl Checker<'_> {
             }
         }
         let retry_section = &upstream.retry;
-        let retry: RetryConfig = self.library_config(&at("retry"), &retry_section.policy);
+        let (retry_table, budget_scope) = self.budget_scope(i, &retry_section.policy);
+        let mut retry: RetryConfig = self.library_config(&at("retry"), &retry_table);
+        let fleet_budget = match (budget_scope, retry.budget.take()) {
+            (Scope::Fleet, Some(budget)) => Some(self.fleet_budget(config, i, &budget)),
+            (_, budget) => {
+                retry.budget = budget;
+                None
+            }
+        };
         let retry_on = RetryOn::parse(&retry_section.on).unwrap_or_else(|e| {
             self.problem(
                 &at("retry")
@@ -428,6 +443,8 @@ impl Checker<'_> {
             retry_on,
             methods,
             breaker,
+            rate_limit,
+            fleet_budget,
         }
     }
 
@@ -649,12 +666,19 @@ impl Validate for RetryConfig {
     }
 }
 
+impl Validate for RateLimitConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
 impl Validate for CircuitBreakerConfig {
     fn check(&self) -> Result<(), ConfigError> {
         self.validate()
     }
 }
 
+mod fleet;
 mod sagas;
 #[cfg(test)]
 mod tests;

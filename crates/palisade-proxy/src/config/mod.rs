@@ -10,6 +10,7 @@
 //! [`advice`], warnings on the mistakes every resilience guide lists.
 
 pub mod advice;
+pub mod fleet;
 pub mod load;
 pub mod saga;
 pub(crate) mod spans;
@@ -23,7 +24,6 @@ use palisade::policy::adaptive_concurrency::AdaptiveConcurrencyConfig;
 use palisade::policy::adaptive_timeout::AdaptiveTimeoutConfig;
 use palisade::policy::bulkhead::BulkheadConfig;
 use palisade::policy::hedge::HedgeConfig;
-use palisade::policy::rate_limit::RateLimitConfig;
 use palisade::policy::shed::ShedConfig;
 use palisade::policy::throttle::ThrottleConfig;
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,9 @@ pub struct Config {
     /// Sagas that routes start.
     #[serde(default)]
     pub saga: Vec<saga::Saga>,
+    /// The Redis that fleet-scoped limits and budgets share; absent: none.
+    #[serde(default)]
+    pub fleet: Option<fleet::FleetSection>,
 }
 
 /// `[listener]`.
@@ -179,8 +182,8 @@ pub struct Upstream {
     pub circuit_breaker: BreakerSection,
     /// Concurrency limit; absent: none.
     pub bulkhead: Option<BulkheadConfig>,
-    /// Rate limit; absent: none.
-    pub rate_limit: Option<RateLimitConfig>,
+    /// Rate limit, this sidecar's or the fleet's; absent: none.
+    pub rate_limit: Option<fleet::RateLimitSection>,
     /// Active health checks; absent: none (breakers still eject failing endpoints).
     pub health_check: Option<HealthCheck>,
     /// An adaptive concurrency limit; absent: none.

@@ -65,11 +65,17 @@ pub enum Reason {
     Throttled,
     /// Load shedding dropped the request (503).
     Shed,
+    /// The fleet's rate limit, counted in Redis, refused (429).
+    FleetRateLimited,
+    /// While Redis fails, this sidecar's share of the fleet's rate limit refused (429).
+    LocalShareRateLimited,
+    /// Redis fails and the fleet limit is `on_store_down = "closed"` (503).
+    FleetStoreDown,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 19] = [
         Reason::NoRoute,
         Reason::BadDeadline,
         Reason::BadRequest,
@@ -86,6 +92,9 @@ impl Reason {
         Reason::FaultInjected,
         Reason::Throttled,
         Reason::Shed,
+        Reason::FleetRateLimited,
+        Reason::LocalShareRateLimited,
+        Reason::FleetStoreDown,
     ];
 
     /// Its position in [`Reason::ALL`].
@@ -112,6 +121,9 @@ impl Reason {
             Reason::FaultInjected => "fault-injected",
             Reason::Throttled => "throttled",
             Reason::Shed => "shed",
+            Reason::FleetRateLimited => "fleet-rate-limited",
+            Reason::LocalShareRateLimited => "fleet-local-share-rate-limited",
+            Reason::FleetStoreDown => "fleet-store-down",
         }
     }
 
@@ -131,13 +143,16 @@ impl Reason {
             Reason::BadDeadline | Reason::BadRequest => StatusCode::BAD_REQUEST,
             Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Reason::RateLimited | Reason::FleetRateLimited | Reason::LocalShareRateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Reason::CircuitOpen
             | Reason::BulkheadFull
             | Reason::NoHealthyEndpoint
             | Reason::FaultInjected
             | Reason::Throttled
-            | Reason::Shed => StatusCode::SERVICE_UNAVAILABLE,
+            | Reason::Shed
+            | Reason::FleetStoreDown => StatusCode::SERVICE_UNAVAILABLE,
             Reason::Timeout | Reason::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Reason::RetriesExhausted | Reason::UpstreamError => StatusCode::BAD_GATEWAY,
         }

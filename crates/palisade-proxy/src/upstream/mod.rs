@@ -3,6 +3,7 @@
 
 mod balance;
 mod endpoint;
+mod fleet;
 mod health;
 mod pipeline;
 mod pool;
@@ -11,6 +12,7 @@ mod simulation;
 
 pub(crate) use balance::{Balancer, Picked};
 pub use endpoint::{CheckStatus, Endpoint, Role};
+pub use fleet::FleetStore;
 pub(crate) use pipeline::{Admission, Held, Pipeline};
 pub(crate) use pool::{Connections, PooledBody, SendError};
 
@@ -25,7 +27,7 @@ use palisade::{ConfigError, Error};
 use palisade_http::classify::{RetryOn, TransportError};
 
 use crate::config::BreakerScope;
-use crate::config::load::UpstreamPolicies;
+use crate::config::load::{RateLimitPolicy, UpstreamPolicies};
 
 /// An upstream, ready to serve.
 pub struct Upstream {
@@ -56,6 +58,7 @@ impl Upstream {
         policies: &UpstreamPolicies,
         clock: &Clock,
         workers: usize,
+        fleet: Option<&FleetStore>,
     ) -> Result<Self, ConfigError> {
         let name: Arc<str> = config.name.as_str().into();
         let settings = Settings::named(config.name.clone()).clock(clock.clone());
@@ -102,6 +105,12 @@ impl Upstream {
             BreakerScope::Upstream => Some(breaker_for(&settings)?),
             BreakerScope::Endpoint => None,
         };
+        let uses_fleet = policies.fleet_budget.is_some()
+            || matches!(policies.rate_limit, Some(RateLimitPolicy::Fleet(_)));
+        let fleet = match fleet {
+            Some(store) if uses_fleet => Some(store.join(&config.name)?),
+            _ => None,
+        };
         Ok(Self {
             balancer: Balancer::new(
                 name.clone(),
@@ -111,7 +120,7 @@ impl Upstream {
                 clock.clone(),
             )
             .slow_start(config.slow_start),
-            pipeline: Pipeline::build(config, policies, &settings, breaker)?,
+            pipeline: Pipeline::build(config, policies, &settings, breaker, fleet.as_ref())?,
             margin: config.timeout.margin,
             body_idle: config.timeout.body_idle,
             retry_on: policies.retry_on.clone(),

@@ -2,7 +2,7 @@
 //! config loads, whose order is the design.
 //!
 //! ```text
-//!  route's faults ─▶ certain refusal ─▶ throttle ─▶ rate limit ─▶ body read
+//!  route's faults ─▶ certain refusal ─▶ throttle ─▶ rate limit (own or fleet) ─▶ body read
 //!    ─▶ shedding ─▶ adaptive limit ─▶ bulkhead ─▶ total timeout ─▶ retry ─▶ hedge
 //!    ─▶ upstream breaker ─▶ balancer (endpoint breakers, health) ─▶ per-try timeout ─▶ upstream
 //! ```
@@ -13,7 +13,9 @@
 //!   below. The refusal is the breakers' verdict when it is certain without a call (held
 //!   open, or open with their open time not over); resilience4j orders its breaker outside
 //!   the limiters for the same reason.
-//! - **Throttle and rate limit** cost nothing to ask and hold nothing.
+//! - **Throttle and rate limit** cost nothing to ask and hold nothing. A fleet limit
+//!   (`scope = "fleet"`) costs one Redis round trip (none in lease mode while it holds
+//!   tokens), bounded by `[fleet] timeout`, and is still asked before any slot is taken.
 //! - **Body read**: a replayable body is read here, bounded by the listener's body
 //!   timeout, *before* any scarce slot is taken, so a client trickling its upload holds no
 //!   slot meanwhile. A request switching protocols (`Upgrade`) leaves here for its tunnel.
@@ -50,18 +52,22 @@ use palisade::policy::throttle::{AdaptiveThrottle, AdaptiveThrottleBuilder};
 use palisade::policy::timeout::{Timeout, TimeoutBuilder, TimeoutConfig};
 use palisade::settings::Settings;
 use palisade::{Classify, ConfigError, Error, Outcome, Policy};
+use palisade_fleet::{Admit, Counting, FleetRetryBudget, SharedRateLimit, SharedRateLimitBuilder};
 use palisade_http::classify::{HttpClassifier, TransportError};
 
+use super::fleet::UpstreamFleet;
 use crate::config;
-use crate::config::load::UpstreamPolicies;
+use crate::config::load::{RateLimitPolicy, UpstreamPolicies};
 use crate::respond::Reason;
 
 /// A step that decides whether a request may start (see the module's doc).
 pub(crate) enum Admission {
     /// Client-side throttling: refuses what the upstream would likely refuse.
     Throttle(AdaptiveThrottle),
-    /// The upstream's rate limit.
+    /// The upstream's rate limit, this sidecar's.
     RateLimit(RateLimiter),
+    /// The upstream's rate limit, the fleet's (`scope = "fleet"`).
+    FleetRateLimit(SharedRateLimit),
     /// The request body is read here, before any slot is taken.
     ReadBody,
     /// Criticality-aware load shedding.
@@ -103,6 +109,8 @@ pub struct Pipeline {
     pub(crate) per_try: PerTry,
     /// Whether the balancer's endpoints each have a breaker.
     endpoint_breakers: bool,
+    /// The retries' budget when it is the fleet's (the retry and the hedge hold it too).
+    fleet_budget: Option<FleetRetryBudget>,
 }
 
 /// What a request's admission steps took, held while it runs.
@@ -132,6 +140,7 @@ impl Admission {
         match self {
             Self::Throttle(_) => "throttle",
             Self::RateLimit(_) => "rate_limit",
+            Self::FleetRateLimit(_) => "fleet_rate_limit",
             Self::ReadBody => "read_body",
             Self::Shed(_) => "load_shedding",
             Self::AdaptiveLimit(_) => "adaptive_concurrency",
@@ -155,6 +164,15 @@ impl Admission {
             Self::RateLimit(limiter) => {
                 if let Err(after) = limiter.check() {
                     return Err(refused(Reason::RateLimited, Some(after)));
+                }
+            }
+            Self::FleetRateLimit(limit) => {
+                if let Admit::Refused {
+                    retry_after,
+                    counting,
+                } = limit.acquire(None).await
+                {
+                    return Err(refused(fleet_refusal(counting), Some(retry_after)));
                 }
             }
             Self::ReadBody => {}
@@ -215,16 +233,29 @@ impl Held<'_> {
 impl Pipeline {
     /// Builds `upstream`'s policies from its validated configs, each named after the
     /// upstream and reading `settings`' clock. `breaker`: the upstream-wide breaker, when
-    /// its scope is the upstream.
+    /// its scope is the upstream; `fleet`: the store and membership its fleet-scoped
+    /// policies share, when it has any.
     pub(crate) fn build(
         upstream: &config::Upstream,
         policies: &UpstreamPolicies,
         settings: &Settings,
         breaker: Option<CircuitBreaker>,
+        fleet: Option<&UpstreamFleet>,
     ) -> Result<Self, ConfigError> {
-        let retry = RetryBuilder::from_config(policies.retry.clone())
-            .settings(settings)
-            .build()?;
+        let fleet_budget = match (&policies.fleet_budget, fleet) {
+            (Some(config), Some(fleet)) => Some(FleetRetryBudget::start(
+                fleet.store.clone(),
+                fleet.membership.clone(),
+                &upstream.name,
+                config,
+            )?),
+            _ => None,
+        };
+        let mut retry = RetryBuilder::from_config(policies.retry.clone()).settings(settings);
+        if let Some(budget) = &fleet_budget {
+            retry = retry.budget(budget.budget());
+        }
+        let retry = retry.build()?;
         let adaptive = upstream
             .adaptive_concurrency
             .clone()
@@ -239,9 +270,25 @@ impl Pipeline {
             let throttle = AdaptiveThrottleBuilder::from_config(c.clone()).settings(settings);
             admission.push(Admission::Throttle(throttle.build()?));
         }
-        if let Some(c) = &upstream.rate_limit {
-            let limiter = RateLimiterBuilder::from_config(c.clone()).settings(settings);
-            admission.push(Admission::RateLimit(limiter.build()?));
+        match (&policies.rate_limit, fleet) {
+            (Some(RateLimitPolicy::Instance(c)), _) => {
+                let limiter = RateLimiterBuilder::from_config(c.clone()).settings(settings);
+                admission.push(Admission::RateLimit(limiter.build()?));
+            }
+            (Some(RateLimitPolicy::Fleet(c)), Some(fleet)) => {
+                let limit = SharedRateLimitBuilder::from_config(c.clone())
+                    .store(fleet.store.clone())
+                    .membership(fleet.membership.clone());
+                admission.push(Admission::FleetRateLimit(limit.build()?));
+            }
+            (Some(RateLimitPolicy::Fleet(_)), None) => {
+                return Err(ConfigError::new(
+                    "rate_limit.scope",
+                    "\"fleet\" without a [fleet] section",
+                    "add [fleet] redis = \"redis://host:6379\"",
+                ));
+            }
+            (None, _) => {}
         }
         admission.push(Admission::ReadBody);
         if let Some(c) = &upstream.load_shedding {
@@ -269,6 +316,7 @@ impl Pipeline {
             calls,
             per_try: PerTry::build(&upstream.timeout, &settings.part("per_try"))?,
             endpoint_breakers: upstream.circuit_breaker.scope == config::BreakerScope::Endpoint,
+            fleet_budget,
         })
     }
 
@@ -324,12 +372,34 @@ impl Pipeline {
         })
     }
 
-    /// The rate limiter, if the upstream has one.
+    /// The fleet's rate limit, if the upstream has one.
+    pub fn fleet_rate_limit(&self) -> Option<&SharedRateLimit> {
+        self.admission.iter().find_map(|step| match step {
+            Admission::FleetRateLimit(limit) => Some(limit),
+            _ => None,
+        })
+    }
+
+    /// The fleet's retry budget, if the upstream's retries are charged to one.
+    pub fn fleet_budget(&self) -> Option<&FleetRetryBudget> {
+        self.fleet_budget.as_ref()
+    }
+
+    /// The rate limiter, if the upstream has one of its own.
     pub fn rate_limit(&self) -> Option<&RateLimiter> {
         self.admission.iter().find_map(|step| match step {
             Admission::RateLimit(limiter) => Some(limiter),
             _ => None,
         })
+    }
+}
+
+/// The answer to a fleet limit's refusal: which counting refused says why.
+fn fleet_refusal(counting: Counting) -> Reason {
+    match counting {
+        Counting::Shared | Counting::Open => Reason::FleetRateLimited,
+        Counting::LocalShare => Reason::LocalShareRateLimited,
+        Counting::Closed => Reason::FleetStoreDown,
     }
 }
 

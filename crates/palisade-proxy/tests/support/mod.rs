@@ -21,6 +21,7 @@ mod gameday;
 mod prometheus;
 mod proxy;
 mod sagas;
+mod toxic;
 mod upstream;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -36,6 +37,7 @@ pub use gameday::*;
 pub use prometheus::*;
 pub use proxy::*;
 pub use sagas::*;
+pub use toxic::*;
 pub use upstream::*;
 
 /// Milliseconds.

@@ -36,6 +36,9 @@ pub struct Proxy {
 pub struct Sections {
     pub listener: String,
     pub admin: String,
+    /// Environment variables for the process (e.g. libfaketime's `LD_PRELOAD` and
+    /// `FAKETIME`: set on the process itself, so that killing it kills the sidecar).
+    pub env: Vec<(String, String)>,
 }
 
 impl Proxy {
@@ -69,6 +72,7 @@ impl Proxy {
             .expect("write config");
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(bin())
+            .envs(sections.env.iter().map(|(k, v)| (k, v)))
             .arg("run")
             .arg("--config")
             .arg(&config_path)

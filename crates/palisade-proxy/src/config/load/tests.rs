@@ -277,3 +277,111 @@ fn admin_connection_bounds_have_defaults_and_take_their_extremes() {
         );
     }
 }
+
+const FLEET: &str = "[fleet]\nredis = \"redis://127.0.0.1:6379\"\n";
+
+#[test]
+fn a_fleet_rate_limit_reads_into_the_fleet_policy() {
+    let text = format!(
+        "{FLEET}{MINIMAL}[upstream.rate_limit]\nscope = \"fleet\"\nper_second = 50\nburst = 5\nmode = \"lease\"\non_store_down = \"closed\"\n"
+    );
+    let checked = parse("c.toml", &text).unwrap();
+    let Some(RateLimitPolicy::Fleet(limit)) = &checked.upstreams[0].rate_limit else {
+        panic!("not a fleet limit: {:?}", checked.upstreams[0].rate_limit);
+    };
+    assert_eq!(
+        (limit.name.as_str(), limit.per_second, limit.burst),
+        ("api", 50.0, 5)
+    );
+    assert_eq!(limit.mode, palisade_fleet::Mode::Lease);
+    assert_eq!(limit.on_store_down, palisade_fleet::OnStoreDown::Closed);
+    // Without a scope it stays the sidecar's own.
+    let own = format!("{MINIMAL}[upstream.rate_limit]\nper_second = 50\n");
+    let checked = parse("c.toml", &own).unwrap();
+    assert!(matches!(
+        checked.upstreams[0].rate_limit,
+        Some(RateLimitPolicy::Instance(_))
+    ));
+}
+
+#[test]
+fn a_fleet_scope_needs_a_fleet_section() {
+    let text = format!("{MINIMAL}[upstream.rate_limit]\nscope = \"fleet\"\nper_second = 50\n");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("c.toml:11: upstream[0].rate_limit.scope: \"fleet\" needs a [fleet] section; allowed: add [fleet] redis"),
+        "{p:?}"
+    );
+    let budget = MINIMAL.replace(
+        "[[route]]",
+        "[upstream.retry]\nbudget = { ratio = 0.1, scope = \"fleet\" }\n[[route]]",
+    );
+    let p = problems(&budget);
+    assert!(
+        p[0].contains("upstream[0].retry.budget.scope: \"fleet\" needs a [fleet] section"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_fleet_retry_budget_leaves_the_instance_budget_out() {
+    let text = format!(
+        "{FLEET}{}",
+        MINIMAL.replace(
+            "[[route]]",
+            "[upstream.retry]\nbudget = { ratio = 0.1, min_per_second = 3, scope = \"fleet\" }\n[[route]]",
+        )
+    );
+    let checked = parse("c.toml", &text).unwrap();
+    let u = &checked.upstreams[0];
+    assert!(u.retry.budget.is_none(), "the local budget is not built");
+    let fleet = u.fleet_budget.as_ref().unwrap();
+    assert_eq!((fleet.ratio, fleet.min_per_second), (0.1, 3));
+    let bad = text.replace("scope = \"fleet\"", "scope = \"galaxy\"");
+    let p = problems(&bad);
+    assert!(
+        p[0].contains("upstream[0].retry.budget.scope: \"galaxy\" is not a scope; allowed: \"instance\" or \"fleet\""),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn bad_fleet_settings_name_their_key_and_line() {
+    let url = "[fleet]\nredis = \"http://127.0.0.1:6379\"\n";
+    let p = problems(&format!("{url}{MINIMAL}"));
+    assert!(p[0].starts_with("c.toml:2: fleet.redis: "), "{p:?}");
+    assert!(p[0].contains("redis://"), "the fix is named: {p:?}");
+    let slow = format!("{FLEET}timeout = \"0s\"\n{MINIMAL}");
+    assert!(problems(&slow)[0].starts_with("c.toml:3: fleet.timeout: "));
+    let beat = format!("{FLEET}heartbeat = \"1s\"\nheartbeat_expiry = \"1s\"\n{MINIMAL}");
+    assert!(
+        problems(&beat)[0].contains("fleet.heartbeat_expiry: "),
+        "{:?}",
+        problems(&beat)
+    );
+    // Fleet-only keys on the sidecar's own limit are refused, and so is a wait.
+    let own = format!("{MINIMAL}[upstream.rate_limit]\nper_second = 5\nmode = \"lease\"\n");
+    assert!(
+        problems(&own)[0].contains("upstream[0].rate_limit.mode: applies to a fleet limit only"),
+        "{:?}",
+        problems(&own)
+    );
+    let wait = format!(
+        "{FLEET}{MINIMAL}[upstream.rate_limit]\nscope = \"fleet\"\nper_second = 5\nmax_wait = \"1s\"\n"
+    );
+    assert!(
+        problems(&wait)[0].contains("rate_limit.max_wait: a fleet limit answers at once"),
+        "{:?}",
+        problems(&wait)
+    );
+    // The upstream's name is the limit's Redis key.
+    let name = format!("{FLEET}{MINIMAL}[upstream.rate_limit]\nscope = \"fleet\"\n")
+        .replace("name = \"api\"", "name = \"a{b}\"")
+        .replace("upstream = \"api\"", "upstream = \"a{b}\"");
+    assert!(
+        problems(&name)[0].contains("upstream[0].name: "),
+        "{:?}",
+        problems(&name)
+    );
+}

@@ -68,7 +68,7 @@ impl Simulation {
         policies.breaker.seed = Some(2);
         let clock = palisade::clock::Clock::tokio();
         let mut upstream =
-            Upstream::build(config, &policies, &clock, 1).expect("the upstream builds");
+            Upstream::build(config, &policies, &clock, 1, None).expect("the upstream builds");
         upstream.balancer.seed(3);
         let endpoints = (0..upstream.endpoints().count())
             .map(|i| Arc::new(Model::new(capacity, service, 1000 + i as u64)))
