@@ -7,16 +7,21 @@
 //!
 //! This crate talks to Redis; the core `palisade` crate has no sockets. What is here:
 //!
-//! - [`store`]: the Redis connection ([`RedisStore`]), every call under a Palisade
-//!   timeout (5 ms by default), and the one error type every failure of it becomes
-//!   ([`FleetError`]: timeout, unavailable, malformed answer).
-//! - [`rate_limit`]: the fleet-wide GCRA rate limit in *exact* mode
-//!   ([`FleetRateLimiter`]): one script evaluation per decision, every limit of a request
-//!   decided together, on the server's clock only.
+//! - [`store`]: the Redis connection ([`RedisStore`]: one server or a cluster), every
+//!   call behind the store's circuit breaker and under a Palisade timeout (5 ms by
+//!   default), and the one error type every failure of it becomes ([`FleetError`]:
+//!   timeout, unavailable, malformed answer, breaker open).
+//! - [`membership`]: the live instances of a scope, from heartbeats ([`Membership`]).
+//! - [`rate_limit`]: the fleet-wide GCRA rate limit: decided by Redis in *exact* mode
+//!   ([`FleetRateLimiter`]: one script evaluation per decision, every limit of a request
+//!   decided together, on the server's clock only), and the policy on top of it
+//!   ([`SharedRateLimit`]: exact or lease mode, and what decides while Redis fails —
+//!   a local share, open or closed).
+//! - [`retry_budget`]: one retry budget for the fleet ([`FleetRetryBudget`]), behind a
+//!   `palisade` [`RetryBudget`](palisade::policy::retry::RetryBudget).
 //!
-//! What a caller does when Redis fails (fall back to a local share of the limit, admit,
-//! or refuse) is its own decision: an error here is an answer, never a panic and never
-//! an admission.
+//! An error of the store is an answer, never a panic and never an admission; the
+//! policies decide what to do with it.
 //!
 //! ```no_run
 //! use palisade::policy::rate_limit::Quota;
