@@ -257,6 +257,23 @@ async fn three_skewed_sidecars_share_one_limit_and_outlive_its_outage() {
         "{admitted} admitted in {t:.2}s: the shares starved the fleet"
     );
     assert_eq!(countings(&proxies).await, ["local_share"; 3]);
+    // The mode in use, in the metrics too.
+    let m = proxies[1].metrics().await;
+    let using = |counting| {
+        sum(
+            &m,
+            "palisade_fleet_counting",
+            &[("policy", "api"), ("counting", counting)],
+        )
+    };
+    assert_eq!((using("local_share"), using("shared")), (1.0, 0.0));
+    assert!(
+        sum(
+            &m,
+            "palisade_rate_limit_decisions_total",
+            &[("policy", "api"), ("counting", "local_share")]
+        ) > 0.0
+    );
 
     // Back: shared counting again within 1 s of Redis answering.
     let stop = Arc::new(AtomicBool::new(false));
@@ -409,4 +426,36 @@ async fn five_sidecars_share_one_retry_budget() {
     );
     let state = fleet_state(&proxies[0]).await;
     assert_eq!(state["retry_budget"]["counting"], "shared", "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_starts_while_redis_is_unreachable_and_serves_on_its_share() {
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let config = limited_config(&dead_addr().to_string(), &up);
+    // Starting is not refused: the sidecar is live, says why it counts alone, and
+    // decides by its share (alone: the whole limit).
+    let proxy = Proxy::start(&config).await;
+    let r = proxy.get("/api/x").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    eventually("local_share counting", secs(5), async || {
+        let state = fleet_state(&proxy).await;
+        (state["rate_limit"]["counting"] == "local_share").then_some(())
+    })
+    .await;
+    let mut limited = None;
+    for _ in 0..20 {
+        let r = proxy.get("/api/x").await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let limited = limited.expect("the share limits: 40/s with a burst of 4");
+    assert_eq!(limited.reason(), Some("fleet-local-share-rate-limited"));
+    assert!(limited.header("retry-after").is_some(), "{limited:?}");
+    let log = proxy.log();
+    assert!(
+        log.contains("WARN") && log.contains("redis"),
+        "no warning about Redis in the log:\n{log}"
+    );
 }

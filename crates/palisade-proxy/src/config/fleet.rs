@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use palisade_fleet::{Mode, OnStoreDown};
+use palisade_fleet::{MembershipConfig, Mode, OnStoreDown, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 /// `[fleet]`: the Redis that fleet-scoped limits and budgets share.
@@ -70,6 +70,28 @@ pub struct RateLimitSection {
     /// Every other key: [`palisade::policy::rate_limit::RateLimitConfig`]'s.
     #[serde(flatten)]
     pub policy: toml::Table,
+}
+
+// === impl FleetSection ===
+
+impl FleetSection {
+    /// The store's settings.
+    pub(crate) fn store_config(&self) -> StoreConfig {
+        let base = match &self.redis {
+            RedisAddress::Server(url) => StoreConfig::new(url.clone()),
+            RedisAddress::Cluster(nodes) => StoreConfig::cluster(nodes.clone()),
+        };
+        base.timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+    }
+
+    /// The heartbeats' settings.
+    pub(crate) fn membership(&self) -> MembershipConfig {
+        MembershipConfig {
+            interval: self.heartbeat,
+            expire_after: self.heartbeat_expiry,
+        }
+    }
 }
 
 pub(crate) mod defaults {

@@ -6,10 +6,10 @@
 
 use palisade::policy::rate_limit::RateLimitConfig;
 use palisade::policy::retry::RetryBudgetConfig;
-use palisade_fleet::{FleetRetryBudgetConfig, MembershipConfig, SharedRateLimitConfig};
+use palisade_fleet::{FleetRetryBudgetConfig, SharedRateLimitConfig};
 
 use super::{Checker, Step, key};
-use crate::config::fleet::{FleetSection, RateLimitSection, Scope};
+use crate::config::fleet::{RateLimitSection, Scope};
 use crate::config::{Config, Upstream};
 
 /// An upstream's rate limit, validated: this sidecar's or the fleet's.
@@ -175,29 +175,6 @@ impl Checker<'_> {
                     "applies to a fleet limit only; allowed: scope = \"fleet\" with it, or remove it",
                 );
             }
-        }
-    }
-}
-
-// === impl FleetSection ===
-
-impl FleetSection {
-    /// The store's settings.
-    pub(crate) fn store_config(&self) -> palisade_fleet::StoreConfig {
-        use crate::config::fleet::RedisAddress;
-        let base = match &self.redis {
-            RedisAddress::Server(url) => palisade_fleet::StoreConfig::new(url.clone()),
-            RedisAddress::Cluster(nodes) => palisade_fleet::StoreConfig::cluster(nodes.clone()),
-        };
-        base.timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-    }
-
-    /// The heartbeats' settings.
-    pub(crate) fn membership(&self) -> MembershipConfig {
-        MembershipConfig {
-            interval: self.heartbeat,
-            expire_after: self.heartbeat_expiry,
         }
     }
 }

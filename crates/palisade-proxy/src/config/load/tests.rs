@@ -385,3 +385,20 @@ fn bad_fleet_settings_name_their_key_and_line() {
         problems(&name)
     );
 }
+
+#[test]
+fn a_list_of_nodes_is_a_cluster() {
+    let text = format!(
+        "[fleet]\nredis = [\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7001\"]\n{MINIMAL}"
+    );
+    let checked = parse("c.toml", &text).unwrap();
+    let store = checked.config.fleet.as_ref().unwrap().store_config();
+    assert_eq!(store.nodes.as_ref().map(Vec::len), Some(2));
+    assert!(store.url.is_none());
+    let bad = text.replace("redis://10.0.0.2:7001", "nonsense");
+    assert!(
+        problems(&bad)[0].contains("fleet.redis: "),
+        "{:?}",
+        problems(&bad)
+    );
+}
