@@ -51,6 +51,7 @@
 pub mod error;
 pub mod membership;
 pub mod rate_limit;
+mod reply;
 pub mod retry_budget;
 pub mod store;
 

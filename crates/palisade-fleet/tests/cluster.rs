@@ -3,6 +3,8 @@
 //! `CI` is set). Scopes spread over the nodes, one scope's limits are decided together
 //! on its node, and the exactness bound holds as on one server.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +16,9 @@ use palisade_fleet::{
     Check, Decision, FleetError, FleetLimit, FleetRateLimiter, RedisStore, StoreConfig,
 };
 use palisade_testkit::redis::OwnRedisCluster;
-use redis::Value;
 use tokio::time::Instant;
+
+use support::*;
 
 /// A generous timeout: the machine is shared and busy, and these tests are about
 /// counting.
@@ -40,39 +43,6 @@ fn limiter(store: &RedisStore, scope: &str) -> FleetRateLimiter {
         .store(store.clone())
         .build()
         .unwrap()
-}
-
-async fn query(store: &RedisStore, args: &[&str]) -> Value {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    store.command(&cmd).await.unwrap()
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        other => panic!("not an integer: {other:?}"),
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
-        Value::VerbatimString { text, .. } => text.clone(),
-        Value::SimpleString(s) => s.clone(),
-        other => panic!("not text: {other:?}"),
-    }
-}
-
-/// The server's clock, in microseconds (every node runs on this machine's clock).
-async fn server_micros(store: &RedisStore) -> u64 {
-    let Value::Array(parts) = query(store, &["TIME"]).await else {
-        panic!("TIME")
-    };
-    let num = |v: &Value| text(v).parse::<u64>().unwrap();
-    num(&parts[0]) * 1_000_000 + num(&parts[1])
 }
 
 /// The node (`host:port`) serving each slot range, from `CLUSTER NODES`.

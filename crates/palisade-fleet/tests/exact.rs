@@ -1,6 +1,8 @@
 //! The fleet rate limit in exact mode against a real `redis-server` of the test's own
 //! (skipped loudly without one, a failure when `CI` is set).
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +14,8 @@ use palisade_fleet::{
 use palisade_testkit::redis::OwnRedis;
 use redis::Value;
 use tokio::time::Instant;
+
+use support::*;
 
 /// A generous timeout for tests about counting (the machine is shared and busy); the
 /// timeout test uses the default.
@@ -29,33 +33,6 @@ fn limiter(store: &RedisStore, scope: &str) -> FleetRateLimiter {
         .store(store.clone())
         .build()
         .unwrap()
-}
-
-async fn query(store: &RedisStore, args: &[&str]) -> Value {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    store.command(&cmd).await.unwrap()
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        other => panic!("not an integer: {other:?}"),
-    }
-}
-
-/// The server's clock, in microseconds.
-async fn server_micros(store: &RedisStore) -> u64 {
-    let Value::Array(parts) = query(store, &["TIME"]).await else {
-        panic!("TIME")
-    };
-    let num = |v: &Value| match v {
-        Value::BulkString(b) => std::str::from_utf8(b).unwrap().parse::<u64>().unwrap(),
-        other => panic!("{other:?}"),
-    };
-    num(&parts[0]) * 1_000_000 + num(&parts[1])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

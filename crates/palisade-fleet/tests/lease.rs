@@ -2,6 +2,8 @@
 //! (skipped loudly without one, a failure when `CI` is set). Redis calls are counted by
 //! the server (`INFO commandstats`).
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,6 +15,8 @@ use palisade_fleet::{
 use palisade_testkit::redis::OwnRedis;
 use redis::Value;
 use tokio::time::Instant;
+
+use support::*;
 
 const PATIENT: Duration = Duration::from_millis(500);
 
@@ -69,18 +73,6 @@ async fn script_calls(store: &RedisStore) -> u64 {
             calls.split(',').next().unwrap().parse::<u64>().unwrap()
         })
         .sum()
-}
-
-/// The server's clock, in microseconds.
-async fn server_micros(store: &RedisStore) -> u64 {
-    let Value::Array(parts) = store.command(&redis::cmd("TIME")).await.unwrap() else {
-        panic!("TIME")
-    };
-    let num = |v: &Value| match v {
-        Value::BulkString(b) => std::str::from_utf8(b).unwrap().parse::<u64>().unwrap(),
-        other => panic!("{other:?}"),
-    };
-    num(&parts[0]) * 1_000_000 + num(&parts[1])
 }
 
 async fn until_live(instances: &[SharedRateLimit], n: u32) {

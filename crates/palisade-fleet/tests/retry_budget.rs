@@ -7,6 +7,8 @@
 //! Real time throughout (a real server's clock decides); figures are printed, run with
 //! `--nocapture` to see them.
 
+mod support;
+
 use std::future::ready;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -23,6 +25,8 @@ use palisade_testkit::redis::OwnRedis;
 use redis::Value;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use support::*;
 
 /// The default settings: ratio 0.2, ONE floor of 10/s over a 10 s window, a grant of 1,
 /// a flush every 100 ms.
@@ -188,21 +192,6 @@ async fn stop_all(stop: &AtomicBool, drivers: Vec<JoinHandle<()>>) {
     stop.store(true, Ordering::SeqCst);
     for d in drivers {
         d.await.unwrap();
-    }
-}
-
-async fn query(store: &RedisStore, args: &[&str]) -> Value {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    store.command(&cmd).await.unwrap()
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        other => panic!("not an integer: {other:?}"),
     }
 }
 

@@ -10,6 +10,8 @@
 //! reads `TIME` again and prints its counts on one `SCALE-RESULT` line; the parent sums
 //! them over the server's time from the first start to the last end.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -21,8 +23,9 @@ use palisade_fleet::{
     SharedRateLimitConfig, StoreConfig,
 };
 use palisade_testkit::redis::OwnRedis;
-use redis::Value;
 use tokio::time::Instant;
+
+use support::*;
 
 const WORKER_ENV: &str = "PALISADE_FLEET_SCALE_WORKER";
 const MARK: &str = "SCALE-RESULT";
@@ -265,16 +268,4 @@ async fn work(spec: &str) -> Report {
         end,
         lease_size,
     }
-}
-
-/// The server's clock, in microseconds.
-async fn server_micros(store: &RedisStore) -> u64 {
-    let Value::Array(parts) = store.command(&redis::cmd("TIME")).await.unwrap() else {
-        panic!("TIME")
-    };
-    let num = |v: &Value| match v {
-        Value::BulkString(b) => std::str::from_utf8(b).unwrap().parse::<u64>().unwrap(),
-        other => panic!("{other:?}"),
-    };
-    num(&parts[0]) * 1_000_000 + num(&parts[1])
 }

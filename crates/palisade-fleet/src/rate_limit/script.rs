@@ -10,6 +10,7 @@ use redis::Value;
 
 use super::Decision;
 use crate::error::FleetError;
+use crate::reply::{integer, shape};
 
 /// The script's source: GCRA over N limits on the server's clock, all or nothing.
 pub(crate) const SOURCE: &str = include_str!("gcra.lua");
@@ -110,37 +111,6 @@ pub(crate) fn parse_lease_reply(value: &Value, want: u64) -> Result<Grant, Fleet
         tokens,
         wait: Duration::from_micros(micros),
     })
-}
-
-fn integer(value: &Value) -> Result<i64, FleetError> {
-    match value {
-        Value::Int(i) => Ok(*i),
-        other => Err(FleetError::malformed(format!(
-            "expected an integer, got {}",
-            shape(other)
-        ))),
-    }
-}
-
-/// A short name of a value's kind, for messages (never its content, which may be long).
-fn shape(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "nil",
-        Value::Int(_) => "an integer",
-        Value::BulkString(_) => "a bulk string",
-        Value::Array(_) => "an array",
-        Value::SimpleString(_) => "a simple string",
-        Value::Okay => "OK",
-        Value::Map(_) => "a map",
-        Value::Attribute { .. } => "an attribute",
-        Value::Set(_) => "a set",
-        Value::Double(_) => "a double",
-        Value::Boolean(_) => "a boolean",
-        Value::VerbatimString { .. } => "a verbatim string",
-        Value::BigNumber(_) => "a big number",
-        Value::Push { .. } => "a push",
-        Value::ServerError(_) => "a server error",
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use redis::Value;
 
 use crate::error::FleetError;
+use crate::reply::{integer, shape};
 
 /// The script's source: deposit, expire, grant, on the server's clock.
 pub(crate) const SOURCE: &str = include_str!("budget.lua");
@@ -49,31 +50,6 @@ pub(crate) fn parse_reply(value: &Value, want: u64) -> Result<Reply, FleetError>
         .filter(|_| balance <= MAX_BALANCE)
         .ok_or_else(|| FleetError::malformed(format!("a balance of {balance}, not 0 to 2^53")))?;
     Ok(Reply { granted, balance })
-}
-
-fn integer(value: &Value) -> Result<i64, FleetError> {
-    match value {
-        Value::Int(i) => Ok(*i),
-        other => Err(FleetError::malformed(format!(
-            "expected an integer, got {}",
-            shape(other)
-        ))),
-    }
-}
-
-/// A short name of a value's kind, for messages (never its content, which may be long).
-fn shape(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "nil",
-        Value::Int(_) => "an integer",
-        Value::BulkString(_) => "a bulk string",
-        Value::Array(_) => "an array",
-        Value::SimpleString(_) => "a simple string",
-        Value::Okay => "OK",
-        Value::Map(_) => "a map",
-        Value::ServerError(_) => "a server error",
-        _ => "another kind of value",
-    }
 }
 
 #[cfg(test)]
