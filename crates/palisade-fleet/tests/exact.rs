@@ -4,7 +4,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade::policy::rate_limit::Quota;
@@ -52,52 +51,22 @@ async fn four_instances_at_ten_times_the_limit_admit_exactly_the_quota() {
         instances.push(limiter(&store(&redis, PATIENT).await, "hammer"));
     }
     let clock = store(&redis, PATIENT).await;
-    let admitted = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
     // 10× the limit in all: each caller sends one request every CALLERS·INSTANCES/(10·rate).
     let period = Duration::from_secs_f64((CALLERS * INSTANCES) as f64 / (10.0 * PER_SECOND));
     let start_server = server_micros(&clock).await;
-    let end = Instant::now() + RUN;
-    let mut tasks = Vec::new();
-    for instance in &instances {
-        for caller in 0..CALLERS {
-            let (limiter, limit) = (instance.clone(), limit.clone());
-            let (admitted, refused, errors) = (admitted.clone(), refused.clone(), errors.clone());
-            tasks.push(tokio::spawn(async move {
-                // Spread the callers' phases over one period.
-                let offset = period.mul_f64(caller as f64 / CALLERS as f64);
-                let mut ticks = tokio::time::interval_at(Instant::now() + offset, period);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    if ticks.tick().await >= end {
-                        break;
-                    }
-                    match limiter.check(&[Check::global(&limit)]).await {
-                        Ok(Decision::Admitted) => admitted.fetch_add(1, Ordering::Relaxed),
-                        Ok(Decision::Refused { .. }) => refused.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            eprintln!("{e}");
-                            errors.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            }));
-        }
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let tally = paced(&instances, CALLERS, period, RUN, move |limiter| {
+        exact_call(limiter, limit.clone())
+    })
+    .await;
     let elapsed = (server_micros(&clock).await - start_server) as f64 / 1e6;
-    let admitted = admitted.load(Ordering::Relaxed) as f64;
-    let refused = refused.load(Ordering::Relaxed) as f64;
+    let (admitted, refused) = (tally.admitted as f64, tally.refused as f64);
     let bound = PER_SECOND * elapsed + f64::from(BURST);
     eprintln!(
         "admitted {admitted}, refused {refused}, errors {}, server time {elapsed:.3} s, \
          bound {bound:.1}",
-        errors.load(Ordering::Relaxed)
+        tally.failed
     );
-    assert_eq!(errors.load(Ordering::Relaxed), 0);
+    assert_eq!(tally.failed, 0);
     assert!(
         refused > 5.0 * admitted,
         "the load was not 10× the limit: {refused} refused"

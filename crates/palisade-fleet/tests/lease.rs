@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_fleet::{
@@ -13,7 +11,6 @@ use palisade_fleet::{
     SharedRateLimitBuilder, SharedRateLimitConfig, StoreConfig,
 };
 use palisade_testkit::redis::OwnRedis;
-use redis::Value;
 use tokio::time::Instant;
 
 use support::*;
@@ -58,21 +55,7 @@ async fn instance(
 
 /// Script calls the server has run (EVALSHA and EVAL, failed ones included).
 async fn script_calls(store: &RedisStore) -> u64 {
-    let Value::BulkString(info) = store
-        .command(redis::cmd("INFO").arg("commandstats"))
-        .await
-        .unwrap()
-    else {
-        panic!("INFO")
-    };
-    let info = String::from_utf8(info).unwrap();
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .map(|l| {
-            let calls = l.split("calls=").nth(1).unwrap();
-            calls.split(',').next().unwrap().parse::<u64>().unwrap()
-        })
-        .sum()
+    calls_of(store, "evalsha").await + calls_of(store, "eval").await
 }
 
 async fn until_live(instances: &[SharedRateLimit], n: u32) {
@@ -141,44 +124,11 @@ async fn load(
     period: Duration,
     run: Duration,
 ) -> (f64, f64, u64) {
-    let admitted = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let not_shared = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + run;
-    let mut tasks = Vec::new();
-    for instance in instances {
-        for caller in 0..callers {
-            let limit = instance.clone();
-            let (admitted, refused, not_shared) =
-                (admitted.clone(), refused.clone(), not_shared.clone());
-            tasks.push(tokio::spawn(async move {
-                let offset = period.mul_f64(caller as f64 / callers as f64);
-                let mut ticks = tokio::time::interval_at(Instant::now() + offset, period);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    if ticks.tick().await >= end {
-                        break;
-                    }
-                    let admit = limit.acquire(None).await;
-                    if admit.counting() != Counting::Shared {
-                        not_shared.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if admit.is_admitted() {
-                        admitted.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let tally = paced(instances, callers, period, run, shared_call).await;
     (
-        admitted.load(Ordering::Relaxed) as f64,
-        refused.load(Ordering::Relaxed) as f64,
-        not_shared.load(Ordering::Relaxed),
+        tally.admitted as f64,
+        tally.refused as f64,
+        tally.not_shared,
     )
 }
 

@@ -14,12 +14,10 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_fleet::{
-    Counting, Membership, MembershipConfig, Mode, OnStoreDown, RedisStore, SharedRateLimitBuilder,
+    Membership, MembershipConfig, Mode, OnStoreDown, RedisStore, SharedRateLimitBuilder,
     SharedRateLimitConfig, StoreConfig,
 };
 use palisade_testkit::redis::OwnRedis;
@@ -223,47 +221,15 @@ async fn work(spec: &str) -> Report {
     } else {
         0
     };
-    let admitted = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let not_shared = Arc::new(AtomicU64::new(0));
     // 10× the limit over the 4 processes: one request per caller per this period.
     let period = Duration::from_secs_f64((CALLERS * PROCESSES) as f64 / (10.0 * PER_SECOND));
     let start = server_micros(&store).await;
-    let end = Instant::now() + run;
-    let mut tasks = Vec::new();
-    for caller in 0..CALLERS {
-        let limit = limit.clone();
-        let (admitted, refused, not_shared) =
-            (admitted.clone(), refused.clone(), not_shared.clone());
-        tasks.push(tokio::spawn(async move {
-            let offset = period.mul_f64(caller as f64 / CALLERS as f64);
-            let mut ticks = tokio::time::interval_at(Instant::now() + offset, period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                if ticks.tick().await >= end {
-                    break;
-                }
-                let admit = limit.acquire(None).await;
-                if admit.counting() != Counting::Shared {
-                    not_shared.fetch_add(1, Ordering::Relaxed);
-                }
-                let counter = if admit.is_admitted() {
-                    &admitted
-                } else {
-                    &refused
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let tally = paced(&[limit], CALLERS, period, run, shared_call).await;
     let end = server_micros(&store).await;
     Report {
-        admitted: admitted.load(Ordering::Relaxed),
-        refused: refused.load(Ordering::Relaxed),
-        not_shared: not_shared.load(Ordering::Relaxed),
+        admitted: tally.admitted,
+        refused: tally.refused,
+        not_shared: tally.not_shared,
         start,
         end,
         lease_size,

@@ -5,6 +5,8 @@
 //! Real time here (real sockets): the waits are polls with deadlines, never sleeps that
 //! guess how long something takes.
 
+mod support;
+
 use std::time::Duration;
 
 use palisade::policy::circuit_breaker::CircuitState;
@@ -14,8 +16,9 @@ use palisade_fleet::{
     Check, Decision, FleetError, FleetLimit, FleetRateLimiter, RedisStore, StoreConfig,
 };
 use palisade_testkit::redis::OwnRedis;
-use redis::Value;
 use tokio::time::Instant;
+
+use support::*;
 
 /// Patient enough for a busy shared machine: these tests are about the breaker, and a
 /// call to a killed server fails at once with a refused connection anyway.
@@ -31,19 +34,6 @@ fn limiter(store: &RedisStore) -> FleetRateLimiter {
 
 fn limit() -> FleetLimit {
     FleetLimit::new("l", Quota::new(100_000.0, 100_000)).unwrap()
-}
-
-/// How many times Redis ran the commands whose `INFO commandstats` name is `name`.
-async fn calls_of(store: &RedisStore, name: &str) -> u64 {
-    let mut info = redis::cmd("INFO");
-    info.arg("commandstats");
-    let Value::BulkString(text) = store.command(&info).await.unwrap() else {
-        panic!("INFO")
-    };
-    let text = String::from_utf8(text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
 #[tokio::test]
