@@ -83,7 +83,8 @@ async fn a_dead_instance_is_dropped_after_expire_after() {
     dying.join().unwrap();
     let gone_from = Instant::now();
     until_count(&alive, 1).await;
-    // Dropped by expiry, not by a leave: it took at least part of expire_after.
+    // No leave was sent: only the expiry of its last beat drops it, within
+    // expire_after and one beat of the live instance.
     assert!(gone_from.elapsed() < Duration::from_secs(2));
 }
 

@@ -83,6 +83,13 @@ pub struct UpstreamPolicies {
     pub fleet_budget: Option<FleetRetryBudgetConfig>,
 }
 
+impl UpstreamPolicies {
+    /// Whether any of its policies is counted in `[fleet]`'s Redis.
+    pub fn uses_fleet(&self) -> bool {
+        self.fleet_budget.is_some() || matches!(self.rate_limit, Some(RateLimitPolicy::Fleet(_)))
+    }
+}
+
 /// Reads and checks `path`.
 pub fn load(path: &Path) -> Result<Checked, Problems> {
     let (file, text) = read(path)?;

@@ -27,7 +27,7 @@ use palisade::{ConfigError, Error};
 use palisade_http::classify::{RetryOn, TransportError};
 
 use crate::config::BreakerScope;
-use crate::config::load::{RateLimitPolicy, UpstreamPolicies};
+use crate::config::load::UpstreamPolicies;
 
 /// An upstream, ready to serve.
 pub struct Upstream {
@@ -105,10 +105,8 @@ impl Upstream {
             BreakerScope::Upstream => Some(breaker_for(&settings)?),
             BreakerScope::Endpoint => None,
         };
-        let uses_fleet = policies.fleet_budget.is_some()
-            || matches!(policies.rate_limit, Some(RateLimitPolicy::Fleet(_)));
         let fleet = match fleet {
-            Some(store) if uses_fleet => Some(store.join(&config.name)?),
+            Some(store) if policies.uses_fleet() => Some(store.join(&config.name)?),
             _ => None,
         };
         Ok(Self {
