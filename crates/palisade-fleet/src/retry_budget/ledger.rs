@@ -87,6 +87,11 @@ impl Ledger {
         ledger
     }
 
+    /// The store the exchanges go to.
+    pub(super) fn store(&self) -> &RedisStore {
+        &self.store
+    }
+
     /// The Redis key of the fleet's ledger.
     pub(super) fn key(&self) -> &str {
         &self.key

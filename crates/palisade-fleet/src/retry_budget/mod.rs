@@ -98,8 +98,10 @@ impl FleetRetryBudget {
     /// Starts counting for `scope` (1 to 64 visible ASCII characters, no `{` or `}`; the
     /// Redis key is `{palisade:<scope>}:rb`), exchanging with Redis every
     /// `config.flush_every` in the background. Starts `"shared"` with an empty grant: the
-    /// first retries wait for the first answer (a few milliseconds) or, if Redis does
-    /// not answer, for the switch to the local share. Needs a tokio runtime.
+    /// first retries are refused until the first answer (a few milliseconds). The
+    /// first exchange waits for the store's first connect attempt
+    /// ([`RedisStore::first_attempt`], at most its `connect_timeout`); if Redis does not
+    /// answer, this instance switches to its local share. Needs a tokio runtime.
     ///
     /// `membership` gives the number of live instances the floor is shared by when
     /// Redis fails; start it for the same scope.
@@ -163,6 +165,14 @@ impl std::fmt::Debug for FleetRetryBudget {
 async fn run(ledger: Weak<Ledger>, wake: Arc<Notify>, flush_every: std::time::Duration) {
     let mut ticks = tokio::time::interval(flush_every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Until Redis is first tried no grant is held, so a retry is refused: better than
+    // counting on a local share the fleet's ledger never hears of.
+    let store = match ledger.upgrade() {
+        Some(ledger) => ledger.store().clone(),
+        None => return,
+    };
+    store.first_attempt().await;
+    drop(store);
     // The first tick is now.
     ticks.tick().await;
     loop {

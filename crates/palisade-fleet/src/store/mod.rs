@@ -39,7 +39,7 @@ use palisade::policy::circuit_breaker::{CircuitBreaker, Rejected};
 use palisade::policy::timeout::{Timeout, TimeoutConfig};
 use palisade::{ConfigError, Error, Outcome, Policy};
 use redis::{RedisError, Script, Value};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 
 use crate::error::FleetError;
 use classify::classify;
@@ -63,6 +63,8 @@ pub struct RedisStore {
 /// The connection, once there is one. Set once; from then on it reconnects by itself.
 struct Link {
     connection: OnceCell<Connection>,
+    /// True once the first connect attempt ended, either way.
+    attempted: watch::Sender<bool>,
 }
 
 /// One call's answer, and what it says about Redis's health (for the breaker).
@@ -96,6 +98,7 @@ impl RedisStore {
         let connection = connector.open(config.connect_timeout).await?;
         // Nobody else can have set it: the store is not shared yet.
         let _ = store.link.connection.set(connection);
+        store.link.attempted.send_replace(true);
         Ok(store)
     }
 
@@ -117,6 +120,7 @@ impl RedisStore {
                 let attempt = connector.open(connect_timeout).await;
                 // Every store dropped: nobody needs the connection.
                 let Some(link) = weak.upgrade() else { return };
+                link.attempted.send_replace(true);
                 match attempt {
                     Ok(connection) => {
                         let _ = link.connection.set(connection);
@@ -146,12 +150,23 @@ impl RedisStore {
         let store = Self {
             link: Arc::new(Link {
                 connection: OnceCell::new(),
+                attempted: watch::Sender::new(false),
             }),
             timeout,
             breaker,
             open_for: config.breaker.open_for,
         };
         Ok((store, connector))
+    }
+
+    /// Waits until the first connect attempt ended, connected or not: at most
+    /// `connect_timeout` after [`start`](Self::start). A policy that cannot decide
+    /// without the fleet waits for it, so that a process joining a healthy fleet counts
+    /// on the fleet from its first call rather than on a fallback.
+    pub async fn first_attempt(&self) {
+        let mut attempted = self.link.attempted.subscribe();
+        // Err only if the sender is gone, and the store holds it.
+        let _ = attempted.wait_for(|done| *done).await;
     }
 
     /// True once a connection was opened (it may be lost since; calls then say so).
