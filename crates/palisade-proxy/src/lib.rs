@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod body;
 pub mod body_fault;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod forward;
 pub mod gameday;

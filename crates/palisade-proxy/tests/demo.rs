@@ -38,6 +38,11 @@ async fn the_demo_runs_with_no_setup_and_summarises() {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("Dashboard: http://127.0.0.1:") && first.contains("/dashboard"),
+        "the dashboard's address comes first: {stdout}"
+    );
     assert!(stdout.contains("Summary"), "{stdout}");
     let answered = stdout
         .lines()

@@ -8,10 +8,14 @@
 //! | `GET /metrics` | Prometheus text (with sagas: the parked ones counted from the store first) |
 //! | `GET /admin/state` | JSON of every upstream, endpoint, breaker, bulkhead, limiter and route |
 //! | `POST /admin/upstream/{name}/circuit` | `{"state": "open" \| "closed" \| "auto"}` forces every breaker of the upstream |
+//! | `GET /dashboard…`, `POST /dashboard/action` | the live dashboard (see `dashboard`) |
 //! | `POST /admin/route/{n}/fault` | a `[route.fault]` table as JSON replaces the route's fault injection; with `?lease=10s`, only for that long (the config's fault is back when it runs out; posting again renews it) |
 //!
 //! POST endpoints need `Authorization: Bearer <token>` when `admin.token` is set (and it
 //! must be set when the admin address is not loopback).
+//!
+//! Each connection's socket send buffer is fixed at 64 KiB (the kernel's own sizing grows
+//! it to megabytes for a client that stops reading).
 //!
 //! The port's connections are bounded as the proxy port's are, by their own keys: a
 //! connection with no request in flight for `admin.header_timeout` (from its opening, or
@@ -21,6 +25,7 @@
 //! is accepted. Its idle clients would otherwise spend the file descriptors the proxy
 //! port needs.
 
+mod dashboard;
 mod state;
 
 use std::convert::Infallible;
@@ -46,6 +51,7 @@ use tokio::time::Instant;
 
 use crate::body::{ProxyBody, full};
 use crate::config::{self, FaultSection};
+use crate::dashboard::{Dashboard, Hangup};
 use crate::route::{MAX_LEASE, MIN_LEASE};
 use crate::runtime::Runtime;
 use crate::serve::cap::Cap;
@@ -57,18 +63,26 @@ pub struct Admin {
     runtime: Arc<ArcSwap<Runtime>>,
     token: Option<String>,
     deep: Mutex<Option<(Instant, Bytes)>>,
+    dashboard: Arc<Dashboard>,
 }
 
 const DEEP_CACHE: Duration = Duration::from_secs(1);
+/// Each admin connection's socket send buffer, bytes (the kernel doubles it).
+const SEND_BUFFER: usize = 64 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 
 impl Admin {
-    /// An admin service over `runtime`.
-    pub fn new(runtime: Arc<ArcSwap<Runtime>>, token: Option<String>) -> Self {
+    /// An admin service over `runtime`, serving `dashboard`.
+    pub fn new(
+        runtime: Arc<ArcSwap<Runtime>>,
+        token: Option<String>,
+        dashboard: Arc<Dashboard>,
+    ) -> Self {
         Self {
             runtime,
             token,
             deep: Mutex::new(None),
+            dashboard,
         }
     }
 
@@ -135,6 +149,10 @@ impl Admin {
                     crate::saga::admin(runtime.sagas.get().map(|s| &**s), &method, rest, None)
                         .await;
                 json(status, &body)
+            }
+            (_, ["dashboard", rest @ ..]) => {
+                let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
+                self.dashboard(request, &rest).await
             }
             (_, ["health", ..] | ["metrics"] | ["admin", ..]) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -213,6 +231,23 @@ impl Admin {
         struct Force {
             state: String,
         }
+        if self.runtime.load().upstream(name).is_none() {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no upstream named {name:?}"),
+            );
+        }
+        let Ok(force) = serde_json::from_slice::<Force>(body) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                r#"expected {"state": "open" | "closed" | "auto"}"#,
+            );
+        };
+        self.force_breakers(name, &force.state)
+    }
+
+    /// Forces every breaker of upstream `name` `state` (`open`, `closed` or `auto`).
+    fn force_breakers(&self, name: &str, state: &str) -> Response<ProxyBody> {
         let runtime = self.runtime.load();
         let Some(upstream) = runtime.upstream(name) else {
             return error(
@@ -220,14 +255,8 @@ impl Admin {
                 &format!("no upstream named {name:?}"),
             );
         };
-        let Ok(force) = serde_json::from_slice::<Force>(body) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                r#"expected {"state": "open" | "closed" | "auto"}"#,
-            );
-        };
         let breakers = upstream.breakers();
-        match force.state.as_str() {
+        match state {
             "open" => breakers.iter().for_each(|b| b.force_open()),
             "closed" => breakers.iter().for_each(|b| b.force_closed()),
             "auto" => breakers.iter().for_each(|b| b.reset()),
@@ -238,11 +267,7 @@ impl Admin {
                 );
             }
         }
-        tracing::info!(
-            upstream = name,
-            state = force.state,
-            "breakers forced by the admin API"
-        );
+        tracing::info!(upstream = name, state, "breakers forced by the admin API");
         let states: Vec<_> = breakers.iter().map(|b| b.snapshot()).collect();
         json(
             StatusCode::OK,
@@ -251,17 +276,26 @@ impl Admin {
     }
 
     fn set_fault(&self, index: usize, query: Option<&str>, body: &[u8]) -> Response<ProxyBody> {
-        let runtime = self.runtime.load();
-        let Some(route) = runtime.route_at(index) else {
-            return error(StatusCode::NOT_FOUND, &format!("no route {index}"));
-        };
         let lease = match lease_of(query) {
             Ok(lease) => lease,
             Err(why) => return error(StatusCode::BAD_REQUEST, &why),
         };
-        let fault: FaultSection = match serde_json::from_slice(body) {
-            Ok(fault) => fault,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("not a fault table: {e}")),
+        match serde_json::from_slice(body) {
+            Ok(fault) => self.apply_fault(index, lease, fault),
+            Err(e) => error(StatusCode::BAD_REQUEST, &format!("not a fault table: {e}")),
+        }
+    }
+
+    /// Replaces route `index`'s fault with `fault`, for `lease` if given.
+    fn apply_fault(
+        &self,
+        index: usize,
+        lease: Option<Duration>,
+        fault: FaultSection,
+    ) -> Response<ProxyBody> {
+        let runtime = self.runtime.load();
+        let Some(route) = runtime.route_at(index) else {
+            return error(StatusCode::NOT_FOUND, &format!("no route {index}"));
         };
         let percents_ok = [fault.abort_percent, fault.delay_percent, fault.body_percent]
             .iter()
@@ -346,7 +380,7 @@ fn lease_of(query: Option<&str>) -> Result<Option<Duration>, String> {
 /// Whether `header` is `Bearer <token>`: the scheme in any case (RFC 9110 §11.1), the
 /// token compared in constant time, so that the time of a refusal says nothing about how
 /// much of a guess was right.
-fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
+pub(crate) fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
     let Some(value) = header else { return false };
     let value = value.as_bytes();
     let Some(space) = value.iter().position(|b| *b == b' ') else {
@@ -393,21 +427,37 @@ pub async fn serve(
         let Some(place) = cap.admit(client) else {
             continue;
         };
-        let service = Service(admin.clone());
+        // Without it the kernel grows a socket's buffer to megabytes for a client that
+        // does not read (a dashboard viewer); with it, such a client is found out after
+        // a few dozen kilobytes (see `dashboard::viewers`).
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
+        let hangup = Hangup::default();
+        let service = Service {
+            admin: admin.clone(),
+            hangup: hangup.clone(),
+        };
         let streams = Arc::new(Streams::new(clock.clone()));
         let connection = builder
             .serve_connection(TokioIo::new(stream), Counted::new(service, streams.clone()))
             .into_owned();
         tokio::spawn(async move {
-            let _ = head_timeout::serve_while_used(Hyper::new(connection), &streams, limit).await;
+            // A dashboard viewer that stopped reading is hung up on (dropped at once).
+            tokio::select! {
+                _ = head_timeout::serve_while_used(Hyper::new(connection), &streams, limit) => {}
+                () = hangup.fired() => {}
+            }
             drop(place);
         });
     }
 }
 
-/// The admin port as a hyper service.
+/// The admin port as a hyper service, for one connection: each request carries the
+/// connection's [`Hangup`].
 #[derive(Clone)]
-struct Service(Arc<Admin>);
+struct Service {
+    admin: Arc<Admin>,
+    hangup: Hangup,
+}
 
 impl hyper::service::Service<Request<Incoming>> for Service {
     type Response = Response<ProxyBody>;
@@ -417,8 +467,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     // error about the body's boxed error type).
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let admin = self.0.clone();
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.hangup.clone());
+        let admin = self.admin.clone();
         Box::pin(async move { Ok(admin.handle(request).await) })
     }
 }

@@ -276,6 +276,16 @@ impl Checker<'_> {
                 format!("{} is not loopback and no token is set; allowed: a loopback address, or set admin.token", admin.address),
             );
         }
+        let interval = admin.dashboard_interval;
+        if !(Duration::from_millis(100)..=Duration::from_secs(10)).contains(&interval) {
+            self.problem(
+                &[key("admin"), key("dashboard_interval")],
+                format!(
+                    "{} is out of range; allowed: 100ms (10 frames a second) to 10s",
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
         if !(8192..=1_048_576).contains(&config.listener.max_header_bytes) {
             self.problem(
                 &[key("listener"), key("max_header_bytes")],

@@ -112,6 +112,10 @@ pub struct Admin {
     /// as it is accepted. Default 64.
     #[serde(default = "defaults::admin_max_connections")]
     pub max_connections: usize,
+    /// How often the dashboard's viewers get a frame (`GET /dashboard`). Default 1 s;
+    /// 100 ms (10 a second) to 10 s. The history keeps one point a second regardless.
+    #[serde(default = "defaults::dashboard_interval", with = "humantime_serde")]
+    pub dashboard_interval: Duration,
 }
 
 impl Default for Admin {
@@ -121,6 +125,7 @@ impl Default for Admin {
             token: None,
             header_timeout: defaults::header_timeout(),
             max_connections: defaults::admin_max_connections(),
+            dashboard_interval: defaults::dashboard_interval(),
         }
     }
 }
@@ -470,6 +475,9 @@ pub(crate) mod defaults {
     }
     pub(crate) fn admin_max_connections() -> usize {
         64
+    }
+    pub(crate) fn dashboard_interval() -> Duration {
+        Duration::from_secs(1)
     }
     pub(crate) fn admin_address() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9901))

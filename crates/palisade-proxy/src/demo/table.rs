@@ -8,6 +8,7 @@ use super::load::{Path, Tally};
 use crate::runtime::Runtime;
 
 pub(super) fn intro(length: Duration, proxy: SocketAddr, admin: SocketAddr) {
+    println!("Dashboard: http://{admin}/dashboard — open it to watch the run live\n");
     println!(
         "Palisade demo — {} s of traffic, the same requests straight to each upstream and through palisade.",
         length.as_secs()

@@ -315,6 +315,9 @@ impl Exchange {
         };
         let class = route.criticality(&self.head.headers);
         let answer = palisade::criticality::scope(class, self.forward(route, admitted, body)).await;
+        if answer.1 == Some(Reason::Shed) {
+            route.requests.tally().shed(class);
+        }
         self.answered(route, answer)
     }
 

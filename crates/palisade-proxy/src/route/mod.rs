@@ -24,9 +24,11 @@ use tokio::time::Instant;
 
 mod lease;
 mod requests;
+mod tally;
 
 pub use lease::{FaultLease, MAX_LEASE, MIN_LEASE};
 pub use requests::RequestMetrics;
+pub use tally::{Counts, Tally};
 
 use crate::body_fault::BodyFault;
 use crate::config::FaultSection;

@@ -1,7 +1,8 @@
 //! Request metrics of one route, with their handles looked up once.
 //!
 //! `palisade_requests_total{route, upstream, status, reason}` and
-//! `palisade_request_duration_seconds{route, upstream}`. Asking the recorder for a labelled
+//! `palisade_request_duration_seconds{route, upstream}`, and the same answers in the
+//! route's [`Tally`] for the dashboard. Asking the recorder for a labelled
 //! metric hashes its labels and allocates them; on a path that answers tens of thousands
 //! of requests a second, that happens once per (reason, status) pair here and every later
 //! request only increments a cached handle.
@@ -12,6 +13,7 @@ use std::time::Duration;
 use http::StatusCode;
 use metrics::{Counter, Histogram};
 
+use super::tally::Tally;
 use crate::respond::Reason;
 
 /// Status codes `http` accepts: 100 to 999.
@@ -28,6 +30,8 @@ pub struct RequestMetrics {
     duration: Histogram,
     /// Index 0: responses relayed from the upstream; `1 + reason.index()`: the proxy's own.
     by_reason: [OnceLock<ByStatus>; Reason::ALL.len() + 1],
+    /// The same answers, per second, for the dashboard.
+    tally: Tally,
 }
 
 impl RequestMetrics {
@@ -44,6 +48,7 @@ impl RequestMetrics {
             upstream: upstream.into(),
             duration,
             by_reason: std::array::from_fn(|_| OnceLock::new()),
+            tally: Tally::default(),
         }
     }
 
@@ -51,6 +56,12 @@ impl RequestMetrics {
     pub fn record(&self, status: StatusCode, reason: Option<Reason>, took: Duration) {
         self.counter(status, reason).increment(1);
         self.duration.record(took.as_secs_f64());
+        self.tally.record(status, reason, took);
+    }
+
+    /// The dashboard's counters of these answers.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     fn counter(&self, status: StatusCode, reason: Option<Reason>) -> &Counter {

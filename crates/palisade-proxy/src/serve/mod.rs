@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use crate::admin::{self, Admin};
 use crate::body::{ClientBody, ProxyBody};
 use crate::config::{self, Checked};
+use crate::dashboard::{self, Dashboard};
 use crate::forward::{self, Handled};
 use crate::h1::server::{self as h1_server, Served};
 use crate::runtime::Runtime;
@@ -105,9 +106,15 @@ pub async fn start_with_workers(
     let address = proxy.local_addr()?;
     let admin_address = admin_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
+    let dashboard = Arc::new(Dashboard::new(
+        runtime.clone(),
+        checked.config.admin.dashboard_interval,
+    ));
+    tokio::spawn(dashboard::run(dashboard.clone(), stopped.clone()));
     let admin = Arc::new(Admin::new(
         runtime.clone(),
         checked.config.admin.token.clone(),
+        dashboard,
     ));
     tokio::spawn(admin::serve(
         admin_listener,

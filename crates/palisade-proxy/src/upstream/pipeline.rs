@@ -392,6 +392,22 @@ impl Pipeline {
             _ => None,
         })
     }
+
+    /// The adaptive concurrency limit, if the upstream has one.
+    pub fn adaptive_limit(&self) -> Option<&AdaptiveConcurrency> {
+        self.admission.iter().find_map(|step| match step {
+            Admission::AdaptiveLimit(limiter) => Some(limiter),
+            _ => None,
+        })
+    }
+
+    /// The load shedder, if the upstream has one.
+    pub fn shedder(&self) -> Option<&LoadShedder> {
+        self.admission.iter().find_map(|step| match step {
+            Admission::Shed(shedder) => Some(shedder),
+            _ => None,
+        })
+    }
 }
 
 /// The answer to a fleet limit's refusal: which counting refused says why.

@@ -49,12 +49,18 @@ impl Proxy {
     }
 
     pub async fn start_with(sections: &Sections, body: &str) -> Proxy {
+        Self::start_bin(bin(), sections, body).await
+    }
+
+    /// As [`Proxy::start_with`], running the binary at `program` (a release build, for
+    /// a measurement).
+    pub async fn start_bin(program: &str, sections: &Sections, body: &str) -> Proxy {
         // A port found free may be taken by another test before the proxy binds it:
         // then start again on other ports (bounded).
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut proxy = Self::spawn(sections, body);
+            let mut proxy = Self::spawn(program, sections, body);
             match proxy.wait_live().await {
                 Ok(()) => return proxy,
                 Err(log) if attempt < 5 && log.contains("Address already in use") => continue,
@@ -63,7 +69,7 @@ impl Proxy {
         }
     }
 
-    fn spawn(sections: &Sections, body: &str) -> Proxy {
+    fn spawn(program: &str, sections: &Sections, body: &str) -> Proxy {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config_path = temp_path("config", "toml");
@@ -71,7 +77,7 @@ impl Proxy {
         std::fs::write(&config_path, config_text(addr, admin, sections, body))
             .expect("write config");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(bin())
+        let child = Command::new(program)
             .envs(sections.env.iter().map(|(k, v)| (k, v)))
             .arg("run")
             .arg("--config")
