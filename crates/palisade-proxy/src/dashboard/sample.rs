@@ -159,7 +159,7 @@ fn upstream(u: &Upstream, routes: &[Route], last: &Second) -> Value {
         (_, fleet) => json!({
             "scope": if fleet.is_some() { "fleet" } else { "local" },
             "counting": fleet.map(|l| l.counting().as_str()),
-            "admitted": counts.answers() - rejected,
+            "admitted": counts.answers().saturating_sub(rejected),
             "rejected": rejected,
         }),
     };

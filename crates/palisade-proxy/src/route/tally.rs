@@ -3,7 +3,9 @@
 //!
 //! Prometheus keeps cumulative series for scrapers; the dashboard needs each second's
 //! own figures (its rate, success share and percentiles), so the route counts them a
-//! second time here, at a few relaxed increments per request. One reader, the
+//! second time here. A relayed answer costs one relaxed increment (its latency bucket,
+//! whose sum is the number of answers); the proxy's own answers and 5xx ones one more
+//! each. One reader, the
 //! dashboard's sampler, [`take`](Tally::take)s them — reading and zeroing each cell —
 //! so a sample holds exactly the answers since the last one.
 //!
@@ -25,13 +27,12 @@ const SUB_BUCKETS: usize = 4;
 const OCTAVES: usize = 37;
 /// Latency buckets.
 pub const BUCKETS: usize = OCTAVES * SUB_BUCKETS;
-/// Answer kinds: index 0 for responses relayed from the upstream, `1 + reason.index()`
-/// for the proxy's own.
-pub const KINDS: usize = Reason::ALL.len() + 1;
+/// The proxy's own answers, by [`Reason::index`].
+const REASONS: usize = Reason::ALL.len();
 
 /// The live counters of one route.
 pub struct Tally {
-    by_kind: [AtomicU64; KINDS],
+    by_reason: [AtomicU64; REASONS],
     server_errors: AtomicU64,
     shed: [AtomicU64; Criticality::ALL.len()],
     latency: [AtomicU64; BUCKETS],
@@ -40,8 +41,8 @@ pub struct Tally {
 /// What a [`Tally`] counted between two takes; sums with [`Counts::add`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counts {
-    /// Answers by kind (see [`KINDS`]).
-    pub by_kind: [u64; KINDS],
+    /// The proxy's own answers, by [`Reason::index`].
+    pub by_reason: [u64; REASONS],
     /// Answers with a 5xx status.
     pub server_errors: u64,
     /// Requests shed, by [`Criticality::rank`].
@@ -55,7 +56,7 @@ pub struct Counts {
 impl Default for Tally {
     fn default() -> Self {
         Self {
-            by_kind: std::array::from_fn(|_| AtomicU64::new(0)),
+            by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
             server_errors: AtomicU64::new(0),
             shed: std::array::from_fn(|_| AtomicU64::new(0)),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -67,8 +68,9 @@ impl Tally {
     /// Counts one answer.
     #[inline]
     pub fn record(&self, status: StatusCode, reason: Option<Reason>, took: Duration) {
-        let kind = reason.map_or(0, |r| r.index() + 1);
-        self.by_kind[kind].fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = reason {
+            self.by_reason[reason.index()].fetch_add(1, Ordering::Relaxed);
+        }
         if status.is_server_error() {
             self.server_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -84,7 +86,7 @@ impl Tally {
     pub fn take(&self) -> Counts {
         let take = |cell: &AtomicU64| cell.swap(0, Ordering::Relaxed);
         Counts {
-            by_kind: std::array::from_fn(|i| take(&self.by_kind[i])),
+            by_reason: std::array::from_fn(|i| take(&self.by_reason[i])),
             server_errors: take(&self.server_errors),
             shed: std::array::from_fn(|i| take(&self.shed[i])),
             latency: std::array::from_fn(|i| take(&self.latency[i])),
@@ -97,7 +99,7 @@ impl Tally {
 impl Default for Counts {
     fn default() -> Self {
         Self {
-            by_kind: [0; KINDS],
+            by_reason: [0; REASONS],
             server_errors: 0,
             shed: [0; Criticality::ALL.len()],
             latency: [0; BUCKETS],
@@ -109,20 +111,20 @@ impl Counts {
     /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &Counts) {
         let sum = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-        sum(&mut self.by_kind, &other.by_kind);
+        sum(&mut self.by_reason, &other.by_reason);
         sum(&mut self.shed, &other.shed);
         sum(&mut self.latency, &other.latency);
         self.server_errors += other.server_errors;
     }
 
-    /// Every answer.
+    /// Every answer (each has its latency counted once).
     pub fn answers(&self) -> u64 {
-        self.by_kind.iter().sum()
+        self.latency.iter().sum()
     }
 
     /// Answers the proxy gave for `reason`.
     pub fn of(&self, reason: Reason) -> u64 {
-        self.by_kind[reason.index() + 1]
+        self.by_reason[reason.index()]
     }
 
     /// The latency under which a share `q` (0 to 1) of the answers fell, from the middle
@@ -153,7 +155,11 @@ impl Counts {
 /// The bucket of a latency: `4 × octave + the two bits below its highest`, where the
 /// octave is the position of the highest bit of its microseconds (0 µs and 1 µs: 0).
 fn bucket_of(took: Duration) -> usize {
-    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    // In u64 (`as_micros` divides in u128, a library call on the request path).
+    let micros = took
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(took.subsec_micros()));
     if micros < SUB_BUCKETS as u64 {
         return usize::try_from(micros).unwrap_or(0);
     }
