@@ -11,11 +11,13 @@
 //! - `gameday`: `palisade gameday` run on experiment files;
 //! - `prometheus`: `/metrics` read back as samples;
 //! - `sagas`: the checkout saga's sidecar config;
+//! - `browser`: headless Chromium driven by `tests/browser/driver.mjs`;
 //! - here: ports, waits and temp files.
 
 // Each test binary includes this harness and uses only part of it.
 #![allow(dead_code, missing_docs, unused_imports)]
 
+mod browser;
 mod client;
 mod gameday;
 mod prometheus;
@@ -32,6 +34,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 
+pub use browser::*;
 pub use client::*;
 pub use gameday::*;
 pub use prometheus::*;
