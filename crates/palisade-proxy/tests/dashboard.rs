@@ -399,3 +399,52 @@ async fn a_hundred_viewers_add_little_cpu_and_memory_to_a_loaded_proxy() {
         ),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_saga_is_listed_and_the_page_resumes_it() {
+    // Payments decline; the inventory's release fails until it recovers: parked.
+    let inventory = Upstream::start(
+        "inventory",
+        Behaviour::ForMethod("DELETE", Box::new(Behaviour::Status(500))),
+    )
+    .await;
+    let payments = Upstream::start("payments", Behaviour::Status(402)).await;
+    let store = temp_path("sagas", "db");
+    let proxy = Proxy::start(&saga_config(&inventory, &payments, &store, "300ms")).await;
+    let headers = [
+        ("idempotency-key", "order-9"),
+        ("content-type", "application/json"),
+    ];
+    let r = proxy
+        .send("POST", "/checkout", &headers, r#"{"cart":7}"#)
+        .await;
+    assert_eq!(r.reason(), Some("saga-parked"), "{}", r.text());
+
+    let data = proxy.admin_get("/dashboard/data.json").await.json();
+    let sagas = &data["now"]["sagas"];
+    assert_eq!(sagas["parked"], 1, "{sagas}");
+    assert_eq!(sagas["running"], 0, "{sagas}");
+    let id = sagas["parked_list"][0]["id"]
+        .as_str()
+        .expect("the parked saga's id")
+        .to_owned();
+    assert_eq!(sagas["parked_list"][0]["saga"], "checkout", "{sagas}");
+
+    inventory.set_behaviour(Behaviour::Ok);
+    let csrf = csrf_of(&proxy.admin_get("/dashboard").await.text());
+    let body = format!(r#"{{"action":"saga","id":"{id}","verb":"resume"}}"#);
+    let r = proxy
+        .admin_post_with("/dashboard/action", &[("x-palisade-csrf", &csrf)], &body)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    eventually(
+        "the resumed saga to leave the parked list",
+        secs(5),
+        async || {
+            let data = proxy.admin_get("/dashboard/data.json").await.json();
+            (data["now"]["sagas"]["parked"] == 0).then_some(())
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&store);
+}

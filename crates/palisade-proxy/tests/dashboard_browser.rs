@@ -12,7 +12,6 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use support::browser::Browser;
 use support::*;
 
 fn config(up: &Upstream) -> String {
@@ -23,6 +22,7 @@ name = "api"
 endpoints = ["{}"]
 [upstream.timeout]
 total = "1s"
+per_try = "1s"
 [upstream.retry]
 max_attempts = 1
 [upstream.circuit_breaker]
@@ -92,8 +92,7 @@ async fn the_page_follows_an_outage_acts_on_the_breaker_and_keeps_the_past() {
         .await
         .unwrap_or_else(|e| panic!("the page did not show the breaker open within 2 s: {e}"));
     println!("outage: breaker shown open after {shown:?}");
-    browser
-        .screenshot(&screenshot("outage.png")).await;
+    browser.screenshot(&screenshot("outage.png")).await;
 
     // Recovery: the probe succeeds, the breaker closes.
     up.restart().await;
@@ -119,8 +118,7 @@ async fn the_page_follows_an_outage_acts_on_the_breaker_and_keeps_the_past() {
         (503, Some("circuit-open")),
         "{refused:?}"
     );
-    browser
-        .screenshot(&screenshot("forced-open.png")).await;
+    browser.screenshot(&screenshot("forced-open.png")).await;
     browser
         .click(r#"button[data-action="breaker"][data-upstream="api"][data-state="auto"]"#)
         .await;
@@ -158,8 +156,7 @@ async fn the_page_follows_an_outage_acts_on_the_breaker_and_keeps_the_past() {
         transitions >= 2,
         "the breaker's timeline shows the outage (closed → open → … → closed): {transitions}"
     );
-    browser
-        .screenshot(&screenshot("dashboard.png")).await;
+    browser.screenshot(&screenshot("dashboard.png")).await;
     let errors = browser.errors().await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 

@@ -48,8 +48,14 @@ try {
   browser = await chromium.launch({
     executablePath,
     headless: true,
-    // CI runs as root, where Chromium's sandbox cannot start.
-    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+    // CI runs as root, where Chromium's sandbox cannot start. The machines' networks
+    // are closed: Chromium's own background connections (updates, sync, QUIC probes)
+    // would only fail, many at a time, so they are off.
+    args: [
+      '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--disable-quic',
+      '--no-first-run', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 } catch (e) {
   process.stderr.write(`driver.mjs: cannot launch ${executablePath}: ${e.message}\n`);
