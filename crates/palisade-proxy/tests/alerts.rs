@@ -92,43 +92,9 @@ async fn rules_file(body: &str, args: &[&str]) -> PathBuf {
     rules
 }
 
-/// Whether `promtool` runs; when not, says so loudly (or fails under `CI`).
-fn promtool_present(test: &str) -> bool {
-    let present = std::process::Command::new("promtool")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("promtool is missing and CI is set: apt-get install -y prometheus (.ci/run does)");
-    }
-    eprintln!("\n*** SKIPPED: {test}: no `promtool` (Debian: apt-get install -y prometheus) ***\n");
-    false
-}
-
-/// `promtool ARGS…` (bounded: 60 s): success, and its output.
-async fn promtool(args: &[&OsStr]) -> (bool, String) {
-    let run = tokio::process::Command::new("promtool")
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(secs(60), run)
-        .await
-        .expect("promtool ends within 60 s")
-        .expect("promtool runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test]
 async fn the_rules_of_a_config_with_every_policy_load_in_prometheus() {
-    if !promtool_present("the_rules_of_a_config_with_every_policy_load_in_prometheus") {
+    if !installed("promtool", "prometheus") {
         return;
     }
     let (endpoints, payments) = addresses();
@@ -270,7 +236,7 @@ fn rule_test(rules: &Path, endpoints: &[String; 3]) -> String {
 
 #[tokio::test]
 async fn every_alert_fires_on_series_in_trouble_and_none_on_healthy_ones() {
-    if !promtool_present("every_alert_fires_on_series_in_trouble_and_none_on_healthy_ones") {
+    if !installed("promtool", "prometheus") {
         return;
     }
     let (endpoints, payments) = addresses();

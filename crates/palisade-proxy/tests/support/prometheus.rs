@@ -113,3 +113,21 @@ pub fn has_metric(all: &[Sample], name: &str) -> bool {
                 .is_some_and(|r| r.starts_with('_'))
     })
 }
+
+/// `promtool ARGS…` (bounded: 60 s): success, and its output.
+pub async fn promtool(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let run = tokio::process::Command::new("promtool")
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(super::secs(60), run)
+        .await
+        .expect("promtool ends within 60 s")
+        .expect("promtool runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
