@@ -201,23 +201,15 @@ impl RedisStore {
         keys: &[String],
         args: &[u64],
     ) -> Result<Value, FleetError> {
-        self.guarded(async {
-            let connection = match self.connection() {
-                Ok(connection) => connection,
-                Err(e) => return judged(e),
-            };
-            self.timed(|| {
-                let mut connection = connection.clone();
-                let mut invocation = script.prepare_invoke();
-                for key in keys {
-                    invocation.key(key.as_str());
-                }
-                for arg in args {
-                    invocation.arg(*arg);
-                }
-                async move { invocation.invoke_async::<Value>(&mut connection).await }
-            })
-            .await
+        self.call(|mut connection| {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key.as_str());
+            }
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            async move { invocation.invoke_async::<Value>(&mut connection).await }
         })
         .await
     }
@@ -227,16 +219,24 @@ impl RedisStore {
     /// goes to its first key's node, or to a random node without keys (as the `redis`
     /// crate routes it; `DBSIZE` and the like are summed over the primaries).
     pub async fn command(&self, command: &redis::Cmd) -> Result<Value, FleetError> {
+        self.call(
+            |mut connection| async move { command.query_async::<Value>(&mut connection).await },
+        )
+        .await
+    }
+
+    /// Runs `request` on (a handle of) the connection, through the breaker and under
+    /// the timeout; without a connection yet, answers [`FleetError::Unavailable`].
+    async fn call<F, Fut>(&self, request: F) -> Result<Value, FleetError>
+    where
+        F: Fn(Connection) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<Value, RedisError>> + Send,
+    {
         self.guarded(async {
-            let connection = match self.connection() {
-                Ok(connection) => connection,
-                Err(e) => return judged(e),
-            };
-            self.timed(|| {
-                let mut connection = connection.clone();
-                async move { command.query_async::<Value>(&mut connection).await }
-            })
-            .await
+            match self.connection() {
+                Ok(connection) => self.timed(|| request(connection.clone())).await,
+                Err(e) => judged(e),
+            }
         })
         .await
     }
