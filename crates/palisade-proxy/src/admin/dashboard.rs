@@ -1,7 +1,7 @@
 //! The dashboard's requests on the admin port: the page, its stream, its data and its
 //! actions (each done by the admin API's own handler).
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -59,21 +59,26 @@ impl Admin {
         }
     }
 
-    /// Does the action a page posted, once it passed the checks.
+    /// Does the action a page posted, once it passed the admin token rule and the
+    /// action's own checks.
     async fn act(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = request.into_parts();
+        if let Some(token) = &self.token {
+            if !super::bearer_matches(parts.headers.get(AUTHORIZATION), token) {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong bearer token (admin.token)",
+                );
+            }
+        }
         let Ok(body) = Limited::new(body, MAX_BODY).collect().await else {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "admin bodies are at most 64 KiB",
             );
         };
-        let action = match Action::checked(
-            &parts.headers,
-            &body.to_bytes(),
-            self.token.as_deref(),
-            self.dashboard.csrf(),
-        ) {
+        let action = match Action::checked(&parts.headers, &body.to_bytes(), self.dashboard.csrf())
+        {
             Ok(action) => action,
             Err(refusal) => return error(refusal.status, refusal.message),
         };

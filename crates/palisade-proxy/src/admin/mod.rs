@@ -380,7 +380,7 @@ fn lease_of(query: Option<&str>) -> Result<Option<Duration>, String> {
 /// Whether `header` is `Bearer <token>`: the scheme in any case (RFC 9110 §11.1), the
 /// token compared in constant time, so that the time of a refusal says nothing about how
 /// much of a guess was right.
-pub(crate) fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
+fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
     let Some(value) = header else { return false };
     let value = value.as_bytes();
     let Some(space) = value.iter().position(|b| *b == b' ') else {

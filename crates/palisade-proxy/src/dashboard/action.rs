@@ -8,13 +8,13 @@
 //! | `{"action": "fault", "route": 0, "fault": {…[route.fault]…} \| null}` | `POST /admin/route/{n}/fault` (`null`: no fault) |
 //! | `{"action": "saga", "id": "…", "verb": "resume" \| "abort"}` | `POST /admin/sagas/{id}/resume\|abort` |
 //!
-//! Checks, in order: the admin token rule (with `admin.token` set, `Authorization:
-//! Bearer <token>`, else 401 — and the token must be set off loopback); the page's CSRF
-//! token in `x-palisade-csrf` (else 403): a custom header no other site's page can send
-//! without a CORS preflight, which the admin port never grants, and a value it cannot
-//! read; a JSON body (else 415).
+//! The admin port applies its token rule first (with `admin.token` set, `Authorization:
+//! Bearer <token>`, else 401 — and the token must be set off loopback). Then, here: the
+//! page's CSRF token in `x-palisade-csrf` (else 403), a custom header no other site's
+//! page can send without a CORS preflight, which the admin port never grants, and a
+//! value it cannot read; a JSON body (else 415); a known action (else 400).
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, StatusCode};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -74,24 +74,11 @@ pub struct Refusal {
 
 impl Action {
     /// The action of a request with `headers` and `body`, if it passes the checks (see
-    /// the module's doc).
+    /// the module's doc; the admin token was checked before).
     ///
     /// # Errors
     /// The [`Refusal`] of the first check that fails.
-    pub fn checked(
-        headers: &HeaderMap,
-        body: &[u8],
-        token: Option<&str>,
-        csrf: &str,
-    ) -> Result<Self, Refusal> {
-        if let Some(token) = token {
-            if !crate::admin::bearer_matches(headers.get(AUTHORIZATION), token) {
-                return Err(Refusal {
-                    status: StatusCode::UNAUTHORIZED,
-                    message: "missing or wrong bearer token (admin.token)",
-                });
-            }
-        }
+    pub fn checked(headers: &HeaderMap, body: &[u8], csrf: &str) -> Result<Self, Refusal> {
         let given = headers.get(CSRF_HEADER).map(|v| v.as_bytes());
         if !given.is_some_and(|given| bool::from(given.ct_eq(csrf.as_bytes()))) {
             return Err(Refusal {
@@ -150,13 +137,12 @@ mod tests {
     const BREAKER: &[u8] = br#"{"action":"breaker","upstream":"api","state":"open"}"#;
 
     #[test]
-    fn an_action_with_its_tokens_passes() {
+    fn an_action_with_its_token_passes() {
         let h = headers(&[
             ("x-palisade-csrf", CSRF),
             ("content-type", "application/json"),
-            ("authorization", "Bearer s3cret"),
         ]);
-        let action = Action::checked(&h, BREAKER, Some("s3cret"), CSRF).unwrap();
+        let action = Action::checked(&h, BREAKER, CSRF).unwrap();
         assert_eq!(
             action,
             Action::Breaker {
@@ -167,33 +153,32 @@ mod tests {
     }
 
     #[test]
-    fn without_the_admin_token_an_action_is_unauthorized() {
-        let h = headers(&[
-            ("x-palisade-csrf", CSRF),
-            ("content-type", "application/json"),
-        ]);
-        let refusal = Action::checked(&h, BREAKER, Some("s3cret"), CSRF).unwrap_err();
-        assert_eq!(refusal.status, StatusCode::UNAUTHORIZED);
-        // Without a token configured (loopback), the CSRF token suffices.
-        assert!(Action::checked(&h, BREAKER, None, CSRF).is_ok());
-    }
-
-    #[test]
     fn without_the_csrf_token_an_action_is_forbidden() {
         for csrf in [None, Some("0123456789abcdeX"), Some("")] {
             let mut pairs = vec![("content-type", "application/json")];
             if let Some(c) = csrf {
                 pairs.push(("x-palisade-csrf", c));
             }
-            let refusal = Action::checked(&headers(&pairs), BREAKER, None, CSRF).unwrap_err();
+            let refusal = Action::checked(&headers(&pairs), BREAKER, CSRF).unwrap_err();
             assert_eq!(refusal.status, StatusCode::FORBIDDEN, "{csrf:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_body_or_token_panics(body: Vec<u8>, csrf: String) {
+            let mut h = headers(&[("content-type", "application/json")]);
+            if let Ok(value) = HeaderValue::from_str(&csrf) {
+                h.insert(CSRF_HEADER, value);
+            }
+            let _ = Action::checked(&h, &body, CSRF);
         }
     }
 
     #[test]
     fn a_form_post_or_bad_json_is_refused() {
         let form = headers(&[("x-palisade-csrf", CSRF), ("content-type", "text/plain")]);
-        let refusal = Action::checked(&form, BREAKER, None, CSRF).unwrap_err();
+        let refusal = Action::checked(&form, BREAKER, CSRF).unwrap_err();
         assert_eq!(refusal.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         let json = headers(&[
             ("x-palisade-csrf", CSRF),
@@ -206,15 +191,10 @@ mod tests {
             br#"{"action":"saga","id":"x","verb":"delete"}"#,
             br#"{"action":"fault","route":0,"fault":null,"extra":1}"#,
         ] {
-            let refusal = Action::checked(&json, body, None, CSRF).unwrap_err();
+            let refusal = Action::checked(&json, body, CSRF).unwrap_err();
             assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
         }
-        let off = Action::checked(
-            &json,
-            br#"{"action":"fault","route":2,"fault":null}"#,
-            None,
-            CSRF,
-        );
+        let off = Action::checked(&json, br#"{"action":"fault","route":2,"fault":null}"#, CSRF);
         assert_eq!(
             off.unwrap(),
             Action::Fault {
