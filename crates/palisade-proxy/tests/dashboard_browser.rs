@@ -4,8 +4,8 @@
 //! One scenario, in order: the page loads and goes live with no console error; an
 //! outage of the upstream shows its breaker open within 2 s; its recovery shows it
 //! closed within 2 s; the page's button forces the breaker open and the proxy refuses,
-//! and back; a reload shows the run's past from the sidecar's history; screenshots go
-//! under `target/`.
+//! and back; its fault select aborts every request of a route, and back; a reload
+//! shows the run's past from the sidecar's history; screenshots go under `target/`.
 
 mod support;
 
@@ -126,6 +126,42 @@ async fn the_page_follows_an_outage_acts_on_the_breaker_and_keeps_the_past() {
         .wait(BREAKER, Some("data-state"), Some("closed"), secs(3))
         .await
         .expect("back to automatic");
+    assert_eq!(proxy.get("/api/x").await.status, 200);
+
+    // The route's fault select: every request aborted, then off again.
+    browser
+        .select(
+            r#"select[data-action="fault"][data-route="0"]"#,
+            "abort-100",
+        )
+        .await;
+    browser
+        .wait(
+            r#"tr[data-route="0"]"#,
+            Some("data-fault"),
+            Some("on"),
+            secs(3),
+        )
+        .await
+        .expect("the page shows the route's fault on");
+    let aborted = proxy.get("/api/x").await;
+    assert_eq!(
+        (aborted.status, aborted.reason()),
+        (503, Some("fault-injected")),
+        "{aborted:?}"
+    );
+    browser
+        .select(r#"select[data-action="fault"][data-route="0"]"#, "off")
+        .await;
+    browser
+        .wait(
+            r#"tr[data-route="0"]"#,
+            Some("data-fault"),
+            Some("off"),
+            secs(3),
+        )
+        .await
+        .expect("the page shows the route's fault off");
     assert_eq!(proxy.get("/api/x").await.status, 200);
 
     // A reload shows the past: the history comes from the sidecar, from its start.
