@@ -9,6 +9,7 @@
 //!   counting within 1 s of Redis answering again.
 //! - Five sidecars share one retry budget: against an upstream failing every request,
 //!   the fleet's retries stay under one floor, not five.
+//! - Two sidecars share one limit through a 3-node Redis Cluster (`redis = [nodes]`).
 
 mod support;
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use palisade_testkit::redis::OwnRedis;
+use palisade_testkit::redis::{OwnRedis, OwnRedisCluster};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, sleep};
@@ -458,4 +459,62 @@ async fn a_sidecar_starts_while_redis_is_unreachable_and_serves_on_its_share() {
         log.contains("WARN") && log.contains("redis"),
         "no warning about Redis in the log:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sidecars_share_one_limit_through_a_redis_cluster() {
+    let Some(cluster) = OwnRedisCluster::start() else {
+        return;
+    };
+    let up = Upstream::start("api", Behaviour::Ok).await;
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
+    // The single-server config, its `redis` a list of the cluster's nodes.
+    let one_server = limited_config("127.0.0.1:1", &up);
+    let config = one_server.replace(
+        r#"redis = "redis://127.0.0.1:1/""#,
+        &format!("redis = [{}]", nodes.join(", ")),
+    );
+    assert_ne!(config, one_server, "the config names the cluster's nodes");
+    let mut proxies = Vec::new();
+    for _ in 0..2 {
+        proxies.push(Arc::new(Proxy::start(&config).await));
+    }
+    eventually("two live sidecars counted", secs(5), async || {
+        let state = fleet_state(&proxies[0]).await;
+        (state["rate_limit"]["live_instances"] == 2).then_some(())
+    })
+    .await;
+    let _ = phase(&proxies, &up, ms(500)).await;
+    sleep(secs(1)).await;
+
+    let (admitted, t, seen) = phase(&proxies, &up, secs(4)).await;
+    let bound = PER_SECOND * t + BURST;
+    println!(
+        "cluster: {admitted} admitted in {t:.2}s; bound {bound:.0}; {:?}",
+        seen.answers
+    );
+    assert!(
+        admitted as f64 <= bound + 1.0,
+        "{admitted} > {bound:.0} through the cluster"
+    );
+    assert!(
+        admitted as f64 >= 0.85 * PER_SECOND * t,
+        "{admitted} admitted: the limit was not shared but starved"
+    );
+    let odd = seen.statuses_other_than(&[(200, ""), (429, "fleet-rate-limited")]);
+    assert!(odd.is_empty(), "answers other than 200 or 429: {odd:?}");
+    assert_eq!(countings(&proxies).await, ["shared"; 2]);
+    // The limit's keys live on the cluster's nodes (one slot: hash-tagged).
+    let keys: usize = cluster
+        .ports()
+        .iter()
+        .map(|p| {
+            cluster
+                .cli(*p, &["DBSIZE"])
+                .trim()
+                .parse::<usize>()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(keys > 0, "no key on any node of the cluster");
 }
