@@ -199,6 +199,33 @@ async fn three_sidecars(redis: &str, up: &Upstream) -> Vec<Arc<Proxy>> {
     proxies
 }
 
+/// Four seconds of load while every sidecar counts on Redis: the fleet admits what one
+/// limit does (`rate × t + burst`, exactly), without starving, every refusal
+/// `fleet-rate-limited`, every sidecar counting `shared`.
+async fn shared_phase(proxies: &[Arc<Proxy>], up: &Upstream, label: &str) {
+    let (admitted, t, seen) = phase(proxies, up, secs(4)).await;
+    let bound = PER_SECOND * t + BURST;
+    println!(
+        "{label}: {admitted} admitted in {t:.2}s; bound {bound:.0}; {:?}",
+        seen.answers
+    );
+    assert!(
+        admitted as f64 <= bound + 1.0,
+        "{label}: {admitted} > {bound:.0} (exact)"
+    );
+    assert!(
+        admitted as f64 >= 0.85 * PER_SECOND * t,
+        "{admitted} admitted: the limit was not shared but starved"
+    );
+    let odd = seen.statuses_other_than(&[(200, ""), (429, "fleet-rate-limited")]);
+    assert!(odd.is_empty(), "answers other than 200 or 429: {odd:?}");
+    assert!(
+        countings(proxies).await.iter().all(|c| c == "shared"),
+        "{:?}",
+        countings(proxies).await
+    );
+}
+
 /// `host:port` of `redis`.
 fn address(redis: &OwnRedis) -> String {
     redis
@@ -218,23 +245,7 @@ async fn three_skewed_sidecars_share_one_limit_and_outlive_its_outage() {
 
     // Shared: the fleet admits what one limit does, over every sidecar, whatever their
     // clocks say.
-    let (admitted, t, seen) = phase(&proxies, &up, secs(4)).await;
-    let bound = PER_SECOND * t + BURST;
-    println!(
-        "shared: {admitted} admitted in {t:.2}s; bound {bound:.0}; {:?}",
-        seen.answers
-    );
-    assert!(
-        admitted as f64 <= bound + 1.0,
-        "{admitted} > {bound:.0} (exact)"
-    );
-    assert!(
-        admitted as f64 >= 0.85 * PER_SECOND * t,
-        "{admitted} admitted: the limit was not shared but starved"
-    );
-    let odd = seen.statuses_other_than(&[(200, ""), (429, "fleet-rate-limited")]);
-    assert!(odd.is_empty(), "answers other than 200 or 429: {odd:?}");
-    assert_eq!(countings(&proxies).await, ["shared"; 3]);
+    shared_phase(&proxies, &up, "shared").await;
 
     // Down: each sidecar enforces its third; nothing fails because of Redis.
     redis.stop();
@@ -487,23 +498,7 @@ async fn two_sidecars_share_one_limit_through_a_redis_cluster() {
     let _ = phase(&proxies, &up, ms(500)).await;
     sleep(secs(1)).await;
 
-    let (admitted, t, seen) = phase(&proxies, &up, secs(4)).await;
-    let bound = PER_SECOND * t + BURST;
-    println!(
-        "cluster: {admitted} admitted in {t:.2}s; bound {bound:.0}; {:?}",
-        seen.answers
-    );
-    assert!(
-        admitted as f64 <= bound + 1.0,
-        "{admitted} > {bound:.0} through the cluster"
-    );
-    assert!(
-        admitted as f64 >= 0.85 * PER_SECOND * t,
-        "{admitted} admitted: the limit was not shared but starved"
-    );
-    let odd = seen.statuses_other_than(&[(200, ""), (429, "fleet-rate-limited")]);
-    assert!(odd.is_empty(), "answers other than 200 or 429: {odd:?}");
-    assert_eq!(countings(&proxies).await, ["shared"; 2]);
+    shared_phase(&proxies, &up, "cluster").await;
     // The limit's keys live on the cluster's nodes (one slot: hash-tagged).
     let keys: usize = cluster
         .ports()
