@@ -46,7 +46,7 @@ use crate::criticality::{self, Criticality};
 use crate::events::{Emitter, Event, Listener, names};
 use crate::outcome::{Classify, Health, Outcome, classify_result};
 use crate::policy::Policy;
-use crate::policy::bulkhead::{Bulkhead, BulkheadBuilder, BulkheadPermit};
+use crate::policy::bulkhead::{Bulkhead, BulkheadBuilder, BulkheadPermit, OwnedBulkheadPermit};
 use crate::{Error, Name};
 
 /// An adaptive concurrency limiter; clones share the limit. See the [module docs](self).
@@ -84,6 +84,16 @@ pub struct LimitPermit<'a> {
     shared: &'a Shared,
     _slot: BulkheadPermit<'a>,
     started: Nanos,
+    in_flight: usize,
+    partition: Option<usize>,
+}
+
+/// Like [`LimitPermit`], owning a handle to its limiter: for a call that outlives a
+/// borrow of it (a sidecar's attempt at one endpoint, held beside the endpoint).
+#[must_use = "the permit reports the call's outcome with `record_round_trip`"]
+pub struct OwnedLimitPermit {
+    limiter: AdaptiveConcurrency,
+    _slot: OwnedBulkheadPermit,
     in_flight: usize,
     partition: Option<usize>,
 }
@@ -162,12 +172,25 @@ impl AdaptiveConcurrency {
     #[inline]
     pub fn try_acquire(&self) -> Option<LimitPermit<'_>> {
         let shared = &self.shared;
-        let partition = shared.partition_for(criticality::current());
-        if !shared.partitions.is_empty() && !shared.partition_admits(partition) {
-            return None;
-        }
+        let partition = shared.admitted_partition()?;
         let (slot, in_flight) = shared.bulkhead.try_acquire_counted()?;
         Some(shared.permit(slot, in_flight, partition))
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), with a permit that owns a handle to the
+    /// limiter. Its round trip is the caller's to measure
+    /// ([`record_round_trip`](OwnedLimitPermit::record_round_trip)).
+    pub fn try_acquire_owned(&self) -> Option<OwnedLimitPermit> {
+        let shared = &self.shared;
+        let partition = shared.admitted_partition()?;
+        let slot = shared.bulkhead.try_acquire_owned()?;
+        shared.enter(partition);
+        Some(OwnedLimitPermit {
+            limiter: self.clone(),
+            _slot: slot,
+            in_flight: shared.bulkhead.active(),
+            partition,
+        })
     }
 
     /// Admits a call, waiting in the queue if one is configured.
@@ -194,17 +217,51 @@ impl AdaptiveConcurrency {
 }
 
 impl Shared {
+    /// The current call's partition (`Some(None)`: none), or `None` when its class's
+    /// reservations leave it no room.
+    fn admitted_partition(&self) -> Option<Option<usize>> {
+        let partition = self.partition_for(criticality::current());
+        (self.partitions.is_empty() || self.partition_admits(partition)).then_some(partition)
+    }
+
+    /// A call of `partition` was admitted.
+    fn enter(&self, partition: Option<usize>) {
+        if let Some(index) = partition {
+            self.partitions[index]
+                .in_flight
+                .fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A call of `partition` ended.
+    fn leave(&self, partition: Option<usize>) {
+        if let Some(index) = partition {
+            self.partitions[index]
+                .in_flight
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A call admitted with `in_flight` calls running ended with `outcome` after `rtt`: a
+    /// failure is a drop (an overload signal); an ignored outcome gives no sample.
+    fn finished(&self, in_flight: usize, outcome: &Outcome, rtt: Duration) {
+        if outcome.health == Health::Ignored {
+            return;
+        }
+        self.sample(&Sample {
+            rtt,
+            in_flight,
+            dropped: outcome.health == Health::Failure,
+        });
+    }
+
     fn permit<'a>(
         &'a self,
         slot: BulkheadPermit<'a>,
         in_flight: usize,
         partition: Option<usize>,
     ) -> LimitPermit<'a> {
-        if let Some(index) = partition {
-            self.partitions[index]
-                .in_flight
-                .fetch_add(1, Ordering::AcqRel);
-        }
+        self.enter(partition);
         LimitPermit {
             shared: self,
             _slot: slot,
@@ -283,25 +340,29 @@ impl LimitPermit<'_> {
     /// holds calls retried inside it is given the last attempt's: the whole call's time
     /// counts failed attempts and back-offs, which are not queueing at the dependency.
     pub fn record_round_trip(self, outcome: &Outcome, rtt: Duration) {
-        if outcome.health == Health::Ignored {
-            return;
-        }
-        let sample = Sample {
-            rtt,
-            in_flight: self.in_flight,
-            dropped: outcome.health == Health::Failure,
-        };
-        self.shared.sample(&sample);
+        self.shared.finished(self.in_flight, outcome, rtt);
     }
 }
 
 impl Drop for LimitPermit<'_> {
     fn drop(&mut self) {
-        if let Some(index) = self.partition {
-            self.shared.partitions[index]
-                .in_flight
-                .fetch_sub(1, Ordering::AcqRel);
-        }
+        self.shared.leave(self.partition);
+    }
+}
+
+// === impl OwnedLimitPermit ===
+
+impl OwnedLimitPermit {
+    /// Reports the call's outcome and its round trip, as
+    /// [`LimitPermit::record_round_trip`]. Dropped without it, the call gives no sample.
+    pub fn record_round_trip(self, outcome: &Outcome, rtt: Duration) {
+        self.limiter.shared.finished(self.in_flight, outcome, rtt);
+    }
+}
+
+impl Drop for OwnedLimitPermit {
+    fn drop(&mut self) {
+        self.limiter.shared.leave(self.partition);
     }
 }
 

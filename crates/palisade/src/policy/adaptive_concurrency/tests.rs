@@ -162,3 +162,34 @@ fn invalid_configs_name_the_field() {
     .unwrap_err();
     assert_eq!(e.field, "partitions");
 }
+
+#[test]
+fn an_owned_permit_holds_a_place_and_teaches_the_limit() {
+    let (l, hand) = limiter(aimd(2));
+    let a = l.try_acquire_owned().unwrap();
+    let b = l.try_acquire_owned().unwrap();
+    assert_eq!(l.in_flight(), 2);
+    assert!(l.try_acquire_owned().is_none(), "limit of 2");
+    assert!(
+        l.try_acquire().is_none(),
+        "the borrowed kind counts the same places"
+    );
+    hand.advance(Duration::from_millis(10));
+    a.record_round_trip(&Outcome::success(), Duration::from_millis(10));
+    assert_eq!(
+        l.limit(),
+        3,
+        "in use and successful: +1/limit (2.5 rounds to 3)"
+    );
+    assert_eq!(l.in_flight(), 1, "recording gave its place back");
+    drop(b);
+    assert_eq!(
+        l.in_flight(),
+        0,
+        "dropped unrecorded: its place back, no sample"
+    );
+    assert_eq!(l.limit(), 3);
+    let c = l.try_acquire_owned().unwrap();
+    c.record_round_trip(&Outcome::failure(), Duration::from_millis(10));
+    assert_eq!(l.limit(), 1, "a drop halves it (2.5 × 0.5 rounds to 1)");
+}

@@ -67,7 +67,7 @@ impl ShedConfig {
 #[derive(Clone, Default)]
 pub struct LoadShedderBuilder {
     config: ShedConfig,
-    limit: Option<crate::policy::adaptive_concurrency::AdaptiveConcurrency>,
+    capacity: Option<super::Capacity>,
     clock: Option<crate::clock::Clock>,
     listener: Option<crate::events::Listener>,
 }
@@ -79,7 +79,7 @@ impl LoadShedderBuilder {
     pub fn from_config(config: ShedConfig) -> Self {
         Self {
             config,
-            limit: None,
+            capacity: None,
             clock: None,
             listener: None,
         }
@@ -92,14 +92,26 @@ impl LoadShedderBuilder {
         mut self,
         limit: Option<crate::policy::adaptive_concurrency::AdaptiveConcurrency>,
     ) -> Self {
-        self.limit = limit;
+        if let Some(limit) = limit {
+            self.capacity = Some(super::Capacity::Following(limit));
+        }
+        self
+    }
+
+    /// Reads its capacity from `capacity` at every admission instead of
+    /// `max_concurrent`: e.g. the sum of the adaptive limits of the endpoints a call may
+    /// go to, so that calls wait here, where shedding acts, rather than at an endpoint.
+    /// A capacity of 0 is read as 1, so calls keep flowing to learn from.
+    #[must_use]
+    pub fn capacity_from(mut self, capacity: impl Fn() -> usize + Send + Sync + 'static) -> Self {
+        self.capacity = Some(super::Capacity::Computed(std::sync::Arc::new(capacity)));
         self
     }
 
     /// Validates and builds.
     pub fn build(self) -> Result<super::LoadShedder, ConfigError> {
         let clock = self.clock.unwrap_or_else(crate::clock::Clock::tokio);
-        super::LoadShedder::from_parts(self.config, self.limit, clock, self.listener)
+        super::LoadShedder::from_parts(self.config, self.capacity, clock, self.listener)
     }
 }
 

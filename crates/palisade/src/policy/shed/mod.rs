@@ -1,8 +1,9 @@
 //! Criticality-aware load shedding: under overload, drop the least important work first
 //! and keep queues short.
 //!
-//! A [`LoadShedder`] serves at most `max_concurrent` calls (a fixed number, or an
-//! [`AdaptiveConcurrency`] limiter's current limit). Beyond that, calls wait in one queue
+//! A [`LoadShedder`] serves at most `max_concurrent` calls (a fixed number, an
+//! [`AdaptiveConcurrency`] limiter's current limit, or a number read at each admission,
+//! such as the sum of per-endpoint limits). Beyond that, calls wait in one queue
 //! per [criticality](crate::criticality) class:
 //!
 //! * a freed slot is **handed** to the best waiter — the highest class, oldest first — so
@@ -64,8 +65,7 @@ pub struct LoadShedder {
 
 struct Shared {
     name: Name,
-    max_concurrent: usize,
-    limit: Option<AdaptiveConcurrency>,
+    capacity: Capacity,
     max_queue: usize,
     target: Nanos,
     interval: Nanos,
@@ -76,6 +76,17 @@ struct Shared {
     clock: Clock,
     emitter: Emitter,
     shed: [metrics::Counter; 4],
+}
+
+/// How many calls a shedder serves at once.
+#[derive(Clone)]
+pub(crate) enum Capacity {
+    /// `max_concurrent`.
+    Fixed(usize),
+    /// An adaptive limiter's limit.
+    Following(AdaptiveConcurrency),
+    /// Read at each admission (at least 1).
+    Computed(Arc<dyn Fn() -> usize + Send + Sync>),
 }
 
 /// A slot in a [`LoadShedder`], handed on (or freed) when dropped.
@@ -95,10 +106,10 @@ impl LoadShedder {
         LoadShedderBuilder::default()
     }
 
-    /// A shedder whose capacity follows `limit` (when given) instead of `max_concurrent`.
+    /// A shedder of `capacity` (when given) instead of `max_concurrent`.
     pub(crate) fn from_parts(
         config: ShedConfig,
-        limit: Option<AdaptiveConcurrency>,
+        capacity: Option<Capacity>,
         clock: Clock,
         listener: Option<Listener>,
     ) -> Result<Self, ConfigError> {
@@ -109,8 +120,7 @@ impl LoadShedder {
             shared: Arc::new(Shared {
                 shed: Criticality::ALL.map(counter),
                 name,
-                max_concurrent: config.max_concurrent,
-                limit,
+                capacity: capacity.unwrap_or(Capacity::Fixed(config.max_concurrent)),
                 max_queue: config.max_queue,
                 target: duration_to_nanos(config.target),
                 interval: duration_to_nanos(config.interval),
@@ -162,9 +172,11 @@ impl Shared {
     }
 
     fn capacity(&self) -> usize {
-        self.limit
-            .as_ref()
-            .map_or(self.max_concurrent, AdaptiveConcurrency::limit)
+        match &self.capacity {
+            Capacity::Fixed(max) => *max,
+            Capacity::Following(limit) => limit.limit(),
+            Capacity::Computed(capacity) => capacity().max(1),
+        }
     }
 
     #[inline]

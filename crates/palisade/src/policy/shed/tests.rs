@@ -255,3 +255,37 @@ fn invalid_configs_name_the_field() {
     .unwrap_err();
     assert_eq!(e.field, "max_concurrent");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_capacity_read_at_each_admission_is_followed() {
+    let capacity = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let read = capacity.clone();
+    let s = LoadShedderBuilder::from_config(ShedConfig {
+        max_concurrent: 64,
+        max_queue: 0,
+        ..Default::default()
+    })
+    .capacity_from(move || read.load(Ordering::Relaxed))
+    .build()
+    .unwrap();
+    let first = s.try_acquire(Criticality::Critical).expect("a place of 1");
+    assert!(
+        s.try_acquire(Criticality::Critical).is_none(),
+        "1, not max_concurrent's 64"
+    );
+    capacity.store(2, Ordering::Relaxed);
+    let second = s
+        .try_acquire(Criticality::Critical)
+        .expect("the capacity grew to 2");
+    drop((first, second));
+    capacity.store(0, Ordering::Relaxed);
+    let only = s
+        .try_acquire(Criticality::Critical)
+        .expect("0 is read as 1");
+    assert!(s.try_acquire(Criticality::Critical).is_none());
+    assert!(matches!(
+        run(&s, Criticality::Critical, Duration::ZERO).await,
+        Err(Error::Shed { .. })
+    ));
+    drop(only);
+}
