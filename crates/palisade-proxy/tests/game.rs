@@ -111,7 +111,12 @@ async fn endpoints() -> [Endpoint; 3] {
     ]
 }
 
-fn palisade_config(endpoints: &[SocketAddr]) -> String {
+/// Palisade's adaptive limit: one for the upstream (Vegas, the library's defaults)…
+const UPSTREAM_LIMIT: &str = "initial_limit = 20";
+/// …or one per endpoint (the sidecar's defaults for that scope).
+const ENDPOINT_LIMITS: &str = "scope = \"endpoint\"";
+
+fn palisade_config(endpoints: &[SocketAddr], adaptive: &str) -> String {
     let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     format!(
         r#"
@@ -143,7 +148,7 @@ open_for = "1s"
 max_open_for = "10s"
 half_open_calls = 3
 [upstream.adaptive_concurrency]
-initial_limit = 20
+{adaptive}
 [upstream.load_shedding]
 max_queue = 256
 target = "50ms"
@@ -227,13 +232,18 @@ async fn through_the_scripted_outage_palisade_loses_nothing_to_timeouts_and_serv
  {
     let mut reports = Vec::new();
 
-    let eps = endpoints().await;
-    let addrs: Vec<SocketAddr> = eps.iter().map(Endpoint::addr).collect();
-    let proxy = Proxy::start(&palisade_config(&addrs)).await;
-    let played = play(&proxy.url("/data"), &eps).await;
-    drop(proxy);
-    drop(eps);
-    reports.push(report("palisade", &played));
+    for (name, adaptive) in [
+        ("palisade", ENDPOINT_LIMITS),
+        ("palisade/upstream", UPSTREAM_LIMIT),
+    ] {
+        let eps = endpoints().await;
+        let addrs: Vec<SocketAddr> = eps.iter().map(Endpoint::addr).collect();
+        let proxy = Proxy::start(&palisade_config(&addrs, adaptive)).await;
+        let played = play(&proxy.url("/data"), &eps).await;
+        drop(proxy);
+        drop(eps);
+        reports.push(report(name, &played));
+    }
 
     for peer in Peer::ALL {
         if peer.installed() {

@@ -14,6 +14,7 @@ use palisade_fleet::FleetRetryBudgetConfig;
 use palisade_http::classify::RetryOn;
 use serde::de::DeserializeOwned;
 
+pub use adaptive::AdaptivePolicy;
 pub use fleet::RateLimitPolicy;
 
 use super::fleet::Scope;
@@ -81,6 +82,8 @@ pub struct UpstreamPolicies {
     /// The retry budget, when it is the fleet's (`budget = { …, scope = "fleet" }`);
     /// an instance's budget stays in `retry`.
     pub fleet_budget: Option<FleetRetryBudgetConfig>,
+    /// The adaptive concurrency limit, the upstream's or each endpoint's.
+    pub adaptive: Option<AdaptivePolicy>,
 }
 
 impl UpstreamPolicies {
@@ -395,11 +398,7 @@ impl Checker<'_> {
             }
         }
         let rate_limit = self.check_rate_limit(config, i, upstream);
-        if let Some(adaptive) = &upstream.adaptive_concurrency {
-            if let Err(e) = adaptive.validate() {
-                self.config_error(&at("adaptive_concurrency"), e);
-            }
-        }
+        let adaptive = self.check_adaptive(i, upstream);
         if let Some(throttle) = &upstream.throttle {
             if let Err(e) = throttle.validate() {
                 self.config_error(&at("throttle"), e);
@@ -462,6 +461,7 @@ impl Checker<'_> {
             breaker,
             rate_limit,
             fleet_budget,
+            adaptive,
         }
     }
 
@@ -695,6 +695,13 @@ impl Validate for CircuitBreakerConfig {
     }
 }
 
+impl Validate for palisade::policy::adaptive_concurrency::AdaptiveConcurrencyConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
+mod adaptive;
 mod fleet;
 mod sagas;
 #[cfg(test)]

@@ -20,7 +20,6 @@ pub use load::{Checked, Problem, Problems, UpstreamPolicies, load, parse};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use palisade::policy::adaptive_concurrency::AdaptiveConcurrencyConfig;
 use palisade::policy::adaptive_timeout::AdaptiveTimeoutConfig;
 use palisade::policy::bulkhead::BulkheadConfig;
 use palisade::policy::hedge::HedgeConfig;
@@ -191,8 +190,8 @@ pub struct Upstream {
     pub rate_limit: Option<fleet::RateLimitSection>,
     /// Active health checks; absent: none (breakers still eject failing endpoints).
     pub health_check: Option<HealthCheck>,
-    /// An adaptive concurrency limit; absent: none.
-    pub adaptive_concurrency: Option<AdaptiveConcurrencyConfig>,
+    /// An adaptive concurrency limit, for the upstream or per endpoint; absent: none.
+    pub adaptive_concurrency: Option<AdaptiveSection>,
     /// Client-side adaptive throttling; absent: none.
     pub throttle: Option<ThrottleConfig>,
     /// Criticality-aware load shedding; absent: none.
@@ -274,6 +273,29 @@ pub enum BreakerScope {
     Endpoint,
     /// One breaker for the whole upstream.
     Upstream,
+}
+
+/// Whose adaptive concurrency limit: the upstream's, or each endpoint's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    /// One limit for the upstream, before the balancer.
+    #[default]
+    Upstream,
+    /// A limit per endpoint, learnt from that endpoint's round trips; requests wait in
+    /// `[upstream.load_shedding]`'s queue for a free place at some endpoint.
+    Endpoint,
+}
+
+/// `[upstream.adaptive_concurrency]`: a scope plus the library's limiter settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveSection {
+    /// For the upstream (default) or per endpoint.
+    #[serde(default)]
+    pub scope: LimitScope,
+    /// Every other key: [`palisade::policy::adaptive_concurrency::AdaptiveConcurrencyConfig`]'s.
+    #[serde(flatten)]
+    pub policy: toml::Table,
 }
 
 /// `[upstream.circuit_breaker]`: a scope plus the library's breaker settings.

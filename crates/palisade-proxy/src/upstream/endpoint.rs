@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use palisade::ConfigError;
 use palisade::clock::{Clock, Nanos};
+use palisade::policy::adaptive_concurrency::AdaptiveConcurrency;
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitState};
 use serde::Serialize;
 
@@ -46,6 +47,8 @@ pub struct Endpoint {
     pub role: Role,
     /// Its own breaker, when the upstream's breakers are per endpoint.
     pub breaker: Option<CircuitBreaker>,
+    /// Its own adaptive concurrency limit, when the upstream's limits are per endpoint.
+    pub(crate) limit: Option<AdaptiveConcurrency>,
     healthy: AtomicBool,
     in_flight: AtomicUsize,
     latency: PeakEwma,
@@ -83,12 +86,31 @@ impl Endpoint {
             pool,
             role,
             breaker,
+            limit: None,
             healthy: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
             latency: PeakEwma::new(LATENCY_DECAY),
             check: Mutex::new(CheckStatus::default()),
             health_gauge,
         })
+    }
+
+    /// Gives it its own adaptive concurrency limit (see [`has_room`](Self::has_room)).
+    pub(crate) fn limited(mut self, limit: AdaptiveConcurrency) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Its adaptive concurrency limit now, when it has one.
+    pub fn concurrency_limit(&self) -> Option<usize> {
+        self.limit.as_ref().map(AdaptiveConcurrency::limit)
+    }
+
+    /// Under its adaptive concurrency limit, or without one.
+    pub(crate) fn has_room(&self) -> bool {
+        self.limit
+            .as_ref()
+            .is_none_or(|limit| limit.in_flight() < limit.limit())
     }
 
     /// True unless active health checks found it unhealthy.

@@ -10,7 +10,7 @@ mod pool;
 #[cfg(test)]
 mod simulation;
 
-pub(crate) use balance::{Balancer, Picked};
+pub(crate) use balance::{Balancer, EndpointLimits, Picked};
 pub use endpoint::{CheckStatus, Endpoint, Role};
 pub use fleet::FleetStore;
 pub(crate) use pipeline::{Admission, Held, Pipeline};
@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use http::Method;
 use palisade::clock::Clock;
+use palisade::policy::adaptive_concurrency::AdaptiveConcurrencyBuilder;
 use palisade::policy::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder};
 use palisade::settings::Settings;
 use palisade::{ConfigError, Error};
 use palisade_http::classify::{RetryOn, TransportError};
 
-use crate::config::BreakerScope;
 use crate::config::load::UpstreamPolicies;
+use crate::config::{BreakerScope, LimitScope};
 
 /// An upstream, ready to serve.
 pub struct Upstream {
@@ -68,12 +69,17 @@ impl Upstream {
                 .build()
         };
         let scope = config.circuit_breaker.scope;
+        // Each endpoint's own adaptive limit, when the limits are per endpoint.
+        let endpoint_limit = policies
+            .adaptive
+            .as_ref()
+            .filter(|a| a.scope == LimitScope::Endpoint);
         let endpoint = |address: &String, role: Role| -> Result<Arc<Endpoint>, ConfigError> {
             let breaker = match scope {
                 BreakerScope::Endpoint => Some(breaker_for(&settings.part(address))?),
                 BreakerScope::Upstream => None,
             };
-            Ok(Arc::new(Endpoint::new(
+            let endpoint = Endpoint::new(
                 &config.name,
                 address.clone(),
                 role,
@@ -84,7 +90,15 @@ impl Upstream {
                     workers,
                 },
                 clock.clone(),
-            )?))
+            )?;
+            Ok(Arc::new(match endpoint_limit {
+                Some(adaptive) => endpoint.limited(
+                    AdaptiveConcurrencyBuilder::from_config(adaptive.config.clone())
+                        .settings(&settings.part(address))
+                        .build()?,
+                ),
+                None => endpoint,
+            }))
         };
         let primaries = config
             .endpoints
@@ -105,6 +119,7 @@ impl Upstream {
             BreakerScope::Upstream => Some(breaker_for(&settings)?),
             BreakerScope::Endpoint => None,
         };
+        let endpoint_limits = endpoint_limit.map(|_| EndpointLimits::new(&primaries, &backups));
         let fleet = match fleet {
             Some(store) if policies.uses_fleet() => Some(store.join(&config.name)?),
             _ => None,
@@ -118,7 +133,14 @@ impl Upstream {
                 clock.clone(),
             )
             .slow_start(config.slow_start),
-            pipeline: Pipeline::build(config, policies, &settings, breaker, fleet.as_ref())?,
+            pipeline: Pipeline::build(
+                config,
+                policies,
+                &settings,
+                breaker,
+                fleet.as_ref(),
+                endpoint_limits,
+            )?,
             margin: config.timeout.margin,
             body_idle: config.timeout.body_idle,
             retry_on: policies.retry_on.clone(),

@@ -55,8 +55,10 @@ use palisade::{Classify, ConfigError, Error, Outcome, Policy};
 use palisade_fleet::{Admit, Counting, FleetRetryBudget, SharedRateLimit, SharedRateLimitBuilder};
 use palisade_http::classify::{HttpClassifier, TransportError};
 
+use super::balance::EndpointLimits;
 use super::fleet::UpstreamFleet;
 use crate::config;
+use crate::config::LimitScope;
 use crate::config::load::{RateLimitPolicy, UpstreamPolicies};
 use crate::respond::Reason;
 
@@ -241,6 +243,7 @@ impl Pipeline {
         settings: &Settings,
         breaker: Option<CircuitBreaker>,
         fleet: Option<&UpstreamFleet>,
+        endpoint_limits: Option<EndpointLimits>,
     ) -> Result<Self, ConfigError> {
         let fleet_budget = match (&policies.fleet_budget, fleet) {
             (Some(config), Some(fleet)) => Some(FleetRetryBudget::start(
@@ -256,11 +259,12 @@ impl Pipeline {
             retry = retry.budget(budget.budget());
         }
         let retry = retry.build()?;
-        let adaptive = upstream
-            .adaptive_concurrency
-            .clone()
-            .map(|c| {
-                AdaptiveConcurrencyBuilder::from_config(c)
+        let adaptive = policies
+            .adaptive
+            .as_ref()
+            .filter(|a| a.scope == LimitScope::Upstream)
+            .map(|a| {
+                AdaptiveConcurrencyBuilder::from_config(a.config.clone())
                     .settings(settings)
                     .build()
             })
@@ -292,10 +296,14 @@ impl Pipeline {
         }
         admission.push(Admission::ReadBody);
         if let Some(c) = &upstream.load_shedding {
-            // With an adaptive limit too, shedding follows that limit.
-            let shedder = LoadShedderBuilder::from_config(c.clone())
+            // With an adaptive limit too, shedding follows that limit; with limits per
+            // endpoint, their sum.
+            let mut shedder = LoadShedderBuilder::from_config(c.clone())
                 .settings(settings)
                 .following(adaptive.clone());
+            if let Some(limits) = endpoint_limits {
+                shedder = shedder.capacity_from(move || limits.capacity());
+            }
             admission.push(Admission::Shed(shedder.build()?));
         }
         if let Some(limiter) = adaptive {

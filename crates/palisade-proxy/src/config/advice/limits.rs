@@ -6,6 +6,7 @@ use std::time::Duration;
 use palisade::policy::circuit_breaker::{BreakerMode, WindowKind};
 
 use super::{Advice, At, Rule, human};
+use crate::config::LimitScope;
 
 /// The fewest calls a breaker should judge a failure rate on: below it, the three or
 /// four failures of a blip (a deploy, a pause) reach its rate and open it.
@@ -121,7 +122,12 @@ fn long_queues(at: &At<'_>) -> Vec<Advice> {
             wait: (b.max_queue > 0).then_some((b.queue_timeout, "queue_timeout")),
         });
     }
-    if let Some(a) = &u.adaptive_concurrency {
+    // Per endpoint, the limiters have no queue: requests wait in the shedder's.
+    let adaptive = at.policies.adaptive.as_ref();
+    if let Some(a) = adaptive
+        .filter(|a| a.scope == LimitScope::Upstream)
+        .map(|a| &a.config)
+    {
         queues.push(Queue {
             section: "adaptive_concurrency",
             depth: a.max_queue,
