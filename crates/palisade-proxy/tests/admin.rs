@@ -201,6 +201,13 @@ delay = "50ms"
 learn = false
 
 [[upstream]]
+name = "per_endpoint"
+endpoints = [{endpoints}]
+[upstream.load_shedding]
+[upstream.adaptive_concurrency]
+scope = "endpoint"
+
+[[upstream]]
 name = "plain"
 endpoints = [{endpoints}]
 [upstream.circuit_breaker]
@@ -215,6 +222,10 @@ upstream = "every"
 [[route]]
 path_prefix = "/plain"
 upstream = "plain"
+
+[[route]]
+path_prefix = "/per_endpoint"
+upstream = "per_endpoint"
 "#,
         endpoints = list(&[&up])
     );
@@ -260,7 +271,41 @@ upstream = "plain"
             "adaptive_per_try_timeout",
         ]
     );
-    // The order is what requests meet: both upstreams serve.
+    // Limits per endpoint: the shedder admits what they add up to, the balancer
+    // consults each endpoint's as it picks.
+    assert_eq!(
+        order("per_endpoint"),
+        [
+            "route_fault",
+            "certain_refusal",
+            "read_body",
+            "load_shedding",
+            "total_timeout",
+            "retry",
+            "balancer_with_endpoint_breakers",
+            "endpoint_adaptive_limits",
+            "per_try_timeout",
+        ]
+    );
+    // The order is what requests meet: every upstream serves.
     assert_eq!(proxy.get("/every/x").await.status, 200);
     assert_eq!(proxy.get("/plain/x").await.status, 200);
+    assert_eq!(proxy.get("/per_endpoint/x").await.status, 200);
+    // Each endpoint's limit is in the state: the sidecar's first limit, 4.
+    let state = proxy.state().await;
+    let per_endpoint = state["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "per_endpoint")
+        .unwrap();
+    assert_eq!(
+        per_endpoint["endpoints"][0]["concurrency_limit"], 4,
+        "{per_endpoint}"
+    );
+    let every = &state["upstreams"][0];
+    assert_eq!(
+        every["endpoints"][0]["concurrency_limit"],
+        serde_json::Value::Null
+    );
 }

@@ -172,6 +172,45 @@ async fn the_page_its_history_and_its_stream_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_per_endpoint_are_shown_per_endpoint_and_as_their_sum() {
+    let (a, b) = (
+        Upstream::start("a", Behaviour::Ok).await,
+        Upstream::start("b", Behaviour::Ok).await,
+    );
+    let text = format!(
+        r#"
+[[upstream]]
+name = "api"
+endpoints = ["{}", "{}"]
+[upstream.load_shedding]
+[upstream.adaptive_concurrency]
+scope = "endpoint"
+initial_limit = 3
+
+[[route]]
+path_prefix = "/api"
+upstream = "api"
+"#,
+        a.addr(),
+        b.addr()
+    );
+    let proxy = Proxy::start(&text).await;
+    assert_eq!(proxy.get("/api/x").await.status, 200);
+    let data = proxy.admin_get("/dashboard/data.json").await.json();
+    let api = &data["now"]["upstreams"][0];
+    assert_eq!(
+        api["adaptive_limit"],
+        serde_json::json!({"scope": "endpoint", "limit": 6, "in_flight": 0}),
+        "{api}"
+    );
+    for endpoint in api["endpoints"].as_array().expect("endpoints") {
+        assert_eq!(endpoint["limit"], 3, "{endpoint}");
+    }
+    let page = proxy.admin_get("/dashboard").await.text();
+    assert!(page.contains("endpoints' sum"), "the page names the sum");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_action_needs_the_admin_token_and_the_csrf_token_then_changes_behaviour() {
     let up = Upstream::start("api", Behaviour::Ok).await;
     let proxy = Proxy::start_with(&admin("token = \"s3cret\""), &config(&up)).await;

@@ -37,6 +37,7 @@ fn upstream(u: &Upstream) -> Value {
                 "healthy": e.is_healthy(),
                 "available": e.is_available(),
                 "in_flight": e.in_flight(),
+                "concurrency_limit": e.concurrency_limit(),
                 "idle_connections": e.idle_connections(),
                 "latency_seconds": e.latency_estimate(clock, u.balancer.typical_latency()),
                 "breaker": e.breaker.as_ref().map(|b| b.snapshot()),

@@ -138,6 +138,25 @@ fn route(r: &Route, last: &Second) -> Value {
     value
 }
 
+/// The upstream's adaptive limit, or the sum of its endpoints' when they have their own.
+fn adaptive_limit(u: &Upstream) -> Value {
+    if let Some(l) = u.pipeline.adaptive_limit() {
+        return json!({"scope": "upstream", "limit": l.limit(), "in_flight": l.in_flight()});
+    }
+    let limited: Vec<_> = u
+        .endpoints()
+        .filter_map(|e| Some((e.concurrency_limit()?, e.in_flight())))
+        .collect();
+    if limited.is_empty() {
+        return Value::Null;
+    }
+    json!({
+        "scope": "endpoint",
+        "limit": limited.iter().map(|(limit, _)| limit).sum::<usize>(),
+        "in_flight": limited.iter().map(|(_, in_flight)| in_flight).sum::<usize>(),
+    })
+}
+
 fn upstream(u: &Upstream, routes: &[Route], last: &Second) -> Value {
     let counts = last.upstream(&u.name);
     let pipeline = &u.pipeline;
@@ -149,6 +168,7 @@ fn upstream(u: &Upstream, routes: &[Route], last: &Second) -> Value {
                 "role": e.role,
                 "healthy": e.is_healthy(),
                 "in_flight": e.in_flight(),
+                "limit": e.concurrency_limit(),
                 "breaker": e.breaker.as_ref().map(breaker),
             })
         })
@@ -183,11 +203,7 @@ fn upstream(u: &Upstream, routes: &[Route], last: &Second) -> Value {
     }));
     value["rate_limit"] = rate_limit;
     value["retry_budget"] = json!(pipeline.retry().budget().map(|b| b.available()));
-    value["adaptive_limit"] = json!(
-        pipeline
-            .adaptive_limit()
-            .map(|l| { json!({"limit": l.limit(), "in_flight": l.in_flight()}) })
-    );
+    value["adaptive_limit"] = adaptive_limit(u);
     value["shed"] = if pipeline.shedder().is_some() {
         shed.into()
     } else {

@@ -111,6 +111,8 @@ pub struct Pipeline {
     pub(crate) per_try: PerTry,
     /// Whether the balancer's endpoints each have a breaker.
     endpoint_breakers: bool,
+    /// Each endpoint has its own adaptive limit, which the balancer consults.
+    endpoint_limits: bool,
     /// The retries' budget when it is the fleet's (the retry and the hedge hold it too).
     fleet_budget: Option<FleetRetryBudget>,
 }
@@ -245,6 +247,7 @@ impl Pipeline {
         fleet: Option<&UpstreamFleet>,
         endpoint_limits: Option<EndpointLimits>,
     ) -> Result<Self, ConfigError> {
+        let has_endpoint_limits = endpoint_limits.is_some();
         let fleet_budget = match (&policies.fleet_budget, fleet) {
             (Some(config), Some(fleet)) => Some(FleetRetryBudget::start(
                 fleet.store.clone(),
@@ -324,6 +327,7 @@ impl Pipeline {
             calls,
             per_try: PerTry::build(&upstream.timeout, &settings.part("per_try"))?,
             endpoint_breakers: upstream.circuit_breaker.scope == config::BreakerScope::Endpoint,
+            endpoint_limits: has_endpoint_limits,
             fleet_budget,
         })
     }
@@ -345,6 +349,9 @@ impl Pipeline {
         } else {
             "balancer"
         });
+        if self.endpoint_limits {
+            order.push("endpoint_adaptive_limits");
+        }
         order.push(match self.per_try {
             PerTry::Fixed(_) => "per_try_timeout",
             PerTry::Adaptive(_) => "adaptive_per_try_timeout",
