@@ -8,7 +8,7 @@
 //! | algorithm | signal | pitfall in the original | fix here |
 //! |---|---|---|---|
 //! | AIMD | drops (and, optionally, RTT above a threshold) | steps per *sample*: at thousands of samples a second it doubles every round trip and collapses on a burst of drops; also grows when the caller does not use the limit | steps per *round trip* (+1/limit per sample; at most one back-off per limit's worth of samples), and grows only when at least half the limit is in use |
-//! | Vegas | queueing estimated from RTT ÷ no-load RTT | the no-load RTT is re-probed from a *loaded* sample and inflates, so the limit creeps up; steps per sample; above β it shrinks by log(limit) per round trip, so a limit that ramped past capacity takes tens of round trips to come back, with a queue at the dependency all along | the no-load RTT is a windowed minimum of served calls only (a fast failure is no baseline): it falls at once and rises only when a whole window saw nothing lower; steps are per round trip; above β the limit moves to the capacity the RTT shows (limit × no-load ÷ RTT) plus α's queue, most of the way in one round trip |
+//! | Vegas | queueing estimated from RTT ÷ no-load RTT | the no-load RTT is re-probed from a *loaded* sample and inflates, so the limit creeps up; steps per sample; above β it shrinks by log(limit) per round trip, so a limit that ramped past capacity takes tens of round trips to come back, with a queue at the dependency all along; one call's RTT read against the least of single calls makes the dependency's jitter look like a queue of about limit × jitter, so a large limit settles where the jitter puts it, far under the capacity | the no-load RTT is a windowed minimum (it falls at once and rises only when a whole window saw nothing lower) of *means* of at least max(4 × limit, 32) served calls (a fast failure is no baseline), and each decision reads a round trip's mean RTT (one decision per limit's worth of served calls): jitter averages out on both sides; above β the limit moves to the capacity the RTT shows (limit × no-load ÷ RTT) plus α's queue in one round trip |
 //! | Gradient2 | short-term RTT against a long-term average | a standing queue becomes the new "normal" and the limit creeps upward; it also grows while app-limited; smoothing per sample oscillates at high rates | the long-term RTT may not exceed `baseline_cap` × the windowed minimum RTT, the limit grows only while at least half of it is in use, and smoothing is per round trip |
 
 use std::time::Duration;
@@ -157,6 +157,38 @@ impl WindowedMin {
     }
 }
 
+/// The fewest served calls whose mean RTT Vegas's no-load RTT learns from: a mean of 32
+/// has a sixth of one call's jitter.
+const BASELINE_CALLS: f64 = 32.0;
+
+/// Vegas's no-load RTT learns from means of this many round trips' calls (when more than
+/// [`BASELINE_CALLS`]): the least of many means is below their typical value by a few
+/// times their jitter, which reads as a queue of limit × that; averaging over more calls
+/// as the limit grows keeps it under a call or two.
+const BASELINE_ROUNDS: f64 = 4.0;
+
+/// Served calls' round trips, summed until a round is complete.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Round {
+    sum: f64,
+    calls: f64,
+}
+
+impl Round {
+    /// Adds one call's `rtt`; when that makes `calls` of them, their mean (and the next
+    /// round starts empty).
+    fn add(&mut self, rtt: f64, calls: f64) -> Option<f64> {
+        self.sum += rtt;
+        self.calls += 1.0;
+        if self.calls < calls.max(1.0) {
+            return None;
+        }
+        let mean = self.sum / self.calls;
+        *self = Self::default();
+        Some(mean)
+    }
+}
+
 /// A running algorithm.
 #[derive(Clone, Debug)]
 pub(super) enum Algorithm {
@@ -169,7 +201,14 @@ pub(super) enum Algorithm {
     Vegas {
         alpha: f64,
         beta: f64,
+        /// The least mean RTT of a no-load round (see [`BASELINE_CALLS`]).
         no_load: WindowedMin,
+        /// The served calls since the no-load RTT last learnt a mean.
+        baseline: Round,
+        /// The served calls since the last decision (a limit's worth make one).
+        round: Round,
+        /// The least round-trip mean before the no-load RTT learnt its first mean.
+        first_rounds: f64,
     },
     Gradient2 {
         tolerance: f64,
@@ -201,6 +240,9 @@ impl Algorithm {
                 alpha,
                 beta,
                 no_load: WindowedMin::new(baseline_window),
+                baseline: Round::default(),
+                round: Round::default(),
+                first_rounds: f64::INFINITY,
             },
             AlgorithmConfig::Gradient2 {
                 tolerance,
@@ -246,16 +288,33 @@ impl Algorithm {
                 alpha,
                 beta,
                 no_load,
+                baseline,
+                round,
+                first_rounds,
             } => {
                 let log = limit.max(1.0).log10().max(1.0);
-                // Steps are per round trip: a limit's worth of samples makes one step.
-                let per_sample = 1.0 / limit.max(1.0);
                 if sample.dropped {
-                    return limit - log * per_sample;
+                    // Steps are per round trip: a limit's worth of drops make one.
+                    return limit - log / limit.max(1.0);
                 }
-                // Only a served call says what a round trip costs without load: a fast
+                // Only served calls say what a round trip costs without load: a fast
                 // failure (an instant 503) would make every served call look queued.
-                let base = no_load.observe(rtt, now);
+                // Both sides are means, so that jitter is not read as a queue.
+                let baseline_calls = (BASELINE_ROUNDS * limit).max(BASELINE_CALLS);
+                if let Some(mean) = baseline.add(rtt, baseline_calls) {
+                    no_load.observe(mean, now);
+                }
+                let Some(rtt) = round.add(rtt, limit) else {
+                    return limit;
+                };
+                let base = match no_load.get() {
+                    // Until a mean long enough is in, the least round trip's stands in.
+                    f64::INFINITY => {
+                        *first_rounds = first_rounds.min(rtt);
+                        *first_rounds
+                    }
+                    base => base.min(rtt),
+                };
                 if !in_use {
                     return limit;
                 }
@@ -274,7 +333,7 @@ impl Algorithm {
                 } else {
                     0.0
                 };
-                limit + step * per_sample
+                limit + step
             }
             Algorithm::Gradient2 {
                 tolerance,
@@ -357,20 +416,64 @@ mod tests {
         );
     }
 
+    /// One round trip: `limit` (rounded up) calls of `ms` each, all in flight together.
+    fn round_trip(v: &mut Algorithm, limit: f64, ms: u64, now: &mut u64) -> f64 {
+        let calls = limit.ceil() as usize;
+        let mut next = limit;
+        for _ in 0..calls {
+            next = v.update(limit, &sample(ms, calls, false), *now);
+            *now += 1;
+        }
+        next
+    }
+
     #[test]
-    fn vegas_grows_without_queueing_and_shrinks_with_it() {
+    fn vegas_decides_once_per_round_trip_growing_without_queueing_and_shrinking_with_it() {
         let mut v = Algorithm::new(&AlgorithmConfig::Vegas {
             alpha: 3.0,
             beta: 6.0,
             baseline_window: Duration::from_secs(10),
         });
-        let grown = v.update(100.0, &sample(10, 100, false), 0);
+        let mut now = 0;
+        for _ in 0..99 {
+            let unchanged = v.update(100.0, &sample(10, 100, false), now);
+            assert_eq!(unchanged, 100.0, "a round trip's calls decide together");
+            now += 1;
+        }
+        let grown = v.update(100.0, &sample(10, 100, false), now);
         assert!(
-            (grown - 100.12).abs() < 1e-9,
-            "+beta·log per round trip: {grown}"
+            (grown - 112.0).abs() < 1e-9,
+            "+beta·log after a round trip: {grown}"
         );
-        let shrunk = v.update(100.0, &sample(30, 100, false), 1);
-        assert!(shrunk < 100.0, "a queue of 67 > beta·log: {shrunk}");
+        // Three times slower: a queue of two thirds of the limit, far above beta·log;
+        // back to the capacity the RTT shows (a third) plus alpha's queue at once.
+        let shrunk = round_trip(&mut v, grown, 30, &mut now);
+        let expected = grown * 10.0 / 30.0 + 3.0 * grown.log10();
+        assert!((shrunk - expected).abs() < 1.0, "{shrunk}, not {expected}");
+    }
+
+    /// A dependency whose calls take 20 ms ± 20% with no queue at all: one call's
+    /// jitter against the least single call would read as a queue of about a sixth of
+    /// the limit (160 of 1,000, far above beta·log). Means on both sides see none, and
+    /// the limit keeps growing while in use.
+    #[test]
+    fn jitter_is_not_read_as_a_queue() {
+        let mut v = Algorithm::new(&AlgorithmConfig::default());
+        let mut limit: f64 = 1000.0;
+        let mut now = 0;
+        let mut jitter = 0_u64;
+        for _ in 0..50 {
+            let calls = limit.ceil() as usize;
+            for _ in 0..calls {
+                jitter = jitter
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let ms = 16 + (jitter >> 33) % 9;
+                limit = v.update(limit, &sample(ms, calls, false), now);
+                now += 1;
+            }
+        }
+        assert!(limit >= 1000.0, "the limit fell to {limit} with no queue");
     }
 
     /// A dependency that fails some calls at once (a gray endpoint's instant 503s): those
@@ -399,9 +502,11 @@ mod tests {
         let mut v = Algorithm::new(&AlgorithmConfig::default());
         let rtt_at = |in_flight: f64| 40.0 * (in_flight / 12.0).max(1.0);
         // The no-load RTT is known from lighter load.
-        v.update(12.0, &sample(40, 12, false), 0);
+        let mut now = 0;
+        for _ in 0..4 {
+            round_trip(&mut v, 12.0, 40, &mut now);
+        }
         let mut limit: f64 = 36.0;
-        let mut now = 1;
         for _round_trip in 0..4 {
             let samples = limit.ceil() as usize;
             for _ in 0..samples {
