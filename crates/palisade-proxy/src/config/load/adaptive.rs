@@ -100,20 +100,10 @@ mod tests {
     use super::{ENDPOINT_INITIAL_LIMIT, endpoint_algorithm};
     use crate::config::LimitScope;
     use crate::config::load::parse;
-
-    const BASE: &str = r#"
-[listener]
-address = "127.0.0.1:8080"
-[[upstream]]
-name = "api"
-endpoints = ["127.0.0.1:9001"]
-[[route]]
-path_prefix = "/"
-upstream = "api"
-"#;
+    use crate::config::load::tests::MINIMAL;
 
     fn with(extra: &str) -> String {
-        BASE.replace("[[route]]", &format!("{extra}\n[[route]]"))
+        MINIMAL.replace("[[route]]", &format!("{extra}\n[[route]]"))
     }
 
     fn adaptive(text: &str) -> (LimitScope, AdaptiveConcurrencyConfig) {

@@ -64,7 +64,7 @@ delay_percent = 0.0
 delay = "0ms"
 "#;
 
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
 [listener]
 address = "127.0.0.1:8080"
 [[upstream]]
