@@ -320,10 +320,15 @@ async fn an_endpoint_waiting_for_a_probe_is_offered_first_and_starts_over_when_c
 /// An endpoint with its own adaptive limit of `limit`, never moving (AIMD without drops
 /// grows only when used, and these tests record nothing).
 fn limited(port: u16, limit: u32) -> Arc<Endpoint> {
+    limited_with(port, limit, None)
+}
+
+/// Like [`limited`], with `breaker`.
+fn limited_with(port: u16, limit: u32, breaker: Option<CircuitBreaker>) -> Arc<Endpoint> {
     use palisade::policy::adaptive_concurrency::{
         AdaptiveConcurrency, AdaptiveConcurrencyConfig, AlgorithmConfig,
     };
-    let endpoint = Arc::try_unwrap(endpoint(port, Role::Primary, None))
+    let endpoint = Arc::try_unwrap(endpoint(port, Role::Primary, breaker))
         .ok()
         .expect("one owner");
     let limiter = AdaptiveConcurrency::new(AdaptiveConcurrencyConfig {
@@ -378,20 +383,7 @@ async fn the_endpoints_limits_add_up_to_what_is_offered() {
     // An endpoint whose breaker refuses for certain counts nothing; one waiting for its
     // probe counts one.
     let tripped = breaker("c");
-    let c = Arc::try_unwrap(endpoint(3, Role::Primary, Some(tripped.clone())))
-        .ok()
-        .expect("one owner");
-    let c = Arc::new(
-        c.limited(
-            palisade::policy::adaptive_concurrency::AdaptiveConcurrency::new(
-                palisade::policy::adaptive_concurrency::AdaptiveConcurrencyConfig {
-                    initial_limit: 4,
-                    ..Default::default()
-                },
-            )
-            .expect("a limiter"),
-        ),
-    );
+    let c = limited_with(3, 4, Some(tripped.clone()));
     let limits = EndpointLimits::new(&[a.clone(), c.clone()], std::slice::from_ref(&b));
     assert_eq!(limits.capacity(), 7);
     trip(&tripped);
