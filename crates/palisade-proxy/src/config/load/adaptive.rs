@@ -56,8 +56,9 @@ impl Checker<'_> {
         let section: &AdaptiveSection = upstream.adaptive_concurrency.as_ref()?;
         let at = vec![key("upstream"), Step::Index(i), key("adaptive_concurrency")];
         let path = |k: &str| -> Vec<Step> { at.iter().cloned().chain([key(k)]).collect() };
-        let mut table = section.policy.clone();
-        if section.scope == LimitScope::Endpoint {
+        let table = &section.policy;
+        let per_endpoint = section.scope == LimitScope::Endpoint;
+        if per_endpoint {
             for k in UPSTREAM_ONLY.iter().filter(|k| table.contains_key(**k)) {
                 self.problem(
                     &path(k),
@@ -74,16 +75,13 @@ impl Checker<'_> {
                      [upstream.load_shedding], or scope = \"upstream\"",
                 );
             }
-            if !table.contains_key("algorithm") {
-                if let Ok(toml::Value::Table(algorithm)) =
-                    toml::Value::try_from(endpoint_algorithm())
-                {
-                    table.insert("algorithm".to_owned(), toml::Value::Table(algorithm));
-                }
-            }
         }
-        let mut config: AdaptiveConcurrencyConfig = self.library_config(&at, &table);
-        if section.scope == LimitScope::Endpoint && !table.contains_key("initial_limit") {
+        let mut config: AdaptiveConcurrencyConfig = self.library_config(&at, table);
+        // Per endpoint, the sidecar's own defaults for what the file leaves out.
+        if per_endpoint && !table.contains_key("algorithm") {
+            config.algorithm = endpoint_algorithm();
+        }
+        if per_endpoint && !table.contains_key("initial_limit") {
             config.initial_limit = ENDPOINT_INITIAL_LIMIT.clamp(config.min_limit, config.max_limit);
         }
         Some(AdaptivePolicy {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{certainly_refuses, wants_probe};
+use super::{is_offered, wants_probe};
 use crate::upstream::endpoint::Endpoint;
 
 /// The endpoints' adaptive limits as one capacity: what an upstream whose limits are
@@ -30,7 +30,7 @@ impl EndpointLimits {
         let offered = |group: &[Arc<Endpoint>]| -> usize {
             group
                 .iter()
-                .filter(|e| e.is_candidate() && !certainly_refuses(e))
+                .filter(|e| is_offered(e))
                 .filter_map(|e| match wants_probe(e) {
                     true => Some(1),
                     false => e.concurrency_limit(),

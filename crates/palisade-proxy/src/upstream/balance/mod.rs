@@ -281,7 +281,7 @@ impl Balancer {
         avoid_tried: bool,
     ) -> Candidates {
         let mut candidates: Candidates = (0..group.len())
-            .filter(|&i| group[i].is_candidate() && !certainly_refuses(&group[i]))
+            .filter(|&i| is_offered(&group[i]))
             .map(|i| i + offset)
             .filter(|&i| !avoid_tried || i >= 64 || tried & (1 << i) == 0)
             .collect();
@@ -430,9 +430,15 @@ pub(super) fn wants_probe(endpoint: &Endpoint) -> bool {
     )
 }
 
+/// Worth offering a request: a candidate (healthy, not held open) whose breaker does not
+/// refuse for certain. `pick` offers these, and the endpoints' limits add up theirs.
+pub(super) fn is_offered(endpoint: &Endpoint) -> bool {
+    endpoint.is_candidate() && !certainly_refuses(endpoint)
+}
+
 /// Its breaker refuses any request now (ejected with its open time not over, or held
 /// open): asking it would take nothing.
-pub(super) fn certainly_refuses(endpoint: &Endpoint) -> bool {
+fn certainly_refuses(endpoint: &Endpoint) -> bool {
     endpoint
         .breaker
         .as_ref()
