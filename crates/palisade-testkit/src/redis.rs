@@ -32,6 +32,49 @@ fn wait_listening(port: u16) {
     panic!("redis-server did not listen on {port} within 5 s");
 }
 
+/// Waits until the server listening on `port` is `child` (its `INFO server` names the
+/// child's process id), up to 5 s; false if `child` exited first. A port found free can
+/// be taken by another test's server before this one binds it: that server answers
+/// connections, so listening alone says nothing of whose it is.
+fn wait_for_child(port: u16, child: &mut Child) -> bool {
+    for _ in 0..500 {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if server_pid(port) == Some(child.id()) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("redis-server did not listen on {port} within 5 s");
+}
+
+/// The process id of the Redis server on `port` of 127.0.0.1, if one answers.
+fn server_pid(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream
+        .write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        .ok()?;
+    let mut answer = Vec::new();
+    let mut buf = [0; 4096];
+    while !String::from_utf8_lossy(&answer).contains("\nprocess_id:")
+        || !answer.ends_with(b"\r\n\r\n")
+    {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 || answer.len() > 64 * 1024 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let line = text.lines().find_map(|l| l.strip_prefix("process_id:"))?;
+    line.trim().parse().ok()
+}
+
 pub struct OwnRedis {
     port: u16,
     child: Mutex<Option<Child>>,
@@ -44,12 +87,17 @@ impl OwnRedis {
             skipped("redis-server");
             return None;
         }
-        let server = Self {
-            port: free_port(),
-            child: Mutex::new(None),
-        };
-        server.start_again();
-        Some(server)
+        // A port found free may be taken before the server binds it: then another.
+        for _ in 0..10 {
+            let server = Self {
+                port: free_port(),
+                child: Mutex::new(None),
+            };
+            if server.spawn() {
+                return Some(server);
+            }
+        }
+        panic!("redis-server found no free port in 10 tries");
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -67,16 +115,26 @@ impl OwnRedis {
 
     /// Starts it (again) on its port, waiting until it takes connections.
     pub fn start_again(&self) {
+        assert!(
+            self.spawn(),
+            "redis-server could not listen on {} again",
+            self.port
+        );
+    }
+
+    /// Starts it on its port; false if the port was taken by another process.
+    fn spawn(&self) -> bool {
         self.stop();
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
+        let ours = wait_for_child(self.port, &mut child);
         *self.child.lock().unwrap() = Some(child);
-        wait_listening(self.port);
+        ours
     }
 }
 
